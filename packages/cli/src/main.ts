@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// The `airlock` command-line entry point.
+console.log('airlock');

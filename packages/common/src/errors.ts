@@ -1,0 +1,89 @@
+// AirlockError: the one error type every Airlock package throws, with a stable code from the catalogue.
+import { ERROR_CODES, isAirlockErrorCode, type AirlockErrorCode } from './error-codes.js';
+
+/** Structured, non-secret facts about an error (an option name, a limit). Safe to log and to send. */
+export type ErrorDetails = Readonly<Record<string, string | number | boolean>>;
+
+export interface AirlockErrorOptions {
+  /** The underlying error. Kept for logs and debugging; never serialised onto the wire. */
+  readonly cause?: unknown;
+  readonly details?: ErrorDetails;
+}
+
+/** Operating-system error numbers that map to a catalogue code rather than INTERNAL. */
+const ERRNO_CODES: Readonly<Record<string, AirlockErrorCode>> = {
+  ENOSPC: 'DISK_FULL',
+  EDQUOT: 'DISK_FULL',
+  EACCES: 'PERMISSION_DENIED',
+  EPERM: 'PERMISSION_DENIED',
+  EROFS: 'PERMISSION_DENIED',
+  ENOENT: 'NOT_FOUND',
+  EEXIST: 'ALREADY_EXISTS',
+  ETIMEDOUT: 'TIMEOUT',
+  ECONNREFUSED: 'UNAVAILABLE',
+  ECONNRESET: 'UNAVAILABLE',
+  EPIPE: 'UNAVAILABLE',
+};
+
+export class AirlockError extends Error {
+  override readonly name = 'AirlockError';
+  readonly code: AirlockErrorCode;
+  readonly details: ErrorDetails | undefined;
+
+  constructor(code: AirlockErrorCode, message?: string, options: AirlockErrorOptions = {}) {
+    super(message ?? ERROR_CODES[code].description, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options.details === undefined ? undefined : Object.freeze({ ...options.details });
+  }
+
+  /** Whether repeating the same request may succeed. */
+  get retryable(): boolean {
+    return ERROR_CODES[this.code].retryable;
+  }
+
+  /**
+   * Normalises anything thrown into an AirlockError. AirlockErrors pass through unchanged;
+   * operating-system errors map by errno; an AbortError becomes ABORTED; everything else becomes
+   * `fallback` with a generic message, so that foreign error text (which may quote data) is kept
+   * only as the `cause`.
+   */
+  static from(error: unknown, fallback: AirlockErrorCode = 'INTERNAL'): AirlockError {
+    if (error instanceof AirlockError) return error;
+    if (error instanceof Error) {
+      const errno = (error as NodeJS.ErrnoException).code;
+      if (typeof errno === 'string') {
+        const mapped = ERRNO_CODES[errno];
+        if (mapped !== undefined) {
+          const syscall = (error as NodeJS.ErrnoException).syscall;
+          return new AirlockError(mapped, undefined, {
+            cause: error,
+            details: syscall === undefined ? { errno } : { errno, syscall },
+          });
+        }
+      }
+      if (error.name === 'AbortError') return new AirlockError('ABORTED', undefined, { cause: error });
+    }
+    return new AirlockError(fallback, undefined, { cause: error });
+  }
+
+  /** True when `error` is an AirlockError, optionally with the given code. */
+  static is(error: unknown, code?: AirlockErrorCode): error is AirlockError {
+    return error instanceof AirlockError && (code === undefined || error.code === code);
+  }
+
+  /** The wire-safe form: code, message and details. The cause is deliberately left out. */
+  toJSON(): { code: AirlockErrorCode; message: string; details?: ErrorDetails } {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+/** Rebuilds an AirlockError from its wire form; unknown codes become INTERNAL. */
+export function airlockErrorFromJSON(value: unknown): AirlockError {
+  if (typeof value === 'object' && value !== null) {
+    const { code, message } = value as { code?: unknown; message?: unknown };
+    if (isAirlockErrorCode(code)) return new AirlockError(code, typeof message === 'string' ? message : undefined);
+  }
+  return new AirlockError('INTERNAL');
+}

@@ -1,0 +1,2 @@
+// Public API of @airlock/pki: CA, certificate issuance and checking, TLS policy.
+export {};
