@@ -63,9 +63,8 @@ export function createLogger(options: LoggerOptions | ResolvedLoggerConfig = {})
   // Child bindings bypass the log formatter, so they are redacted when the child is made. Children
   // inherit from their parent's prototype chain, so grandchildren go through this too.
   const child = logger.child;
-  const redactingChild: typeof logger.child = function (this: Logger, bindings, childOptions) {
-    return child.call(this, redactor.redactValue(bindings) as typeof bindings, childOptions);
-  };
-  logger.child = redactingChild;
+  logger.child = function redactingChild(this: Logger, bindings: Record<string, unknown>, childOptions?: object) {
+    return child.call(this, redactor.redactValue(bindings) as Record<string, unknown>, childOptions);
+  } as typeof logger.child;
   return logger;
 }
