@@ -1,0 +1,202 @@
+// Random access into ASF1 blobs: decrypt only the segments a byte range touches (ranged GETs).
+import { open as openFile, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { AirlockError } from '@airlock/common';
+import { asBuffer } from './bytes.js';
+import { keyFor, type Asf1DecryptOptions } from './asf1.js';
+import {
+  checkCommitment,
+  deriveStreamKeys,
+  FIXED_PREFIX_LENGTH,
+  headerLengthFromPrefix,
+  malformed,
+  parseHeader,
+  plaintextLengthOfBody,
+  SEGMENT_CIPHERTEXT_SIZE,
+  SEGMENT_SIZE,
+  SegmentCipher,
+  TAG_LENGTH,
+  type Asf1Header,
+} from './internal/asf1-core.js';
+
+/** Positional reads from a stored blob of known size (a file, a buffer, an object-store range). */
+export interface RandomAccessSource {
+  readonly size: number;
+  /** Returns exactly `length` bytes starting at `position` (both within `size`). */
+  read(position: number, length: number): Promise<Uint8Array>;
+}
+
+export interface Asf1ReaderOptions extends Asf1DecryptOptions {
+  /**
+   * Also authenticate the final segment before returning any range, so that a truncated or
+   * extended blob is detected even when the range does not reach its end. Costs one extra
+   * segment read per reader. @default true
+   */
+  readonly authenticateLength?: boolean;
+}
+
+/** Segments decrypted per read when streaming a long range (1 MiB of plaintext). */
+const SEGMENTS_PER_READ = 16;
+
+export class Asf1Reader {
+  readonly header: Asf1Header;
+  /** Length of the plaintext, from the blob's size; authenticated once the final segment has been read. */
+  readonly plaintextLength: number;
+  readonly #source: RandomAccessSource;
+  readonly #cipher: SegmentCipher;
+  readonly #segments: number;
+  #lengthChecked: boolean;
+  #closed = false;
+
+  /** @internal Use openAsf1Reader. */
+  constructor(source: RandomAccessSource, header: Asf1Header, cipher: SegmentCipher, authenticateLength: boolean) {
+    this.#source = source;
+    this.header = header;
+    this.#cipher = cipher;
+    this.plaintextLength = plaintextLengthOfBody(source.size - header.length);
+    this.#segments = Math.max(1, Math.ceil(this.plaintextLength / SEGMENT_SIZE));
+    this.#lengthChecked = !authenticateLength;
+  }
+
+  /** Decrypts segments [first, last] (inclusive) and returns their plaintext pieces. */
+  async #decryptSegments(first: number, last: number): Promise<Buffer[]> {
+    if (this.#closed) throw new AirlockError('INVALID_ARGUMENT', 'ASF1 reader is closed');
+    const start = this.header.length + first * SEGMENT_CIPHERTEXT_SIZE;
+    const end = Math.min(this.header.length + (last + 1) * SEGMENT_CIPHERTEXT_SIZE, this.#source.size);
+    const bytes = asBuffer(await this.#source.read(start, end - start));
+    if (bytes.byteLength !== end - start) throw malformed('ASF1 source returned a short read');
+    const out: Buffer[] = [];
+    for (let i = first, offset = 0; i <= last; i++, offset += SEGMENT_CIPHERTEXT_SIZE) {
+      const segmentEnd = Math.min(offset + SEGMENT_CIPHERTEXT_SIZE, bytes.byteLength);
+      this.#cipher.decrypt(
+        i,
+        i === this.#segments - 1,
+        [bytes.subarray(offset, segmentEnd - TAG_LENGTH)],
+        bytes.subarray(segmentEnd - TAG_LENGTH, segmentEnd),
+        out,
+      );
+    }
+    return out;
+  }
+
+  async #checkLength(lastTouched: number): Promise<void> {
+    if (this.#lengthChecked) return;
+    if (lastTouched !== this.#segments - 1) {
+      for (const piece of await this.#decryptSegments(this.#segments - 1, this.#segments - 1)) piece.fill(0);
+    }
+    this.#lengthChecked = true;
+  }
+
+  #validateRange(start: number, end: number): void {
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end > this.plaintextLength) {
+      throw new AirlockError('INVALID_ARGUMENT', 'range must satisfy 0 <= start <= end <= plaintextLength', {
+        details: { argument: 'range', plaintextLength: this.plaintextLength },
+      });
+    }
+  }
+
+  /** Decrypts plaintext bytes [start, end) and returns them. */
+  async read(start: number, end: number): Promise<Buffer> {
+    this.#validateRange(start, end);
+    if (start === end) {
+      await this.#checkLength(-1);
+      return Buffer.alloc(0);
+    }
+    const chunks: Buffer[] = [];
+    for await (const chunk of this.#iterate(start, end)) chunks.push(chunk);
+    return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, end - start);
+  }
+
+  /** A stream of plaintext bytes [start, end), decrypting about 1 MiB at a time. */
+  createReadStream(start = 0, end = this.plaintextLength): Readable {
+    this.#validateRange(start, end);
+    return Readable.from(this.#iterate(start, end), { objectMode: false });
+  }
+
+  async *#iterate(start: number, end: number): AsyncGenerator<Buffer> {
+    if (start === end) {
+      await this.#checkLength(-1);
+      return;
+    }
+    const firstSegment = Math.floor(start / SEGMENT_SIZE);
+    const lastSegment = Math.floor((end - 1) / SEGMENT_SIZE);
+    await this.#checkLength(lastSegment);
+    for (let first = firstSegment; first <= lastSegment; first += SEGMENTS_PER_READ) {
+      const last = Math.min(first + SEGMENTS_PER_READ - 1, lastSegment);
+      const pieces = await this.#decryptSegments(first, last);
+      const plain = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
+      const base = first * SEGMENT_SIZE;
+      yield plain.subarray(Math.max(start, base) - base, Math.min(end, base + plain.byteLength) - base);
+    }
+  }
+
+  /** Zeroes the stream key. The reader cannot be used afterwards. */
+  close(): void {
+    this.#closed = true;
+    this.#cipher.dispose();
+  }
+}
+
+/** Parses and authenticates the header of an ASF1 blob (key commitment) and returns a range reader. */
+export async function openAsf1Reader(source: RandomAccessSource, options: Asf1ReaderOptions): Promise<Asf1Reader> {
+  if (source.size < FIXED_PREFIX_LENGTH) throw malformed('ASF1 header is truncated');
+  const headerLength = headerLengthFromPrefix(await source.read(0, FIXED_PREFIX_LENGTH));
+  if (source.size < headerLength) throw malformed('ASF1 header is truncated');
+  const header = parseHeader(await source.read(0, headerLength));
+  plaintextLengthOfBody(source.size - header.length);
+  const key = await keyFor(header, options);
+  const keys = deriveStreamKeys(key, header.bound, options.context);
+  if (options.key === undefined) key.fill(0);
+  try {
+    checkCommitment(keys, header);
+  } catch (error) {
+    keys.segmentKey.fill(0);
+    throw error;
+  }
+  return new Asf1Reader(source, header, new SegmentCipher(keys, header.noncePrefix), options.authenticateLength ?? true);
+}
+
+/** A RandomAccessSource over bytes in memory. */
+export function bufferSource(bytes: Uint8Array): RandomAccessSource {
+  const buffer = asBuffer(bytes);
+  return {
+    size: buffer.byteLength,
+    read: (position, length) => Promise.resolve(buffer.subarray(position, position + length)),
+  };
+}
+
+/** A RandomAccessSource over an open file. The caller closes the handle. */
+export async function fileSource(handle: FileHandle): Promise<RandomAccessSource> {
+  const { size } = await handle.stat();
+  return {
+    size,
+    async read(position, length) {
+      const buffer = Buffer.allocUnsafe(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
+        if (bytesRead === 0) throw malformed('ASF1 file is shorter than its size');
+        done += bytesRead;
+      }
+      return buffer;
+    },
+  };
+}
+
+/** Opens a file and returns a reader over it plus a function that closes both. */
+export async function openAsf1File(path: string, options: Asf1ReaderOptions): Promise<{ reader: Asf1Reader; close: () => Promise<void> }> {
+  const handle = await openFile(path, 'r');
+  try {
+    const reader = await openAsf1Reader(await fileSource(handle), options);
+    return {
+      reader,
+      close: async () => {
+        reader.close();
+        await handle.close();
+      },
+    };
+  } catch (error) {
+    await handle.close();
+    throw AirlockError.from(error);
+  }
+}
