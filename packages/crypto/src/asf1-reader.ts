@@ -185,7 +185,9 @@ export async function fileSource(handle: FileHandle): Promise<RandomAccessSource
 
 /** Opens a file and returns a reader over it plus a function that closes both. */
 export async function openAsf1File(path: string, options: Asf1ReaderOptions): Promise<{ reader: Asf1Reader; close: () => Promise<void> }> {
-  const handle = await openFile(path, 'r');
+  const handle = await openFile(path, 'r').catch((error: unknown) => {
+    throw AirlockError.from(error);
+  });
   try {
     const reader = await openAsf1Reader(await fileSource(handle), options);
     return {

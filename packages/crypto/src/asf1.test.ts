@@ -10,11 +10,16 @@ import {
   createAsf1DecryptStream,
   createAsf1EncryptStream,
   decryptAsf1,
+  decryptAsf1ToChunks,
   encryptAsf1,
+  encryptAsf1ToChunks,
   readAsf1Header,
   type Asf1DecryptOptions,
 } from './asf1.js';
-import { bufferSource, openAsf1Reader } from './asf1-reader.js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { bufferSource, openAsf1File, openAsf1Reader } from './asf1-reader.js';
 import type { EncryptionContext } from './encryption-context.js';
 
 const SEG = 64 * 1024;
@@ -112,6 +117,20 @@ describe('ASF1 round trip', () => {
         },
       ),
       { numRuns: 40 },
+    );
+  });
+
+  it('vectored forms interoperate with the contiguous ones', () => {
+    fc.assert(
+      fc.property(boundarySize, key, context, (size, k, ctx) => {
+        const plaintext = plaintextOf(size, 3);
+        const pieces = encryptAsf1ToChunks(plaintext, { key: k, context: ctx });
+        const joined = Buffer.concat(pieces);
+        expect(decryptAsf1(joined, { key: k, context: ctx }).equals(plaintext)).toBe(true);
+        const back = decryptAsf1ToChunks(encryptAsf1(plaintext, { key: k, context: ctx }), { key: k, context: ctx });
+        expect(Buffer.concat(back).equals(plaintext)).toBe(true);
+      }),
+      { numRuns: 30 },
     );
   });
 
@@ -320,5 +339,26 @@ describe('ASF1 random access', () => {
     await expect(reader2.read(SEG, SEG + 1)).rejects.toMatchObject({ code: 'CIPHERTEXT_AUTH_FAILED' });
     expect((await reader2.read(0, 1)).length).toBe(1); // untouched segments still read
     await expect(openAsf1Reader(bufferSource(ct), { key: randomBytes(32) })).rejects.toMatchObject({ code: 'CIPHERTEXT_AUTH_FAILED' });
+  });
+
+  it('reads ranges from a real file and rejects out-of-range requests', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'asf1-'));
+    try {
+      const k = randomBytes(32);
+      const plaintext = plaintextOf(3 * SEG + 17, 14);
+      const path = join(dir, 'blob.asf1');
+      await writeFile(path, encryptAsf1(plaintext, { key: k, context: { f: '1' } }));
+      const { reader, close } = await openAsf1File(path, { key: k, context: { f: '1' } });
+      expect((await reader.read(SEG - 3, 2 * SEG + 3)).equals(plaintext.subarray(SEG - 3, 2 * SEG + 3))).toBe(true);
+      expect((await reader.read(0, 0)).length).toBe(0);
+      await expect(reader.read(0, plaintext.length + 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      await expect(reader.read(5, 4)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      await close();
+      await expect(reader.read(0, 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      await expect(openAsf1File(path, { key: k, context: { f: '2' } })).rejects.toMatchObject({ code: 'CIPHERTEXT_AUTH_FAILED' });
+      await expect(openAsf1File(join(dir, 'missing'), { key: k })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -35,3 +35,24 @@ export {
   type KeyWrapper,
   type WrappedKey,
 } from './envelope.js';
+export { generateX25519KeyPair, X25519_KEY_LENGTH, x25519PublicKey, x25519SharedSecret, type X25519KeyPair } from './x25519.js';
+export {
+  generateSealingKeyPair,
+  HPKE_AEAD_ID,
+  HPKE_KDF_ID,
+  HPKE_KEM_ID,
+  open as openSealed,
+  parseSealedHeader,
+  seal,
+  SEALED_MAX_AAD_LENGTH,
+  SEALED_MAX_PLAINTEXT_LENGTH,
+  SEALED_PURPOSE_PATTERN,
+  sealedInfo,
+  sealedLength,
+  sealingKeyId,
+  SEALING_KEY_ID_LENGTH,
+  type OpenOptions,
+  type SealedHeader,
+  type SealingKeyPair,
+  type SealOptions,
+} from './hpke.js';
