@@ -10,10 +10,23 @@ export type DeepReadonly<T> = T extends (...args: never[]) => unknown
       ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
       : T;
 
-/** Freezes a resolved configuration object and everything it contains (binary buffers excepted). */
-export function freezeConfig<T>(value: T): DeepReadonly<T> {
-  if (typeof value === 'object' && value !== null && !ArrayBuffer.isView(value) && !Object.isFrozen(value)) {
-    for (const key of Reflect.ownKeys(value)) freezeConfig((value as Record<PropertyKey, unknown>)[key]);
+/** Plain data (object literals and arrays) is frozen; anything with behaviour (streams, loggers, buffers) is left alone. */
+function isPlainData(value: unknown): value is object {
+  if (typeof value !== 'object' || value === null) return false;
+  if (Array.isArray(value)) return true;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * Freezes a resolved configuration object and all plain data inside it. Objects with behaviour
+ * (a log destination, a redactor, a buffer) are referenced, not frozen: freezing them would break
+ * them. Cycles are handled.
+ */
+export function freezeConfig<T>(value: T, seen: WeakSet<object> = new WeakSet()): DeepReadonly<T> {
+  if (isPlainData(value) && !seen.has(value)) {
+    seen.add(value);
+    for (const key of Reflect.ownKeys(value)) freezeConfig((value as Record<PropertyKey, unknown>)[key], seen);
     Object.freeze(value);
   }
   return value as DeepReadonly<T>;

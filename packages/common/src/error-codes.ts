@@ -10,7 +10,7 @@ export interface ErrorCodeInfo {
  * Every error code Airlock can raise. Codes are stable strings: tests and wire mappings depend on
  * them, never on message text. Add codes here (and only here) when a new failure needs one.
  */
-export const ERROR_CODES = Object.freeze({
+export const ERROR_CODES = deepFreeze({
   INTERNAL: { description: 'An unexpected internal error.', retryable: false },
   INVALID_ARGUMENT: { description: 'An argument was missing, malformed or out of range.', retryable: false },
   CONFIG_INVALID: { description: 'A configuration option was missing, malformed or out of range.', retryable: false },
@@ -31,6 +31,11 @@ export const ERROR_CODES = Object.freeze({
   CERTIFICATE_EXPIRED: { description: 'A certificate is outside its validity period.', retryable: false },
   CERTIFICATE_UNTRUSTED: { description: 'A certificate does not chain to a trusted authority.', retryable: false },
 } as const satisfies Record<string, ErrorCodeInfo>);
+
+function deepFreeze<T extends Record<string, ErrorCodeInfo>>(catalogue: T): Readonly<T> {
+  for (const entry of Object.values(catalogue)) Object.freeze(entry);
+  return Object.freeze(catalogue);
+}
 
 /** A stable Airlock error code. */
 export type AirlockErrorCode = keyof typeof ERROR_CODES;

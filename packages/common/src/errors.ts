@@ -62,6 +62,7 @@ export class AirlockError extends Error {
         }
       }
       if (error.name === 'AbortError') return new AirlockError('ABORTED', undefined, { cause: error });
+      if (error.name === 'TimeoutError') return new AirlockError('TIMEOUT', undefined, { cause: error });
     }
     return new AirlockError(fallback, undefined, { cause: error });
   }
@@ -79,11 +80,24 @@ export class AirlockError extends Error {
   }
 }
 
+/** Keeps only the scalar entries of a wire `details` object. */
+function detailsFromJSON(value: unknown): ErrorDetails | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const out: Record<string, string | number | boolean> = {};
+  for (const [key, item] of Object.entries(value)) {
+    if (typeof item === 'string' || typeof item === 'number' || typeof item === 'boolean') out[key] = item;
+  }
+  return out;
+}
+
 /** Rebuilds an AirlockError from its wire form; unknown codes become INTERNAL. */
 export function airlockErrorFromJSON(value: unknown): AirlockError {
   if (typeof value === 'object' && value !== null) {
-    const { code, message } = value as { code?: unknown; message?: unknown };
-    if (isAirlockErrorCode(code)) return new AirlockError(code, typeof message === 'string' ? message : undefined);
+    const { code, message, details } = value as { code?: unknown; message?: unknown; details?: unknown };
+    if (isAirlockErrorCode(code)) {
+      const parsed = detailsFromJSON(details);
+      return new AirlockError(code, typeof message === 'string' ? message : undefined, parsed === undefined ? {} : { details: parsed });
+    }
   }
   return new AirlockError('INTERNAL');
 }

@@ -96,4 +96,23 @@ describe('logger redaction', () => {
     expect(out.text()).toBe('');
     expect(() => createLogger({ level: 'loud' as never })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }) as Error);
   });
+
+  it('works with a real pino destination (the resolved config must not freeze the stream)', async () => {
+    const { mkdtemp, readFile, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const pino = (await import('pino')).default;
+    const dir = await mkdtemp(join(tmpdir(), 'airlock-log-'));
+    try {
+      const file = join(dir, 'out.log');
+      const log = createLogger({ level: 'debug', destination: pino.destination({ dest: file, sync: true }), redactor: new Redactor() });
+      log.debug({ authorization: 'Bearer CANARYfile' }, 'to a file');
+      const text = await readFile(file, 'utf8');
+      expect(text).toContain('to a file');
+      expect(text).not.toContain('CANARYfile');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
+

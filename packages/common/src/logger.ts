@@ -2,7 +2,7 @@
 import pino from 'pino';
 import type { DestinationStream, Logger, LevelWithSilent } from 'pino';
 import { configCheck, freezeConfig, type DeepReadonly } from './config.js';
-import { defaultRedactor, Redactor } from './redact.js';
+import { defaultRedactor, type Redactor } from './redact.js';
 
 export type { Logger } from 'pino';
 
@@ -43,7 +43,7 @@ export function resolveLoggerConfig(options: LoggerOptions = {}): ResolvedLogger
  */
 export function createLogger(options: LoggerOptions | ResolvedLoggerConfig = {}): Logger {
   const config = resolveLoggerConfig(options as LoggerOptions);
-  const redactor = config.redactor as Redactor;
+  const redactor = config.redactor;
   const inner: DestinationStream = config.destination ?? pino.destination({ fd: 2, sync: true });
   const destination: DestinationStream = {
     write(line: string): void {
@@ -62,6 +62,8 @@ export function createLogger(options: LoggerOptions | ResolvedLoggerConfig = {})
   );
   // Child bindings bypass the log formatter, so they are redacted when the child is made. Children
   // inherit from their parent's prototype chain, so grandchildren go through this too.
+  // Called below with an explicit `this`, so that grandchildren attach to their own parent.
+  // eslint-disable-next-line @typescript-eslint/unbound-method
   const child = logger.child;
   logger.child = function redactingChild(this: Logger, bindings: Record<string, unknown>, childOptions?: object) {
     return child.call(this, redactor.redactValue(bindings) as Record<string, unknown>, childOptions);

@@ -266,7 +266,8 @@ describe('ASF1 tamper detection', () => {
     const k = randomBytes(32);
     const ctx: EncryptionContext = { bucket: 'a', key: 'b' };
     const ct = encryptAsf1(Buffer.from('data'), { key: k, context: ctx });
-    for (const other of [{}, { bucket: 'a' }, { bucket: 'a', key: 'c' }, { bucket: 'a', key: 'b', extra: '' }, { bucketk: 'ey', '': 'b' }]) {
+    const others: EncryptionContext[] = [{}, { bucket: 'a' }, { bucket: 'a', key: 'c' }, { bucket: 'a', key: 'b', extra: '' }, { bucketk: 'ey', '': 'b' }];
+    for (const other of others) {
       expectDecryptFailure(() => decryptAsf1(ct, { key: k, context: other }));
     }
   });

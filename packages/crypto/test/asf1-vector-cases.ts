@@ -93,7 +93,7 @@ export function buildAsf1Vectors(): Asf1VectorFile {
     b[index] = (b[index] as number) ^ 0x01;
     return b;
   };
-  const negative: Asf1NegativeVector[] = [
+  const cases: Array<Pick<Asf1NegativeVector, 'name' | 'ciphertext' | 'expectedError'>> = [
     { name: 'last tag byte flipped', ciphertext: edit(flip(ct.byteLength - 1)), expectedError: 'CIPHERTEXT_AUTH_FAILED' },
     { name: 'first ciphertext byte flipped', ciphertext: edit(flip(headerLength)), expectedError: 'CIPHERTEXT_AUTH_FAILED' },
     { name: 'commitment byte flipped', ciphertext: edit(flip(headerLength - 1)), expectedError: 'CIPHERTEXT_AUTH_FAILED' },
@@ -105,7 +105,8 @@ export function buildAsf1Vectors(): Asf1VectorFile {
     { name: 'one byte appended', ciphertext: edit((b) => Buffer.concat([b, Buffer.from([0])])), expectedError: 'CIPHERTEXT_AUTH_FAILED' },
     { name: 'unsupported version', ciphertext: edit((b) => ((b[4] = 2), b)), expectedError: 'CIPHERTEXT_MALFORMED' },
     { name: 'bad magic', ciphertext: edit((b) => ((b[0] = 0x42), b)), expectedError: 'CIPHERTEXT_MALFORMED' },
-  ].map((v) => ({ ...v, key: base.key, context: base.context }));
+  ];
+  const negative: Asf1NegativeVector[] = cases.map((v) => ({ ...v, key: base.key, context: base.context }));
   negative.push({
     name: 'valid ciphertext under a different context',
     key: base.key,
