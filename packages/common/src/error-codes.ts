@@ -30,6 +30,29 @@ export const ERROR_CODES = deepFreeze({
   CERTIFICATE_INVALID: { description: 'A certificate or certificate request is malformed or has an invalid signature.', retryable: false },
   CERTIFICATE_EXPIRED: { description: 'A certificate is outside its validity period.', retryable: false },
   CERTIFICATE_UNTRUSTED: { description: 'A certificate does not chain to a trusted authority.', retryable: false },
+
+  AUTH_MISSING: { description: 'The request carries no authentication information.', retryable: false },
+  AUTH_MALFORMED: { description: 'The authorization header or query parameters are malformed or incomplete.', retryable: false },
+  AUTH_UNKNOWN_ACCESS_KEY: { description: 'The access key in the request is not known.', retryable: false },
+  AUTH_SIGNATURE_MISMATCH: { description: 'The request signature does not match the signature computed for it.', retryable: false },
+  AUTH_REQUEST_EXPIRED: { description: 'The request time is outside the allowed clock skew, or the presigned URL has expired.', retryable: false },
+  AUTH_SCOPE_INVALID: { description: 'The credential scope names the wrong region, service or date.', retryable: false },
+  AUTH_EXPIRES_TOO_LARGE: { description: 'X-Amz-Expires is above 604800 seconds (seven days) or not a positive integer.', retryable: false },
+  ACCESS_DENIED: { description: 'The caller is authenticated but not allowed to perform this operation.', retryable: false },
+  MALFORMED_REQUEST: { description: 'The request body could not be parsed.', retryable: false },
+  PAYLOAD_TOO_LARGE: { description: 'The request body is larger than the server accepts.', retryable: false },
+  UNKNOWN_OPERATION: { description: 'The requested operation does not exist.', retryable: false },
+
+  KMS_KEY_NOT_FOUND: { description: 'The KMS key or alias does not exist (or its deletion has completed).', retryable: false },
+  KMS_KEY_DISABLED: { description: 'The KMS key is disabled.', retryable: false },
+  KMS_KEY_PENDING_DELETION: { description: 'The KMS key is pending deletion and cannot be used.', retryable: false },
+  KMS_INVALID_STATE: { description: 'The KMS key is not in a state that allows this operation.', retryable: false },
+  KMS_INVALID_CIPHERTEXT: { description: 'The ciphertext blob is invalid, tampered with, or was encrypted under a different encryption context.', retryable: false },
+  KMS_INCORRECT_KEY: { description: 'The ciphertext blob was not encrypted under the KMS key named in the request.', retryable: false },
+  KMS_INVALID_ALIAS_NAME: { description: 'The alias name is not valid.', retryable: false },
+  KMS_INVALID_MARKER: { description: 'The pagination marker is not valid.', retryable: false },
+  KMS_UNSUPPORTED_OPERATION: { description: 'The KMS does not support this request.', retryable: false },
+  KMS_UNAVAILABLE: { description: 'The KMS could not be reached or returned an internal error.', retryable: true },
 } as const satisfies Record<string, ErrorCodeInfo>);
 
 function deepFreeze<T extends Record<string, ErrorCodeInfo>>(catalogue: T): Readonly<T> {
