@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config';
 
 // Workspace packages resolve to their TypeScript sources in tests (the "airlock-source" export
 // condition), so a test never runs against a stale build.
-const conditions = ['airlock-source', 'import', 'module', 'node', 'default'];
+const conditions = ['airlock-source', 'node', 'import', 'default'];
 
 export default defineConfig({
   resolve: { conditions },

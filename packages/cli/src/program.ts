@@ -1,11 +1,30 @@
 // Builds the `airlock` command tree. Entry points resolve options here and pass resolved config down.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { runDemo } from './commands/demo.js';
+import { keysAlias, keysChangeState, keysCreate, keysDescribe, keysList, keysScheduleDeletion } from './commands/keys.js';
+import { runKmsAuditVerify, runKmsServe } from './commands/kms.js';
 
 function positiveInteger(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
   return n;
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number (0-65535)');
+  return n;
+}
+
+const dataDirOption = (): Option =>
+  new Option('--data-dir <dir>', 'the local stack\'s data directory (default: $AIRLOCK_DATA_DIR or ./.airlock)');
+const jsonOption = (): Option => new Option('--json', 'print JSON instead of text').default(false);
+
+function addRootKeyOptions(command: Command): Command {
+  return command
+    .option('--root-key-file <path>', 'root key file (base64, mode 0600); default <data-dir>/kms/root.key, created on first start')
+    .option('--root-key-env <var>', 'read the root key (base64) from this environment variable')
+    .option('--root-key-passphrase-env <var>', 'derive the root key with scrypt from the passphrase in this environment variable');
 }
 
 export function createProgram(): Command {
@@ -22,6 +41,65 @@ export function createProgram(): Command {
     .action(async (options: { size: number; dir?: string; keep: boolean }) => {
       await runDemo(options);
     });
+
+  const kms = program.command('kms').description('The embedded AWS-KMS-compatible key service.');
+  addRootKeyOptions(
+    kms
+      .command('serve')
+      .description('Run the KMS alone; writes its endpoint, CA bundle and access keys to the data directory.')
+      .addOption(dataDirOption())
+      .option('--host <host>', 'address to listen on', '127.0.0.1')
+      .option('--port <port>', 'port to listen on (0 = any free port)', port, 9443)
+      .option('--region <region>', 'AWS region in ARNs and signatures', 'us-east-1')
+      .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
+  ).action(async (options: Parameters<typeof runKmsServe>[0]) => {
+    await runKmsServe(options);
+  });
+  const audit = kms.command('audit').description('The KMS audit log.');
+  addRootKeyOptions(
+    audit.command('verify').description('Check that no audit record was edited, removed or reordered.').addOption(dataDirOption()).addOption(jsonOption()),
+  ).action(async (options: Parameters<typeof runKmsAuditVerify>[0]) => {
+    await runKmsAuditVerify(options);
+  });
+
+  const keys = program.command('keys').description('Customer-managed keys on the local KMS.');
+  const common = (c: Command): Command => c.addOption(dataDirOption()).addOption(jsonOption());
+  common(keys.command('create').description('Create a key.'))
+    .option('--description <text>', 'what the key protects')
+    .option('--alias <alias/name>', 'also create this alias for it')
+    .action(async (options: Parameters<typeof keysCreate>[0]) => keysCreate(options));
+  common(keys.command('list').description('List keys with their state and aliases.')).action(async (options: { dataDir?: string; json: boolean }) =>
+    keysList(options),
+  );
+  common(keys.command('describe <key>').description('Show a key (id, ARN or alias).')).action(async (key: string, options: { dataDir?: string; json: boolean }) =>
+    keysDescribe(key, options),
+  );
+  for (const [name, text] of [
+    ['enable', 'Enable a key: data under it becomes readable again.'],
+    ['disable', 'Disable a key: data under it becomes unreadable within a second.'],
+    ['rotate', 'Rotate a key now: add a key version; old versions still decrypt.'],
+    ['cancel-deletion', 'Cancel a scheduled deletion (the key comes back Disabled).'],
+  ] as const) {
+    common(keys.command(`${name} <key>`).description(text)).action(async (key: string, options: { dataDir?: string; json: boolean }) =>
+      keysChangeState(name, key, options),
+    );
+  }
+  common(keys.command('schedule-deletion <key>').description('Schedule a key for deletion (crypto-shredding after the window).'))
+    .option('--days <days>', 'waiting period, 7 to 30 days', positiveInteger, 30)
+    .action(async (key: string, options: { dataDir?: string; json: boolean; days: number }) => keysScheduleDeletion(key, options));
+  const alias = keys.command('alias').description('Key aliases (alias/…).');
+  common(alias.command('create <name> <key>').description('Create an alias for a key.')).action(
+    async (name: string, key: string, options: { dataDir?: string; json: boolean }) => keysAlias('create', { name, key }, options),
+  );
+  common(alias.command('update <name> <key>').description('Point an alias at another key.')).action(
+    async (name: string, key: string, options: { dataDir?: string; json: boolean }) => keysAlias('update', { name, key }, options),
+  );
+  common(alias.command('delete <name>').description('Delete an alias.')).action(async (name: string, options: { dataDir?: string; json: boolean }) =>
+    keysAlias('delete', { name }, options),
+  );
+  common(alias.command('list').description('List aliases.'))
+    .option('--key <key>', 'only aliases of this key')
+    .action(async (options: { dataDir?: string; json: boolean; key?: string }) => keysAlias('list', { ...(options.key === undefined ? {} : { key: options.key }) }, options));
 
   return program;
 }

@@ -4,3 +4,4 @@ export { AirlockError, airlockErrorFromJSON, type AirlockErrorOptions, type Erro
 export { configCheck, configError, freezeConfig, type DeepReadonly } from './config.js';
 export { defaultRedactor, isSensitiveKey, Redactor, REDACTED, registerSecretValue } from './redact.js';
 export { createLogger, LOG_LEVELS, resolveLoggerConfig, type Logger, type LoggerOptions, type ResolvedLoggerConfig } from './logger.js';
+export { syncDirectory, writeFileAtomic, type AtomicWriteOptions } from './atomic-file.js';

@@ -1,0 +1,116 @@
+// `airlock kms serve` and `airlock kms audit verify`: run the embedded KMS alone and check its audit chain.
+import { access, mkdir } from 'node:fs/promises';
+import { AirlockError, createLogger, writeFileAtomic, type Logger } from '@airlock/common';
+import { createKmsServer, resolveKmsServerConfig, verifyKmsAudit, type KmsServer, type RootKeyOptions } from '@airlock/kms/server';
+import { layout, resolveDataDir } from '../internal/data-dir.js';
+import { ensureLocalCa, issueLocalServerCertificate } from '../internal/local-ca.js';
+import type { KmsEndpointFile } from '../internal/kms-client.js';
+import { print, printJson } from '../internal/output.js';
+
+export interface RootKeyFlags {
+  readonly rootKeyFile?: string;
+  readonly rootKeyEnv?: string;
+  readonly rootKeyPassphraseEnv?: string;
+}
+
+/** Root key source from flags. A passphrase is read from the named environment variable, never from argv. */
+export function rootKeyFromFlags(flags: RootKeyFlags, env: NodeJS.ProcessEnv = process.env): RootKeyOptions | undefined {
+  const chosen = [flags.rootKeyFile, flags.rootKeyEnv, flags.rootKeyPassphraseEnv].filter((f) => f !== undefined);
+  if (chosen.length > 1) throw new AirlockError('CONFIG_INVALID', 'choose one of --root-key-file, --root-key-env and --root-key-passphrase-env');
+  if (flags.rootKeyFile !== undefined) return { file: flags.rootKeyFile };
+  if (flags.rootKeyEnv !== undefined) return { env: flags.rootKeyEnv };
+  if (flags.rootKeyPassphraseEnv !== undefined) {
+    const passphrase = env[flags.rootKeyPassphraseEnv];
+    if (passphrase === undefined) throw new AirlockError('CONFIG_INVALID', `environment variable ${flags.rootKeyPassphraseEnv} is not set`);
+    return { passphrase };
+  }
+  return undefined;
+}
+
+export interface KmsServeOptions extends RootKeyFlags {
+  readonly dataDir?: string;
+  readonly host: string;
+  readonly port: number;
+  readonly region: string;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+/** Starts the KMS for a data directory and writes its endpoint file and (first time) credentials. */
+export async function startLocalKms(dataDir: string, options: Omit<KmsServeOptions, 'dataDir'>, log: Logger): Promise<{ server: KmsServer; endpoint: KmsEndpointFile }> {
+  const ca = await ensureLocalCa(dataDir);
+  const tls = await issueLocalServerCertificate(ca);
+  const rootKey = rootKeyFromFlags(options);
+  const server = await createKmsServer(
+    resolveKmsServerConfig({
+      dataDir: layout.kmsDir(dataDir),
+      tls: { cert: tls.cert, key: tls.key },
+      host: options.host,
+      port: options.port,
+      region: options.region,
+      logger: log,
+      ...(rootKey === undefined ? {} : { rootKey }),
+    }),
+  );
+  const credentialsFile = layout.kmsCredentials(dataDir);
+  const haveCredentials = await access(credentialsFile).then(() => true, () => false);
+  if (!haveCredentials) {
+    const key = server.createAccessKey('issued by airlock kms serve');
+    await writeFileAtomic(
+      credentialsFile,
+      `# Airlock KMS access key, issued ${new Date().toISOString()}. Keep this file private.\n[default]\naws_access_key_id = ${key.accessKeyId}\naws_secret_access_key = ${key.secretAccessKey}\n`,
+      { mode: 0o600 },
+    );
+  }
+  const endpoint: KmsEndpointFile = {
+    endpoint: server.url,
+    region: server.region,
+    caBundle: layout.caCert(dataDir),
+    credentialsFile,
+    profile: 'default',
+  };
+  await writeFileAtomic(layout.kmsEndpoint(dataDir), `${JSON.stringify(endpoint, null, 2)}\n`, { mode: 0o644 });
+  return { server, endpoint };
+}
+
+export async function runKmsServe(options: KmsServeOptions): Promise<void> {
+  const dataDir = resolveDataDir(options.dataDir);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const log = createLogger({ name: 'kms', level: options.logLevel });
+  const { server, endpoint } = await startLocalKms(dataDir, options, log);
+  print(`Airlock KMS listening on ${endpoint.endpoint} (region ${endpoint.region})`);
+  print(`  CA bundle:   ${endpoint.caBundle}`);
+  print(`  credentials: ${endpoint.credentialsFile}  (AWS shared-credentials format, profile "${endpoint.profile}")`);
+  print(`  endpoint:    ${layout.kmsEndpoint(dataDir)}`);
+  print();
+  print('Try it with the AWS CLI:');
+  print(`  AWS_CA_BUNDLE=${endpoint.caBundle} AWS_SHARED_CREDENTIALS_FILE=${endpoint.credentialsFile} \\`);
+  print(`    aws kms create-key --endpoint-url ${endpoint.endpoint} --region ${endpoint.region}`);
+  print('Press Ctrl-C to stop.');
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      print('\nStopping the KMS…');
+      server.close().then(resolve, resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+export async function runKmsAuditVerify(options: RootKeyFlags & { dataDir?: string; json: boolean }): Promise<void> {
+  const dataDir = resolveDataDir(options.dataDir);
+  const rootKey = rootKeyFromFlags(options);
+  const result = await verifyKmsAudit({
+    dataDir: layout.kmsDir(dataDir),
+    logger: createLogger({ name: 'kms', level: 'warn' }),
+    ...(rootKey === undefined ? {} : { rootKey }),
+  });
+  if (options.json) printJson({ ok: result.ok, records: result.records, problems: result.problems });
+  else if (result.ok) print(`audit log OK: ${result.records} records, hash chain intact`);
+  else {
+    print(`audit log FAILED verification after ${result.records} good records:`);
+    for (const problem of result.problems) print(`  - ${problem}`);
+  }
+  if (!result.ok) process.exitCode = 1;
+}

@@ -1,0 +1,40 @@
+// Atomic file writes: temporary file, fsync, rename, fsync of the directory — a crash leaves the old file or the new one.
+import { randomBytes } from 'node:crypto';
+import { open, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { AirlockError } from './errors.js';
+
+export interface AtomicWriteOptions {
+  /** File mode of the new file. @default 0o600 */
+  readonly mode?: number;
+}
+
+/** Replaces `path` with `content` atomically and durably. Errors become AirlockErrors (DISK_FULL, PERMISSION_DENIED…). */
+export async function writeFileAtomic(path: string, content: string | Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
+  const directory = dirname(path);
+  const temporary = join(directory, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const handle = await open(temporary, 'wx', options.mode ?? 0o600);
+    try {
+      await handle.writeFile(content);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, path);
+    await syncDirectory(directory);
+  } catch (error) {
+    await rm(temporary, { force: true }).catch(() => undefined);
+    throw AirlockError.from(error);
+  }
+}
+
+/** Makes a rename or create in `directory` durable. */
+export async function syncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,13 @@
+// Public API of @airlock/kms (client side): the Kms interface, the AWS-protocol adapter, the data-key cache, and a KeyWrapper.
+export type { Kms, KmsAdmin, KmsAlias, KmsDataKey, KmsKeyMetadata, KmsKeyState, KmsRotationStatus } from './kms.js';
+export { createAwsKms, resolveAwsKmsConfig, type AwsKmsOptions, type ResolvedAwsKmsConfig } from './aws-kms.js';
+export {
+  createCachingKms,
+  KILL_SWITCH_BOUND_MS,
+  resolveDataKeyCacheConfig,
+  type DataKeyCacheOptions,
+  type DataKeyCacheStats,
+  type ResolvedDataKeyCacheConfig,
+} from './data-key-cache.js';
+export { createKmsKeyWrapper } from './kms-key-wrapper.js';
+export { kmsErrorFromWire, kmsWireError } from './wire-errors.js';

@@ -1,0 +1,289 @@
+// The embedded AWS-KMS-compatible server: HTTPS only, AWS JSON 1.1 protocol, SigV4-authenticated, audited.
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { AirlockError, configCheck, configError, createLogger, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
+import { verifyRequest } from '@airlock/crypto';
+import { tlsServerOptions } from '@airlock/pki';
+import { AccessKeys, type AccessKey } from './internal/access-keys.js';
+import { AuditLog, verifyAuditLog, type AuditAnchor, type AuditVerification } from './internal/audit-log.js';
+import { KmsEngine, type OperationAudit } from './internal/engine.js';
+import { RecordStore } from './internal/record-store.js';
+import { loadRootKey, type RootKeySource } from './internal/root-key.js';
+import { kmsWireError } from './wire-errors.js';
+
+export type { AccessKey } from './internal/access-keys.js';
+export type { AuditVerification } from './internal/audit-log.js';
+
+export type RootKeyOptions =
+  | { readonly file: string }
+  | { readonly passphrase: string }
+  | { readonly env: string };
+
+export interface KmsServerOptions {
+  /** Directory holding the key store, audit log and (by default) the root key file. Created if missing. */
+  readonly dataDir: string;
+  /** TLS certificate and key (PEM) for the listener. */
+  readonly tls: { readonly cert: string; readonly key: string };
+  /** @default "127.0.0.1" */
+  readonly host?: string;
+  /** @default 0 (any free port) */
+  readonly port?: number;
+  /** Region in ARNs and the SigV4 credential scope. @default "us-east-1" */
+  readonly region?: string;
+  /** 12-digit account id in ARNs. @default "111122223333" */
+  readonly accountId?: string;
+  /** Where the root key comes from. @default { file: "<dataDir>/root.key" } */
+  readonly rootKey?: RootKeyOptions;
+  /** Largest accepted request body. @default 65536 */
+  readonly maxBodyBytes?: number;
+  /** Allowed clock skew for signed requests, in seconds. @default 900 (15 minutes, as AWS) */
+  readonly maxSkewSeconds?: number;
+  /** Key-lifecycle clock in epoch milliseconds: deletion windows and rotation dates (tests move it). Signatures are always checked against real time. @default Date.now */
+  readonly now?: () => number;
+  readonly logger?: Logger;
+}
+
+export type ResolvedKmsServerConfig = DeepReadonly<{
+  dataDir: string;
+  tls: { cert: string; key: string };
+  host: string;
+  port: number;
+  region: string;
+  accountId: string;
+  rootKey: RootKeySource;
+  maxBodyBytes: number;
+  maxSkewSeconds: number;
+  now: () => number;
+}> & { readonly logger: Logger };
+
+export function resolveKmsServerConfig(options: KmsServerOptions, env: NodeJS.ProcessEnv = process.env): ResolvedKmsServerConfig {
+  const dataDir = configCheck.nonEmptyString('kms.dataDir', options.dataDir);
+  const region = options.region ?? 'us-east-1';
+  if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(region)) throw configError('kms.region', 'must look like an AWS region, e.g. us-east-1');
+  const accountId = options.accountId ?? '111122223333';
+  if (!/^\d{12}$/.test(accountId)) throw configError('kms.accountId', 'must be 12 digits');
+  const rootKey = resolveRootKeySource(dataDir, options.rootKey, env);
+  const logger = options.logger ?? createLogger({ name: 'kms' });
+  const resolved = freezeConfig({
+    dataDir,
+    tls: { cert: configCheck.nonEmptyString('kms.tls.cert', options.tls.cert), key: configCheck.nonEmptyString('kms.tls.key', options.tls.key) },
+    host: options.host ?? '127.0.0.1',
+    port: configCheck.integer('kms.port', options.port ?? 0, 0, 65535),
+    region,
+    accountId,
+    rootKey,
+    maxBodyBytes: configCheck.integer('kms.maxBodyBytes', options.maxBodyBytes ?? 65536, 1024, 16 * 1024 * 1024),
+    maxSkewSeconds: configCheck.integer('kms.maxSkewSeconds', options.maxSkewSeconds ?? 900, 1, 3600),
+    now: options.now ?? Date.now,
+  });
+  return Object.freeze({ ...resolved, logger });
+}
+
+function resolveRootKeySource(dataDir: string, root: RootKeyOptions | undefined, env: NodeJS.ProcessEnv): RootKeySource {
+  if (root === undefined) return { kind: 'file', path: join(dataDir, 'root.key') };
+  if ('file' in root) return { kind: 'file', path: root.file };
+  if ('passphrase' in root) return { kind: 'passphrase', passphrase: root.passphrase, saltPath: join(dataDir, 'root.salt') };
+  return { kind: 'env', variable: root.env, value: env[root.env] };
+}
+
+export interface KmsServer {
+  /** `https://host:port` */
+  readonly url: string;
+  readonly port: number;
+  readonly region: string;
+  /** Issues a new access key (stored sealed; the secret is returned once). */
+  createAccessKey(description: string): AccessKey;
+  listAccessKeys(): Array<Omit<AccessKey, 'secretAccessKey'>>;
+  /** Runs due deletions and rotations now (they also run before every request and every 10 s). */
+  maintain(): void;
+  /** Verifies the audit log's chain against the store's anchor. */
+  verifyAudit(): Promise<AuditVerification>;
+  close(): Promise<void>;
+}
+
+const TARGET_PREFIX = 'TrentService.';
+const CONTENT_TYPE = 'application/x-amz-json-1.1';
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (Number.isFinite(declared) && declared > limit) {
+    throw new AirlockError('PAYLOAD_TOO_LARGE', `Request body exceeds the ${limit}-byte limit`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).byteLength;
+    if (size > limit) throw new AirlockError('PAYLOAD_TOO_LARGE', `Request body exceeds the ${limit}-byte limit`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/** Starts the KMS: loads the root key, opens the store and audit log, and listens. */
+export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<KmsServer> {
+  const log = config.logger;
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  const { key: rootKey, description } = await loadRootKey(config.rootKey, log);
+  const store = RecordStore.open(join(config.dataDir, 'kms.db'), rootKey);
+  const anchor = store.all<AuditAnchor>('meta')[0];
+  const auditPath = join(config.dataDir, 'audit.log');
+  const audit = await AuditLog.open(auditPath, rootKey, anchor);
+  const engine = new KmsEngine({ store, rootKey, region: config.region, accountId: config.accountId, now: config.now, log });
+  const accessKeys = new AccessKeys(store);
+  log.info({ rootKey: description, keys: engine.operations.size }, 'KMS state loaded');
+
+  const persistAnchor = (): void => {
+    const next = audit.flush();
+    if (next !== undefined) store.transaction((tx) => tx.put('meta', 'audit-anchor', next));
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const started = performance.now();
+    const requestId = randomUUID();
+    let operation = 'Unknown';
+    let accessKeyId: string | null = null;
+    const auditInfo: OperationAudit = {};
+    let status = 200;
+    let body: string;
+    try {
+      if (req.method !== 'POST' || (req.url ?? '/').split('?')[0] !== '/') {
+        throw new AirlockError('UNKNOWN_OPERATION', 'Only POST / is served (AWS JSON 1.1 protocol)');
+      }
+      const raw = await readBody(req, config.maxBodyBytes);
+      const target = req.headers['x-amz-target'];
+      const verified = await verifyRequest({
+        method: req.method,
+        path: '/',
+        rawQuery: (req.url ?? '/').split('?')[1] ?? '',
+        headers: req.headersDistinct,
+        payloadHash: createHash('sha256').update(raw).digest('hex'),
+        lookupSecret: (id: string) => accessKeys.secretFor(id),
+        region: config.region,
+        service: 'kms',
+        now: new Date(),
+        maxSkewSeconds: config.maxSkewSeconds,
+        normalizePath: true,
+      });
+      verified.signingKey.fill(0);
+      accessKeyId = verified.accessKeyId;
+      const name = typeof target === 'string' && target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : undefined;
+      const handler = name === undefined ? undefined : engine.operations.get(name);
+      if (name === undefined || handler === undefined) throw new AirlockError('UNKNOWN_OPERATION', `Unknown operation ${typeof target === 'string' ? target : '(missing X-Amz-Target)'}`);
+      operation = name;
+      let input: unknown;
+      try {
+        input = raw.byteLength === 0 ? {} : JSON.parse(raw.toString('utf8'));
+      } catch {
+        throw new AirlockError('MALFORMED_REQUEST', 'Request body is not valid JSON');
+      }
+      if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new AirlockError('MALFORMED_REQUEST', 'Request body must be a JSON object');
+      engine.maintain();
+      body = JSON.stringify(await handler(input as Record<string, unknown>, auditInfo));
+    } catch (error) {
+      const e = AirlockError.from(error);
+      const wire = kmsWireError(e);
+      status = wire.status;
+      if (status >= 500) log.error({ err: error, operation, requestId }, 'KMS request failed');
+      body = JSON.stringify({ __type: wire.type, message: status >= 500 ? 'An internal error occurred' : e.message });
+    }
+    const outcome = status === 200 ? 'Success' : (JSON.parse(body) as { __type: string }).__type;
+    if (operation !== 'Unknown' || accessKeyId !== null) {
+      audit.append({
+        time: new Date(config.now()).toISOString(),
+        accessKeyId,
+        operation,
+        keyArn: auditInfo.keyArn ?? null,
+        keyVersion: auditInfo.keyVersion ?? null,
+        encryptionContext: auditInfo.encryptionContext ?? null,
+        outcome,
+        sourceIp: req.socket.remoteAddress ?? null,
+      });
+    }
+    res.writeHead(status, {
+      'content-type': CONTENT_TYPE,
+      'content-length': Buffer.byteLength(body),
+      'x-amzn-requestid': requestId,
+      ...(status === 200 ? {} : { 'x-amzn-errortype': outcome }),
+    });
+    res.end(body);
+    log.debug({ operation, status, outcome, accessKeyId, ms: Math.round(performance.now() - started), requestId }, 'KMS request');
+  };
+
+  const server: Server = createServer({ ...tlsServerOptions({ cert: config.tls.cert, key: config.tls.key }), requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+    // Liveness over TLS like everything else; it does no authentication and touches no key.
+    if (req.method === 'GET' && req.url === '/health') {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': 15 });
+      res.end('{"status":"ok"}');
+      return;
+    }
+    handle(req, res).catch((error: unknown) => {
+      log.error({ err: error }, 'KMS request handler crashed');
+      if (!res.headersSent) res.writeHead(500, { 'content-type': CONTENT_TYPE });
+      res.end(JSON.stringify({ __type: 'KMSInternalException', message: 'An internal error occurred' }));
+    });
+  });
+  server.on('clientError', (error, socket) => {
+    log.debug({ err: error }, 'malformed client request');
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  server.on('tlsClientError', (error) => log.debug({ err: error }, 'TLS handshake refused'));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error) => reject(AirlockError.from(error)));
+    server.listen(config.port, config.host, resolve);
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `https://${host}:${port}`;
+  const timers = [setInterval(persistAnchor, 1000), setInterval(() => engine.maintain(), 10_000)];
+  for (const timer of timers) timer.unref();
+  log.info({ url, region: config.region }, 'KMS listening');
+
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    region: config.region,
+    createAccessKey: (desc) => accessKeys.create(desc, config.now()),
+    listAccessKeys: () => accessKeys.list(),
+    maintain: () => engine.maintain(),
+    verifyAudit: () => {
+      persistAnchor();
+      return verifyAuditLog(auditPath, rootKey, store.all<AuditAnchor>('meta')[0]);
+    },
+    close() {
+      closed ??= (async () => {
+        for (const timer of timers) clearInterval(timer);
+        server.closeIdleConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        const last = audit.close();
+        if (last !== undefined) store.transaction((tx) => tx.put('meta', 'audit-anchor', last));
+        engine.close();
+        store.close();
+        rootKey.fill(0);
+      })();
+      return closed;
+    },
+  };
+}
+
+/** Verifies a KMS data directory's audit log offline (the `airlock kms audit verify` command). */
+export async function verifyKmsAudit(
+  options: Pick<KmsServerOptions, 'dataDir' | 'rootKey' | 'logger'>,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<AuditVerification> {
+  const log = options.logger ?? createLogger({ name: 'kms' });
+  const { key } = await loadRootKey(resolveRootKeySource(options.dataDir, options.rootKey, env), log);
+  const store = RecordStore.open(join(options.dataDir, 'kms.db'), key);
+  try {
+    return await verifyAuditLog(join(options.dataDir, 'audit.log'), key, store.all<AuditAnchor>('meta')[0]);
+  } finally {
+    store.close();
+    key.fill(0);
+  }
+}
