@@ -14,7 +14,7 @@ export const AIRLOCK_LAYERS = Object.freeze({
   crypto: ['common'],
   pki: ['common'],
   kms: ['common', 'crypto', 'pki'],
-  objectstore: ['common', 'crypto', 'pki'],
+  objectstore: ['common', 'crypto', 'pki', 'kms'],
   protocol: ['common', 'crypto', 'pki'],
   'data-plane': ['common', 'crypto', 'pki', 'kms', 'objectstore', 'protocol'],
   'control-plane': ['common', 'crypto', 'pki', 'protocol', 'kms'],

@@ -18,7 +18,7 @@ const LAYERS: Readonly<Record<string, Layer>> = {
   crypto: ['common'],
   pki: ['common'],
   kms: ['common', 'crypto', 'pki'],
-  objectstore: ['common', 'crypto', 'pki'],
+  objectstore: ['common', 'crypto', 'pki', 'kms'],
   protocol: ['common', 'crypto', 'pki'],
   'data-plane': ['common', 'crypto', 'pki', 'kms', 'objectstore', 'protocol'],
   // The control plane may use the Kms client interface for its own database keys (see SUBPATH_RULES).

@@ -53,6 +53,23 @@ export const ERROR_CODES = deepFreeze({
   KMS_INVALID_MARKER: { description: 'The pagination marker is not valid.', retryable: false },
   KMS_UNSUPPORTED_OPERATION: { description: 'The KMS does not support this request.', retryable: false },
   KMS_UNAVAILABLE: { description: 'The KMS could not be reached or returned an internal error.', retryable: true },
+
+  BUCKET_NOT_FOUND: { description: 'The bucket does not exist.', retryable: false },
+  BUCKET_ALREADY_EXISTS: { description: 'A bucket with this name already exists.', retryable: false },
+  BUCKET_NOT_EMPTY: { description: 'The bucket still holds objects or uploads.', retryable: false },
+  INVALID_BUCKET_NAME: { description: 'The bucket name is not valid.', retryable: false },
+  OBJECT_NOT_FOUND: { description: 'The object does not exist.', retryable: false },
+  INVALID_OBJECT_KEY: { description: 'The object key is empty, too long or not valid UTF-8.', retryable: false },
+  UPLOAD_NOT_FOUND: { description: 'The multipart upload does not exist (completed, aborted or never started).', retryable: false },
+  INVALID_PART: { description: 'A listed part was not uploaded or its ETag does not match.', retryable: false },
+  INVALID_PART_ORDER: { description: 'The parts are not listed in ascending order.', retryable: false },
+  ENTITY_TOO_SMALL: { description: 'A part other than the last is smaller than the 5 MiB minimum.', retryable: false },
+  RANGE_NOT_SATISFIABLE: { description: 'The requested range is outside the object.', retryable: false },
+  DIGEST_MISMATCH: { description: 'The body does not match its Content-MD5 or checksum header.', retryable: false },
+  INCOMPLETE_BODY: { description: 'The body ended before its declared length.', retryable: false },
+  MALFORMED_XML: { description: 'The XML body is not well formed or does not match the schema.', retryable: false },
+  NOT_IMPLEMENTED: { description: 'The request uses a feature that is not implemented.', retryable: false },
+  METHOD_NOT_ALLOWED: { description: 'The method is not allowed on this resource.', retryable: false },
 } as const satisfies Record<string, ErrorCodeInfo>);
 
 function deepFreeze<T extends Record<string, ErrorCodeInfo>>(catalogue: T): Readonly<T> {

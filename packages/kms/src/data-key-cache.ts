@@ -46,6 +46,8 @@ export interface DataKeyCacheStats {
 export function createCachingKms<K extends Kms>(kms: K, options: DataKeyCacheOptions = {}): K & { readonly stats: DataKeyCacheStats; clear(): void } {
   const config = resolveDataKeyCacheConfig(options);
   const entries = new Map<string, Entry>();
+  // Concurrent misses for the same blob share one KMS call (no thundering herd when an entry expires).
+  const inFlight = new Map<string, Promise<{ plaintext: Buffer; keyArn: string }>>();
   const stats: DataKeyCacheStats = { hits: 0, misses: 0 };
   const evict = (key: string, entry: Entry): void => {
     zeroize(entry.plaintext);
@@ -72,18 +74,32 @@ export function createCachingKms<K extends Kms>(kms: K, options: DataKeyCacheOpt
         stats.hits++;
         return { plaintext: Buffer.from(hit.plaintext), keyArn: hit.keyArn };
       }
-      stats.misses++;
-      const result = await kms.decrypt(ciphertextBlob, context, opts);
-      if (config.ttlMs > 0) {
-        sweep(now);
-        if (entries.size >= config.maxEntries) {
-          const oldest = entries.entries().next().value;
-          if (oldest !== undefined) evict(oldest[0], oldest[1]);
-        }
-        // The entry's lifetime counts from when the request was sent, not when it returned.
-        entries.set(key, { plaintext: Buffer.from(result.plaintext), keyArn: result.keyArn, expires: now + config.ttlMs });
+      const pending = inFlight.get(key);
+      if (pending !== undefined) {
+        stats.hits++;
+        const shared = await pending;
+        return { plaintext: Buffer.from(shared.plaintext), keyArn: shared.keyArn };
       }
-      return result;
+      stats.misses++;
+      const request = kms.decrypt(ciphertextBlob, context, opts).then((result) => {
+        if (config.ttlMs > 0) {
+          sweep(now);
+          if (entries.size >= config.maxEntries) {
+            const oldest = entries.entries().next().value;
+            if (oldest !== undefined) evict(oldest[0], oldest[1]);
+          }
+          // The entry's lifetime counts from when the request was sent, not when it returned.
+          entries.set(key, { plaintext: Buffer.from(result.plaintext), keyArn: result.keyArn, expires: now + config.ttlMs });
+        }
+        return { plaintext: Buffer.from(result.plaintext), keyArn: result.keyArn };
+      });
+      inFlight.set(key, request);
+      try {
+        const result = await request;
+        return { plaintext: Buffer.from(result.plaintext), keyArn: result.keyArn };
+      } finally {
+        inFlight.delete(key);
+      }
     },
   };
   return Object.assign(Object.create(kms) as K, cached, {

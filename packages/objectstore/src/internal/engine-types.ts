@@ -1,0 +1,189 @@
+// The contract between the S3 HTTP layer and the encrypted storage engine of the embedded object store.
+import type { Readable } from 'node:stream';
+
+/** Server-side encryption as S3 names it. Every object is encrypted; these choose the key. */
+export type SseAlgorithm = 'AES256' | 'aws:kms';
+
+/** A bucket's default encryption (PutBucketEncryption / GetBucketEncryption). */
+export interface BucketEncryption {
+  readonly algorithm: SseAlgorithm;
+  /** Full key ARN for aws:kms; undefined for AES256 (the store-managed key). */
+  readonly kmsKeyArn: string | undefined;
+  readonly bucketKeyEnabled: boolean;
+}
+
+/** Per-request encryption headers (x-amz-server-side-encryption…), overriding the bucket default. */
+export interface SseRequest {
+  readonly algorithm?: SseAlgorithm;
+  /** Any KMS key form (id, ARN, alias); resolved to the full ARN. */
+  readonly kmsKeyId?: string;
+  readonly bucketKeyEnabled?: boolean;
+}
+
+export interface BucketInfo {
+  readonly name: string;
+  readonly createdAt: Date;
+  readonly encryption: BucketEncryption;
+}
+
+/** Checksums S3 can carry (x-amz-checksum-*), base64 as on the wire. */
+export type ChecksumAlgorithm = 'CRC32' | 'CRC32C' | 'SHA1' | 'SHA256' | 'CRC64NVME';
+
+export interface ObjectMeta {
+  readonly bucket: string;
+  readonly key: string;
+  /** Plaintext size in bytes. */
+  readonly size: number;
+  /** Quoted, as S3 sends it: MD5 hex of the plaintext, or `<md5 of part md5s>-<n>` after multipart. */
+  readonly etag: string;
+  readonly lastModified: Date;
+  readonly contentType: string;
+  /** x-amz-meta-* (lower-cased names without the prefix). */
+  readonly userMetadata: Readonly<Record<string, string>>;
+  readonly encryption: BucketEncryption;
+  /** Checksums the writer supplied and the server verified, base64. */
+  readonly checksums: Readonly<Partial<Record<ChecksumAlgorithm, string>>>;
+  /** Number of parts for a multipart object; undefined otherwise. */
+  readonly partsCount: number | undefined;
+}
+
+export interface PutObjectInput {
+  readonly bucket: string;
+  readonly key: string;
+  /** The decoded body (aws-chunked framing already removed by the HTTP layer). */
+  readonly body: Readable;
+  /** Declared decoded length, when known; a shorter body fails with INCOMPLETE_BODY and nothing is stored. */
+  readonly expectedLength?: number;
+  /** Content-MD5, base64; a mismatch fails with DIGEST_MISMATCH and nothing is stored. */
+  readonly contentMd5?: string;
+  /** Checksums to verify (from headers now, or trailers later: the promise settles when the body ends). */
+  readonly checksums?: Partial<Record<ChecksumAlgorithm, string>> | Promise<Partial<Record<ChecksumAlgorithm, string>>>;
+  /** For trailer checksums (a promise above): the algorithms announced by x-amz-trailer, so only those are computed. */
+  readonly checksumAlgorithms?: readonly ChecksumAlgorithm[];
+  readonly contentType?: string;
+  readonly userMetadata?: Readonly<Record<string, string>>;
+  readonly sse?: SseRequest;
+}
+
+export interface ByteRange {
+  /** Inclusive start. */
+  readonly start: number;
+  /** Inclusive end. */
+  readonly end: number;
+}
+
+/**
+ * A parsed `Range: bytes=…` header: `bytes=a-b` → {start: a, end: b}; `bytes=a-` → {start: a};
+ * `bytes=-n` → {suffixLength: n}. Multiple ranges are not supported (the HTTP layer ignores the
+ * header then, as S3 does).
+ */
+export type RangeRequest = { readonly start: number; readonly end?: number } | { readonly suffixLength: number };
+
+export interface GetObjectResult {
+  readonly meta: ObjectMeta;
+  /** The decrypted bytes (the whole object, or `range`). Errors mid-stream destroy it. */
+  readonly body: Readable;
+  /** The satisfied range, when one was asked for. */
+  readonly range: ByteRange | undefined;
+}
+
+export interface ListObjectsInput {
+  readonly bucket: string;
+  readonly prefix?: string;
+  readonly delimiter?: string;
+  /** Keys strictly after this (StartAfter, or a decoded ContinuationToken). */
+  readonly after?: string;
+  /** 0 – 1000. @default 1000 */
+  readonly maxKeys?: number;
+}
+
+export interface ListObjectsResult {
+  readonly objects: readonly ObjectMeta[];
+  readonly commonPrefixes: readonly string[];
+  readonly isTruncated: boolean;
+  /** The last key or prefix returned, to continue after; undefined when not truncated. */
+  readonly nextAfter: string | undefined;
+}
+
+export interface PartInfo {
+  readonly partNumber: number;
+  readonly etag: string;
+  readonly size: number;
+  readonly lastModified: Date;
+}
+
+export interface UploadInfo {
+  readonly uploadId: string;
+  readonly bucket: string;
+  readonly key: string;
+  readonly initiated: Date;
+  readonly encryption: BucketEncryption;
+}
+
+/**
+ * The storage engine. Every method throws AirlockError: BUCKET_NOT_FOUND, OBJECT_NOT_FOUND,
+ * BUCKET_ALREADY_EXISTS, BUCKET_NOT_EMPTY, INVALID_BUCKET_NAME, INVALID_OBJECT_KEY, UPLOAD_NOT_FOUND,
+ * INVALID_PART, INVALID_PART_ORDER, ENTITY_TOO_SMALL, RANGE_NOT_SATISFIABLE, DIGEST_MISMATCH,
+ * INCOMPLETE_BODY, KMS_* (the kill switch: KMS_KEY_DISABLED, KMS_KEY_PENDING_DELETION,
+ * KMS_INVALID_STATE, KMS_KEY_NOT_FOUND), DISK_FULL, PERMISSION_DENIED, INTERNAL.
+ * Writes are atomic: a failed or interrupted write leaves no partial object visible.
+ */
+export interface ObjectEngine {
+  listBuckets(): BucketInfo[];
+  createBucket(name: string): Promise<BucketInfo>;
+  headBucket(name: string): BucketInfo;
+  deleteBucket(name: string): Promise<void>;
+  getBucketEncryption(name: string): BucketEncryption;
+  /** Validates the KMS key (it must exist and be usable) before storing the configuration. */
+  putBucketEncryption(name: string, encryption: SseRequest): Promise<BucketEncryption>;
+  /** Back to the default: AES256 with the store-managed key. */
+  deleteBucketEncryption(name: string): Promise<void>;
+
+  putObject(input: PutObjectInput): Promise<ObjectMeta>;
+  /** Resolves `range` against the object's size (RANGE_NOT_SATISFIABLE when it starts past the end). */
+  getObject(bucket: string, key: string, range?: RangeRequest): Promise<GetObjectResult>;
+  headObject(bucket: string, key: string): ObjectMeta;
+  /** Deleting a missing key succeeds, as in S3. */
+  deleteObject(bucket: string, key: string): Promise<void>;
+  listObjects(input: ListObjectsInput): ListObjectsResult;
+  copyObject(input: {
+    readonly sourceBucket: string;
+    readonly sourceKey: string;
+    readonly bucket: string;
+    readonly key: string;
+    /** REPLACE uses these; COPY keeps the source's. */
+    readonly metadataDirective: 'COPY' | 'REPLACE';
+    readonly contentType?: string;
+    readonly userMetadata?: Readonly<Record<string, string>>;
+    readonly sse?: SseRequest;
+  }): Promise<ObjectMeta>;
+
+  createMultipartUpload(input: {
+    readonly bucket: string;
+    readonly key: string;
+    readonly contentType?: string;
+    readonly userMetadata?: Readonly<Record<string, string>>;
+    readonly sse?: SseRequest;
+  }): Promise<UploadInfo>;
+  uploadPart(input: {
+    readonly bucket: string;
+    readonly key: string;
+    readonly uploadId: string;
+    readonly partNumber: number;
+    readonly body: Readable;
+    readonly expectedLength?: number;
+    readonly contentMd5?: string;
+    readonly checksums?: PutObjectInput['checksums'];
+    readonly checksumAlgorithms?: PutObjectInput['checksumAlgorithms'];
+  }): Promise<PartInfo>;
+  completeMultipartUpload(input: {
+    readonly bucket: string;
+    readonly key: string;
+    readonly uploadId: string;
+    readonly parts: ReadonlyArray<{ readonly partNumber: number; readonly etag: string }>;
+  }): Promise<ObjectMeta>;
+  abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void>;
+  listParts(bucket: string, key: string, uploadId: string): { upload: UploadInfo; parts: PartInfo[] };
+
+  close(): Promise<void>;
+}

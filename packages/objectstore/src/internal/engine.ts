@@ -1,0 +1,861 @@
+// The embedded object store's storage engine: every body in ASF1 under per-object keys from KMS bucket keys, every name hashed, every record sealed.
+import { createHash, randomBytes as nodeRandomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { AirlockError, syncDirectory, writeFileAtomic, type Logger } from '@airlock/common';
+import {
+  createAsf1EncryptStream,
+  fileSource,
+  hkdfSha256,
+  openAsf1Reader,
+  zeroize,
+  encodeEncryptionContext,
+  type EncryptionContext,
+} from '@airlock/crypto';
+import { createCachingKms, type Kms, type KmsAdmin } from '@airlock/kms';
+import { BodyMeter } from './checksums.js';
+import type {
+  BucketEncryption,
+  BucketInfo,
+  ChecksumAlgorithm,
+  GetObjectResult,
+  ListObjectsInput,
+  ListObjectsResult,
+  ObjectEngine,
+  ObjectMeta,
+  PartInfo,
+  PutObjectInput,
+  RangeRequest,
+  SseRequest,
+  UploadInfo,
+} from './engine-types.js';
+import { checkBucketName, checkObjectKey, NameHasher } from './names.js';
+import { SealedFiles } from './sealed-file.js';
+
+export interface EngineOptions {
+  readonly dataDir: string;
+  /** The KMS holding the customer-managed keys (and the store-managed SSE-S3 key). */
+  readonly kms: Kms | KmsAdmin;
+  /** The store-managed key used for AES256 (SSE-S3) and for the store's own metadata. Created if missing and `kms` can. */
+  readonly defaultKeyId: string;
+  readonly log: Logger;
+  /** Bench-only: store bodies unencrypted to measure the cost of encryption. Never set in production. */
+  readonly benchmarkPlaintextBodies?: boolean;
+}
+
+interface BucketKeyRecord {
+  readonly id: string;
+  readonly keyArn: string;
+  /** The bucket key wrapped by the KMS key (a KMS ciphertext blob, base64). */
+  readonly blob: string;
+}
+
+interface BucketRecord {
+  readonly name: string;
+  readonly createdAt: number;
+  encryption: BucketEncryption;
+  bucketKeys: BucketKeyRecord[];
+}
+
+interface ObjectRecord {
+  readonly bucket: string;
+  readonly key: string;
+  readonly size: number;
+  readonly etag: string;
+  readonly lastModified: number;
+  readonly contentType: string;
+  readonly userMetadata: Record<string, string>;
+  readonly encryption: BucketEncryption;
+  readonly checksums: Partial<Record<ChecksumAlgorithm, string>>;
+  readonly partsCount?: number;
+  /** Body file name within the bucket's objects directory. */
+  readonly dataFile: string;
+  readonly plaintext?: boolean;
+}
+
+interface UploadRecord {
+  readonly uploadId: string;
+  readonly bucket: string;
+  readonly key: string;
+  readonly initiated: number;
+  readonly contentType: string;
+  readonly userMetadata: Record<string, string>;
+  readonly encryption: BucketEncryption;
+}
+
+interface PartRecord {
+  readonly partNumber: number;
+  readonly etag: string;
+  readonly size: number;
+  readonly lastModified: number;
+  readonly dataFile: string;
+  readonly plaintext?: boolean;
+}
+
+/** How an ASF1 body names its data key (stored, authenticated, in the ASF1 header's key reference). */
+type KeyRef =
+  | { readonly v: 1; readonly m: 'bk'; readonly id: string; readonly s: string }
+  | { readonly v: 1; readonly m: 'kms'; readonly b: string };
+
+const MIN_PART_SIZE = 5 * 1024 * 1024;
+const MAX_PARTS = 10_000;
+const DEFAULT_ENCRYPTION: BucketEncryption = { algorithm: 'AES256', kmsKeyArn: undefined, bucketKeyEnabled: true };
+
+const quote = (hex: string): string => `"${hex}"`;
+const unquote = (etag: string): string => etag.trim().replace(/^"|"$/g, '');
+
+/** A chain of promises per name: serialises commits to one object, bucket or upload. */
+class Locks {
+  readonly #tails = new Map<string, Promise<unknown>>();
+
+  async run<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#tails.get(name) ?? Promise.resolve();
+    const next = previous.then(fn, fn);
+    this.#tails.set(name, next);
+    try {
+      return await next;
+    } finally {
+      if (this.#tails.get(name) === next) this.#tails.delete(name);
+    }
+  }
+}
+
+function toMeta(record: ObjectRecord): ObjectMeta {
+  return {
+    bucket: record.bucket,
+    key: record.key,
+    size: record.size,
+    etag: record.etag,
+    lastModified: new Date(record.lastModified),
+    contentType: record.contentType,
+    userMetadata: record.userMetadata,
+    encryption: record.encryption,
+    checksums: record.checksums,
+    partsCount: record.partsCount,
+  };
+}
+
+function resolveRange(range: RangeRequest | undefined, size: number): { start: number; end: number } | undefined {
+  if (range === undefined) return undefined;
+  if ('suffixLength' in range) {
+    if (range.suffixLength <= 0 || size === 0) throw new AirlockError('RANGE_NOT_SATISFIABLE', 'The requested range is not satisfiable');
+    return { start: Math.max(0, size - range.suffixLength), end: size - 1 };
+  }
+  if (range.start >= size || (range.end !== undefined && range.end < range.start)) {
+    throw new AirlockError('RANGE_NOT_SATISFIABLE', 'The requested range is not satisfiable');
+  }
+  return { start: range.start, end: Math.min(range.end ?? size - 1, size - 1) };
+}
+
+export class StorageEngine implements ObjectEngine {
+  readonly #root: string;
+  readonly #kms: Kms;
+  readonly #cachedKms: Kms;
+  readonly #log: Logger;
+  readonly #plaintextBodies: boolean;
+  readonly #sealed: SealedFiles;
+  readonly #names: NameHasher;
+  readonly #defaultKeyArn: string;
+  readonly #buckets = new Map<string, BucketRecord>();
+  readonly #objects = new Map<string, Map<string, ObjectRecord>>();
+  readonly #sortedKeys = new Map<string, string[]>();
+  readonly #uploads = new Map<string, { record: UploadRecord; parts: Map<number, PartRecord> }>();
+  readonly #locks = new Locks();
+
+  private constructor(options: EngineOptions, defaultKeyArn: string, metadataKey: Buffer) {
+    this.#root = options.dataDir;
+    this.#kms = options.kms;
+    // Bucket keys and data keys are reused for at most 1 s: the kill-switch bound.
+    this.#cachedKms = createCachingKms(options.kms, { ttlMs: 1000 });
+    this.#log = options.log;
+    this.#plaintextBodies = options.benchmarkPlaintextBodies === true;
+    this.#defaultKeyArn = defaultKeyArn;
+    this.#sealed = new SealedFiles(hkdfSha256(metadataKey, Buffer.alloc(0), Buffer.from('airlock objectstore metadata sealing v1'), 32));
+    this.#names = new NameHasher(hkdfSha256(metadataKey, Buffer.alloc(0), Buffer.from('airlock objectstore name hashing v1'), 32));
+    zeroize(metadataKey);
+  }
+
+  /** Opens (or initialises) a store directory: the store key, then every sealed record into memory. */
+  static async open(options: EngineOptions): Promise<StorageEngine> {
+    await mkdir(join(options.dataDir, 'buckets'), { recursive: true, mode: 0o700 });
+    await rm(join(options.dataDir, 'tmp'), { recursive: true, force: true });
+    await mkdir(join(options.dataDir, 'tmp'), { recursive: true, mode: 0o700 });
+    const defaultKeyArn = await StorageEngine.#ensureDefaultKey(options);
+    const metadataKey = await StorageEngine.#metadataKey(options, defaultKeyArn);
+    const engine = new StorageEngine(options, defaultKeyArn, metadataKey);
+    await engine.#load();
+    if (engine.#plaintextBodies) options.log.warn('object bodies are stored WITHOUT encryption (benchmark-only flag)');
+    return engine;
+  }
+
+  static async #ensureDefaultKey(options: EngineOptions): Promise<string> {
+    try {
+      return (await options.kms.describeKey(options.defaultKeyId)).arn;
+    } catch (error) {
+      const e = AirlockError.from(error);
+      const admin = options.kms as Partial<KmsAdmin>;
+      if (e.code !== 'KMS_KEY_NOT_FOUND' || !options.defaultKeyId.startsWith('alias/') || admin.createKey === undefined || admin.createAlias === undefined) throw e;
+      const key = await admin.createKey({ description: 'Airlock object store: SSE-S3 (AES256) and store metadata' });
+      await admin.createAlias(options.defaultKeyId, key.keyId);
+      options.log.info({ keyArn: key.arn, alias: options.defaultKeyId }, 'created the object store key');
+      return key.arn;
+    }
+  }
+
+  /** The store's metadata key: a KMS data key under the store key, kept wrapped in store.key. */
+  static async #metadataKey(options: EngineOptions, keyArn: string): Promise<Buffer> {
+    const path = join(options.dataDir, 'store.key');
+    const context = { purpose: 'airlock-objectstore-metadata' };
+    let stored: { keyArn: string; blob: string } | undefined;
+    try {
+      stored = JSON.parse(await readFile(path, 'utf8')) as { keyArn: string; blob: string };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw AirlockError.from(error);
+    }
+    if (stored !== undefined) return (await options.kms.decrypt(Buffer.from(stored.blob, 'base64'), context)).plaintext;
+    const key = await options.kms.generateDataKey(keyArn, context);
+    await writeFileAtomic(path, `${JSON.stringify({ keyArn: key.keyArn, blob: key.ciphertextBlob.toString('base64') })}\n`, { mode: 0o600 });
+    return key.plaintext;
+  }
+
+  // --- paths -----------------------------------------------------------------------------------
+
+  #bucketDir(bucket: string): string {
+    return `buckets/${this.#names.bucket(bucket)}`;
+  }
+
+  #objectMetaPath(bucket: string, key: string): string {
+    return `${this.#bucketDir(bucket)}/objects/${this.#names.object(bucket, key)}.meta`;
+  }
+
+  #uploadDir(bucket: string, uploadId: string): string {
+    return `${this.#bucketDir(bucket)}/uploads/${uploadId}`;
+  }
+
+  #abs(relative: string): string {
+    return join(this.#root, relative);
+  }
+
+  async #load(): Promise<void> {
+    for (const dir of await readdir(this.#abs('buckets'))) {
+      let bucket: BucketRecord;
+      try {
+        bucket = await this.#sealed.read<BucketRecord>(this.#root, `buckets/${dir}/bucket.meta`);
+      } catch (error) {
+        if (AirlockError.is(error, 'NOT_FOUND')) continue; // a bucket directory whose creation never committed
+        throw error;
+      }
+      if (this.#names.bucket(bucket.name) !== dir) throw new AirlockError('CIPHERTEXT_AUTH_FAILED', 'a bucket record is in the wrong place');
+      this.#buckets.set(bucket.name, bucket);
+      const objects = new Map<string, ObjectRecord>();
+      this.#objects.set(bucket.name, objects);
+      const objectsDir = this.#abs(`buckets/${dir}/objects`);
+      await mkdir(objectsDir, { recursive: true });
+      const files = await readdir(objectsDir);
+      const referenced = new Set<string>();
+      for (const file of files.filter((f) => f.endsWith('.meta'))) {
+        const record = await this.#sealed.read<ObjectRecord>(this.#root, `buckets/${dir}/objects/${file}`);
+        if (`${this.#names.object(record.bucket, record.key)}.meta` !== file || record.bucket !== bucket.name) {
+          throw new AirlockError('CIPHERTEXT_AUTH_FAILED', 'an object record is in the wrong place');
+        }
+        objects.set(record.key, record);
+        referenced.add(record.dataFile);
+      }
+      // Bodies written but never committed (a crash between rename and metadata) are garbage.
+      for (const file of files.filter((f) => f.endsWith('.data') && !referenced.has(f))) await unlink(join(objectsDir, file));
+      const uploadsDir = this.#abs(`buckets/${dir}/uploads`);
+      await mkdir(uploadsDir, { recursive: true });
+      for (const uploadId of await readdir(uploadsDir)) {
+        const base = `buckets/${dir}/uploads/${uploadId}`;
+        let record: UploadRecord;
+        try {
+          record = await this.#sealed.read<UploadRecord>(this.#root, `${base}/upload.meta`);
+        } catch (error) {
+          if (!AirlockError.is(error, 'NOT_FOUND')) throw error;
+          await rm(this.#abs(base), { recursive: true, force: true });
+          continue;
+        }
+        const parts = new Map<number, PartRecord>();
+        const partFiles = await readdir(this.#abs(base));
+        for (const file of partFiles.filter((f) => /^part-\d+\.meta$/.test(f))) {
+          const part = await this.#sealed.read<PartRecord>(this.#root, `${base}/${file}`);
+          parts.set(part.partNumber, part);
+        }
+        this.#uploads.set(uploadId, { record, parts });
+      }
+    }
+    const objects = [...this.#objects.values()].reduce((sum, m) => sum + m.size, 0);
+    this.#log.info({ buckets: this.#buckets.size, objects, uploads: this.#uploads.size }, 'object store loaded');
+  }
+
+  // --- keys --------------------------------------------------------------------------------------
+
+  async #resolveEncryption(base: BucketEncryption, sse: SseRequest | undefined): Promise<BucketEncryption> {
+    if (sse === undefined || (sse.algorithm === undefined && sse.kmsKeyId === undefined && sse.bucketKeyEnabled === undefined)) return base;
+    const algorithm = sse.algorithm ?? (sse.kmsKeyId !== undefined ? 'aws:kms' : base.algorithm);
+    if (algorithm === 'AES256') {
+      if (sse.kmsKeyId !== undefined) throw new AirlockError('INVALID_ARGUMENT', 'Server Side Encryption with KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms');
+      return { algorithm, kmsKeyArn: undefined, bucketKeyEnabled: true };
+    }
+    const requested = sse.kmsKeyId ?? (base.algorithm === 'aws:kms' ? base.kmsKeyArn : undefined) ?? this.#defaultKeyArn;
+    const arn = (await this.#cachedKms.describeKey(requested)).arn;
+    return { algorithm: 'aws:kms', kmsKeyArn: arn, bucketKeyEnabled: sse.bucketKeyEnabled ?? base.bucketKeyEnabled };
+  }
+
+  #keyArnOf(encryption: BucketEncryption): string {
+    return encryption.algorithm === 'aws:kms' && encryption.kmsKeyArn !== undefined ? encryption.kmsKeyArn : this.#defaultKeyArn;
+  }
+
+  /** The bucket key for (bucket, KMS key): created once (GenerateDataKey), then unwrapped through the ≤ 1 s cache. */
+  async #bucketKey(bucket: string, keyArn: string): Promise<{ id: string; plaintext: Buffer }> {
+    const context = { bucket, purpose: 'bucket-key' };
+    let record = this.#bucketRecord(bucket).bucketKeys.find((k) => k.keyArn === keyArn);
+    if (record === undefined) {
+      record = await this.#locks.run(`bucket:${bucket}`, async () => {
+        const current = this.#bucketRecord(bucket);
+        const existing = current.bucketKeys.find((k) => k.keyArn === keyArn);
+        if (existing !== undefined) return existing;
+        const generated = await this.#kms.generateDataKey(keyArn, context);
+        zeroize(generated.plaintext);
+        const created: BucketKeyRecord = { id: nodeRandomBytes(12).toString('hex'), keyArn: generated.keyArn, blob: generated.ciphertextBlob.toString('base64') };
+        const updated: BucketRecord = { ...current, bucketKeys: [...current.bucketKeys, created] };
+        await this.#sealed.write(this.#root, `${this.#bucketDir(bucket)}/bucket.meta`, updated);
+        this.#buckets.set(bucket, updated);
+        return created;
+      });
+    }
+    const { plaintext } = await this.#cachedKms.decrypt(Buffer.from(record.blob, 'base64'), context, { keyId: record.keyArn });
+    return { id: record.id, plaintext };
+  }
+
+  #objectKeyFromBucketKey(bucketKey: Buffer, salt: Buffer, context: EncryptionContext): Buffer {
+    return hkdfSha256(bucketKey, salt, Buffer.concat([Buffer.from('airlock objectstore object key v1\0'), encodeEncryptionContext(context)]), 32);
+  }
+
+  /** A fresh data key for a new body, and the key reference that finds it again. */
+  async #newDataKey(bucket: string, encryption: BucketEncryption, context: EncryptionContext): Promise<{ key: Buffer; keyRef: Buffer }> {
+    const keyArn = this.#keyArnOf(encryption);
+    if (encryption.bucketKeyEnabled) {
+      const bucketKey = await this.#bucketKey(bucket, keyArn);
+      const salt = nodeRandomBytes(32);
+      const key = this.#objectKeyFromBucketKey(bucketKey.plaintext, salt, context);
+      zeroize(bucketKey.plaintext);
+      const ref: KeyRef = { v: 1, m: 'bk', id: bucketKey.id, s: salt.toString('base64') };
+      return { key, keyRef: Buffer.from(JSON.stringify(ref)) };
+    }
+    const dataKey = await this.#kms.generateDataKey(keyArn, context);
+    const ref: KeyRef = { v: 1, m: 'kms', b: dataKey.ciphertextBlob.toString('base64') };
+    return { key: dataKey.plaintext, keyRef: Buffer.from(JSON.stringify(ref)) };
+  }
+
+  /** Finds the data key of a stored body from its key reference; the KMS is asked (through the ≤ 1 s cache) every time. */
+  async #existingDataKey(bucket: string, keyRefBytes: Buffer, context: EncryptionContext): Promise<Buffer> {
+    let ref: KeyRef;
+    try {
+      ref = JSON.parse(keyRefBytes.toString('utf8')) as KeyRef;
+    } catch {
+      throw new AirlockError('CIPHERTEXT_MALFORMED', 'stored object has an unreadable key reference');
+    }
+    if (ref.m === 'bk') {
+      const record = this.#bucketRecord(bucket).bucketKeys.find((k) => k.id === ref.id);
+      if (record === undefined) throw new AirlockError('CIPHERTEXT_MALFORMED', 'stored object names an unknown bucket key');
+      const { plaintext } = await this.#cachedKms.decrypt(Buffer.from(record.blob, 'base64'), { bucket, purpose: 'bucket-key' }, { keyId: record.keyArn });
+      try {
+        return this.#objectKeyFromBucketKey(plaintext, Buffer.from(ref.s, 'base64'), context);
+      } finally {
+        zeroize(plaintext);
+      }
+    }
+    return (await this.#cachedKms.decrypt(Buffer.from(ref.b, 'base64'), context)).plaintext;
+  }
+
+  // --- buckets -----------------------------------------------------------------------------------
+
+  #bucketRecord(name: string): BucketRecord {
+    const bucket = this.#buckets.get(name);
+    if (bucket === undefined) throw new AirlockError('BUCKET_NOT_FOUND', 'The specified bucket does not exist', { details: { bucket: name } });
+    return bucket;
+  }
+
+  #info(bucket: BucketRecord): BucketInfo {
+    return { name: bucket.name, createdAt: new Date(bucket.createdAt), encryption: bucket.encryption };
+  }
+
+  listBuckets(): BucketInfo[] {
+    return [...this.#buckets.values()].sort((a, b) => a.name.localeCompare(b.name)).map((b) => this.#info(b));
+  }
+
+  async createBucket(name: string): Promise<BucketInfo> {
+    checkBucketName(name);
+    return this.#locks.run(`bucket:${name}`, async () => {
+      if (this.#buckets.has(name)) throw new AirlockError('BUCKET_ALREADY_EXISTS', 'Your previous request to create the named bucket succeeded and you already own it.');
+      const dir = this.#bucketDir(name);
+      await mkdir(this.#abs(`${dir}/objects`), { recursive: true, mode: 0o700 });
+      await mkdir(this.#abs(`${dir}/uploads`), { recursive: true, mode: 0o700 });
+      const record: BucketRecord = { name, createdAt: Date.now(), encryption: DEFAULT_ENCRYPTION, bucketKeys: [] };
+      await this.#sealed.write(this.#root, `${dir}/bucket.meta`, record);
+      this.#buckets.set(name, record);
+      this.#objects.set(name, new Map());
+      return this.#info(record);
+    });
+  }
+
+  headBucket(name: string): BucketInfo {
+    return this.#info(this.#bucketRecord(name));
+  }
+
+  async deleteBucket(name: string): Promise<void> {
+    await this.#locks.run(`bucket:${name}`, async () => {
+      this.#bucketRecord(name);
+      const hasUploads = [...this.#uploads.values()].some((u) => u.record.bucket === name);
+      if ((this.#objects.get(name)?.size ?? 0) > 0 || hasUploads) {
+        throw new AirlockError('BUCKET_NOT_EMPTY', 'The bucket you tried to delete is not empty');
+      }
+      // The metadata goes first: a crash part-way leaves a directory without a bucket, cleaned at load.
+      await unlink(this.#abs(`${this.#bucketDir(name)}/bucket.meta`));
+      await rm(this.#abs(this.#bucketDir(name)), { recursive: true, force: true });
+      this.#buckets.delete(name);
+      this.#objects.delete(name);
+      this.#sortedKeys.delete(name);
+    });
+  }
+
+  getBucketEncryption(name: string): BucketEncryption {
+    return this.#bucketRecord(name).encryption;
+  }
+
+  async putBucketEncryption(name: string, sse: SseRequest): Promise<BucketEncryption> {
+    this.#bucketRecord(name);
+    let encryption: BucketEncryption;
+    if ((sse.algorithm ?? 'AES256') === 'AES256') {
+      if (sse.kmsKeyId !== undefined) throw new AirlockError('INVALID_ARGUMENT', 'KMSMasterKeyID is only valid with SSEAlgorithm aws:kms');
+      encryption = { algorithm: 'AES256', kmsKeyArn: undefined, bucketKeyEnabled: sse.bucketKeyEnabled ?? true };
+    } else {
+      // The key must exist; its ARN is what GetBucketEncryption reports.
+      const meta = await this.#kms.describeKey(sse.kmsKeyId ?? this.#defaultKeyArn);
+      if (meta.state === 'PendingDeletion') throw new AirlockError('KMS_KEY_PENDING_DELETION', `${meta.arn} is pending deletion.`);
+      encryption = { algorithm: 'aws:kms', kmsKeyArn: meta.arn, bucketKeyEnabled: sse.bucketKeyEnabled ?? false };
+    }
+    await this.#locks.run(`bucket:${name}`, async () => {
+      const updated: BucketRecord = { ...this.#bucketRecord(name), encryption };
+      await this.#sealed.write(this.#root, `${this.#bucketDir(name)}/bucket.meta`, updated);
+      this.#buckets.set(name, updated);
+    });
+    return encryption;
+  }
+
+  async deleteBucketEncryption(name: string): Promise<void> {
+    await this.#locks.run(`bucket:${name}`, async () => {
+      const updated: BucketRecord = { ...this.#bucketRecord(name), encryption: DEFAULT_ENCRYPTION };
+      await this.#sealed.write(this.#root, `${this.#bucketDir(name)}/bucket.meta`, updated);
+      this.#buckets.set(name, updated);
+    });
+  }
+
+  // --- writing bodies ------------------------------------------------------------------------------
+
+  /**
+   * Streams `body` through the meter and ASF1 into a temporary file, fsyncs it, and renames it to
+   * `targetDir/<name>.data`. Returns the digests; on any failure the temporary file is removed and
+   * nothing becomes visible.
+   */
+  async #writeBody(
+    body: Readable,
+    target: { dir: string; stem: string },
+    crypto: { key: Buffer; keyRef: Buffer; context: EncryptionContext } | undefined,
+    algorithms: Iterable<ChecksumAlgorithm>,
+  ): Promise<{ file: string; meter: BodyMeter }> {
+    const meter = new BodyMeter(algorithms);
+    const temporary = this.#abs(`tmp/${nodeRandomBytes(12).toString('hex')}`);
+    try {
+      const measure = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          meter.update(chunk);
+          callback(null, chunk);
+        },
+      });
+      // flush: the file is fsynced before it closes, so the rename below publishes durable bytes.
+      const sink = createWriteStream(temporary, { flags: 'wx', mode: 0o600, flush: true, highWaterMark: 1024 * 1024 });
+      if (crypto === undefined) await pipeline(body, measure, sink);
+      else await pipeline(body, measure, createAsf1EncryptStream({ key: crypto.key, context: crypto.context, keyRef: crypto.keyRef }), sink);
+      const file = `${target.stem}.${nodeRandomBytes(6).toString('hex')}.data`;
+      await rename(temporary, this.#abs(`${target.dir}/${file}`));
+      return { file, meter };
+    } catch (error) {
+      await rm(temporary, { force: true });
+      throw AirlockError.from(error);
+    } finally {
+      if (crypto !== undefined) zeroize(crypto.key);
+    }
+  }
+
+  async #verifyDigests(
+    meter: BodyMeter,
+    expectations: { expectedLength?: number; contentMd5?: string; checksums?: PutObjectInput['checksums'] },
+  ): Promise<{ md5: Buffer; checksums: Partial<Record<ChecksumAlgorithm, string>> }> {
+    const digests = meter.finish();
+    if (expectations.expectedLength !== undefined && meter.bytes !== expectations.expectedLength) {
+      throw new AirlockError('INCOMPLETE_BODY', 'You did not provide the number of bytes specified by the Content-Length HTTP header.');
+    }
+    if (expectations.contentMd5 !== undefined && Buffer.from(expectations.contentMd5, 'base64').compare(digests.md5) !== 0) {
+      throw new AirlockError('DIGEST_MISMATCH', 'The Content-MD5 you specified did not match what we received.', { details: { kind: 'content-md5' } });
+    }
+    const expected = (await expectations.checksums) ?? {};
+    for (const [algorithm, value] of Object.entries(expected) as Array<[ChecksumAlgorithm, string]>) {
+      if (digests.checksums[algorithm] !== value) {
+        throw new AirlockError('DIGEST_MISMATCH', `The ${algorithm} you specified did not match the calculated checksum.`, {
+          details: { kind: 'checksum', algorithm },
+        });
+      }
+    }
+    return digests;
+  }
+
+  async #algorithmsOf(checksums: PutObjectInput['checksums'], announced: readonly ChecksumAlgorithm[] | undefined): Promise<ChecksumAlgorithm[]> {
+    if (checksums === undefined) return [];
+    // Trailer checksums arrive after the body; x-amz-trailer announces which, else compute them all.
+    if (checksums instanceof Promise) return announced === undefined ? ['CRC32', 'CRC32C', 'SHA1', 'SHA256'] : [...announced];
+    return Object.keys(await Promise.resolve(checksums)) as ChecksumAlgorithm[];
+  }
+
+  /** Replaces an object's record (the commit point) and removes its previous body. */
+  async #commitObject(record: ObjectRecord): Promise<ObjectMeta> {
+    const metaPath = this.#objectMetaPath(record.bucket, record.key);
+    return this.#locks.run(`object:${metaPath}`, async () => {
+      this.#bucketRecord(record.bucket);
+      await this.#sealed.write(this.#root, metaPath, record);
+      const objects = this.#objects.get(record.bucket) as Map<string, ObjectRecord>;
+      const previous = objects.get(record.key);
+      if (!objects.has(record.key)) this.#sortedKeys.delete(record.bucket);
+      objects.set(record.key, record);
+      if (previous !== undefined && previous.dataFile !== record.dataFile) {
+        await unlink(this.#abs(`${this.#bucketDir(record.bucket)}/objects/${previous.dataFile}`)).catch(() => undefined);
+      }
+      return toMeta(record);
+    });
+  }
+
+  async putObject(input: PutObjectInput): Promise<ObjectMeta> {
+    const bucket = this.#bucketRecord(input.bucket);
+    checkObjectKey(input.key);
+    const encryption = await this.#resolveEncryption(bucket.encryption, input.sse);
+    const context = { bucket: input.bucket, key: input.key };
+    const crypto = this.#plaintextBodies ? undefined : { ...(await this.#newDataKey(input.bucket, encryption, context)), context };
+    const dir = `${this.#bucketDir(input.bucket)}/objects`;
+    const { file, meter } = await this.#writeBody(input.body, { dir, stem: this.#names.object(input.bucket, input.key) }, crypto, await this.#algorithmsOf(input.checksums, input.checksumAlgorithms));
+    try {
+      const digests = await this.#verifyDigests(meter, input);
+      const requested = await input.checksums;
+      const checksums: Partial<Record<ChecksumAlgorithm, string>> = {};
+      for (const algorithm of Object.keys(requested ?? {}) as ChecksumAlgorithm[]) checksums[algorithm] = digests.checksums[algorithm];
+      await syncDirectory(this.#abs(dir));
+      return await this.#commitObject({
+        bucket: input.bucket,
+        key: input.key,
+        size: meter.bytes,
+        etag: quote(digests.md5.toString('hex')),
+        lastModified: Date.now(),
+        contentType: input.contentType ?? 'binary/octet-stream',
+        userMetadata: { ...(input.userMetadata ?? {}) },
+        encryption,
+        checksums,
+        dataFile: file,
+        ...(this.#plaintextBodies ? { plaintext: true } : {}),
+      });
+    } catch (error) {
+      await unlink(this.#abs(`${dir}/${file}`)).catch(() => undefined);
+      throw AirlockError.from(error);
+    }
+  }
+
+  // --- reading bodies -----------------------------------------------------------------------------
+
+  /** Opens a stored body for reading [start, end) of its plaintext; checks its authenticated size. */
+  async #openBody(
+    bucket: string,
+    path: string,
+    size: number,
+    plaintext: boolean | undefined,
+    context: EncryptionContext,
+    start: number,
+    end: number,
+  ): Promise<Readable> {
+    if (plaintext === true) return createReadStream(this.#abs(path), { start, end: end - 1 });
+    const handle = await open(this.#abs(path), 'r').catch((error: unknown) => {
+      throw AirlockError.from(error);
+    });
+    try {
+      const reader = await openAsf1Reader(await fileSource(handle), {
+        context,
+        resolveKey: (keyRef) => this.#existingDataKey(bucket, keyRef, context),
+        // The size in the sealed record is authentic; a body of any other length was cut or extended.
+        authenticateLength: false,
+      });
+      if (reader.plaintextLength !== size) {
+        reader.close();
+        throw new AirlockError('CIPHERTEXT_MALFORMED', 'stored object body does not match its recorded size');
+      }
+      const stream = reader.createReadStream(start, end);
+      stream.once('close', () => {
+        reader.close();
+        void handle.close();
+      });
+      return stream;
+    } catch (error) {
+      await handle.close();
+      throw AirlockError.from(error);
+    }
+  }
+
+  #objectRecord(bucket: string, key: string): ObjectRecord {
+    this.#bucketRecord(bucket);
+    const record = this.#objects.get(bucket)?.get(key);
+    if (record === undefined) throw new AirlockError('OBJECT_NOT_FOUND', 'The specified key does not exist.', { details: { key } });
+    return record;
+  }
+
+  async getObject(bucket: string, key: string, range?: RangeRequest): Promise<GetObjectResult> {
+    const record = this.#objectRecord(bucket, key);
+    const resolved = resolveRange(range, record.size);
+    const start = resolved?.start ?? 0;
+    const end = resolved === undefined ? record.size : resolved.end + 1;
+    const body = await this.#openBody(bucket, `${this.#bucketDir(bucket)}/objects/${record.dataFile}`, record.size, record.plaintext, { bucket, key }, start, end);
+    return { meta: toMeta(record), body, range: resolved };
+  }
+
+  headObject(bucket: string, key: string): ObjectMeta {
+    return toMeta(this.#objectRecord(bucket, key));
+  }
+
+  async deleteObject(bucket: string, key: string): Promise<void> {
+    this.#bucketRecord(bucket);
+    const metaPath = this.#objectMetaPath(bucket, key);
+    await this.#locks.run(`object:${metaPath}`, async () => {
+      const objects = this.#objects.get(bucket);
+      const record = objects?.get(key);
+      if (record === undefined) return;
+      await unlink(this.#abs(metaPath));
+      objects?.delete(key);
+      this.#sortedKeys.delete(bucket);
+      await unlink(this.#abs(`${this.#bucketDir(bucket)}/objects/${record.dataFile}`)).catch(() => undefined);
+    });
+  }
+
+  listObjects(input: ListObjectsInput): ListObjectsResult {
+    this.#bucketRecord(input.bucket);
+    const objects = this.#objects.get(input.bucket) as Map<string, ObjectRecord>;
+    let sorted = this.#sortedKeys.get(input.bucket);
+    if (sorted === undefined) {
+      // S3 lists in UTF-8 binary order.
+      sorted = [...objects.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+      this.#sortedKeys.set(input.bucket, sorted);
+    }
+    const prefix = input.prefix ?? '';
+    const maxKeys = Math.max(0, Math.min(input.maxKeys ?? 1000, 1000));
+    const out: ObjectMeta[] = [];
+    const prefixes: string[] = [];
+    let last: string | undefined;
+    let truncated = false;
+    const after = input.after === undefined ? undefined : Buffer.from(input.after);
+    for (const key of sorted) {
+      if (!key.startsWith(prefix)) continue;
+      if (after !== undefined && Buffer.compare(Buffer.from(key), after) <= 0) continue;
+      let commonPrefix: string | undefined;
+      if (input.delimiter !== undefined && input.delimiter !== '') {
+        const at = key.indexOf(input.delimiter, prefix.length);
+        if (at >= 0) commonPrefix = key.slice(0, at + input.delimiter.length);
+      }
+      if (commonPrefix !== undefined && commonPrefix === prefixes.at(-1)) continue;
+      if (commonPrefix !== undefined && after !== undefined && Buffer.compare(Buffer.from(commonPrefix), after) <= 0) continue;
+      if (out.length + prefixes.length >= maxKeys) {
+        truncated = true;
+        break;
+      }
+      if (commonPrefix !== undefined) {
+        prefixes.push(commonPrefix);
+        last = commonPrefix;
+      } else {
+        out.push(toMeta(objects.get(key) as ObjectRecord));
+        last = key;
+      }
+    }
+    return { objects: out, commonPrefixes: prefixes, isTruncated: truncated, nextAfter: truncated ? last : undefined };
+  }
+
+  async copyObject(input: Parameters<ObjectEngine['copyObject']>[0]): Promise<ObjectMeta> {
+    const source = this.#objectRecord(input.sourceBucket, input.sourceKey);
+    const { body } = await this.getObject(input.sourceBucket, input.sourceKey);
+    const replace = input.metadataDirective === 'REPLACE';
+    return this.putObject({
+      bucket: input.bucket,
+      key: input.key,
+      body,
+      expectedLength: source.size,
+      contentType: replace ? (input.contentType ?? 'binary/octet-stream') : source.contentType,
+      userMetadata: replace ? (input.userMetadata ?? {}) : source.userMetadata,
+      ...(input.sse === undefined ? {} : { sse: input.sse }),
+    });
+  }
+
+  // --- multipart --------------------------------------------------------------------------------
+
+  #upload(bucket: string, key: string, uploadId: string): { record: UploadRecord; parts: Map<number, PartRecord> } {
+    this.#bucketRecord(bucket);
+    const upload = /^[0-9a-f]{32}$/.test(uploadId) ? this.#uploads.get(uploadId) : undefined;
+    if (upload === undefined || upload.record.bucket !== bucket || upload.record.key !== key) {
+      throw new AirlockError('UPLOAD_NOT_FOUND', 'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.');
+    }
+    return upload;
+  }
+
+  #uploadInfo(record: UploadRecord): UploadInfo {
+    return { uploadId: record.uploadId, bucket: record.bucket, key: record.key, initiated: new Date(record.initiated), encryption: record.encryption };
+  }
+
+  async createMultipartUpload(input: Parameters<ObjectEngine['createMultipartUpload']>[0]): Promise<UploadInfo> {
+    const bucket = this.#bucketRecord(input.bucket);
+    checkObjectKey(input.key);
+    const encryption = await this.#resolveEncryption(bucket.encryption, input.sse);
+    // Fail now, not at the first part, if the key is unusable (the kill switch).
+    if (!this.#plaintextBodies) zeroize((await this.#newDataKey(input.bucket, encryption, { bucket: input.bucket, key: input.key })).key);
+    const uploadId = nodeRandomBytes(16).toString('hex');
+    const record: UploadRecord = {
+      uploadId,
+      bucket: input.bucket,
+      key: input.key,
+      initiated: Date.now(),
+      contentType: input.contentType ?? 'binary/octet-stream',
+      userMetadata: { ...(input.userMetadata ?? {}) },
+      encryption,
+    };
+    const dir = this.#uploadDir(input.bucket, uploadId);
+    await mkdir(this.#abs(dir), { recursive: true, mode: 0o700 });
+    await this.#sealed.write(this.#root, `${dir}/upload.meta`, record);
+    this.#uploads.set(uploadId, { record, parts: new Map() });
+    return this.#uploadInfo(record);
+  }
+
+  async uploadPart(input: Parameters<ObjectEngine['uploadPart']>[0]): Promise<PartInfo> {
+    const upload = this.#upload(input.bucket, input.key, input.uploadId);
+    if (!Number.isInteger(input.partNumber) || input.partNumber < 1 || input.partNumber > MAX_PARTS) {
+      throw new AirlockError('INVALID_ARGUMENT', 'Part number must be an integer between 1 and 10000, inclusive');
+    }
+    const context = { bucket: input.bucket, key: input.key, uploadId: input.uploadId, part: String(input.partNumber) };
+    const crypto = this.#plaintextBodies ? undefined : { ...(await this.#newDataKey(input.bucket, upload.record.encryption, context)), context };
+    const dir = this.#uploadDir(input.bucket, input.uploadId);
+    const { file, meter } = await this.#writeBody(input.body, { dir, stem: `part-${input.partNumber}` }, crypto, await this.#algorithmsOf(input.checksums, input.checksumAlgorithms));
+    try {
+      const digests = await this.#verifyDigests(meter, input);
+      const part: PartRecord = {
+        partNumber: input.partNumber,
+        etag: quote(digests.md5.toString('hex')),
+        size: meter.bytes,
+        lastModified: Date.now(),
+        dataFile: file,
+        ...(this.#plaintextBodies ? { plaintext: true } : {}),
+      };
+      return await this.#locks.run(`upload:${input.uploadId}`, async () => {
+        this.#upload(input.bucket, input.key, input.uploadId);
+        await this.#sealed.write(this.#root, `${dir}/part-${input.partNumber}.meta`, part);
+        const previous = upload.parts.get(input.partNumber);
+        upload.parts.set(input.partNumber, part);
+        if (previous !== undefined) await unlink(this.#abs(`${dir}/${previous.dataFile}`)).catch(() => undefined);
+        return { partNumber: part.partNumber, etag: part.etag, size: part.size, lastModified: new Date(part.lastModified) };
+      });
+    } catch (error) {
+      await unlink(this.#abs(`${dir}/${file}`)).catch(() => undefined);
+      throw AirlockError.from(error);
+    }
+  }
+
+  async completeMultipartUpload(input: Parameters<ObjectEngine['completeMultipartUpload']>[0]): Promise<ObjectMeta> {
+    return this.#locks.run(`upload:${input.uploadId}`, async () => {
+      const upload = this.#upload(input.bucket, input.key, input.uploadId);
+      if (input.parts.length === 0) throw new AirlockError('MALFORMED_XML', 'You must specify at least one part');
+      const chosen: PartRecord[] = [];
+      let previous = 0;
+      for (const listed of input.parts) {
+        if (listed.partNumber <= previous) throw new AirlockError('INVALID_PART_ORDER', 'The list of parts was not in ascending order. Parts must be ordered by part number.');
+        previous = listed.partNumber;
+        const part = upload.parts.get(listed.partNumber);
+        if (part === undefined || unquote(part.etag) !== unquote(listed.etag)) {
+          throw new AirlockError('INVALID_PART', 'One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part\'s entity tag.');
+        }
+        chosen.push(part);
+      }
+      for (const part of chosen.slice(0, -1)) {
+        if (part.size < MIN_PART_SIZE) throw new AirlockError('ENTITY_TOO_SMALL', 'Your proposed upload is smaller than the minimum allowed size');
+      }
+      const dir = this.#uploadDir(input.bucket, input.uploadId);
+      // Re-encrypt the parts, in order, into one ASF1 body under the object's own key and context.
+      const openPart = (part: PartRecord): Promise<Readable> => {
+        const context = { bucket: input.bucket, key: input.key, uploadId: input.uploadId, part: String(part.partNumber) };
+        return this.#openBody(input.bucket, `${dir}/${part.dataFile}`, part.size, part.plaintext, context, 0, part.size);
+      };
+      async function* partsInOrder(): AsyncGenerator<Buffer> {
+        for (const part of chosen) {
+          for await (const chunk of await openPart(part)) yield chunk as Buffer;
+        }
+      }
+      const size = chosen.reduce((sum, p) => sum + p.size, 0);
+      const context = { bucket: input.bucket, key: input.key };
+      const crypto = this.#plaintextBodies ? undefined : { ...(await this.#newDataKey(input.bucket, upload.record.encryption, context)), context };
+      const objectsDir = `${this.#bucketDir(input.bucket)}/objects`;
+      const { file, meter } = await this.#writeBody(Readable.from(partsInOrder()), { dir: objectsDir, stem: this.#names.object(input.bucket, input.key) }, crypto, []);
+      try {
+        if (meter.bytes !== size) throw new AirlockError('INTERNAL', 'multipart parts changed size while completing');
+        const etagSource = Buffer.concat(chosen.map((p) => Buffer.from(unquote(p.etag), 'hex')));
+        await syncDirectory(this.#abs(objectsDir));
+        const meta = await this.#commitObject({
+          bucket: input.bucket,
+          key: input.key,
+          size,
+          etag: quote(`${createHash('md5').update(etagSource).digest('hex')}-${chosen.length}`),
+          lastModified: Date.now(),
+          contentType: upload.record.contentType,
+          userMetadata: upload.record.userMetadata,
+          encryption: upload.record.encryption,
+          checksums: {},
+          partsCount: chosen.length,
+          dataFile: file,
+          ...(this.#plaintextBodies ? { plaintext: true } : {}),
+        });
+        this.#uploads.delete(input.uploadId);
+        await rm(this.#abs(dir), { recursive: true, force: true });
+        return meta;
+      } catch (error) {
+        await unlink(this.#abs(`${objectsDir}/${file}`)).catch(() => undefined);
+        throw AirlockError.from(error);
+      }
+    });
+  }
+
+  async abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void> {
+    await this.#locks.run(`upload:${uploadId}`, async () => {
+      this.#upload(bucket, key, uploadId);
+      const dir = this.#uploadDir(bucket, uploadId);
+      // Remove the record first so a crash mid-way never resurrects a half-deleted upload.
+      await unlink(this.#abs(`${dir}/upload.meta`));
+      this.#uploads.delete(uploadId);
+      await rm(this.#abs(dir), { recursive: true, force: true });
+    });
+  }
+
+  listParts(bucket: string, key: string, uploadId: string): { upload: UploadInfo; parts: PartInfo[] } {
+    const upload = this.#upload(bucket, key, uploadId);
+    const parts = [...upload.parts.values()]
+      .sort((a, b) => a.partNumber - b.partNumber)
+      .map((p) => ({ partNumber: p.partNumber, etag: p.etag, size: p.size, lastModified: new Date(p.lastModified) }));
+    return { upload: this.#uploadInfo(upload.record), parts };
+  }
+
+  close(): Promise<void> {
+    this.#sealed.dispose();
+    this.#names.dispose();
+    (this.#cachedKms as ReturnType<typeof createCachingKms>).clear();
+    return Promise.resolve();
+  }
+}
