@@ -1,5 +1,6 @@
 // The embedded AWS-KMS-compatible server: HTTPS only, AWS JSON 1.1 protocol, SigV4-authenticated, audited.
 import { createHash, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
@@ -115,10 +116,16 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).byteLength;
-    if (size > limit) throw new AirlockError('PAYLOAD_TOO_LARGE', `Request body exceeds the ${limit}-byte limit`);
-    chunks.push(chunk as Buffer);
+  try {
+    for await (const chunk of req) {
+      size += (chunk as Buffer).byteLength;
+      if (size > limit) throw new AirlockError('PAYLOAD_TOO_LARGE', `Request body exceeds the ${limit}-byte limit`);
+      chunks.push(chunk as Buffer);
+    }
+  } catch (error) {
+    // The only other way reading fails is the client going away mid-body ("aborted"): its fault, not ours.
+    if (error instanceof AirlockError) throw error;
+    throw new AirlockError('INCOMPLETE_BODY', 'The request body ended before it was complete', { cause: error });
   }
   return Buffer.concat(chunks, size);
 }
@@ -128,13 +135,23 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
   const log = config.logger;
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const { key: rootKey, description } = await loadRootKey(config.rootKey, log);
-  const store = RecordStore.open(join(config.dataDir, 'kms.db'), rootKey);
-  const anchor = store.all<AuditAnchor>('meta')[0];
   const auditPath = join(config.dataDir, 'audit.log');
-  const audit = await AuditLog.open(auditPath, rootKey, anchor);
-  const engine = new KmsEngine({ store, rootKey, region: config.region, accountId: config.accountId, now: config.now, log });
-  const accessKeys = new AccessKeys(store);
-  log.info({ rootKey: description, keys: engine.operations.size }, 'KMS state loaded');
+  let store: RecordStore | undefined;
+  let audit: AuditLog;
+  let engine: KmsEngine;
+  let accessKeys: AccessKeys;
+  try {
+    store = RecordStore.open(join(config.dataDir, 'kms.db'), rootKey);
+    audit = await AuditLog.open(auditPath, rootKey, store.all<AuditAnchor>('meta')[0]);
+    engine = new KmsEngine({ store, rootKey, region: config.region, accountId: config.accountId, now: config.now, log });
+    accessKeys = new AccessKeys(store);
+  } catch (error) {
+    // A refused start (tampered audit log or store) leaves no open database and no root key in memory.
+    store?.close();
+    rootKey.fill(0);
+    throw error;
+  }
+  log.info({ rootKey: description, keys: engine.keyCount }, 'KMS state loaded');
 
   const persistAnchor = (): void => {
     const next = audit.flush();
@@ -144,6 +161,8 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = performance.now();
     const requestId = randomUUID();
+    // Read now: the socket is gone once a refused body has been abandoned.
+    const sourceIp = (req.socket as typeof req.socket | null)?.remoteAddress ?? null;
     let operation = 'Unknown';
     let accessKeyId: string | null = null;
     const auditInfo: OperationAudit = {};
@@ -153,8 +172,10 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
       if (req.method !== 'POST' || (req.url ?? '/').split('?')[0] !== '/') {
         throw new AirlockError('UNKNOWN_OPERATION', 'Only POST / is served (AWS JSON 1.1 protocol)');
       }
-      const raw = await readBody(req, config.maxBodyBytes);
       const target = req.headers['x-amz-target'];
+      // Named before authentication, so that refused requests are audited under the operation they claimed.
+      if (typeof target === 'string' && target.startsWith(TARGET_PREFIX)) operation = target.slice(TARGET_PREFIX.length, TARGET_PREFIX.length + 64);
+      const raw = await readBody(req, config.maxBodyBytes);
       const verified = await verifyRequest({
         method: req.method,
         path: '/',
@@ -169,11 +190,14 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
         normalizePath: true,
       });
       verified.signingKey.fill(0);
+      // The target selects the operation; unsigned, a signature over one body would authorise any operation on it.
+      if (target !== undefined && !verified.signedHeaders.includes('x-amz-target')) {
+        throw new AirlockError('AUTH_MALFORMED', 'X-Amz-Target must be included in SignedHeaders');
+      }
       accessKeyId = verified.accessKeyId;
       const name = typeof target === 'string' && target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : undefined;
       const handler = name === undefined ? undefined : engine.operations.get(name);
       if (name === undefined || handler === undefined) throw new AirlockError('UNKNOWN_OPERATION', `Unknown operation ${typeof target === 'string' ? target : '(missing X-Amz-Target)'}`);
-      operation = name;
       let input: unknown;
       try {
         input = raw.byteLength === 0 ? {} : JSON.parse(raw.toString('utf8'));
@@ -191,7 +215,8 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
       body = JSON.stringify({ __type: wire.type, message: status >= 500 ? 'An internal error occurred' : e.message });
     }
     const outcome = status === 200 ? 'Success' : (JSON.parse(body) as { __type: string }).__type;
-    if (operation !== 'Unknown' || accessKeyId !== null) {
+    // Every request is audited, refused ones included: accessKeyId is null unless the signature verified.
+    {
       audit.append({
         time: new Date(config.now()).toISOString(),
         accessKeyId,
@@ -200,7 +225,7 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
         keyVersion: auditInfo.keyVersion ?? null,
         encryptionContext: auditInfo.encryptionContext ?? null,
         outcome,
-        sourceIp: req.socket.remoteAddress ?? null,
+        sourceIp,
       });
     }
     res.writeHead(status, {
@@ -233,10 +258,19 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
   });
   server.on('tlsClientError', (error) => log.debug({ err: error }, 'TLS handshake refused'));
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (error) => reject(AirlockError.from(error)));
-    server.listen(config.port, config.host, resolve);
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (error) => reject(AirlockError.from(error)));
+      server.listen(config.port, config.host, resolve);
+    });
+  } catch (error) {
+    // E.g. the port is taken: release what start opened, as close() would.
+    audit.close();
+    engine.close();
+    store.close();
+    rootKey.fill(0);
+    throw error;
+  }
   const port = (server.address() as AddressInfo).port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `https://${host}:${port}`;
@@ -278,8 +312,11 @@ export async function verifyKmsAudit(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<AuditVerification> {
   const log = options.logger ?? createLogger({ name: 'kms' });
+  const dbPath = join(options.dataDir, 'kms.db');
+  // Opening would create a fresh store (and root key file), which then "verifies" as an empty log.
+  if (!existsSync(dbPath)) throw new AirlockError('NOT_FOUND', `no KMS store at ${dbPath}`);
   const { key } = await loadRootKey(resolveRootKeySource(options.dataDir, options.rootKey, env), log);
-  const store = RecordStore.open(join(options.dataDir, 'kms.db'), key);
+  const store = RecordStore.open(dbPath, key);
   try {
     return await verifyAuditLog(join(options.dataDir, 'audit.log'), key, store.all<AuditAnchor>('meta')[0]);
   } finally {

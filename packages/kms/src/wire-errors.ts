@@ -21,6 +21,7 @@ const TO_WIRE: Partial<Record<AirlockErrorCode, WireError>> = {
   INVALID_ARGUMENT: { type: 'ValidationException', status: 400 },
   PAYLOAD_TOO_LARGE: { type: 'ValidationException', status: 400 },
   MALFORMED_REQUEST: { type: 'SerializationException', status: 400 },
+  INCOMPLETE_BODY: { type: 'SerializationException', status: 400 },
   UNKNOWN_OPERATION: { type: 'UnknownOperationException', status: 400 },
   ACCESS_DENIED: { type: 'AccessDeniedException', status: 400 },
   AUTH_MISSING: { type: 'MissingAuthenticationTokenException', status: 400 },

@@ -95,7 +95,7 @@ export class KmsEngine {
     for (const key of this.#store.all<KeyRecord>('key')) this.#keys.set(key.keyId, key);
     for (const alias of this.#store.all<AliasRecord>('alias')) this.#aliases.set(alias.aliasName, alias);
     this.operations = new Map<string, Handler>([
-      ['CreateKey', (i) => this.#createKey(i)],
+      ['CreateKey', (i, a) => this.#createKey(i, a)],
       ['DescribeKey', (i, a) => this.#describeKey(i, a)],
       ['ListKeys', (i) => this.#listKeys(i)],
       ['EnableKey', (i, a) => this.#setEnabled(i, a, true)],
@@ -117,6 +117,11 @@ export class KmsEngine {
       ['RotateKeyOnDemand', (i, a) => this.#rotateOnDemand(i, a)],
       ['ListKeyRotations', (i, a) => this.#listRotations(i, a)],
     ]);
+  }
+
+  /** How many KMS keys exist (deleted ones excluded). */
+  get keyCount(): number {
+    return this.#keys.size;
   }
 
   arn(keyId: string): string {
@@ -239,7 +244,7 @@ export class KmsEngine {
     return key;
   }
 
-  async #createKey(input: Input): Promise<Record<string, unknown>> {
+  async #createKey(input: Input, audit: OperationAudit): Promise<Record<string, unknown>> {
     const description = optionalString(input, 'Description', 0, 8192) ?? '';
     optionalEnum(input, 'KeyUsage', ['ENCRYPT_DECRYPT']);
     optionalEnum(input, 'KeySpec', ['SYMMETRIC_DEFAULT']);
@@ -261,6 +266,9 @@ export class KmsEngine {
     this.#addVersion(key, now);
     this.#save(key);
     this.#keys.set(key.keyId, key);
+    // The audit record names the key it created, as CloudTrail does.
+    audit.keyArn = this.arn(key.keyId);
+    audit.keyVersion = 1;
     return Promise.resolve({ KeyMetadata: this.#metadata(key) });
   }
 

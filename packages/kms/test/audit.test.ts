@@ -1,0 +1,168 @@
+// The KMS audit log: one sealed, hash-chained record per operation, and offline verification that catches every kind of tampering.
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '@airlock/common';
+import { aesGcmDecrypt, hkdfSha256 } from '@airlock/crypto';
+import { verifyKmsAudit } from '../src/server.js';
+import { startTestKms, type TestKms } from './helpers.js';
+
+let kms: TestKms;
+let dataDir: string;
+let auditPath: string;
+beforeAll(async () => {
+  kms = await startTestKms();
+  dataDir = join(kms.dir, 'kms');
+  auditPath = join(dataDir, 'audit.log');
+});
+afterAll(async () => {
+  await kms.stop();
+});
+
+interface DecodedRecord {
+  readonly seq: number;
+  readonly operation: string;
+  readonly keyArn: string | null;
+  readonly keyVersion: number | null;
+  readonly accessKeyId: string | null;
+  readonly encryptionContext: Record<string, string> | null;
+  readonly outcome: string;
+  readonly sourceIp: string | null;
+}
+
+/**
+ * Opens the log independently of the server code, from its documented format (docs/kms.md, audit-log.ts):
+ * each line is base64(nonce ‖ AES-256-GCM(HKDF(root key, "airlock kms audit log v1"), JSON, aad "seq:<n>")).
+ * There is no read API for entries; this doubles as a check of the on-disk format.
+ */
+async function decodeAuditLog(): Promise<DecodedRecord[]> {
+  const rootKey = Buffer.from((await readFile(join(dataDir, 'root.key'), 'utf8')).trim(), 'base64');
+  const key = hkdfSha256(rootKey, Buffer.alloc(0), Buffer.from('airlock kms audit log v1'), 32);
+  const lines = (await readFile(auditPath, 'utf8')).split('\n').filter((line) => line.length > 0);
+  return lines.map((line, index) => {
+    const bytes = Buffer.from(line, 'base64');
+    const json = aesGcmDecrypt(key, bytes.subarray(0, 12), bytes.subarray(12), Buffer.from(`seq:${index + 1}`));
+    return JSON.parse(json.toString('utf8')) as DecodedRecord;
+  });
+}
+
+const verify = async (): Promise<{ ok: boolean; records: number; problems: readonly string[] }> =>
+  verifyKmsAudit({ dataDir, logger: createLogger({ level: 'silent' }) });
+
+describe('KMS audit log', () => {
+  let keyArn = '';
+  let otherArn = '';
+  let lines: string[] = [];
+  let original = '';
+
+  it('records every operation, successful or not, and verifies', async () => {
+    const client = kms.client();
+    const key = await client.createKey({ description: 'audited' }); // 1
+    keyArn = key.arn;
+    const other = await client.createKey(); // 2
+    otherArn = other.arn;
+    await client.describeKey(key.keyId); // 3
+    const dataKey = await client.generateDataKey(key.keyId, { bucket: 'b', key: 'k' }); // 4
+    await client.decrypt(dataKey.ciphertextBlob, { bucket: 'b', key: 'k' }); // 5
+    await client.disableKey(key.keyId); // 6
+    await expect(client.decrypt(dataKey.ciphertextBlob, { bucket: 'b', key: 'k' })).rejects.toMatchObject({ code: 'KMS_KEY_DISABLED' }); // 7
+    await client.enableKey(key.keyId); // 8
+    await client.createAlias('alias/audited', key.keyId); // 9
+    await expect(client.describeKey('alias/missing')).rejects.toMatchObject({ code: 'KMS_KEY_NOT_FOUND' }); // 10
+    await expect(client.decrypt(dataKey.ciphertextBlob, { bucket: 'other', key: 'k' })).rejects.toMatchObject({ code: 'KMS_INVALID_CIPHERTEXT' }); // 11
+    await expect(client.decrypt(dataKey.ciphertextBlob, { bucket: 'b', key: 'k' }, { keyId: other.keyId })).rejects.toMatchObject({
+      code: 'KMS_INCORRECT_KEY',
+    }); // 12
+    await client.rotateKeyOnDemand('alias/audited'); // 13
+    await expect(client.scheduleKeyDeletion(key.keyId, 6)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' }); // 14
+    await client.listKeys(); // 15
+
+    const result = await kms.server.verifyAudit();
+    expect(result).toMatchObject({ ok: true, records: 15, problems: [] });
+  });
+
+  it('each record names the operation, key ARN and version, caller, context and outcome', async () => {
+    const records = await decodeAuditLog();
+    const caller = kms.credentials.accessKeyId;
+    expect(records.map((r) => r.seq)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    expect(records.every((r) => r.accessKeyId === caller)).toBe(true);
+    expect(records.every((r) => r.sourceIp === '127.0.0.1' || r.sourceIp === '::ffff:127.0.0.1')).toBe(true);
+    expect(records.map((r) => [r.operation, r.keyArn, r.outcome])).toEqual([
+      ['CreateKey', keyArn, 'Success'],
+      ['CreateKey', otherArn, 'Success'],
+      ['DescribeKey', keyArn, 'Success'],
+      ['GenerateDataKey', keyArn, 'Success'],
+      ['Decrypt', keyArn, 'Success'],
+      ['DisableKey', keyArn, 'Success'],
+      ['Decrypt', keyArn, 'DisabledException'],
+      ['EnableKey', keyArn, 'Success'],
+      ['CreateAlias', keyArn, 'Success'],
+      ['DescribeKey', null, 'NotFoundException'],
+      ['Decrypt', keyArn, 'InvalidCiphertextException'],
+      ['Decrypt', keyArn, 'IncorrectKeyException'],
+      ['RotateKeyOnDemand', keyArn, 'Success'],
+      ['ScheduleKeyDeletion', keyArn, 'ValidationException'],
+      ['ListKeys', null, 'Success'],
+    ]);
+    expect(records[3]).toMatchObject({ keyVersion: 1, encryptionContext: { bucket: 'b', key: 'k' } });
+    expect(records[10]).toMatchObject({ keyVersion: 1, encryptionContext: { bucket: 'other', key: 'k' } });
+    expect(records[12]).toMatchObject({ keyVersion: 2 });
+  });
+
+  it('offline verification accepts the untouched log', async () => {
+    await kms.server.close();
+    original = await readFile(auditPath, 'utf8');
+    lines = original.split('\n').filter((line) => line.length > 0);
+    expect(lines).toHaveLength(15);
+    expect(await verify()).toMatchObject({ ok: true, records: 15, problems: [] });
+  });
+
+  const tampering: Array<[string, (lines: string[]) => string[]]> = [
+    [
+      'one character edited in a middle line',
+      (l) =>
+        l.map((line, i) => {
+          if (i !== 7) return line;
+          const at = Math.floor(line.length / 2);
+          return `${line.slice(0, at)}${line[at] === 'A' ? 'B' : 'A'}${line.slice(at + 1)}`;
+        }),
+    ],
+    ['a middle line deleted', (l) => l.filter((_, i) => i !== 7)],
+    ['two lines swapped', (l) => l.map((line, i) => (i === 5 ? (l[6] as string) : i === 6 ? (l[5] as string) : line))],
+    ['the last line deleted (tail truncation, caught by the anchor)', (l) => l.slice(0, -1)],
+    ['everything deleted', () => []],
+    ['a line replayed', (l) => [...l.slice(0, 8), l[7] as string, ...l.slice(8)]],
+    ['the first line deleted', (l) => l.slice(1)],
+    ['a line appended from elsewhere in the log', (l) => [...l, l[0] as string]],
+  ];
+
+  it('offline verification of a directory without a KMS store fails, and creates nothing there', async () => {
+    const empty = join(kms.dir, 'not-a-kms');
+    await mkdir(empty);
+    await expect(verifyKmsAudit({ dataDir: empty, logger: createLogger({ level: 'silent' }) })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(await readdir(empty)).toEqual([]);
+  });
+
+  it.each(tampering)('offline verification rejects: %s', async (_name, tamper) => {
+    await writeFile(auditPath, `${tamper([...lines]).join('\n')}\n`);
+    try {
+      const result = await verify();
+      expect(result.ok).toBe(false);
+      expect(result.problems.length).toBeGreaterThan(0);
+    } finally {
+      await writeFile(auditPath, original);
+    }
+  });
+
+  it('the server refuses to start on a tampered log, and resumes on the intact one', async () => {
+    await writeFile(auditPath, `${lines.slice(0, -1).join('\n')}\n`);
+    await expect(kms.restart()).rejects.toMatchObject({ code: 'CIPHERTEXT_AUTH_FAILED' });
+    await writeFile(auditPath, original);
+    await kms.restart();
+    const client = kms.client();
+    await client.describeKey(keyArn);
+    expect(await kms.server.verifyAudit()).toMatchObject({ ok: true, records: 16 });
+    const last = (await decodeAuditLog()).at(-1);
+    expect(last).toMatchObject({ seq: 16, operation: 'DescribeKey', keyArn, outcome: 'Success' });
+  });
+});
