@@ -3,6 +3,9 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { runDemo } from './commands/demo.js';
 import { keysAlias, keysChangeState, keysCreate, keysDescribe, keysList, keysScheduleDeletion } from './commands/keys.js';
 import { runKmsAuditVerify, runKmsServe } from './commands/kms.js';
+import { runObjectStoreServe } from './commands/objectstore.js';
+import { runDown, runEnv, runStatus, runUp } from './commands/up.js';
+import { runVerify } from './commands/verify.js';
 
 function positiveInteger(value: string): number {
   const n = Number(value);
@@ -33,6 +36,38 @@ export function createProgram(): Command {
     .showHelpAfterError();
 
   program
+    .command('up')
+    .description('Start the local stack (KMS and object store) in the data directory; Ctrl-C stops it.')
+    .addOption(dataDirOption())
+    .option('--kms-port <port>', 'KMS port', port, 9443)
+    .option('--s3-port <port>', 'object store port', port, 9000)
+    .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'))
+    .action(async (options: Parameters<typeof runUp>[0]) => runUp(options));
+  program
+    .command('down')
+    .description('Stop the stack running from the data directory.')
+    .addOption(dataDirOption())
+    .action(async (options: { dataDir?: string }) => runDown(options));
+  program
+    .command('status')
+    .description('Show whether the stack runs, its endpoints and their TLS health.')
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(async (options: { dataDir?: string; json: boolean }) => runStatus(options));
+  program
+    .command('env')
+    .description('Print shell exports for the AWS CLI and SDKs: eval "$(airlock env)".')
+    .addOption(dataDirOption())
+    .action(async (options: { dataDir?: string }) => runEnv(options));
+
+  program
+    .command('verify')
+    .description('Prove the running stack\'s transport security (TLS versions, AEAD suites, no plaintext, tunnel mTLS, outbound-only data plane); exit 0 only when no check fails (skipped checks do not fail).')
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(async (options: { dataDir?: string; json: boolean }) => runVerify(options));
+
+  program
     .command('demo')
     .description('Encrypt and decrypt a file with ASF1 envelope encryption, and show what the crypto core does.')
     .option('--size <MiB>', 'size of the demo file in MiB', positiveInteger, 64)
@@ -61,6 +96,19 @@ export function createProgram(): Command {
   ).action(async (options: Parameters<typeof runKmsAuditVerify>[0]) => {
     await runKmsAuditVerify(options);
   });
+
+  const objectstore = program.command('objectstore').description('The embedded S3-compatible object store.');
+  objectstore
+    .command('serve')
+    .description("Run the object store alone, using the data directory's KMS for every object key.")
+    .addOption(dataDirOption())
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0 = any free port)', port, 9000)
+    .option('--kms <endpoint>', "KMS endpoint (default: the data directory's KMS)")
+    .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
+    .action(async (options: Parameters<typeof runObjectStoreServe>[0]) => {
+      await runObjectStoreServe(options);
+    });
 
   const keys = program.command('keys').description('Customer-managed keys on the local KMS.');
   const common = (c: Command): Command => c.addOption(dataDirOption()).addOption(jsonOption());

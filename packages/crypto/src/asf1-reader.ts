@@ -35,8 +35,8 @@ export interface Asf1ReaderOptions extends Asf1DecryptOptions {
   readonly authenticateLength?: boolean;
 }
 
-/** Segments decrypted per read when streaming a long range (1 MiB of plaintext). */
-const SEGMENTS_PER_READ = 16;
+/** Segments decrypted per read when streaming a long range (256 KiB of plaintext): small enough to pipeline. */
+const SEGMENTS_PER_READ = 4;
 
 export class Asf1Reader {
   readonly header: Asf1Header;
@@ -121,12 +121,24 @@ export class Asf1Reader {
     const firstSegment = Math.floor(start / SEGMENT_SIZE);
     const lastSegment = Math.floor((end - 1) / SEGMENT_SIZE);
     await this.#checkLength(lastSegment);
-    for (let first = firstSegment; first <= lastSegment; first += SEGMENTS_PER_READ) {
-      const last = Math.min(first + SEGMENTS_PER_READ - 1, lastSegment);
-      const pieces = await this.#decryptSegments(first, last);
-      const plain = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
+    const batch = (first: number): Promise<Buffer[]> => this.#decryptSegments(first, Math.min(first + SEGMENTS_PER_READ - 1, lastSegment));
+    // Read ahead: the next batch is read and decrypted while the consumer handles this one.
+    let next: Promise<Buffer[]> | undefined = batch(firstSegment);
+    for (let first = firstSegment; next !== undefined; first += SEGMENTS_PER_READ) {
+      const pieces: Buffer[] = await next;
+      const following = first + SEGMENTS_PER_READ;
+      next = following <= lastSegment ? batch(following) : undefined;
+      // A failed read-ahead must not surface as an unhandled rejection if the consumer stops early.
+      next?.catch(() => undefined);
       const base = first * SEGMENT_SIZE;
-      yield plain.subarray(Math.max(start, base) - base, Math.min(end, base + plain.byteLength) - base);
+      let offset = base;
+      for (const piece of pieces) {
+        const pieceStart = offset;
+        offset += piece.byteLength;
+        const from = Math.max(start, pieceStart) - pieceStart;
+        const to = Math.min(end, offset) - pieceStart;
+        if (to > from) yield from === 0 && to === piece.byteLength ? piece : piece.subarray(from, to);
+      }
     }
   }
 

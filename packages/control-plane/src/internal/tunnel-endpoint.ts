@@ -1,0 +1,466 @@
+// The control plane's tunnel endpoint: accepts data-plane mTLS connections, then reverses roles and calls data-plane services over them.
+import { EventEmitter } from 'node:events';
+import http2 from 'node:http2';
+import { isIPv6, type AddressInfo, type Socket } from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
+import { Code, ConnectError, type Transport } from '@connectrpc/connect';
+import { AirlockError, configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
+import { describeTlsSocket, getPeerIdentity, parseClusterIdentity, tlsServerOptions, type PemInput, type TlsConnectionDescription } from '@airlock/pki';
+import { createTunnelTransports, type TunnelProtocol, type TunnelSession, type TunnelTransportOptions } from './tunnel-transport.js';
+
+export interface TunnelEndpointOptions {
+  /** The endpoint's server certificate chain and key, issued by the Airlock CA. The key is secret and never logged. */
+  readonly tls: { readonly cert: PemInput; readonly key: PemInput };
+  /** The CA that data-plane client certificates must chain to; any other client fails in the TLS handshake. */
+  readonly ca: PemInput;
+  /** Interface to listen on. @default "127.0.0.1" */
+  readonly host?: string;
+  /** Port to listen on; 0 picks a free one (see `TunnelEndpoint.port`). @default 0 */
+  readonly port?: number;
+  readonly log: Logger;
+  /**
+   * Revocation and registration check, asked on every handshake with the cluster named by the
+   * client certificate's URI SAN and that certificate's SHA-256 fingerprint (lowercase hex). Return
+   * false to refuse the connection; a thrown error refuses it too (fail closed).
+   */
+  readonly isClusterAllowed: (cluster: string, certFingerprintSha256: string) => boolean | Promise<boolean>;
+  /** How often each tunnel is probed with an HTTP/2 PING, in milliseconds. @default 1000 */
+  readonly pingIntervalMs?: number;
+  /** A PING unanswered for this long drops the tunnel, in milliseconds. @default 2000 */
+  readonly pingTimeoutMs?: number;
+  /** A client that has not finished the TLS handshake in this time is disconnected, in milliseconds. @default 10000 */
+  readonly handshakeTimeoutMs?: number;
+  /** Options for the transports that `transportFor` returns. @default connect-es defaults */
+  readonly transport?: TunnelTransportOptions;
+}
+
+export type ResolvedTunnelEndpointConfig = DeepReadonly<{
+  tls: { cert: PemInput; key: PemInput };
+  ca: PemInput;
+  host: string;
+  port: number;
+  log: Logger;
+  isClusterAllowed: (cluster: string, certFingerprintSha256: string) => boolean | Promise<boolean>;
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  transport: TunnelTransportOptions;
+}>;
+
+/** Facts about a cluster's live tunnel. Contains no secrets. */
+export interface TunnelConnectionInfo {
+  readonly cluster: string;
+  readonly connectedAt: Date;
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  /** Negotiated protocol and suite, and the data plane's certificate (fingerprint, expiry, identity). */
+  readonly tls: TlsConnectionDescription;
+}
+
+export interface TunnelEndpoint {
+  /** `https://host:port` of the listener, the URL data-plane agents dial. */
+  readonly url: string;
+  readonly port: number;
+  /** Clusters with a usable tunnel right now, sorted. */
+  clusters(): string[];
+  /** The cluster's current tunnel, or undefined when it has none. */
+  connection(cluster: string): TunnelConnectionInfo | undefined;
+  /**
+   * A transport that sends calls down the cluster's tunnel. Throws AirlockError UNAVAILABLE when the
+   * cluster has no tunnel now. The transport stays bound to the cluster, not to one connection: after
+   * a reconnect it uses the new tunnel, and while there is none its calls fail with Connect code
+   * `unavailable`, as do calls whose tunnel drops mid-flight.
+   */
+  transportFor(cluster: string, protocol?: TunnelProtocol): Transport;
+  /** Resolves when the cluster has a tunnel; rejects with TIMEOUT after `timeoutMs`, or UNAVAILABLE if the endpoint closes. */
+  waitForCluster(cluster: string, timeoutMs: number): Promise<TunnelConnectionInfo>;
+  /** Drops every connection of the cluster at once (in-flight calls fail `unavailable`); true if there was one. */
+  disconnect(cluster: string): boolean;
+  /** Stops listening and drops every tunnel at once. */
+  close(): Promise<void>;
+}
+
+/** Defaults chosen so a dead tunnel is noticed within about three seconds. */
+const DEFAULT_PING_INTERVAL_MS = 1000;
+const DEFAULT_PING_TIMEOUT_MS = 2000;
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+export function resolveTunnelEndpointConfig(options: TunnelEndpointOptions): ResolvedTunnelEndpointConfig {
+  if (typeof options !== 'object' || options === null) throw configError('tunnelEndpoint', 'options are required');
+  if (typeof options.tls !== 'object' || options.tls === null) throw configError('tunnelEndpoint.tls', 'is required');
+  if (typeof options.isClusterAllowed !== 'function') throw configError('tunnelEndpoint.isClusterAllowed', 'must be a function');
+  if (typeof options.log !== 'object' || options.log === null) throw configError('tunnelEndpoint.log', 'is required');
+  const pingIntervalMs = configCheck.integer('tunnelEndpoint.pingIntervalMs', options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS, 10, 3_600_000);
+  return freezeConfig({
+    tls: { cert: options.tls.cert, key: options.tls.key },
+    ca: options.ca,
+    host: configCheck.nonEmptyString('tunnelEndpoint.host', options.host ?? '127.0.0.1'),
+    port: configCheck.integer('tunnelEndpoint.port', options.port ?? 0, 0, 65_535),
+    log: options.log,
+    isClusterAllowed: options.isClusterAllowed,
+    pingIntervalMs,
+    pingTimeoutMs: configCheck.integer('tunnelEndpoint.pingTimeoutMs', options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS, 10, 3_600_000),
+    handshakeTimeoutMs: configCheck.integer('tunnelEndpoint.handshakeTimeoutMs', options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS, 100, 600_000),
+    transport: { ...(options.transport ?? {}) },
+  });
+}
+
+/**
+ * The `:authority` the control plane's requests carry down a cluster's tunnel. It is never resolved
+ * or dialled (the socket already exists); `.invalid` (RFC 6761) makes that plain in any log.
+ */
+function tunnelAuthority(cluster: string): string {
+  return `https://${cluster}.tunnel.airlock.invalid`;
+}
+
+/** Node error codes, never messages: OpenSSL and socket messages can quote peer-supplied text. */
+function errorCode(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : error instanceof Error ? error.name : 'unknown';
+}
+
+/** A data plane's connection, with this process as the HTTP/2 client over the socket the data plane opened. */
+class ReverseConnection implements TunnelSession {
+  readonly info: TunnelConnectionInfo;
+  /** Set once GOAWAY arrives: in-flight calls finish, new ones go to the cluster's next connection. */
+  private draining = false;
+  private closed = false;
+  private closeReason: string | undefined;
+  private pingPending = false;
+  private readonly heartbeat: NodeJS.Timeout;
+
+  constructor(
+    readonly cluster: string,
+    readonly socket: TLSSocket,
+    readonly session: http2.ClientHttp2Session,
+    description: TlsConnectionDescription,
+    private readonly config: ResolvedTunnelEndpointConfig,
+    private readonly onGone: (connection: ReverseConnection, reason: string) => void,
+  ) {
+    this.info = Object.freeze({
+      cluster,
+      connectedAt: new Date(),
+      remoteAddress: socket.remoteAddress,
+      remotePort: socket.remotePort,
+      tls: description,
+    });
+    // PINGs run whether or not calls are in flight: a tunnel is idle most of the time, and an idle
+    // tunnel that died silently (a NAT dropped it, the agent's host froze) must still be noticed.
+    this.heartbeat = setInterval(() => this.ping(), config.pingIntervalMs);
+    this.heartbeat.unref();
+    session.on('goaway', () => {
+      this.draining = true;
+    });
+    session.on('error', (error) => {
+      this.closeReason ??= `session error ${errorCode(error)}`;
+    });
+    session.once('close', () => this.finish('session closed'));
+    socket.once('close', () => this.destroy('socket closed'));
+  }
+
+  usable(): boolean {
+    return !this.draining && !this.lost();
+  }
+
+  lost(): boolean {
+    return this.closed || this.session.destroyed || this.session.closed || this.socket.destroyed;
+  }
+
+  /** Ends the connection at once; in-flight calls fail with `unavailable`. */
+  destroy(reason: string): void {
+    this.closeReason ??= reason;
+    if (!this.session.destroyed) {
+      // Destroyed with an error, never without: Node then closes the open streams with NO_ERROR,
+      // and connect-node 2.1 waits forever for the response of a stream that ended that way. The
+      // error reaches each pending call as is (a ConnectError passes through connect-node).
+      const error = new ConnectError(`tunnel to cluster ${this.cluster} closed: ${reason}`, Code.Unavailable);
+      this.session.destroy(error, http2.constants.NGHTTP2_CANCEL);
+    }
+    if (!this.socket.destroyed) this.socket.destroy();
+    this.finish(reason);
+  }
+
+  private finish(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.heartbeat);
+    this.onGone(this, this.closeReason ?? reason);
+  }
+
+  private ping(): void {
+    if (this.pingPending || this.lost()) return;
+    this.pingPending = true;
+    const deadline = setTimeout(() => {
+      this.config.log.warn(
+        { event: 'tunnel.heartbeat_timeout', cluster: this.cluster, timeoutMs: this.config.pingTimeoutMs },
+        'tunnel PING unanswered; dropping the tunnel',
+      );
+      this.destroy('heartbeat timeout');
+    }, this.config.pingTimeoutMs);
+    deadline.unref();
+    try {
+      this.session.ping((error) => {
+        clearTimeout(deadline);
+        this.pingPending = false;
+        // ERR_HTTP2_PING_CANCEL means the session is going away; its close event reports that.
+        if (error !== null) this.closeReason ??= `ping failed ${errorCode(error)}`;
+      });
+    } catch {
+      // The session was destroyed between lost() and ping(); 'close' handles the rest.
+      clearTimeout(deadline);
+      this.pingPending = false;
+    }
+  }
+}
+
+interface ClusterEntry {
+  /** The connection new calls use; undefined while the cluster has no usable tunnel. */
+  current: ReverseConnection | undefined;
+  readonly connections: Set<ReverseConnection>;
+  readonly transports: Readonly<Record<TunnelProtocol, Transport>>;
+}
+
+const PROTOCOLS: readonly TunnelProtocol[] = ['connect', 'grpc'];
+
+/** Starts the tunnel endpoint and resolves once it is listening. */
+export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promise<TunnelEndpoint> {
+  const config = resolveTunnelEndpointConfig(options);
+  const log = config.log;
+  const server = tls.createServer({
+    ...tlsServerOptions({ cert: config.tls.cert, key: config.tls.key, ca: config.ca, requestClientCert: true }),
+    // Only HTTP/2 runs over the tunnel; a client that cannot speak it fails in the handshake.
+    ALPNProtocols: ['h2'],
+    handshakeTimeout: config.handshakeTimeoutMs,
+  });
+
+  const rawSockets = new Set<Socket>();
+  const clusters = new Map<string, ClusterEntry>();
+  const events = new EventEmitter();
+  events.setMaxListeners(0);
+  let closing = false;
+
+  const entryFor = (cluster: string): ClusterEntry => {
+    let entry = clusters.get(cluster);
+    if (entry === undefined) {
+      const created: ClusterEntry = {
+        current: undefined,
+        connections: new Set(),
+        transports: createTunnelTransports(cluster, tunnelAuthority(cluster), () => created.current, config.transport),
+      };
+      entry = created;
+      clusters.set(cluster, entry);
+    }
+    return entry;
+  };
+
+  const onGone = (connection: ReverseConnection, reason: string): void => {
+    const entry = clusters.get(connection.cluster);
+    if (entry === undefined) return;
+    entry.connections.delete(connection);
+    if (entry.current === connection) entry.current = undefined;
+    log.info(
+      {
+        event: 'tunnel.closed',
+        cluster: connection.cluster,
+        reason,
+        durationMs: Date.now() - connection.info.connectedAt.getTime(),
+        peerFingerprintSha256: connection.info.tls.peerFingerprintSha256,
+      },
+      'tunnel closed',
+    );
+  };
+
+  const openReverseConnection = (cluster: string, socket: TLSSocket, description: TlsConnectionDescription): void => {
+    // The role reversal: this process accepted the TCP/TLS connection, and now starts HTTP/2 as the
+    // CLIENT on it. createConnection hands http2 the existing socket instead of dialling; any bytes
+    // the agent's server side already sent (its SETTINGS) are replayed into the session by Node.
+    const session = http2.connect(tunnelAuthority(cluster), {
+      createConnection: () => socket,
+      settings: { enablePush: false },
+    });
+    const entry = entryFor(cluster);
+    const connection = new ReverseConnection(cluster, socket, session, description, config, onGone);
+    entry.connections.add(connection);
+    session.once('connect', () => {
+      if (connection.lost()) return;
+      const previous = entry.current;
+      entry.current = connection;
+      log.info(
+        {
+          event: 'tunnel.connected',
+          cluster,
+          peerFingerprintSha256: description.peerFingerprintSha256,
+          replaced: previous !== undefined,
+        },
+        'tunnel connected; calling the data plane over it',
+      );
+      events.emit('connected', cluster);
+    });
+    session.on('goaway', () => {
+      // The agent is draining this connection (certificate rotation, shutdown): stop routing new
+      // calls to it at once; the agent's next connection takes over.
+      if (entry.current === connection) entry.current = undefined;
+      log.info({ event: 'tunnel.draining', cluster }, 'data plane is draining the tunnel');
+    });
+  };
+
+  const accept = async (socket: TLSSocket): Promise<void> => {
+    const description = describeTlsSocket(socket);
+    const remote = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort };
+    // The seed's "tunnel logs" check: every handshake, with what was negotiated and who the peer is.
+    log.info(
+      {
+        event: 'tunnel.handshake',
+        ...remote,
+        protocol: description.protocol,
+        cipher: description.cipher,
+        cipherStandardName: description.cipherStandardName,
+        peerFingerprintSha256: description.peerFingerprintSha256,
+        peerValidTo: description.peerValidTo,
+        peerSubject: description.peerSubject,
+        peerUri: description.peerUri,
+      },
+      'tunnel TLS handshake',
+    );
+    // Until http2 owns the socket, an error here (a reset during the identity check) must not crash the process.
+    socket.on('error', (error) => log.debug({ event: 'tunnel.socket_error', ...remote, code: errorCode(error) }, 'tunnel socket error'));
+    const refuse = (reason: string, cluster?: string): void => {
+      log.warn(
+        { event: 'tunnel.refused', ...remote, reason, cluster, peerFingerprintSha256: description.peerFingerprintSha256 },
+        'tunnel connection refused',
+      );
+      socket.destroy();
+    };
+
+    if (closing) return refuse('endpoint closing');
+    if (socket.alpnProtocol !== 'h2') return refuse('ALPN h2 not negotiated');
+    let cluster: string | undefined;
+    try {
+      cluster = parseClusterIdentity(getPeerIdentity(socket));
+    } catch {
+      cluster = undefined;
+    }
+    const fingerprint = description.peerFingerprintSha256;
+    if (cluster === undefined || fingerprint === undefined) return refuse('client certificate carries no cluster identity');
+
+    let allowed: boolean;
+    try {
+      allowed = (await config.isClusterAllowed(cluster, fingerprint)) === true;
+    } catch (error) {
+      log.error({ event: 'tunnel.allow_check_failed', cluster, code: errorCode(error) }, 'cluster check failed; refusing');
+      allowed = false;
+    }
+    if (!allowed) return refuse('cluster not allowed (revoked or not registered)', cluster);
+    if (closing) return refuse('endpoint closing', cluster);
+    if (socket.destroyed) return;
+    openReverseConnection(cluster, socket, description);
+  };
+
+  server.on('connection', (socket: Socket) => {
+    rawSockets.add(socket);
+    socket.once('close', () => rawSockets.delete(socket));
+  });
+  server.on('tlsClientError', (error, socket) => {
+    // Node checks a client certificate's chain after OpenSSL's handshake and then destroys the
+    // socket without a TLS alert, so `error` is a bare ECONNRESET; the verdict is authorizationError.
+    // (Not logged under that name: the logger redacts any field named like "authorization".)
+    const verdict = socket.authorizationError as unknown;
+    log.warn(
+      {
+        event: 'tunnel.handshake_failed',
+        code: errorCode(error),
+        verifyError: typeof verdict === 'string' ? verdict : verdict === undefined || verdict === null ? undefined : errorCode(verdict),
+        remoteAddress: socket.remoteAddress,
+        remotePort: socket.remotePort,
+      },
+      'tunnel TLS handshake failed',
+    );
+  });
+  server.on('secureConnection', (socket: TLSSocket) => {
+    void accept(socket);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (error) => log.error({ event: 'tunnel.server_error', code: errorCode(error) }, 'tunnel endpoint error'));
+
+  const port = (server.address() as AddressInfo).port;
+  const url = `https://${isIPv6(config.host) ? `[${config.host}]` : config.host}:${port}`;
+  log.info({ event: 'tunnel.listening', url }, 'tunnel endpoint listening');
+
+  const usableConnection = (cluster: string): ReverseConnection | undefined => {
+    const current = clusters.get(cluster)?.current;
+    return current !== undefined && current.usable() ? current : undefined;
+  };
+
+  const endpoint: TunnelEndpoint = {
+    url,
+    port,
+    clusters() {
+      return [...clusters.keys()].filter((cluster) => usableConnection(cluster) !== undefined).sort();
+    },
+    connection(cluster) {
+      return usableConnection(cluster)?.info;
+    },
+    transportFor(cluster, protocol = 'connect') {
+      if (!PROTOCOLS.includes(protocol)) throw new AirlockError('INVALID_ARGUMENT', `Unknown tunnel protocol: ${String(protocol)}`);
+      if (usableConnection(cluster) === undefined) {
+        throw new AirlockError('UNAVAILABLE', `No tunnel to cluster ${cluster}`, { details: { cluster } });
+      }
+      return entryFor(cluster).transports[protocol];
+    },
+    waitForCluster(cluster, timeoutMs) {
+      const ready = usableConnection(cluster);
+      if (ready !== undefined) return Promise.resolve(ready.info);
+      if (closing) return Promise.reject(new AirlockError('UNAVAILABLE', 'The tunnel endpoint is closed'));
+      return new Promise<TunnelConnectionInfo>((resolve, reject) => {
+        const cleanup = (): void => {
+          clearTimeout(timer);
+          events.off('connected', onConnected);
+          events.off('closed', onClosed);
+        };
+        const onConnected = (name: string): void => {
+          const connection = name === cluster ? usableConnection(cluster) : undefined;
+          if (connection === undefined) return;
+          cleanup();
+          resolve(connection.info);
+        };
+        const onClosed = (): void => {
+          cleanup();
+          reject(new AirlockError('UNAVAILABLE', 'The tunnel endpoint is closed'));
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new AirlockError('TIMEOUT', `Cluster ${cluster} did not connect in ${timeoutMs} ms`, { details: { cluster, timeoutMs } }));
+        }, timeoutMs);
+        events.on('connected', onConnected);
+        events.on('closed', onClosed);
+      });
+    },
+    disconnect(cluster) {
+      const entry = clusters.get(cluster);
+      if (entry === undefined || entry.connections.size === 0) return false;
+      for (const connection of [...entry.connections]) connection.destroy('disconnected by the control plane');
+      return true;
+    },
+    async close() {
+      if (closing) return;
+      closing = true;
+      events.emit('closed');
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const entry of clusters.values()) {
+        for (const connection of [...entry.connections]) connection.destroy('endpoint closed');
+      }
+      // Sockets still in their TLS handshake are not tunnels yet, but they hold the port.
+      for (const socket of rawSockets) socket.destroy();
+      await stopped;
+      log.info({ event: 'tunnel.endpoint_closed', url }, 'tunnel endpoint closed');
+    },
+  };
+  return Object.freeze(endpoint);
+}

@@ -1,0 +1,925 @@
+// The S3 REST protocol over the storage engine: SigV4 on every request, path-style routing, XML in and out, errors in one place.
+import { createHash, randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { AirlockError, type Logger } from '@airlock/common';
+import { verifyRequest, type SecretLookup, type VerifiedRequest } from '@airlock/crypto';
+import type { BucketEncryption, ObjectEngine, ObjectMeta } from './engine-types.js';
+import { s3ErrorFor, s3ErrorXml, type S3AuthType } from './s3-errors.js';
+import {
+  checkHeaderValue,
+  checkKey,
+  checkPreconditions,
+  checksumHeaders,
+  header,
+  invalidRequest,
+  MAX_OBJECT_BYTES,
+  openRequestBody,
+  parseQuery,
+  parseRange,
+  parseResource,
+  parseSseHeaders,
+  parseUserMetadata,
+  percentDecode,
+  readSmallBody,
+  refuseUnsupportedHeaders,
+  resolveRange,
+  splitTarget,
+  type S3Target,
+} from './s3-request.js';
+import {
+  buildXml,
+  parseCompleteMultipartUpload,
+  parseCreateBucketConfiguration,
+  parseDeleteObjects,
+  parseEncryptionConfiguration,
+  type XmlElement,
+} from './s3-xml.js';
+
+export interface S3RequestHandlerOptions {
+  readonly engine: ObjectEngine;
+  /** The secret of an access key allowed to use the store, or undefined. */
+  readonly lookupSecret: SecretLookup;
+  /** The region of the SigV4 credential scope, returned by GetBucketLocation. */
+  readonly region: string;
+  readonly log: Logger;
+  /** The clock signatures are checked against (tests move it). @default () => new Date() */
+  readonly now?: () => Date;
+  /** Allowed clock skew for header-signed requests, in seconds. @default 900 (as S3) */
+  readonly maxSkewSeconds?: number;
+  /** Largest PutObject / UploadPart body. @default 5 GiB (S3's single-PUT limit) */
+  readonly maxObjectBytes?: number;
+  /** Largest XML request body (DeleteObjects with 1000 long keys needs about 1.1 MiB). @default 2 MiB */
+  readonly maxXmlBytes?: number;
+}
+
+/** A request listener for a node:https server. */
+export interface S3RequestHandler {
+  (req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /**
+   * For the server's 'checkContinue' event (`Expect: 100-continue`): the request is authenticated
+   * and routed first, and `100 Continue` goes out only when the handler starts reading the body,
+   * so a refused upload is never transferred.
+   */
+  readonly checkContinue: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+}
+
+/** Everything an operation needs about its request. */
+interface S3Call {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly method: string;
+  readonly target: S3Target;
+  readonly query: ReadonlyMap<string, string>;
+  readonly verified: VerifiedRequest;
+  /** The client sent `Expect: 100-continue` and has not been told to go on yet. */
+  awaitingContinue: boolean;
+}
+
+interface BucketCall extends S3Call {
+  readonly bucket: string;
+}
+
+interface ObjectCall extends BucketCall {
+  readonly key: string;
+}
+
+/** The single owner of everything in this store, as S3 reports owners. */
+const OWNER: XmlElement = Object.freeze({
+  ID: createHash('sha256').update('airlock-objectstore-owner').digest('hex'),
+  DisplayName: 'airlock',
+});
+
+/** Subresources S3 has and this store does not: NotImplemented rather than a wrong answer. */
+const UNSUPPORTED_SUBRESOURCES: readonly string[] = [
+  'accelerate',
+  'analytics',
+  'attributes',
+  'cors',
+  'intelligent-tiering',
+  'inventory',
+  'legal-hold',
+  'lifecycle',
+  'logging',
+  'metadataTable',
+  'metrics',
+  'notification',
+  'object-lock',
+  'ownershipControls',
+  'policy',
+  'policyStatus',
+  'publicAccessBlock',
+  'renameObject',
+  'replication',
+  'requestPayment',
+  'restore',
+  'retention',
+  'select',
+  'session',
+  'tagging',
+  'torrent',
+  'versions',
+  'website',
+];
+
+/** GetObject / HeadObject query parameters that override response headers. */
+const RESPONSE_OVERRIDES: ReadonlyArray<readonly [string, string]> = [
+  ['response-content-type', 'content-type'],
+  ['response-content-language', 'content-language'],
+  ['response-expires', 'expires'],
+  ['response-cache-control', 'cache-control'],
+  ['response-content-disposition', 'content-disposition'],
+  ['response-content-encoding', 'content-encoding'],
+];
+
+const XML_CONTENT_TYPE = 'application/xml';
+
+function iso(date: Date): string {
+  return date.toISOString();
+}
+
+/** S3 request ids: 16 upper-case hex digits. */
+function newRequestId(): string {
+  return randomBytes(8).toString('hex').toUpperCase();
+}
+
+function hasQueryAuth(rawQuery: string): boolean {
+  return rawQuery.split('&').some((part) => /^X-Amz-(?:Algorithm|Credential|Signature)(?:=|$)/.test(part));
+}
+
+function notImplemented(message: string): AirlockError {
+  return new AirlockError('NOT_IMPLEMENTED', message);
+}
+
+function methodNotAllowed(): AirlockError {
+  return new AirlockError('METHOD_NOT_ALLOWED', 'The specified method is not allowed against this resource.');
+}
+
+function sseHeaders(encryption: BucketEncryption): Record<string, string> {
+  const headers: Record<string, string> = { 'x-amz-server-side-encryption': encryption.algorithm };
+  if (encryption.algorithm === 'aws:kms') {
+    if (encryption.kmsKeyArn !== undefined) headers['x-amz-server-side-encryption-aws-kms-key-id'] = encryption.kmsKeyArn;
+    if (encryption.bucketKeyEnabled) headers['x-amz-server-side-encryption-bucket-key-enabled'] = 'true';
+  }
+  return headers;
+}
+
+/** S3's `encoding-type=url`: keys percent-encoded (botocore decodes with unquote_plus, so '+' must be %2B). */
+function urlEncodeKey(value: string): string {
+  return encodeURIComponent(value)
+    .replace(/[!'()*]/g, (c) => `%${(c.codePointAt(0) as number).toString(16).toUpperCase()}`)
+    .replace(/%2F/g, '/');
+}
+
+function encodeContinuationToken(after: string): string {
+  return Buffer.from(after, 'utf8').toString('base64');
+}
+
+function decodeContinuationToken(token: string): string {
+  const decoded = /^[A-Za-z0-9+/]+={0,2}$/.test(token) ? Buffer.from(token, 'base64') : undefined;
+  if (decoded !== undefined && decoded.toString('base64') === token) {
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(decoded);
+    } catch {
+      // Falls through to the error below.
+    }
+  }
+  throw new AirlockError('INVALID_ARGUMENT', 'The continuation token provided is incorrect');
+}
+
+function parseMaxKeys(value: string | undefined, name: string): number {
+  if (value === undefined) return 1000;
+  if (!/^\d{1,10}$/.test(value)) throw new AirlockError('INVALID_ARGUMENT', `Provided ${name} not an integer or within integer range`);
+  return Math.min(Number(value), 1000);
+}
+
+function parsePartNumber(value: string | undefined): number {
+  if (value === undefined || !/^\d{1,5}$/.test(value) || Number(value) < 1 || Number(value) > 10000) {
+    throw new AirlockError('INVALID_ARGUMENT', 'Part number must be an integer between 1 and 10000, inclusive');
+  }
+  return Number(value);
+}
+
+function parseCopySource(value: string): { bucket: string; key: string } {
+  // A version id may follow ('?versionId=…'); objects here have no versions, so it is ignored.
+  const raw = value.trim().split('?')[0] as string;
+  const decoded = percentDecode(raw);
+  if (decoded === undefined) throw new AirlockError('INVALID_ARGUMENT', 'Invalid copy source encoding');
+  const path = decoded.startsWith('/') ? decoded.slice(1) : decoded;
+  const slash = path.indexOf('/');
+  if (slash <= 0 || slash === path.length - 1) {
+    throw new AirlockError('INVALID_ARGUMENT', 'Copy Source must mention the source bucket and key: sourcebucket/sourcekey');
+  }
+  return { bucket: path.slice(0, slash), key: checkKey(path.slice(slash + 1)) };
+}
+
+function checkVersionId(call: S3Call): void {
+  const versionId = call.query.get('versionId');
+  if (versionId !== undefined && versionId !== 'null') throw new AirlockError('INVALID_ARGUMENT', 'Invalid version id specified');
+}
+
+/** True when the request carries a body (declared or streamed). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = header(req, 'content-length');
+  return (length !== undefined && length.trim() !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
+/** Creates the S3 request listener. See S3RequestHandlerOptions. */
+export function createS3RequestHandler(options: S3RequestHandlerOptions): S3RequestHandler {
+  const { engine, log, region } = options;
+  const now = options.now ?? (() => new Date());
+  const maxObjectBytes = options.maxObjectBytes ?? MAX_OBJECT_BYTES;
+  const maxXmlBytes = options.maxXmlBytes ?? 2 * 1024 * 1024;
+  const maxSkewSeconds = options.maxSkewSeconds ?? 900;
+
+  // --- responses ----------------------------------------------------------------------------------
+
+  const sendXml = (call: S3Call, status: number, xml: string, headers: Record<string, string> = {}): void => {
+    call.res.writeHead(status, { ...headers, 'content-type': XML_CONTENT_TYPE, 'content-length': Buffer.byteLength(xml) });
+    call.res.end(xml);
+  };
+
+  const sendEmpty = (call: S3Call, status: number, headers: Record<string, string> = {}): void => {
+    // 204 and 304 carry no Content-Length (RFC 9110 §8.6).
+    call.res.writeHead(status, status === 204 || status === 304 ? headers : { ...headers, 'content-length': 0 });
+    call.res.end();
+  };
+
+  const sendContinue = (call: S3Call): void => {
+    if (call.awaitingContinue) {
+      call.awaitingContinue = false;
+      call.res.writeContinue();
+    }
+  };
+
+  /** Long engine work (re-encrypting a multipart upload, a copy) must not trip the idle-socket timeout. */
+  const withoutIdleTimeout = async <T>(call: S3Call, work: () => Promise<T>): Promise<T> => {
+    const socket = call.req.socket;
+    const previous = socket.timeout ?? 0;
+    if (previous > 0) socket.setTimeout(0);
+    try {
+      return await work();
+    } finally {
+      if (previous > 0 && !socket.destroyed) socket.setTimeout(previous);
+    }
+  };
+
+  const readXml = (call: S3Call): Promise<Buffer> =>
+    readSmallBody(openRequestBody(call.req, call.verified, { maxBytes: maxXmlBytes, tooLargeReason: 'xml-too-large', onStart: () => sendContinue(call) }));
+
+  // --- service and buckets ------------------------------------------------------------------------
+
+  const listBuckets = (call: S3Call): void => {
+    const buckets = engine.listBuckets();
+    sendXml(
+      call,
+      200,
+      buildXml('ListAllMyBucketsResult', {
+        Owner: OWNER,
+        Buckets: { Bucket: buckets.map((bucket) => ({ Name: bucket.name, CreationDate: iso(bucket.createdAt) })) },
+      }),
+    );
+  };
+
+  const createBucket = async (call: BucketCall): Promise<void> => {
+    refuseUnsupportedHeaders(call.req);
+    if (header(call.req, 'x-amz-bucket-object-lock-enabled')?.toLowerCase() === 'true') throw notImplemented('Object Lock is not supported');
+    // The location constraint is accepted and ignored: this store has one region.
+    if (hasBody(call.req)) parseCreateBucketConfiguration(await readXml(call));
+    await engine.createBucket(call.bucket);
+    sendEmpty(call, 200, { location: `/${call.bucket}` });
+  };
+
+  const headBucket = (call: BucketCall): void => {
+    engine.headBucket(call.bucket);
+    sendEmpty(call, 200, { 'x-amz-bucket-region': region });
+  };
+
+  const deleteBucket = async (call: BucketCall): Promise<void> => {
+    await engine.deleteBucket(call.bucket);
+    sendEmpty(call, 204);
+  };
+
+  const getBucketLocation = (call: BucketCall): void => {
+    engine.headBucket(call.bucket);
+    // S3 reports us-east-1 as an empty constraint; clients read that as us-east-1.
+    sendXml(call, 200, buildXml('LocationConstraint', { '#text': region === 'us-east-1' ? '' : region }));
+  };
+
+  const getBucketEncryption = (call: BucketCall): void => {
+    const encryption = engine.getBucketEncryption(call.bucket);
+    sendXml(
+      call,
+      200,
+      buildXml('ServerSideEncryptionConfiguration', {
+        Rule: {
+          ApplyServerSideEncryptionByDefault: { SSEAlgorithm: encryption.algorithm, KMSMasterKeyID: encryption.kmsKeyArn },
+          BucketKeyEnabled: encryption.bucketKeyEnabled,
+        },
+      }),
+    );
+  };
+
+  const putBucketEncryption = async (call: BucketCall): Promise<void> => {
+    engine.headBucket(call.bucket);
+    const sse = parseEncryptionConfiguration(await readXml(call));
+    await engine.putBucketEncryption(call.bucket, sse);
+    sendEmpty(call, 200);
+  };
+
+  const deleteBucketEncryption = async (call: BucketCall): Promise<void> => {
+    await engine.deleteBucketEncryption(call.bucket);
+    sendEmpty(call, 204);
+  };
+
+  const getAcl = (call: BucketCall & { readonly key?: string }): void => {
+    if (call.key === undefined) engine.headBucket(call.bucket);
+    else engine.headObject(call.bucket, call.key);
+    // A fixed answer that is true of this store: one owner, full control, nothing public.
+    sendXml(
+      call,
+      200,
+      buildXml('AccessControlPolicy', {
+        Owner: OWNER,
+        AccessControlList: {
+          Grant: {
+            Grantee: { '@_xmlns:xsi': 'http://www.w3.org/2001/XMLSchema-instance', '@_xsi:type': 'CanonicalUser', ...OWNER },
+            Permission: 'FULL_CONTROL',
+          },
+        },
+      }),
+    );
+  };
+
+  const getObjectTagging = (call: ObjectCall): void => {
+    checkVersionId(call);
+    engine.headObject(call.bucket, call.key);
+    // Tags are refused on write (x-amz-tagging), so every object truly has none. The AWS CLI asks
+    // before a multipart copy, to carry tags over.
+    sendXml(call, 200, buildXml('Tagging', { TagSet: {} }));
+  };
+
+  /** Unsupported subresources still answer NoSuchBucket / NoSuchKey for what does not exist, as S3 does. */
+  const unsupportedSubresource = (call: BucketCall & { readonly key?: string }, name: string): AirlockError => {
+    if (call.key === undefined) engine.headBucket(call.bucket);
+    else engine.headObject(call.bucket, call.key);
+    return notImplemented(`The ${name} subresource is not supported`);
+  };
+
+  const getBucketVersioning = (call: BucketCall): void => {
+    engine.headBucket(call.bucket);
+    // Versioning was never enabled: S3 answers with an empty configuration.
+    sendXml(call, 200, buildXml('VersioningConfiguration', {}));
+  };
+
+  const listObjects = (call: BucketCall, v2: boolean): void => {
+    const { query } = call;
+    const encodingType = query.get('encoding-type');
+    if (encodingType !== undefined && encodingType.toLowerCase() !== 'url') throw new AirlockError('INVALID_ARGUMENT', 'Invalid Encoding Method specified in Request');
+    const encode = encodingType === undefined ? (value: string) => value : urlEncodeKey;
+    const maxKeys = parseMaxKeys(query.get('max-keys'), 'max-keys');
+    const prefix = query.get('prefix') ?? '';
+    const delimiter = query.get('delimiter') || undefined;
+    const token = v2 ? query.get('continuation-token') : undefined;
+    const startAfter = v2 ? query.get('start-after') : query.get('marker');
+    const after = token !== undefined ? decodeContinuationToken(token) : startAfter || undefined;
+    const result = engine.listObjects({ bucket: call.bucket, prefix, delimiter, after, maxKeys });
+    const truncated = result.isTruncated && result.nextAfter !== undefined;
+    const contents = result.objects.map((object: ObjectMeta) => ({
+      Key: encode(object.key),
+      LastModified: iso(object.lastModified),
+      ETag: object.etag,
+      Size: object.size,
+      StorageClass: 'STANDARD',
+      Owner: !v2 || query.get('fetch-owner') === 'true' ? OWNER : undefined,
+    }));
+    const commonPrefixes = result.commonPrefixes.map((commonPrefix) => ({ Prefix: encode(commonPrefix) }));
+    const common = {
+      Name: call.bucket,
+      Prefix: encode(prefix),
+      Delimiter: delimiter === undefined ? undefined : encode(delimiter),
+      MaxKeys: maxKeys,
+      EncodingType: encodingType === undefined ? undefined : 'url',
+      IsTruncated: truncated,
+    };
+    const document: XmlElement = v2
+      ? {
+          ...common,
+          KeyCount: contents.length + commonPrefixes.length,
+          ContinuationToken: token,
+          NextContinuationToken: truncated ? encodeContinuationToken(result.nextAfter) : undefined,
+          StartAfter: startAfter === undefined ? undefined : encode(startAfter),
+          Contents: contents,
+          CommonPrefixes: commonPrefixes,
+        }
+      : {
+          ...common,
+          Marker: encode(startAfter ?? ''),
+          // S3 sends NextMarker only with a delimiter; sending it always is harmless and saves clients a guess.
+          NextMarker: truncated ? encode(result.nextAfter) : undefined,
+          Contents: contents,
+          CommonPrefixes: commonPrefixes,
+        };
+    sendXml(call, 200, buildXml('ListBucketResult', document));
+  };
+
+  const deleteObjects = async (call: BucketCall): Promise<void> => {
+    engine.headBucket(call.bucket);
+    const { quiet, keys } = parseDeleteObjects(await readXml(call));
+    const deleted: XmlElement[] = [];
+    const errors: XmlElement[] = [];
+    for (const key of keys) {
+      try {
+        await engine.deleteObject(call.bucket, checkKey(key));
+        if (!quiet) deleted.push({ Key: key });
+      } catch (error) {
+        const e = AirlockError.from(error);
+        const wire = s3ErrorFor(e);
+        if (wire.status >= 500) log.error({ err: error, code: e.code }, 'S3 DeleteObjects entry failed');
+        errors.push({ Key: key, Code: wire.code, Message: wire.message });
+      }
+    }
+    sendXml(call, 200, buildXml('DeleteResult', { Deleted: deleted, Error: errors }));
+  };
+
+  // --- objects ------------------------------------------------------------------------------------
+
+  const responseOverrides = (call: S3Call): Record<string, string> => {
+    const headers: Record<string, string> = {};
+    for (const [param, name] of RESPONSE_OVERRIDES) {
+      const value = call.query.get(param);
+      if (value !== undefined) headers[name] = checkHeaderValue(param, value);
+    }
+    return headers;
+  };
+
+  const objectHeaders = (call: S3Call, meta: ObjectMeta, range: { start: number; end: number } | undefined): Record<string, string | number> => {
+    const headers: Record<string, string | number> = {
+      'last-modified': meta.lastModified.toUTCString(),
+      etag: meta.etag,
+      'content-length': range === undefined ? meta.size : range.end - range.start + 1,
+      'content-type': meta.contentType,
+      'accept-ranges': 'bytes',
+      ...sseHeaders(meta.encryption),
+    };
+    if (range !== undefined) headers['content-range'] = `bytes ${range.start}-${range.end}/${meta.size}`;
+    for (const [name, value] of Object.entries(meta.userMetadata)) headers[`x-amz-meta-${name}`] = value;
+    // S3 returns whole-object checksums only when asked, and never for a part of the object.
+    if (range === undefined && header(call.req, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED') Object.assign(headers, checksumHeaders(meta.checksums));
+    if (call.query.get('partNumber') !== undefined && meta.partsCount !== undefined) headers['x-amz-mp-parts-count'] = meta.partsCount;
+    return { ...headers, ...responseOverrides(call) };
+  };
+
+  const notModified = (call: S3Call, meta: ObjectMeta): void => {
+    sendEmpty(call, 304, { etag: meta.etag, 'last-modified': meta.lastModified.toUTCString() });
+  };
+
+  const conditional = (req: IncomingMessage): boolean =>
+    ['if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since'].some((name) => req.headers[name] !== undefined);
+
+  /** `?partNumber=1` of a single-part object is the whole object; other part reads need part boundaries the engine does not expose. */
+  const checkPartNumber = (call: ObjectCall, meta: ObjectMeta | undefined): void => {
+    const value = call.query.get('partNumber');
+    if (value === undefined) return;
+    const partNumber = parsePartNumber(value);
+    if (partNumber !== 1 || (meta?.partsCount ?? 1) > 1) throw notImplemented('Reading a multipart object by part number is not supported; use a Range');
+  };
+
+  const headObject = (call: ObjectCall): void => {
+    checkVersionId(call);
+    const overrides = responseOverrides(call);
+    const meta = engine.headObject(call.bucket, call.key);
+    checkPartNumber(call, meta);
+    if (checkPreconditions(call.req, meta) === 304) return notModified(call, meta);
+    const requested = call.query.get('partNumber') === undefined ? parseRange(header(call.req, 'range')) : undefined;
+    const range = requested === undefined ? undefined : resolveRange(requested, meta.size);
+    // Content-Length is the object's (or the range's) size, as a GET would send.
+    call.res.writeHead(range === undefined ? 200 : 206, { ...objectHeaders(call, meta, range), ...overrides });
+    call.res.end();
+  };
+
+  const getObject = async (call: ObjectCall): Promise<void> => {
+    checkVersionId(call);
+    responseOverrides(call);
+    let checked: ObjectMeta | undefined;
+    if (conditional(call.req) || call.query.get('partNumber') !== undefined) {
+      checked = engine.headObject(call.bucket, call.key);
+      checkPartNumber(call, checked);
+      if (checkPreconditions(call.req, checked) === 304) return notModified(call, checked);
+    }
+    const range = call.query.get('partNumber') === undefined ? parseRange(header(call.req, 'range')) : undefined;
+    const result = await engine.getObject(call.bucket, call.key, range);
+    try {
+      // The object may have been replaced since the conditions were checked: check them on what is sent.
+      if (checked !== undefined && checked.etag !== result.meta.etag && checkPreconditions(call.req, result.meta) === 304) {
+        result.body.destroy();
+        return notModified(call, result.meta);
+      }
+    } catch (error) {
+      result.body.destroy();
+      throw error;
+    }
+    call.res.writeHead(result.range === undefined ? 200 : 206, objectHeaders(call, result.meta, result.range));
+    await sendBody(call, result.body);
+  };
+
+  /** Streams an object body. Headers are out: a failure now can only cut the response short, which Content-Length makes detectable. */
+  const sendBody = async (call: S3Call, body: Readable): Promise<void> => {
+    try {
+      await pipeline(body, call.res);
+    } catch (error) {
+      const e = error as { code?: unknown };
+      if (call.res.destroyed && !(error instanceof AirlockError) && e.code === 'ERR_STREAM_PREMATURE_CLOSE') {
+        log.debug('S3 client went away during a GET');
+      } else {
+        log.error({ err: error, code: AirlockError.from(error).code }, 'S3 object body failed mid-stream');
+      }
+      call.res.destroy();
+    }
+  };
+
+  const putObject = async (call: ObjectCall): Promise<void> => {
+    refuseUnsupportedHeaders(call.req);
+    const sse = parseSseHeaders(call.req);
+    const userMetadata = parseUserMetadata(call.req);
+    const contentType = header(call.req, 'content-type');
+    const body = openRequestBody(call.req, call.verified, { maxBytes: maxObjectBytes, onStart: () => sendContinue(call) });
+    try {
+      const meta = await engine.putObject({
+        bucket: call.bucket,
+        key: call.key,
+        body: body.body,
+        expectedLength: body.expectedLength,
+        contentMd5: body.contentMd5,
+        checksums: body.checksums,
+        checksumAlgorithms: body.checksumAlgorithms,
+        contentType,
+        userMetadata,
+        sse,
+      });
+      sendEmpty(call, 200, { etag: meta.etag, ...sseHeaders(meta.encryption), ...checksumHeaders(meta.checksums) });
+    } finally {
+      body.dispose();
+    }
+  };
+
+  const copyObject = async (call: ObjectCall, copySource: string): Promise<void> => {
+    refuseUnsupportedHeaders(call.req);
+    for (const name of Object.keys(call.req.headers)) {
+      if (name.startsWith('x-amz-copy-source-if-')) throw notImplemented('Conditional copies (x-amz-copy-source-if-*) are not supported');
+    }
+    const source = parseCopySource(copySource);
+    const directive = (header(call.req, 'x-amz-metadata-directive') ?? 'COPY').trim().toUpperCase();
+    if (directive !== 'COPY' && directive !== 'REPLACE') throw new AirlockError('INVALID_ARGUMENT', 'Unknown metadata directive.');
+    const sse = parseSseHeaders(call.req);
+    if (source.bucket === call.bucket && source.key === call.key && directive === 'COPY' && sse === undefined) {
+      throw invalidRequest(
+        "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+      );
+    }
+    const contentType = header(call.req, 'content-type');
+    const meta = await withoutIdleTimeout(call, () =>
+      engine.copyObject({
+        sourceBucket: source.bucket,
+        sourceKey: source.key,
+        bucket: call.bucket,
+        key: call.key,
+        metadataDirective: directive,
+        ...(directive === 'REPLACE' ? { contentType, userMetadata: parseUserMetadata(call.req) } : {}),
+        sse,
+      }),
+    );
+    sendXml(call, 200, buildXml('CopyObjectResult', { LastModified: iso(meta.lastModified), ETag: meta.etag }), sseHeaders(meta.encryption));
+  };
+
+  const deleteObject = async (call: ObjectCall): Promise<void> => {
+    checkVersionId(call);
+    await engine.deleteObject(call.bucket, call.key);
+    sendEmpty(call, 204);
+  };
+
+  // --- multipart ----------------------------------------------------------------------------------
+
+  const uploadIdOf = (call: S3Call): string => {
+    const uploadId = call.query.get('uploadId');
+    if (uploadId === undefined || uploadId === '') throw new AirlockError('UPLOAD_NOT_FOUND');
+    return uploadId;
+  };
+
+  const createMultipartUpload = async (call: ObjectCall): Promise<void> => {
+    refuseUnsupportedHeaders(call.req);
+    const upload = await engine.createMultipartUpload({
+      bucket: call.bucket,
+      key: call.key,
+      contentType: header(call.req, 'content-type'),
+      userMetadata: parseUserMetadata(call.req),
+      sse: parseSseHeaders(call.req),
+    });
+    const algorithm = header(call.req, 'x-amz-checksum-algorithm');
+    sendXml(
+      call,
+      200,
+      buildXml('InitiateMultipartUploadResult', { Bucket: upload.bucket, Key: upload.key, UploadId: upload.uploadId }),
+      { ...sseHeaders(upload.encryption), ...(algorithm === undefined ? {} : { 'x-amz-checksum-algorithm': checkHeaderValue('x-amz-checksum-algorithm', algorithm) }) },
+    );
+  };
+
+  const uploadPart = async (call: ObjectCall): Promise<void> => {
+    const partNumber = parsePartNumber(call.query.get('partNumber'));
+    const uploadId = uploadIdOf(call);
+    const copySource = header(call.req, 'x-amz-copy-source');
+    if (copySource !== undefined) return uploadPartCopy(call, copySource, uploadId, partNumber);
+    const body = openRequestBody(call.req, call.verified, { maxBytes: maxObjectBytes, onStart: () => sendContinue(call) });
+    try {
+      const part = await engine.uploadPart({
+        bucket: call.bucket,
+        key: call.key,
+        uploadId,
+        partNumber,
+        body: body.body,
+        expectedLength: body.expectedLength,
+        contentMd5: body.contentMd5,
+        checksums: body.checksums,
+        checksumAlgorithms: body.checksumAlgorithms,
+      });
+      // Verified by the engine by now; clients (the SDK's multipart uploader) read them back per part.
+      sendEmpty(call, 200, { etag: part.etag, ...checksumHeaders((await body.checksums) ?? {}) });
+    } finally {
+      body.dispose();
+    }
+  };
+
+  const uploadPartCopy = async (call: ObjectCall, copySource: string, uploadId: string, partNumber: number): Promise<void> => {
+    for (const name of Object.keys(call.req.headers)) {
+      if (name.startsWith('x-amz-copy-source-if-')) throw notImplemented('Conditional copies (x-amz-copy-source-if-*) are not supported');
+    }
+    const source = parseCopySource(copySource);
+    const rangeHeader = header(call.req, 'x-amz-copy-source-range');
+    let range: { start: number; end: number } | undefined;
+    if (rangeHeader !== undefined) {
+      const match = /^bytes=(\d{1,15})-(\d{1,15})$/.exec(rangeHeader.trim());
+      if (match === null || Number(match[2]) < Number(match[1])) {
+        throw new AirlockError(
+          'INVALID_ARGUMENT',
+          'The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy',
+        );
+      }
+      range = { start: Number(match[1]), end: Number(match[2]) };
+    }
+    const got = await engine.getObject(source.bucket, source.key, range);
+    try {
+      // The engine clamps a range to the object; a copy range must lie inside it.
+      if (range !== undefined && got.range?.end !== range.end) throw new AirlockError('RANGE_NOT_SATISFIABLE', 'The requested range is not satisfiable');
+      const size = got.range === undefined ? got.meta.size : got.range.end - got.range.start + 1;
+      const part = await withoutIdleTimeout(call, () =>
+        engine.uploadPart({ bucket: call.bucket, key: call.key, uploadId, partNumber, body: got.body, expectedLength: size }),
+      );
+      sendXml(call, 200, buildXml('CopyPartResult', { LastModified: iso(part.lastModified), ETag: part.etag }));
+    } finally {
+      if (!got.body.destroyed) got.body.destroy();
+    }
+  };
+
+  const completeMultipartUpload = async (call: ObjectCall): Promise<void> => {
+    const uploadId = uploadIdOf(call);
+    const parts = parseCompleteMultipartUpload(await readXml(call));
+    const meta = await withoutIdleTimeout(call, () => engine.completeMultipartUpload({ bucket: call.bucket, key: call.key, uploadId, parts }));
+    const host = header(call.req, 'host') ?? 'localhost';
+    sendXml(
+      call,
+      200,
+      buildXml('CompleteMultipartUploadResult', {
+        Location: `https://${host}/${encodeURIComponent(call.bucket)}/${urlEncodeKey(call.key)}`,
+        Bucket: call.bucket,
+        Key: call.key,
+        ETag: meta.etag,
+      }),
+      sseHeaders(meta.encryption),
+    );
+  };
+
+  const abortMultipartUpload = async (call: ObjectCall): Promise<void> => {
+    await engine.abortMultipartUpload(call.bucket, call.key, uploadIdOf(call));
+    sendEmpty(call, 204);
+  };
+
+  const listParts = (call: ObjectCall): void => {
+    const uploadId = uploadIdOf(call);
+    const maxParts = parseMaxKeys(call.query.get('max-parts'), 'max-parts');
+    const markerText = call.query.get('part-number-marker') ?? '0';
+    if (!/^\d{1,5}$/.test(markerText)) throw new AirlockError('INVALID_ARGUMENT', 'Provided part-number-marker not an integer or within integer range');
+    const marker = Number(markerText);
+    const { upload, parts } = engine.listParts(call.bucket, call.key, uploadId);
+    const after = parts.filter((part) => part.partNumber > marker);
+    const page = after.slice(0, maxParts);
+    const truncated = after.length > page.length;
+    sendXml(
+      call,
+      200,
+      buildXml('ListPartsResult', {
+        Bucket: upload.bucket,
+        Key: upload.key,
+        UploadId: upload.uploadId,
+        Initiator: OWNER,
+        Owner: OWNER,
+        StorageClass: 'STANDARD',
+        PartNumberMarker: marker,
+        NextPartNumberMarker: page.at(-1)?.partNumber ?? marker,
+        MaxParts: maxParts,
+        IsTruncated: truncated,
+        Part: page.map((part) => ({ PartNumber: part.partNumber, LastModified: iso(part.lastModified), ETag: part.etag, Size: part.size })),
+      }),
+    );
+  };
+
+  // --- routing ------------------------------------------------------------------------------------
+
+  type Operation = readonly [name: string, run: () => void | Promise<void>];
+
+  const routeBucket = (call: BucketCall): Operation => {
+    const { method, query } = call;
+    const sub = (name: string): boolean => query.has(name);
+    if (sub('encryption')) {
+      if (method === 'GET') return ['GetBucketEncryption', () => getBucketEncryption(call)];
+      if (method === 'PUT') return ['PutBucketEncryption', () => putBucketEncryption(call)];
+      if (method === 'DELETE') return ['DeleteBucketEncryption', () => deleteBucketEncryption(call)];
+      throw methodNotAllowed();
+    }
+    if (sub('location')) {
+      if (method === 'GET') return ['GetBucketLocation', () => getBucketLocation(call)];
+      throw methodNotAllowed();
+    }
+    if (sub('acl')) {
+      if (method === 'GET') return ['GetBucketAcl', () => getAcl(call)];
+      throw notImplemented('Bucket ACLs cannot be changed: every bucket is private to the store owner');
+    }
+    if (sub('versioning')) {
+      if (method === 'GET') return ['GetBucketVersioning', () => getBucketVersioning(call)];
+      throw notImplemented('Versioning is not supported');
+    }
+    if (sub('delete')) {
+      if (method === 'POST') return ['DeleteObjects', () => deleteObjects(call)];
+      throw methodNotAllowed();
+    }
+    if (sub('uploads')) throw notImplemented('Listing multipart uploads is not supported');
+    const unsupported = UNSUPPORTED_SUBRESOURCES.find(sub);
+    if (unsupported !== undefined) throw unsupportedSubresource(call, unsupported);
+    switch (method) {
+      case 'GET': {
+        const listType = query.get('list-type');
+        if (listType === '2') return ['ListObjectsV2', () => listObjects(call, true)];
+        if (listType === undefined) return ['ListObjects', () => listObjects(call, false)];
+        throw new AirlockError('INVALID_ARGUMENT', 'Invalid List Type specified in Request');
+      }
+      case 'PUT':
+        return ['CreateBucket', () => createBucket(call)];
+      case 'HEAD':
+        return ['HeadBucket', () => headBucket(call)];
+      case 'DELETE':
+        return ['DeleteBucket', () => deleteBucket(call)];
+      case 'POST':
+        throw notImplemented('Browser-based POST uploads are not supported');
+      default:
+        throw methodNotAllowed();
+    }
+  };
+
+  const routeObject = (call: ObjectCall): Operation => {
+    const { method, query } = call;
+    if (query.has('uploads')) {
+      if (method === 'POST') return ['CreateMultipartUpload', () => createMultipartUpload(call)];
+      throw methodNotAllowed();
+    }
+    if (query.has('uploadId')) {
+      switch (method) {
+        case 'PUT':
+          return ['UploadPart', () => uploadPart(call)];
+        case 'POST':
+          return ['CompleteMultipartUpload', () => completeMultipartUpload(call)];
+        case 'DELETE':
+          return ['AbortMultipartUpload', () => abortMultipartUpload(call)];
+        case 'GET':
+          return ['ListParts', () => listParts(call)];
+        default:
+          throw methodNotAllowed();
+      }
+    }
+    if (query.has('acl')) {
+      if (method === 'GET') return ['GetObjectAcl', () => getAcl(call)];
+      throw notImplemented('Object ACLs cannot be changed: every object is private to the store owner');
+    }
+    if (query.has('tagging') && method === 'GET') return ['GetObjectTagging', () => getObjectTagging(call)];
+    const unsupported = UNSUPPORTED_SUBRESOURCES.find((name) => query.has(name));
+    if (unsupported !== undefined) throw unsupportedSubresource(call, unsupported);
+    switch (method) {
+      case 'GET':
+        return ['GetObject', () => getObject(call)];
+      case 'HEAD':
+        return ['HeadObject', () => headObject(call)];
+      case 'PUT': {
+        const copySource = header(call.req, 'x-amz-copy-source');
+        return copySource === undefined ? ['PutObject', () => putObject(call)] : ['CopyObject', () => copyObject(call, copySource)];
+      }
+      case 'DELETE':
+        return ['DeleteObject', () => deleteObject(call)];
+      case 'POST':
+        throw notImplemented('POST on an object is not supported');
+      default:
+        throw methodNotAllowed();
+    }
+  };
+
+  // --- the request --------------------------------------------------------------------------------
+
+  const sendError = (req: IncomingMessage, res: ServerResponse, error: unknown, context: { requestId: string; operation: string; resource: string; authType: S3AuthType }): void => {
+    const e = AirlockError.from(error);
+    const wire = s3ErrorFor(e, context.authType);
+    if (wire.status >= 500) log.error({ err: error, code: e.code, operation: context.operation, requestId: context.requestId }, 'S3 request failed');
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (!req.complete) {
+      // The body was refused unread: a large one, or one the client still waits to send, ends the connection.
+      const length = Number(header(req, 'content-length') ?? Number.NaN);
+      if (!(length <= 1024 * 1024) || req.headers.expect !== undefined) res.setHeader('connection', 'close');
+      req.unpipe();
+      req.resume();
+    }
+    if (req.method === 'HEAD') {
+      // HEAD responses carry no body, so S3 sends only the status.
+      res.writeHead(wire.status);
+      res.end();
+      return;
+    }
+    const xml = s3ErrorXml(e, wire, context.resource, context.requestId);
+    res.writeHead(wire.status, { 'content-type': XML_CONTENT_TYPE, 'content-length': Buffer.byteLength(xml) });
+    res.end(xml);
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse, awaitingContinue: boolean): Promise<void> => {
+    const started = performance.now();
+    const requestId = newRequestId();
+    res.setHeader('x-amz-request-id', requestId);
+    res.setHeader('x-amz-id-2', randomBytes(32).toString('base64'));
+    const method = req.method ?? 'GET';
+    const context = { requestId, operation: 'Unknown', resource: '/', authType: 'header' as S3AuthType };
+    try {
+      // Liveness, unauthenticated (a request that carries a signature is S3, for a bucket called "health").
+      if (method === 'GET' && req.url === '/health' && req.headers.authorization === undefined) {
+        context.operation = 'Health';
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': 15 });
+        res.end('{"status":"ok"}');
+        return;
+      }
+      const target = splitTarget(req.url);
+      context.resource = target.rawPath;
+      context.authType = hasQueryAuth(target.rawQuery) ? 'query' : 'header';
+      const verified = await verifyRequest({
+        method,
+        path: target.rawPath,
+        rawQuery: target.rawQuery,
+        headers: req.headersDistinct,
+        lookupSecret: options.lookupSecret,
+        region,
+        service: 's3',
+        now: now(),
+        maxSkewSeconds,
+        requireSignedAmzHeaders: true,
+      });
+      try {
+        const query = parseQuery(target.rawQuery);
+        const { bucket, key } = parseResource(target.rawPath);
+        const base: S3Call = { req, res, method, target, query, verified, awaitingContinue };
+        // A presigned URL names one object (DESIGN §2): never a listing or a bucket operation.
+        if (verified.authType === 'query' && key === undefined) {
+          throw new AirlockError('ACCESS_DENIED', 'Presigned URLs are accepted for object requests only');
+        }
+        let operation: Operation;
+        if (bucket === undefined) {
+          if (method !== 'GET') throw methodNotAllowed();
+          operation = ['ListBuckets', () => listBuckets(base)];
+        } else if (key === undefined) {
+          operation = routeBucket({ ...base, bucket });
+        } else {
+          operation = routeObject({ ...base, bucket, key });
+        }
+        context.operation = operation[0];
+        await operation[1]();
+      } finally {
+        verified.signingKey.fill(0);
+      }
+    } catch (error) {
+      sendError(req, res, error, context);
+    } finally {
+      log.debug(
+        { requestId, operation: context.operation, method, status: res.statusCode, ms: Math.round(performance.now() - started) },
+        'S3 request',
+      );
+    }
+  };
+
+  const handler = ((req: IncomingMessage, res: ServerResponse) => handle(req, res, false)) as S3RequestHandler;
+  return Object.assign(handler, { checkContinue: (req: IncomingMessage, res: ServerResponse) => handle(req, res, true) });
+}

@@ -1,0 +1,108 @@
+// The embedded S3-compatible object store: HTTPS only, SigV4, every object encrypted under KMS keys.
+import { configCheck, configError, createLogger, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
+import type { Kms, KmsAdmin } from '@airlock/kms';
+import { StorageEngine } from './internal/engine.js';
+import { startS3Listener } from './internal/s3-server.js';
+
+export type { BucketEncryption, ObjectEngine } from './internal/engine-types.js';
+
+export interface ObjectStoreServerOptions {
+  /** Where buckets, objects and the wrapped store key live. Created if missing. */
+  readonly dataDir: string;
+  /** TLS certificate and key (PEM) for the listener. */
+  readonly tls: { readonly cert: string; readonly key: string };
+  /** The KMS holding the keys: `createAwsKms(...)` against the embedded KMS or AWS KMS. */
+  readonly kms: Kms | KmsAdmin;
+  /** Returns the secret of an access key allowed to use the store (SigV4), or undefined. */
+  readonly lookupSecret: (accessKeyId: string) => string | undefined | Promise<string | undefined>;
+  /** @default "127.0.0.1" */
+  readonly host?: string;
+  /** @default 0 (any free port) */
+  readonly port?: number;
+  /** Region of the SigV4 credential scope. @default "us-east-1" */
+  readonly region?: string;
+  /** The store-managed key for SSE-S3 (AES256) and the store's metadata; created when it is an alias that does not exist. @default "alias/airlock/s3" */
+  readonly defaultKeyId?: string;
+  /** Bench-only: store bodies unencrypted, to measure the cost of encryption. @default false */
+  readonly benchmarkPlaintextBodies?: boolean;
+  readonly logger?: Logger;
+}
+
+export type ResolvedObjectStoreServerConfig = DeepReadonly<{
+  dataDir: string;
+  tls: { cert: string; key: string };
+  host: string;
+  port: number;
+  region: string;
+  defaultKeyId: string;
+  benchmarkPlaintextBodies: boolean;
+}> & {
+  readonly kms: Kms | KmsAdmin;
+  readonly lookupSecret: ObjectStoreServerOptions['lookupSecret'];
+  readonly logger: Logger;
+};
+
+export function resolveObjectStoreServerConfig(options: ObjectStoreServerOptions): ResolvedObjectStoreServerConfig {
+  const region = options.region ?? 'us-east-1';
+  if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(region)) throw configError('objectStore.region', 'must look like an AWS region, e.g. us-east-1');
+  const resolved = freezeConfig({
+    dataDir: configCheck.nonEmptyString('objectStore.dataDir', options.dataDir),
+    tls: {
+      cert: configCheck.nonEmptyString('objectStore.tls.cert', options.tls.cert),
+      key: configCheck.nonEmptyString('objectStore.tls.key', options.tls.key),
+    },
+    host: options.host ?? '127.0.0.1',
+    port: configCheck.integer('objectStore.port', options.port ?? 0, 0, 65535),
+    region,
+    defaultKeyId: configCheck.nonEmptyString('objectStore.defaultKeyId', options.defaultKeyId ?? 'alias/airlock/s3'),
+    benchmarkPlaintextBodies: options.benchmarkPlaintextBodies ?? false,
+  });
+  return Object.freeze({ ...resolved, kms: options.kms, lookupSecret: options.lookupSecret, logger: options.logger ?? createLogger({ name: 'objectstore' }) });
+}
+
+export interface ObjectStoreServer {
+  /** `https://host:port` (path-style: `https://host:port/bucket/key`). */
+  readonly url: string;
+  readonly port: number;
+  readonly region: string;
+  close(): Promise<void>;
+}
+
+/** Opens the store directory (its key comes from the KMS) and starts the HTTPS listener. */
+export async function createObjectStoreServer(config: ResolvedObjectStoreServerConfig): Promise<ObjectStoreServer> {
+  const engine = await StorageEngine.open({
+    dataDir: config.dataDir,
+    kms: config.kms,
+    defaultKeyId: config.defaultKeyId,
+    log: config.logger,
+    benchmarkPlaintextBodies: config.benchmarkPlaintextBodies,
+  });
+  try {
+    const listener = await startS3Listener({
+      engine,
+      lookupSecret: config.lookupSecret,
+      tls: config.tls,
+      host: config.host,
+      port: config.port,
+      region: config.region,
+      log: config.logger,
+    });
+    config.logger.info({ url: listener.url, region: config.region }, 'object store listening');
+    let closing: Promise<void> | undefined;
+    return {
+      url: listener.url,
+      port: listener.port,
+      region: config.region,
+      close() {
+        closing ??= (async () => {
+          await listener.close();
+          await engine.close();
+        })();
+        return closing;
+      },
+    };
+  } catch (error) {
+    await engine.close();
+    throw error;
+  }
+}

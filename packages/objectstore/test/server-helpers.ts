@@ -1,0 +1,121 @@
+// Test helpers: a real KMS and a real object store over TLS, sharing one access key, plus env for the AWS CLI and s3cmd.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger, Redactor } from '@airlock/common';
+import { createAwsKms, type KmsAdmin } from '@airlock/kms';
+import { createKmsServer, resolveKmsServerConfig, type KmsServer } from '@airlock/kms/server';
+import { createCertificateAuthority, issueServerCertificate } from '@airlock/pki';
+import { createS3ObjectStore } from '../src/s3-object-store.js';
+import { createObjectStoreServer, resolveObjectStoreServerConfig, type ObjectStoreServer } from '../src/server.js';
+
+export interface TestObjectStore {
+  readonly dir: string;
+  readonly caPath: string;
+  readonly caPem: string;
+  readonly kmsServer: KmsServer;
+  readonly kms: KmsAdmin & { destroy(): void };
+  readonly server: ObjectStoreServer;
+  readonly credentials: { accessKeyId: string; secretAccessKey: string };
+  readonly logs: string[];
+  /** A fresh ObjectStore client (the @aws-sdk/client-s3 adapter). */
+  client(): ReturnType<typeof createS3ObjectStore>;
+  /** Environment for /usr/bin/aws (v2) against both endpoints. */
+  awsEnv(): NodeJS.ProcessEnv;
+  /** Path of an s3cmd config file for this store. */
+  s3cmdConfig(): Promise<string>;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startTestObjectStore(): Promise<TestObjectStore> {
+  const dir = await mkdtemp(join(tmpdir(), 'airlock-s3-'));
+  const ca = await createCertificateAuthority();
+  const tls = await issueServerCertificate({ ca, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+  const caPath = join(dir, 'ca.pem');
+  await writeFile(caPath, ca.cert);
+  const logs: string[] = [];
+  const logger = createLogger({ level: 'debug', destination: { write: (l: string) => void logs.push(l) }, redactor: new Redactor() });
+  const kmsServer = await createKmsServer(resolveKmsServerConfig({ dataDir: join(dir, 'kms'), tls: { cert: tls.cert, key: tls.key }, logger }));
+  const credentials = kmsServer.createAccessKey('objectstore tests');
+  const kms = createAwsKms({ endpoint: kmsServer.url, credentials, caBundle: ca.cert, maxAttempts: 1 });
+  const storeKms = createAwsKms({ endpoint: kmsServer.url, credentials, caBundle: ca.cert, maxAttempts: 1 });
+  const start = (port = 0): Promise<ObjectStoreServer> =>
+    createObjectStoreServer(
+      resolveObjectStoreServerConfig({
+        dataDir: join(dir, 'objects'),
+        tls: { cert: tls.cert, key: tls.key },
+        kms: storeKms,
+        lookupSecret: (id) => (id === credentials.accessKeyId ? credentials.secretAccessKey : undefined),
+        port,
+        logger,
+      }),
+    );
+  let server = await start();
+  const clients: Array<ReturnType<typeof createS3ObjectStore>> = [];
+  const stack: TestObjectStore = {
+    dir,
+    caPath,
+    caPem: ca.cert,
+    kmsServer,
+    kms,
+    get server() {
+      return server;
+    },
+    credentials,
+    logs,
+    client() {
+      const c = createS3ObjectStore({ endpoint: server.url, credentials, caBundle: ca.cert, maxAttempts: 1 });
+      clients.push(c);
+      return c;
+    },
+    awsEnv() {
+      return {
+        PATH: process.env.PATH,
+        HOME: dir,
+        AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+        AWS_DEFAULT_REGION: 'us-east-1',
+        AWS_CA_BUNDLE: caPath,
+        AWS_PAGER: '',
+        AWS_EC2_METADATA_DISABLED: 'true',
+      };
+    },
+    async s3cmdConfig() {
+      const host = new URL(server.url).host;
+      const path = join(dir, 's3cfg');
+      await writeFile(
+        path,
+        [
+          '[default]',
+          `access_key = ${credentials.accessKeyId}`,
+          `secret_key = ${credentials.secretAccessKey}`,
+          `host_base = ${host}`,
+          `host_bucket = ${host}`,
+          'use_https = True',
+          'check_ssl_certificate = True',
+          `ca_certs_file = ${caPath}`,
+          'signature_v2 = False',
+          'bucket_location = us-east-1',
+          '',
+        ].join('\n'),
+        { mode: 0o600 },
+      );
+      return path;
+    },
+    async restart() {
+      const port = server.port;
+      await server.close();
+      server = await start(port);
+    },
+    async stop() {
+      for (const c of clients) c.destroy();
+      await server.close();
+      storeKms.destroy();
+      kms.destroy();
+      await kmsServer.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return stack;
+}
