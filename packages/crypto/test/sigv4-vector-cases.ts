@@ -1,10 +1,10 @@
 // Reads the AWS SigV4 test suite (aws-c-auth) from ../shared/vectors/aws-sigv4 and parses its raw HTTP requests.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { sharedVectorsDir } from './shared-vectors.js';
 
 /** The suite lives beside the repository, never inside it (vectors/README.md). */
-export const SIGV4_VECTOR_DIR = fileURLToPath(new URL('../../../../shared/vectors/aws-sigv4/', import.meta.url));
+export const SIGV4_VECTOR_DIR = `${sharedVectorsDir('aws-sigv4')}/`;
 
 export interface SigV4VectorContext {
   readonly credentials: { readonly access_key_id: string; readonly secret_access_key: string; readonly token?: string };

@@ -1,15 +1,16 @@
 // Wycheproof known-answer tests for the AES-256-GCM, HKDF-SHA256, HMAC-SHA256 and X25519 helpers.
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { AirlockError, type AirlockErrorCode } from '@airlock/common';
 import { aesGcmDecrypt, aesGcmEncrypt, hkdfSha256, hmacSha256 } from '../src/aead.js';
 import { constantTimeEqual } from '../src/bytes.js';
 import { x25519SharedSecret } from '../src/x25519.js';
+import { sharedVectorsDir } from './shared-vectors.js';
 
 // The vectors live beside the repository (../shared from the repo root) and are read in place,
 // never copied in: this file is packages/crypto/test/, so the repo root is three levels up.
-const VECTORS = new URL('../../../../shared/vectors/wycheproof/', import.meta.url);
+const VECTORS = pathToFileURL(`${sharedVectorsDir('wycheproof')}/`);
 
 type Result = 'valid' | 'invalid' | 'acceptable';
 interface WycheproofFile<G> {
