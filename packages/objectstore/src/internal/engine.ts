@@ -7,10 +7,13 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AirlockError, syncDirectory, writeFileAtomic, type Logger } from '@airlock/common';
 import {
+  asf1PlaintextLength,
   createAsf1EncryptStream,
+  decryptAsf1ToChunks,
   fileSource,
   hkdfSha256,
   openAsf1Reader,
+  readAsf1Header,
   zeroize,
   encodeEncryptionContext,
   type EncryptionContext,
@@ -101,6 +104,8 @@ type KeyRef =
   | { readonly v: 1; readonly m: 'kms'; readonly b: string };
 
 const MIN_PART_SIZE = 5 * 1024 * 1024;
+/** Bodies up to this size are read and decrypted in one piece. */
+const SMALL_BODY_BYTES = 4 * 1024 * 1024;
 const MAX_PARTS = 10_000;
 const DEFAULT_ENCRYPTION: BucketEncryption = { algorithm: 'AES256', kmsKeyArn: undefined, bucketKeyEnabled: true };
 
@@ -584,6 +589,7 @@ export class StorageEngine implements ObjectEngine {
     end: number,
   ): Promise<Readable> {
     if (plaintext === true) return createReadStream(this.#abs(path), { start, end: end - 1 });
+    if (size <= SMALL_BODY_BYTES && start === 0 && end === size) return this.#openSmallBody(bucket, path, size, context);
     const handle = await open(this.#abs(path), 'r').catch((error: unknown) => {
       throw AirlockError.from(error);
     });
@@ -607,6 +613,26 @@ export class StorageEngine implements ObjectEngine {
     } catch (error) {
       await handle.close();
       throw AirlockError.from(error);
+    }
+  }
+
+  /**
+   * Small whole-object reads: one read and one decryption, all-or-nothing (no byte is released
+   * unless every segment verifies), instead of the segment-by-segment reader.
+   */
+  async #openSmallBody(bucket: string, path: string, size: number, context: EncryptionContext): Promise<Readable> {
+    const bytes = await readFile(this.#abs(path)).catch((error: unknown) => {
+      throw AirlockError.from(error);
+    });
+    const header = readAsf1Header(bytes);
+    if (asf1PlaintextLength(bytes.byteLength, header.length) !== size) {
+      throw new AirlockError('CIPHERTEXT_MALFORMED', 'stored object body does not match its recorded size');
+    }
+    const key = await this.#existingDataKey(bucket, header.keyRef, context);
+    try {
+      return Readable.from(decryptAsf1ToChunks(bytes, { key, context }), { objectMode: false });
+    } finally {
+      zeroize(key);
     }
   }
 
