@@ -46,3 +46,4 @@ export {
   type TlsServerPolicyOptions,
 } from './tls-policy.js';
 export { describeTlsSocket, getPeerIdentity, type TlsConnectionDescription } from './tls-socket.js';
+export { startHttp2Heartbeat, type Http2HeartbeatOptions } from './http2-heartbeat.js';

@@ -5,7 +5,7 @@ import { isIPv6, type AddressInfo, type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { Code, ConnectError, type Transport } from '@connectrpc/connect';
 import { AirlockError, configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
-import { describeTlsSocket, getPeerIdentity, parseClusterIdentity, tlsServerOptions, type PemInput, type TlsConnectionDescription } from '@airlock/pki';
+import { describeTlsSocket, getPeerIdentity, parseClusterIdentity, startHttp2Heartbeat, tlsServerOptions, type PemInput, type TlsConnectionDescription } from '@airlock/pki';
 import { createTunnelTransports, type TunnelProtocol, type TunnelSession, type TunnelTransportOptions } from './tunnel-transport.js';
 
 export interface TunnelEndpointOptions {
@@ -126,8 +126,7 @@ class ReverseConnection implements TunnelSession {
   private draining = false;
   private closed = false;
   private closeReason: string | undefined;
-  private pingPending = false;
-  private readonly heartbeat: NodeJS.Timeout;
+  private readonly heartbeat: { stop(): void };
 
   constructor(
     readonly cluster: string,
@@ -144,10 +143,21 @@ class ReverseConnection implements TunnelSession {
       remotePort: socket.remotePort,
       tls: description,
     });
-    // PINGs run whether or not calls are in flight: a tunnel is idle most of the time, and an idle
-    // tunnel that died silently (a NAT dropped it, the agent's host froze) must still be noticed.
-    this.heartbeat = setInterval(() => this.ping(), config.pingIntervalMs);
-    this.heartbeat.unref();
+    this.heartbeat = startHttp2Heartbeat(session, {
+      intervalMs: config.pingIntervalMs,
+      timeoutMs: config.pingTimeoutMs,
+      isAlive: () => !this.lost(),
+      onTimeout: () => {
+        this.config.log.warn(
+          { event: 'tunnel.heartbeat_timeout', cluster: this.cluster, timeoutMs: this.config.pingTimeoutMs },
+          'tunnel PING unanswered; dropping the tunnel',
+        );
+        this.destroy('heartbeat timeout');
+      },
+      onPingError: (code) => {
+        this.closeReason ??= `ping failed ${code}`;
+      },
+    });
     session.on('goaway', () => {
       this.draining = true;
     });
@@ -183,34 +193,10 @@ class ReverseConnection implements TunnelSession {
   private finish(reason: string): void {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.heartbeat);
+    this.heartbeat.stop();
     this.onGone(this, this.closeReason ?? reason);
   }
 
-  private ping(): void {
-    if (this.pingPending || this.lost()) return;
-    this.pingPending = true;
-    const deadline = setTimeout(() => {
-      this.config.log.warn(
-        { event: 'tunnel.heartbeat_timeout', cluster: this.cluster, timeoutMs: this.config.pingTimeoutMs },
-        'tunnel PING unanswered; dropping the tunnel',
-      );
-      this.destroy('heartbeat timeout');
-    }, this.config.pingTimeoutMs);
-    deadline.unref();
-    try {
-      this.session.ping((error) => {
-        clearTimeout(deadline);
-        this.pingPending = false;
-        // ERR_HTTP2_PING_CANCEL means the session is going away; its close event reports that.
-        if (error !== null) this.closeReason ??= `ping failed ${errorCode(error)}`;
-      });
-    } catch {
-      // The session was destroyed between lost() and ping(); 'close' handles the rest.
-      clearTimeout(deadline);
-      this.pingPending = false;
-    }
-  }
 }
 
 interface ClusterEntry {

@@ -6,7 +6,7 @@ import tls, { type TLSSocket } from 'node:tls';
 import type { ConnectRouter, ConnectRouterOptions } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { AirlockError, configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
-import { certificateFingerprint, describeTlsSocket, tlsClientOptions, type PemInput, type TlsConnectionDescription } from '@airlock/pki';
+import { certificateFingerprint, describeTlsSocket, startHttp2Heartbeat, tlsClientOptions, type PemInput, type TlsConnectionDescription } from '@airlock/pki';
 import { fullJitterBackoffMs } from './backoff.js';
 
 /** The agent's client certificate and key for one connection. The key is secret and never logged. */
@@ -171,8 +171,7 @@ class AgentConnection {
   private resolveClosed!: (reason: string) => void;
   private isClosed = false;
   private closeReason: string | undefined;
-  private pingPending = false;
-  private readonly heartbeat: NodeJS.Timeout;
+  private readonly heartbeat: { stop(): void };
   private drainTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -184,8 +183,18 @@ class AgentConnection {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     // Both ends PING: this side notices a control plane that vanished without a FIN (a dead host, a
     // NAT that forgot the flow) and starts reconnecting; the control plane notices a dead agent.
-    this.heartbeat = setInterval(() => this.ping(), config.heartbeatIntervalMs);
-    this.heartbeat.unref();
+    this.heartbeat = startHttp2Heartbeat(session, {
+      intervalMs: config.heartbeatIntervalMs,
+      timeoutMs: config.heartbeatTimeoutMs,
+      isAlive: () => this.alive(),
+      onTimeout: () => {
+        this.config.log.warn({ event: 'tunnel.heartbeat_timeout', timeoutMs: this.config.heartbeatTimeoutMs }, 'tunnel PING unanswered; reconnecting');
+        this.destroy('heartbeat timeout');
+      },
+      onPingError: (code) => {
+        this.closeReason ??= `ping failed ${code}`;
+      },
+    });
     session.once('close', () => this.finish('session closed'));
     session.on('goaway', () => {
       this.closeReason ??= 'control plane sent GOAWAY';
@@ -220,30 +229,11 @@ class AgentConnection {
   private finish(reason: string): void {
     if (this.isClosed) return;
     this.isClosed = true;
-    clearInterval(this.heartbeat);
+    this.heartbeat.stop();
     clearTimeout(this.drainTimer);
     this.resolveClosed(this.closeReason ?? reason);
   }
 
-  private ping(): void {
-    if (this.pingPending || !this.alive()) return;
-    this.pingPending = true;
-    const deadline = setTimeout(() => {
-      this.config.log.warn({ event: 'tunnel.heartbeat_timeout', timeoutMs: this.config.heartbeatTimeoutMs }, 'tunnel PING unanswered; reconnecting');
-      this.destroy('heartbeat timeout');
-    }, this.config.heartbeatTimeoutMs);
-    deadline.unref();
-    try {
-      this.session.ping((error) => {
-        clearTimeout(deadline);
-        this.pingPending = false;
-        if (error !== null) this.closeReason ??= `ping failed ${errorCode(error)}`;
-      });
-    } catch {
-      clearTimeout(deadline);
-      this.pingPending = false;
-    }
-  }
 }
 
 class TunnelAgentImpl implements TunnelAgent {
