@@ -1,4 +1,4 @@
-// Public API of @airlock/data-plane: the outbound-only tunnel agent and the tunnel services it serves to the control plane.
+// Public API of @airlock/data-plane: the outbound-only tunnel agent, the tunnel services it serves, and registration with certificate renewal.
 export {
   createTunnelAgent,
   resolveTunnelAgentConfig,
@@ -19,3 +19,17 @@ export {
   type ResolvedTunnelServicesConfig,
   type TunnelServicesOptions,
 } from './internal/tunnel-services.js';
+export {
+  registerWithBootstrapToken,
+  RENEW_AT_LIFETIME_FRACTION,
+  renewalDelayMs,
+  startCertificateRenewer,
+  type CertificateRenewer,
+  type CertificateRenewerOptions,
+  type IssuedClusterCertificate,
+  type RedeemBootstrapToken,
+  type RegisteredCredentials,
+  type RegisterWithBootstrapTokenOptions,
+  type RenewClusterCertificate,
+  type RenewerTimers,
+} from './internal/registration.js';
