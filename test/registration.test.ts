@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from '@connectrpc/connect';
-import { createLogger, type Logger } from '@airlock/common';
+import type { Logger } from '@airlock/common';
 import { openClusterRegistry, startTunnelEndpoint, type ClusterRegistry, type TunnelEndpoint } from '@airlock/control-plane';
 import {
   ECHO_DELAY_HEADER,
@@ -28,34 +28,10 @@ import {
 } from '@airlock/pki';
 import { EchoService } from '@airlock/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { captureLogger, eventually } from './helpers.js';
 
-type LogLine = Record<string, unknown> & { event?: string };
 
-function captureLogger(name: string): { log: Logger; lines: LogLine[]; text: () => string } {
-  const raw: string[] = [];
-  const lines: LogLine[] = [];
-  const log = createLogger({
-    name,
-    level: 'debug',
-    destination: {
-      write(line: string) {
-        raw.push(line);
-        lines.push(JSON.parse(line) as LogLine);
-      },
-    },
-  });
-  return { log, lines, text: () => raw.join('') };
-}
 
-async function eventually<T>(what: string, timeoutMs: number, check: () => T | undefined): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   return promise.then(

@@ -5,7 +5,6 @@ import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import tls from 'node:tls';
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
-import { createLogger, type Logger } from '@airlock/common';
 import { startTunnelEndpoint, type TunnelEndpoint, type TunnelProtocol } from '@airlock/control-plane';
 import { ECHO_DELAY_HEADER, startTunnelAgent, tunnelServiceRoutes, type TunnelAgent, type TunnelAgentOptions } from '@airlock/data-plane';
 import {
@@ -18,39 +17,13 @@ import {
 } from '@airlock/pki';
 import { EchoService, HealthStatus, TunnelHealthService } from '@airlock/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { captureLogger, eventually, type LogLine } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const AGENT_FIXTURE = fileURLToPath(new URL('../packages/data-plane/test/fixtures/tunnel-agent-process.ts', import.meta.url));
 
-type LogLine = Record<string, unknown> & { event?: string; msg?: string };
 
-/** A logger whose lines are kept for assertions (parsed, and as raw text for the no-secrets check). */
-function captureLogger(name: string): { log: Logger; lines: LogLine[]; text: () => string } {
-  const raw: string[] = [];
-  const lines: LogLine[] = [];
-  const log = createLogger({
-    name,
-    level: 'debug',
-    destination: {
-      write(line: string) {
-        raw.push(line);
-        lines.push(JSON.parse(line) as LogLine);
-      },
-    },
-  });
-  return { log, lines, text: () => raw.join('') };
-}
 
-/** Polls until `check` returns a value other than undefined; fails after `timeoutMs`. */
-async function eventually<T>(what: string, timeoutMs: number, check: () => T | undefined): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 function sameBytes(actual: Uint8Array, expected: Uint8Array): boolean {
   return Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength).equals(expected);
