@@ -6,3 +6,10 @@ export * from './gen/airlock/v1/common_pb.js';
 export * from './gen/airlock/v1/api_pb.js';
 export * from './gen/airlock/v1/dispatch_pb.js';
 export * from './gen/airlock/v1/tunnel_pb.js';
+export {
+  AIRLOCK_ERROR_HEADER,
+  airlockErrorInterceptor,
+  connectCodeFor,
+  fromConnectError,
+  toConnectError,
+} from './connect-errors.js';
