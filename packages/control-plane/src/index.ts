@@ -17,3 +17,33 @@ export {
   type ClusterRegistry,
   type ClusterRegistryOptions,
 } from './internal/cluster-registry.js';
+export {
+  ALL_PROJECTS,
+  API_ROLES,
+  API_TOKEN_PREFIX,
+  hasRole,
+  isApiRole,
+  openApiTokenStore,
+  type ApiPrincipal,
+  type ApiProjectRole,
+  type ApiRole,
+  type ApiTokenRecord,
+  type ApiTokenStore,
+  type ApiTokenStoreOptions,
+  type CreateApiTokenOptions,
+  type CreatedApiToken,
+} from './internal/api-tokens.js';
+export {
+  apiPrincipalKey,
+  createApiAuthInterceptor,
+  createApiService,
+  DEFAULT_BOOTSTRAP_TOKEN_TTL_MS,
+  DEFAULT_CLUSTER_PAGE_SIZE,
+  MAX_BOOTSTRAP_TOKEN_TTL_MS,
+  MAX_CLUSTER_PAGE_SIZE,
+  type ApiService,
+  type ApiServiceOptions,
+  type ClusterStatusSource,
+} from './internal/api-service.js';
+export { resolveApiServerConfig, startApiServer, type ApiServerOptions, type ResolvedApiServerConfig } from './internal/api-server.js';
+export type { ConnectServer } from './internal/connect-server.js';

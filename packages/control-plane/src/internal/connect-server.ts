@@ -2,11 +2,30 @@
 import http2 from 'node:http2';
 import { isIPv6, type AddressInfo, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { createContextKey, createContextValues, type ConnectRouter, type ContextValues, type Interceptor } from '@connectrpc/connect';
-import { connectNodeAdapter, type ConnectNodeAdapterOptions } from '@connectrpc/connect-node';
+import {
+  Code,
+  ConnectError,
+  createConnectRouter,
+  createContextKey,
+  createContextValues,
+  type ConnectRouter,
+  type ContextValues,
+  type Interceptor,
+} from '@connectrpc/connect';
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+  type ConnectNodeAdapterOptions,
+} from '@connectrpc/connect-node';
+import { createAsyncIterable, encodeEnvelope, type UniversalHandler, type UniversalServerResponse } from '@connectrpc/connect/protocol';
+import { codeToHttpStatus, errorFromJsonBytes, errorToJsonBytes } from '@connectrpc/connect/protocol-connect';
+import { findTrailerError, setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
+import { trailerFlag, trailerParse, trailerSerialize } from '@connectrpc/connect/protocol-grpc-web';
 import { AirlockError, configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
 import { describeTlsSocket, tlsServerOptions, type PemInput, type TlsConnectionDescription } from '@airlock/pki';
-import { airlockErrorInterceptor } from '@airlock/protocol';
+import { airlockErrorInterceptor, toConnectError } from '@airlock/protocol';
 
 /** A Node request handler, as connect-node's adapter takes for its fallback. */
 export type NodeHandlerFn = NonNullable<ConnectNodeAdapterOptions['fallback']>;
@@ -44,13 +63,16 @@ export interface ConnectServerOptions {
   /** 0 picks a free port. @default 0 */
   readonly port?: number;
   readonly routes: (router: ConnectRouter) => void;
-  /** Run after the AirlockError → Connect error interceptor (which is always first). @default [] */
+  /**
+   * Run inside the AirlockError → Connect error interceptor (which is always outside them, so what
+   * they throw is mapped too). @default []
+   */
   readonly interceptors?: readonly Interceptor[];
   /** Largest request message, in bytes; larger ones get `resource_exhausted`. @default 4194304 (4 MiB) */
   readonly readMaxBytes?: number;
   /** Largest deadline a client may ask for, in milliseconds. @default 300000 */
   readonly maxTimeoutMs?: number;
-  /** Serves requests that match no RPC (for example `GET /healthz`). @default 404 */
+  /** Serves requests that match no RPC (for example `GET /health`). @default 404 */
   readonly fallback?: NodeHandlerFn;
   /** A client that has not finished the TLS handshake in this time is disconnected. @default 10000 */
   readonly handshakeTimeoutMs?: number;
@@ -131,14 +153,7 @@ export async function startConnectServer(options: ConnectServerOptions): Promise
     return description;
   };
 
-  const handler = connectNodeAdapter({
-    routes: config.routes,
-    interceptors: [airlockErrorInterceptor, ...config.interceptors],
-    readMaxBytes: config.readMaxBytes,
-    maxTimeoutMs: config.maxTimeoutMs,
-    ...(config.fallback === undefined ? {} : { fallback: config.fallback }),
-    contextValues: (req) => contextValuesWithPeer(req, describe),
-  });
+  const handler = createNodeHandler(config, (req) => contextValuesWithPeer(req, describe));
 
   const clientCerts = config.clientCertificates;
   const server = http2.createSecureServer(
@@ -243,4 +258,196 @@ function contextValuesWithPeer(req: NodeServerRequest, describe: (socket: TLSSoc
   const socket = requestSocket(req);
   if (socket !== undefined && typeof socket.getPeerX509Certificate === 'function') values.set(tlsPeerKey, describe(socket));
   return values;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Node request handler: connect-node's adapter, rebuilt so that undecodable requests can be
+// answered `invalid_argument` in one place for all three protocols.
+//
+// connect-es 2.1 reports a request message it cannot decode ("parse binary: …") as `internal`,
+// where connect-go and grpc-go say `invalid_argument`: it is the client's mistake, and `internal`
+// would page an operator for it. connect-es offers no hook between decoding and its error
+// encoding, so the fix works on both sides of it:
+//  - streaming RPCs decode inside the interceptor chain, so decodeFailureInterceptor wraps the
+//    request stream and rethrows its decode failures as MALFORMED_REQUEST (invalid_argument);
+//  - unary RPCs decode before any interceptor runs, so a failure there is recognised in the
+//    encoded response (Connect JSON error body, gRPC trailers, gRPC-web trailer frame) of a call
+//    that never reached the interceptor chain, and re-encoded with the same library helpers.
+// "Never reached the interceptor chain" is what keeps genuine internal errors untouched: a
+// handler's own `internal` (including a "parse binary" failure of a call it made downstream)
+// always passes through the chain first.
+
+/** Set on a request's context values once the interceptor chain (and so the handler) is entered. */
+const reachedInterceptorsKey = createContextKey(false, { description: 'airlock interceptor chain entered' });
+
+/**
+ * Messages with which connect-es 2.1 reports, as `internal`, a request it could not decode: a
+ * protobuf body that does not parse, and a compressed envelope without a negotiated encoding.
+ */
+const DECODE_FAILURE_MESSAGES: readonly RegExp[] = [/^parse binary: /, /^received compressed envelope, but do not know how to decompress$/];
+
+function isDecodeFailure(error: ConnectError | undefined): error is ConnectError {
+  return error?.code === Code.Internal && DECODE_FAILURE_MESSAGES.some((pattern) => pattern.test(error.rawMessage));
+}
+
+/** The error sent instead: invalid_argument, with the airlock-error code MALFORMED_REQUEST. */
+function malformedRequestError(): ConnectError {
+  return toConnectError(new AirlockError('MALFORMED_REQUEST', 'The request message could not be decoded'));
+}
+
+/** Rethrows decode failures of a request stream as MALFORMED_REQUEST. */
+async function* decodeFailuresAsMalformed<T>(messages: AsyncIterable<T>): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (error) {
+    throw isDecodeFailure(error instanceof ConnectError ? error : undefined) ? malformedRequestError() : error;
+  }
+}
+
+/** Outermost interceptor: marks the call as having reached the chain, and fixes stream decode failures. */
+const decodeFailureInterceptor: Interceptor = (next) => (request) => {
+  request.contextValues.set(reachedInterceptorsKey, true);
+  return next(request.stream ? { ...request, message: decodeFailuresAsMalformed(request.message) } : request);
+};
+
+/** Largest error body read back for re-encoding; Connect error bodies are a few hundred bytes. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+
+async function readSmallBody(body: AsyncIterable<Uint8Array>): Promise<Uint8Array | undefined> {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of body) {
+    length += chunk.byteLength;
+    if (length > MAX_ERROR_BODY_BYTES) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Calls `map` on each chunk and `atEnd` once the body is exhausted (before the adapter reads trailers). */
+async function* mapBody(body: AsyncIterable<Uint8Array>, map: (chunk: Uint8Array) => Uint8Array, atEnd: () => void): AsyncIterable<Uint8Array> {
+  for await (const chunk of body) yield map(chunk);
+  atEnd();
+}
+
+/**
+ * Re-encodes the response of a unary call whose request could not be decoded (see above). Other
+ * responses pass through untouched; `reached` is read only once the response is complete.
+ */
+async function remapUnaryDecodeFailure(
+  response: UniversalServerResponse,
+  reached: () => boolean,
+  onRemap: (original: ConnectError) => void,
+): Promise<UniversalServerResponse> {
+  const contentType = response.header?.get('content-type') ?? '';
+  const { body } = response;
+  if (body === undefined || reached()) return response;
+
+  // gRPC-web: the status travels in a trailer frame at the end of the body.
+  if (contentType.startsWith('application/grpc-web')) {
+    const rewriteTrailerFrame = (chunk: Uint8Array): Uint8Array => {
+      // connect-es writes every envelope as one chunk; a compressed trailer frame (flag 0x81) is left alone.
+      if (reached() || chunk.byteLength < 5 || chunk[0] !== trailerFlag || Buffer.from(chunk).readUInt32BE(1) !== chunk.byteLength - 5) return chunk;
+      const trailer = trailerParse(chunk.subarray(5));
+      const original = findTrailerError(trailer);
+      if (!isDecodeFailure(original)) return chunk;
+      onRemap(original);
+      trailer.delete('grpc-status-details-bin');
+      return encodeEnvelope(trailerFlag, trailerSerialize(setTrailerStatus(trailer, malformedRequestError())));
+    };
+    return { ...response, body: mapBody(body, rewriteTrailerFrame, () => undefined) };
+  }
+
+  // gRPC: the status travels in HTTP trailers, which the adapter sends after the body.
+  if (contentType.startsWith('application/grpc')) {
+    const { trailer } = response;
+    if (trailer === undefined) return response;
+    const rewriteTrailers = (): void => {
+      const original = findTrailerError(trailer);
+      if (reached() || !isDecodeFailure(original)) return;
+      onRemap(original);
+      trailer.delete('grpc-status-details-bin');
+      setTrailerStatus(trailer, malformedRequestError());
+    };
+    return { ...response, body: mapBody(body, (chunk) => chunk, rewriteTrailers) };
+  }
+
+  // Connect unary: an error is a JSON body under a non-200 status, already complete in memory.
+  if (response.status !== 200 && contentType === 'application/json' && !response.header?.has('content-encoding')) {
+    const bytes = await readSmallBody(body);
+    if (bytes === undefined) return { ...response, status: 500, body: createAsyncIterable([errorToJsonBytes(new ConnectError('internal error', Code.Internal), {})]) };
+    const original = errorFromJsonBytes(bytes, undefined, new ConnectError('unparseable error body', Code.Unknown));
+    if (!isDecodeFailure(original)) return { ...response, body: createAsyncIterable([bytes]) };
+    onRemap(original);
+    const replacement = malformedRequestError();
+    const encoded = errorToJsonBytes(replacement, {});
+    const header = new Headers(response.header);
+    replacement.metadata.forEach((value, key) => header.set(key, value));
+    header.set('content-length', String(encoded.byteLength));
+    return { ...response, status: codeToHttpStatus(replacement.code), header, body: createAsyncIterable([encoded]) };
+  }
+  return response;
+}
+
+/** A Node request handler for the RPCs of `config.routes`, with config.fallback for every other path. */
+function createNodeHandler(config: ResolvedConnectServerConfig, contextValues: (req: NodeServerRequest) => ContextValues): NodeHandlerFn {
+  const { log, name } = config;
+  const router = createConnectRouter({
+    interceptors: [decodeFailureInterceptor, airlockErrorInterceptor, ...config.interceptors],
+    readMaxBytes: config.readMaxBytes,
+    maxTimeoutMs: config.maxTimeoutMs,
+    // connect-node's adapter default.
+    acceptCompression: [compressionGzip, compressionBrotli],
+  });
+  config.routes(router);
+  const handlers = new Map<string, UniversalHandler>(router.handlers.map((handler) => [handler.requestPath, handler]));
+  const fallback: NodeHandlerFn =
+    config.fallback ??
+    ((_req, res) => {
+      res.writeHead(404);
+      res.end();
+    });
+
+  return (req, res) => {
+    const handler = handlers.get(req.url?.split('?', 2)[0] ?? '');
+    if (handler === undefined) {
+      fallback(req, res);
+      return;
+    }
+    const rpc = handler.requestPath;
+    const values = contextValues(req);
+    let request: ReturnType<typeof universalRequestFromNodeRequest>;
+    try {
+      request = universalRequestFromNodeRequest(req, res, undefined, values);
+    } catch (error) {
+      // An HTTP/1.0 request without a Host header has no authority; connect-node throws, which
+      // inside a 'request' listener would crash the process.
+      log.debug({ event: `${name}.bad_request`, rpc, code: ConnectError.from(error).code }, 'request refused before decoding');
+      if (!res.headersSent) res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ code: 'invalid_argument', message: 'bad request' }));
+      return;
+    }
+    const onRemap = (original: ConnectError): void =>
+      log.debug({ event: `${name}.malformed_request`, rpc, detail: original.rawMessage }, 'request message could not be decoded');
+    handler(request)
+      .then((response) => remapUnaryDecodeFailure(response, () => values.get(reachedInterceptorsKey), onRemap))
+      .then((response) => {
+        // HTTP/1.x: a response that is sent before the request body was read to its end (an
+        // oversized or undecodable message) leaves the rest of that body on the connection, where
+        // it blocks every later request on it. Close such a connection after the response.
+        if (!('stream' in req) && !req.complete && !res.headersSent) res.setHeader('connection', 'close');
+        return universalResponseToNodeResponse(response, res);
+      })
+      .catch((reason: unknown) => {
+        // Typically the client went away mid-response; nothing can be sent any more.
+        const code = ConnectError.from(reason).code;
+        if (code !== Code.Aborted && code !== Code.Canceled) log.debug({ event: `${name}.response_failed`, rpc, code: Code[code] }, 'response not delivered');
+        if (!res.headersSent) {
+          res.writeHead(500);
+          res.end();
+        } else if (!res.writableEnded) {
+          res.destroy();
+        }
+      });
+  };
 }
