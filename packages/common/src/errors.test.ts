@@ -66,6 +66,8 @@ describe('AirlockError.from', () => {
     ['ECONNREFUSED', 'UNAVAILABLE'],
     ['ECONNRESET', 'UNAVAILABLE'],
     ['EPIPE', 'UNAVAILABLE'],
+    ['EADDRINUSE', 'UNAVAILABLE'],
+    ['EADDRNOTAVAIL', 'UNAVAILABLE'],
   ])('maps errno %s to %s, keeping the errno and syscall but not the foreign message', (errno, code) => {
     const cause = errnoError(errno, 'write');
     const error = AirlockError.from(cause);
@@ -74,6 +76,23 @@ describe('AirlockError.from', () => {
     expect(error.cause).toBe(cause);
     expect(error.message).not.toContain(CANARY);
     expect(JSON.stringify(error.details)).not.toContain(CANARY);
+  });
+
+  it('maps a real EADDRINUSE from listen() to UNAVAILABLE naming the address and port', async () => {
+    const { createServer } = await import('node:net');
+    const first = createServer();
+    await new Promise<void>((resolve) => first.listen(0, '127.0.0.1', resolve));
+    const port = (first.address() as { port: number }).port;
+    const second = createServer();
+    const cause = await new Promise<unknown>((resolve) => {
+      second.once('error', resolve);
+      second.listen(port, '127.0.0.1');
+    });
+    await new Promise<void>((resolve) => first.close(() => resolve()));
+    const error = AirlockError.from(cause);
+    expect(error.code).toBe('UNAVAILABLE');
+    expect(error.details).toEqual({ errno: 'EADDRINUSE', syscall: 'listen' });
+    expect(error.message).toContain(`127.0.0.1:${port}`);
   });
 
   it('maps ENOSPC to DISK_FULL (retryable) and EACCES to PERMISSION_DENIED (not retryable)', () => {

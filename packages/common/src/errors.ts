@@ -23,7 +23,18 @@ const ERRNO_CODES: Readonly<Record<string, AirlockErrorCode>> = {
   ECONNREFUSED: 'UNAVAILABLE',
   ECONNRESET: 'UNAVAILABLE',
   EPIPE: 'UNAVAILABLE',
+  EADDRINUSE: 'UNAVAILABLE',
+  EADDRNOTAVAIL: 'UNAVAILABLE',
 };
+
+/** A message for errno codes whose catalogue description alone would not tell the user what to do. */
+function errnoMessage(error: NodeJS.ErrnoException & { address?: unknown; port?: unknown }): string | undefined {
+  if (error.code !== 'EADDRINUSE' && error.code !== 'EADDRNOTAVAIL') return undefined;
+  const where = typeof error.address === 'string' && typeof error.port === 'number' ? ` ${error.address.includes(':') ? `[${error.address}]` : error.address}:${error.port}` : '';
+  return error.code === 'EADDRINUSE'
+    ? `Cannot listen on${where}: the address is already in use (another process, or another Airlock stack, holds it; pick another port)`
+    : `Cannot listen on${where}: the address is not available on this machine`;
+}
 
 export class AirlockError extends Error {
   override readonly name = 'AirlockError';
@@ -55,7 +66,7 @@ export class AirlockError extends Error {
         const mapped = ERRNO_CODES[errno];
         if (mapped !== undefined) {
           const syscall = (error as NodeJS.ErrnoException).syscall;
-          return new AirlockError(mapped, undefined, {
+          return new AirlockError(mapped, errnoMessage(error), {
             cause: error,
             details: syscall === undefined ? { errno } : { errno, syscall },
           });

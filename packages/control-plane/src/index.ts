@@ -47,3 +47,39 @@ export {
 } from './internal/api-service.js';
 export { resolveApiServerConfig, startApiServer, type ApiServerOptions, type ResolvedApiServerConfig } from './internal/api-server.js';
 export type { ConnectServer } from './internal/connect-server.js';
+export {
+  ACTION_PHASES,
+  isTerminalActionPhase,
+  openActionQueue,
+  resolveActionQueueConfig,
+  TERMINAL_ACTION_PHASES,
+  type ActionErrorRecord,
+  type ActionEventInput,
+  type ActionHistoryEntry,
+  type ActionPhaseName,
+  type ActionQueue,
+  type ActionQueueOptions,
+  type ActionTaskRef,
+  type EnqueueActionOptions,
+  type QueuedAction,
+  type ReconcileResult,
+  type ResolvedActionQueueConfig,
+  type SealedInputs,
+} from './internal/action-queue.js';
+export {
+  createDispatchService,
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_MAX_POLL_WAIT_MS,
+  resolveDispatchServiceConfig,
+  type DispatchAgentInfo,
+  type DispatchServiceHandlers,
+  type DispatchServiceOptions,
+  type ResolvedDispatchServiceConfig,
+} from './internal/dispatch-service.js';
+export {
+  resolveDispatchServerConfig,
+  startDispatchServer,
+  type DispatchServer,
+  type DispatchServerOptions,
+  type ResolvedDispatchServerConfig,
+} from './internal/dispatch-server.js';

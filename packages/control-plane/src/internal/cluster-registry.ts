@@ -61,9 +61,12 @@ export interface ClusterRegistry {
   /**
    * Redeems a bootstrap token for a client certificate (URI SAN `spiffe://airlock/cluster/<name>`)
    * for the key in `csrPem`. Throws ACCESS_DENIED (details.reason token-unknown, token-used or
-   * token-expired), or CERTIFICATE_INVALID for a bad CSR (the token then stays redeemable).
+   * token-expired), or CERTIFICATE_INVALID for a bad CSR (the token then stays redeemable). With
+   * `expectedCluster`, a token created for another cluster is refused (reason cluster-mismatch)
+   * before it is spent, so a mistyped cluster name neither burns the token nor re-registers the
+   * token's real cluster.
    */
-  redeemBootstrapToken(token: string, csrPem: string, now?: Date): Promise<ClusterCertificate>;
+  redeemBootstrapToken(token: string, csrPem: string, now?: Date, expectedCluster?: string): Promise<ClusterCertificate>;
   /**
    * Issues a new certificate to a registered, non-revoked cluster that presents its current
    * certificate. The previous certificate stays valid until it expires. Throws ACCESS_DENIED
@@ -195,7 +198,7 @@ export async function openClusterRegistry(options: ClusterRegistryOptions): Prom
       return Object.freeze({ token, cluster, expiresAt: new Date(expiresAt) });
     },
 
-    async redeemBootstrapToken(token, csrPem, now = clock()) {
+    async redeemBootstrapToken(token, csrPem, now = clock(), expectedCluster) {
       const presented = hashToken(typeof token === 'string' ? token : '');
       // Compare against every stored hash in constant time, without an early exit.
       let match: TokenEntry | undefined;
@@ -208,6 +211,10 @@ export async function openClusterRegistry(options: ClusterRegistryOptions): Prom
         throw denied('token-unknown', 'The bootstrap token is not known');
       }
       const { cluster } = match;
+      if (expectedCluster !== undefined && expectedCluster !== cluster) {
+        log?.warn({ event: 'cluster.token.refused', reason: 'cluster-mismatch', cluster: expectedCluster }, 'bootstrap token refused');
+        throw denied('cluster-mismatch', 'The bootstrap token was created for another cluster', { cluster: expectedCluster });
+      }
       if (match.used) {
         log?.warn({ event: 'cluster.token.refused', reason: 'token-used', cluster }, 'bootstrap token refused');
         throw denied('token-used', 'The bootstrap token has already been used', { cluster });
