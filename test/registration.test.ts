@@ -235,8 +235,9 @@ describe('registration and the tunnel', () => {
     expect(registry.isClusterAllowed(cluster, initial.fingerprintSha256)).toBe(true);
     expect(registry.isClusterAllowed(cluster, renewed.fingerprintSha256)).toBe(true);
 
-    await eventually('the tunnel on the renewed certificate', 10_000, () =>
-      endpoint.connection(cluster)?.tls.peerFingerprintSha256 === renewed.fingerprintSha256 ? true : undefined,
+    // The endpoint can see the new connection a moment before the agent counts it as established.
+    await eventually('the tunnel on the renewed certificate, at both ends', 10_000, () =>
+      endpoint.connection(cluster)?.tls.peerFingerprintSha256 === renewed.fingerprintSha256 && agent.stats().established >= 2 ? true : undefined,
     );
     expect(agent.stats().established).toBe(2);
     // New calls use the new connection; the slow call finishes on the draining one.

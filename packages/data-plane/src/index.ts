@@ -33,3 +33,31 @@ export {
   type RenewClusterCertificate,
   type RenewerTimers,
 } from './internal/registration.js';
+export {
+  AGENT_CREDENTIALS_FILE,
+  agentCredentialsPath,
+  checkCredentials,
+  loadAgentCredentials,
+  saveAgentCredentials,
+  type StoredCredentials,
+} from './internal/agent-state.js';
+export {
+  createDispatchClient,
+  resolveDispatchClientConfig,
+  type DispatchClient,
+  type DispatchClientCredentials,
+  type DispatchClientOptions,
+  type IssuedCertificateChain,
+  type ResolvedDispatchClientConfig,
+} from './internal/dispatch-client.js';
+export {
+  resolveDataPlaneAgentConfig,
+  startDataPlaneAgent,
+  type ActionHandler,
+  type DataPlaneAgent,
+  type DataPlaneAgentOptions,
+  type DataPlaneAgentState,
+  type DataPlaneAgentStatus,
+  type DataPlaneAgentTunnelOptions,
+  type ResolvedDataPlaneAgentConfig,
+} from './internal/data-plane-agent.js';
