@@ -4,14 +4,9 @@ import { AirlockError } from '@airlock/common';
 import { createProgram } from './program.js';
 
 // The AWS SDK warns on every start that its 2027 releases will need Node 22. Airlock pins SDK
-// versions that support Node 20 (see package.json), so the notice is noise for users; drop only it.
-const emitWarning = process.emitWarning.bind(process);
-process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-  const type = typeof rest[0] === 'string' ? rest[0] : (rest[0] as { type?: string } | undefined)?.type;
-  const name = warning instanceof Error ? warning.name : type;
-  if (name === 'NodeVersionSupportWarning') return;
-  (emitWarning as (...args: unknown[]) => void)(warning, ...rest);
-});
+// versions that support Node 20 (see package.json), so the notice is noise for users. The SDK's own
+// switch silences only that notice, and plane processes started by `airlock up` inherit it.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 try {
   await createProgram().parseAsync(process.argv);

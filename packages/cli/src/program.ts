@@ -3,6 +3,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { runDemo } from './commands/demo.js';
 import { keysAlias, keysChangeState, keysCreate, keysDescribe, keysList, keysScheduleDeletion } from './commands/keys.js';
 import { runKmsAuditVerify, runKmsServe } from './commands/kms.js';
+import { runControlPlaneServe } from './commands/control-plane.js';
+import { runDataPlaneServe } from './commands/data-plane.js';
 import { runObjectStoreServe } from './commands/objectstore.js';
 import { runDown, runEnv, runStatus, runUp } from './commands/up.js';
 import { runVerify } from './commands/verify.js';
@@ -37,8 +39,11 @@ export function createProgram(): Command {
 
   program
     .command('up')
-    .description('Start the local stack (KMS and object store) in the data directory; Ctrl-C stops it.')
+    .description('Start the local stack in the data directory: the control plane and a data plane (agent, KMS, object store) as separate processes; Ctrl-C stops it.')
     .addOption(dataDirOption())
+    .option('--api-port <port>', 'control-plane API port (Connect, gRPC, gRPC-web)', port, 8443)
+    .option('--dispatch-port <port>', 'control-plane dispatch port (data-plane agents dial it)', port, 8444)
+    .option('--tunnel-port <port>', 'control-plane tunnel port (mTLS; data-plane agents dial it)', port, 8445)
     .option('--kms-port <port>', 'KMS port', port, 9443)
     .option('--s3-port <port>', 'object store port', port, 9000)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'))
@@ -75,6 +80,39 @@ export function createProgram(): Command {
     .option('--keep', 'keep the demo files afterwards', false)
     .action(async (options: { size: number; dir?: string; keep: boolean }) => {
       await runDemo(options);
+    });
+
+  const logLevelOption = (fallback: string): Option =>
+    new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(fallback);
+  program
+    .command('control-plane')
+    .description('The control plane: API, dispatch and tunnel endpoints.')
+    .command('serve')
+    .description("Run the control plane of the data directory (what `airlock up` starts); writes control-plane/endpoint.json.")
+    .addOption(dataDirOption())
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--api-port <port>', 'API port (0 = any free port)', port, 8443)
+    .option('--dispatch-port <port>', 'dispatch port (0 = any free port)', port, 8444)
+    .option('--tunnel-port <port>', 'tunnel port (0 = any free port)', port, 8445)
+    .addOption(logLevelOption('info'))
+    .action(async (options: Parameters<typeof runControlPlaneServe>[0]) => runControlPlaneServe(options));
+  program
+    .command('data-plane')
+    .description('The data plane: KMS, object store and the agent that dials the control plane.')
+    .command('serve')
+    .description("Run the data plane of the data directory (what `airlock up` starts): it registers with the control plane and dials its tunnel; it never listens for the control plane.")
+    .addOption(dataDirOption())
+    .option('--host <host>', 'address for the KMS and object store to listen on', '127.0.0.1')
+    .option('--kms-port <port>', 'KMS port (0 = any free port)', port, 9443)
+    .option('--s3-port <port>', 'object store port (0 = any free port)', port, 9000)
+    .option('--dispatch-url <url>', "the control plane's dispatch URL (default: from the data directory)")
+    .option('--tunnel-url <url>', "the control plane's tunnel URL (default: from the data directory)")
+    .option('--cluster <name>', 'this data plane\'s cluster name', 'local')
+    .option('--register-timeout <ms>', 'how long to wait for registration and the tunnel', positiveInteger, 60_000)
+    .addOption(logLevelOption('info'))
+    .action(async (options: Omit<Parameters<typeof runDataPlaneServe>[0], 'registerTimeoutMs'> & { registerTimeout: number }) => {
+      const { registerTimeout, ...rest } = options;
+      await runDataPlaneServe({ ...rest, registerTimeoutMs: registerTimeout });
     });
 
   const kms = program.command('kms').description('The embedded AWS-KMS-compatible key service.');

@@ -17,4 +17,20 @@ export const layout = {
   kmsCredentials: (dir: string): string => resolve(dir, 'kms', 'credentials'),
   objectStoreDir: (dir: string): string => resolve(dir, 'objectstore'),
   objectStoreEndpoint: (dir: string): string => resolve(dir, 'objectstore', 'endpoint.json'),
+  controlPlaneDir: (dir: string): string => resolve(dir, 'control-plane'),
+  controlPlaneEndpoint: (dir: string): string => resolve(dir, 'control-plane', 'endpoint.json'),
+  clusterRegistry: (dir: string): string => resolve(dir, 'control-plane', 'clusters.json'),
+  apiTokens: (dir: string): string => resolve(dir, 'control-plane', 'api-tokens.json'),
+  actionQueue: (dir: string): string => resolve(dir, 'control-plane', 'actions.json'),
+  /** The local admin's API token (secret, 0600): what `airlock` client commands log in with. */
+  clientToken: (dir: string): string => resolve(dir, 'client', 'token'),
+  dataPlaneDir: (dir: string): string => resolve(dir, 'data-plane'),
+  /** The agent's key, certificate and CA (key 0600). */
+  agentStateDir: (dir: string): string => resolve(dir, 'data-plane', 'agent'),
+  /** A one-time bootstrap token handed from the local control plane to the local agent (0600, deleted once redeemed). */
+  bootstrapToken: (dir: string): string => resolve(dir, 'data-plane', 'bootstrap.token'),
+  dataPlaneEndpoint: (dir: string): string => resolve(dir, 'data-plane', 'endpoint.json'),
 } as const;
+
+/** The cluster name of the data plane that `airlock up` runs. */
+export const LOCAL_CLUSTER_NAME = 'local';

@@ -1,0 +1,189 @@
+// `airlock control-plane serve`: the API, dispatch and tunnel listeners of a local control plane, with its registry, tokens and action queue.
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { AirlockError, createLogger, writeFileAtomic, type Logger } from '@airlock/common';
+import {
+  openActionQueue,
+  openApiTokenStore,
+  openClusterRegistry,
+  startApiServer,
+  startDispatchServer,
+  startTunnelEndpoint,
+  type ClusterRegistry,
+} from '@airlock/control-plane';
+import { layout, LOCAL_CLUSTER_NAME, resolveDataDir } from '../internal/data-dir.js';
+import { ensureLocalCa, issueLocalServerCertificate } from '../internal/local-ca.js';
+import { print } from '../internal/output.js';
+import { announceReady, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
+
+export interface ControlPlaneServeOptions {
+  readonly dataDir?: string;
+  readonly host: string;
+  readonly apiPort: number;
+  readonly dispatchPort: number;
+  readonly tunnelPort: number;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+/** <data-dir>/control-plane/endpoint.json: the control plane's listeners, read by the data plane to dial out. */
+export interface ControlPlaneEndpointFile {
+  readonly api: string;
+  readonly dispatch: string;
+  readonly tunnel: string;
+  readonly caBundle: string;
+  /** The admin API token's file (the token itself is never written here). */
+  readonly tokenFile: string;
+}
+
+/** How long the local agent's bootstrap token stays redeemable. */
+const LOCAL_BOOTSTRAP_TTL_MS = 60 * 60 * 1000;
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    (error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw AirlockError.from(error);
+    },
+  );
+}
+
+/**
+ * Hands the local data plane a one-time bootstrap token when it has nothing valid to connect with:
+ * on first start, after a revocation, or once every certificate it was issued has expired (a stack
+ * that stayed down longer than the certificate lifetime).
+ */
+async function ensureLocalBootstrapToken(dataDir: string, registry: ClusterRegistry, log: Logger): Promise<boolean> {
+  const record = registry.cluster(LOCAL_CLUSTER_NAME);
+  const now = Date.now();
+  const usable = record !== undefined && !record.revoked && record.certificates.some((certificate) => certificate.expiresAt.getTime() > now + 60_000);
+  if (usable) return false;
+  const bootstrap = await registry.createBootstrapToken(LOCAL_CLUSTER_NAME, LOCAL_BOOTSTRAP_TTL_MS);
+  const path = layout.bootstrapToken(dataDir);
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await writeFileAtomic(path, `${bootstrap.token}\n`, { mode: 0o600 });
+  log.info({ event: 'controlplane.bootstrap_token_written', cluster: LOCAL_CLUSTER_NAME, path, expiresAt: bootstrap.expiresAt.toISOString() }, 'bootstrap token for the local data plane written');
+  return true;
+}
+
+/** Creates the local admin's API token on first start (0600); later starts keep it. */
+async function ensureClientToken(dataDir: string, tokens: Awaited<ReturnType<typeof openApiTokenStore>>, log: Logger): Promise<void> {
+  const path = layout.clientToken(dataDir);
+  if (await exists(path)) {
+    const token = (await readFile(path, 'utf8')).trim();
+    try {
+      tokens.authenticate(token);
+      return;
+    } catch (error) {
+      log.warn({ event: 'controlplane.client_token_replaced', path, code: AirlockError.from(error).code }, 'the stored API token no longer works; issuing a new one');
+    }
+  }
+  const issued = await tokens.createToken({ subject: 'local-admin', roles: [{ project: '*', role: 'admin' }] });
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await writeFileAtomic(path, `${issued.token}\n`, { mode: 0o600 });
+  log.info({ event: 'controlplane.client_token_written', path, principalId: issued.id }, 'admin API token written');
+}
+
+export interface LocalControlPlane {
+  readonly endpoints: readonly PlaneEndpoint[];
+  readonly endpointFile: ControlPlaneEndpointFile;
+  close(): Promise<void>;
+}
+
+/** Starts the control plane of a data directory: API, dispatch and tunnel listeners, each with a fresh server certificate. */
+export async function startLocalControlPlane(
+  dataDir: string,
+  options: Omit<ControlPlaneServeOptions, 'dataDir' | 'logLevel'>,
+  log: Logger,
+): Promise<LocalControlPlane> {
+  await mkdir(layout.controlPlaneDir(dataDir), { recursive: true, mode: 0o700 });
+  const ca = await ensureLocalCa(dataDir);
+  const registry = await openClusterRegistry({ ca, path: layout.clusterRegistry(dataDir), log });
+  const tokens = await openApiTokenStore({ path: layout.apiTokens(dataDir), log });
+  const queue = await openActionQueue({ path: layout.actionQueue(dataDir), log });
+  await ensureClientToken(dataDir, tokens, log);
+  await ensureLocalBootstrapToken(dataDir, registry, log);
+
+  const closers: Array<() => Promise<void>> = [];
+  const closeAll = async (): Promise<void> => {
+    for (const close of closers.reverse()) await close().catch(() => undefined);
+  };
+  try {
+    const tunnelTls = await issueLocalServerCertificate(ca);
+    const tunnel = await startTunnelEndpoint({
+      tls: tunnelTls,
+      ca: ca.cert,
+      host: options.host,
+      port: options.tunnelPort,
+      log,
+      isClusterAllowed: (cluster, fingerprint) => registry.isClusterAllowed(cluster, fingerprint),
+    });
+    closers.push(() => tunnel.close());
+    const dispatch = await startDispatchServer({
+      tls: await issueLocalServerCertificate(ca),
+      ca: ca.cert,
+      host: options.host,
+      port: options.dispatchPort,
+      registry,
+      queue,
+      log,
+    });
+    closers.push(() => dispatch.close());
+    const api = await startApiServer({
+      tls: await issueLocalServerCertificate(ca),
+      host: options.host,
+      port: options.apiPort,
+      tokens,
+      registry,
+      clusterStatus: {
+        tunnelConnected: (cluster) => tunnel.connection(cluster) !== undefined,
+        lastHeartbeatAt: (cluster) => dispatch.lastHeartbeatAt(cluster),
+        agentVersion: (cluster) => dispatch.agentVersion(cluster),
+      },
+      log,
+    });
+    closers.push(() => api.close());
+
+    const endpointFile: ControlPlaneEndpointFile = {
+      api: api.url,
+      dispatch: dispatch.url,
+      tunnel: tunnel.url,
+      caBundle: layout.caCert(dataDir),
+      tokenFile: layout.clientToken(dataDir),
+    };
+    await writeFileAtomic(layout.controlPlaneEndpoint(dataDir), `${JSON.stringify(endpointFile, null, 2)}\n`, { mode: 0o644 });
+    return {
+      endpoints: [
+        { name: 'api', plane: 'control', url: api.url },
+        { name: 'dispatch', plane: 'control', url: dispatch.url },
+        { name: 'tunnel', plane: 'control', url: tunnel.url },
+      ],
+      endpointFile,
+      async close() {
+        await closeAll();
+        await rm(layout.controlPlaneEndpoint(dataDir), { force: true });
+      },
+    };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}
+
+export async function runControlPlaneServe(options: ControlPlaneServeOptions): Promise<void> {
+  const dataDir = resolveDataDir(options.dataDir);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const log = createLogger({ name: 'control-plane', level: options.logLevel });
+  const plane = await startLocalControlPlane(dataDir, options, log);
+  const child = process.connected;
+  if (!child) {
+    print(`Airlock control plane running from ${dataDir}`);
+    print(`  API:       ${plane.endpointFile.api}   (Connect, gRPC and gRPC-web; bearer token in ${plane.endpointFile.tokenFile})`);
+    print(`  dispatch:  ${plane.endpointFile.dispatch}   (data-plane agents: registration, heartbeats, actions)`);
+    print(`  tunnel:    ${plane.endpointFile.tunnel}   (mTLS; data-plane agents dial it)`);
+    print(`  CA bundle: ${plane.endpointFile.caBundle}`);
+    print('Press Ctrl-C to stop.');
+  }
+  announceReady('control', plane.endpoints);
+  await serveUntilSignalled('the control plane', () => plane.close(), { quiet: child });
+}

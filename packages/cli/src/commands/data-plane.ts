@@ -1,0 +1,117 @@
+// `airlock data-plane serve`: the data plane of a data directory — KMS, object store, and the agent that dials the control plane.
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { AirlockError, createLogger, type Logger } from '@airlock/common';
+import { startDataPlaneAgent, tunnelServiceRoutes, type DataPlaneAgent } from '@airlock/data-plane';
+import { layout, resolveDataDir } from '../internal/data-dir.js';
+import { print } from '../internal/output.js';
+import { announceReady, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
+import type { ControlPlaneEndpointFile } from './control-plane.js';
+import { startLocalKms } from './kms.js';
+import { startLocalObjectStore } from './objectstore.js';
+
+export interface DataPlaneServeOptions {
+  readonly dataDir?: string;
+  readonly host: string;
+  readonly kmsPort: number;
+  readonly s3Port: number;
+  /** The control plane's dispatch URL. @default from <data-dir>/control-plane/endpoint.json */
+  readonly dispatchUrl?: string;
+  /** The control plane's tunnel URL. @default from <data-dir>/control-plane/endpoint.json */
+  readonly tunnelUrl?: string;
+  readonly cluster: string;
+  /** How long to wait for registration and the tunnel before giving up, in milliseconds. */
+  readonly registerTimeoutMs: number;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+async function readControlPlaneEndpoint(dataDir: string): Promise<ControlPlaneEndpointFile | undefined> {
+  try {
+    return JSON.parse(await readFile(layout.controlPlaneEndpoint(dataDir), 'utf8')) as ControlPlaneEndpointFile;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw AirlockError.from(error);
+  }
+}
+
+/** The one-time bootstrap token the local control plane left for this agent, if any (secret: never logged). */
+async function readBootstrapToken(dataDir: string): Promise<string | undefined> {
+  try {
+    const token = (await readFile(layout.bootstrapToken(dataDir), 'utf8')).trim();
+    return token.length === 0 ? undefined : token;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw AirlockError.from(error);
+  }
+}
+
+export interface LocalDataPlane {
+  readonly endpoints: readonly PlaneEndpoint[];
+  readonly agent: DataPlaneAgent;
+  close(): Promise<void>;
+}
+
+/** Starts the KMS, the object store and the agent; resolves once the agent is registered with the control plane. */
+export async function startLocalDataPlane(dataDir: string, options: Omit<DataPlaneServeOptions, 'dataDir' | 'logLevel'>, log: Logger): Promise<LocalDataPlane> {
+  await mkdir(layout.dataPlaneDir(dataDir), { recursive: true, mode: 0o700 });
+  const controlPlane = await readControlPlaneEndpoint(dataDir);
+  const dispatchUrl = options.dispatchUrl ?? controlPlane?.dispatch;
+  const tunnelUrl = options.tunnelUrl ?? controlPlane?.tunnel;
+  if (dispatchUrl === undefined || tunnelUrl === undefined) {
+    throw new AirlockError('UNAVAILABLE', `no control plane found: pass --dispatch-url and --tunnel-url, or start one with \`airlock control-plane serve --data-dir ${dataDir}\``);
+  }
+
+  const closers: Array<() => Promise<void>> = [];
+  const closeAll = async (): Promise<void> => {
+    for (const close of closers.reverse()) await close().catch(() => undefined);
+  };
+  try {
+    const kms = await startLocalKms(dataDir, { host: options.host, port: options.kmsPort, region: 'us-east-1', logLevel: 'info' }, log);
+    closers.push(() => kms.server.close());
+    const store = await startLocalObjectStore(dataDir, { host: options.host, port: options.s3Port }, log);
+    closers.push(() => store.close());
+
+    const bootstrapToken = await readBootstrapToken(dataDir);
+    const agent = await startDataPlaneAgent({
+      clusterName: options.cluster,
+      stateDir: layout.agentStateDir(dataDir),
+      dispatchUrl,
+      tunnelUrl,
+      ca: await readFile(layout.caCert(dataDir), 'utf8'),
+      ...(bootstrapToken === undefined ? {} : { bootstrapToken }),
+      routes: tunnelServiceRoutes(),
+      log,
+    });
+    closers.push(() => agent.stop());
+    await agent.waitForRegistered(options.registerTimeoutMs);
+    // Redeemed (or superseded by stored credentials): a used token is worthless, but leave nothing secret behind.
+    if (bootstrapToken !== undefined) await rm(layout.bootstrapToken(dataDir), { force: true });
+
+    return {
+      endpoints: [
+        { name: 'kms', plane: 'data', url: kms.endpoint.endpoint },
+        { name: 'objectstore', plane: 'data', url: store.endpoint.endpoint },
+      ],
+      agent,
+      close: closeAll,
+    };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}
+
+export async function runDataPlaneServe(options: DataPlaneServeOptions): Promise<void> {
+  const dataDir = resolveDataDir(options.dataDir);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const log = createLogger({ name: 'data-plane', level: options.logLevel });
+  const plane = await startLocalDataPlane(dataDir, options, log);
+  const child = process.connected;
+  if (!child) {
+    print(`Airlock data plane "${options.cluster}" running from ${dataDir}`);
+    for (const endpoint of plane.endpoints) print(`  ${endpoint.name.padEnd(12)} ${endpoint.url}`);
+    print('  agent:       registered; tunnel and dispatch dialled out to the control plane');
+    print('Press Ctrl-C to stop.');
+  }
+  announceReady('data', plane.endpoints);
+  await serveUntilSignalled('the data plane', () => plane.close(), { quiet: child });
+}
