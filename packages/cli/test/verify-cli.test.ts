@@ -41,7 +41,8 @@ let up: Awaited<ReturnType<typeof startCli>>;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'airlock-cli-verify-'));
   empty = await mkdtemp(join(tmpdir(), 'airlock-cli-verify-empty-'));
-  up = await startCli(['up', '--data-dir', dir, ...PORT_FLAGS], /Press Ctrl-C/);
+  // At info, so the planes' handshake logs (the seed's "tunnel pod logs" check) reach the output.
+  up = await startCli(['up', '--data-dir', dir, ...PORT_FLAGS, '--log-level', 'info'], /Press Ctrl-C/);
 }, 90_000);
 
 afterAll(async () => {
@@ -114,6 +115,31 @@ describe('airlock verify', () => {
     expect(token).toMatch(/^alt_/);
     expect(result.stdout).not.toContain(token);
     expect(await readFile(join(dir, 'endpoints.json'), 'utf8')).not.toContain(token);
+  });
+
+  it('the data plane logs each tunnel and dispatch handshake at info (protocol, cipher, peer fingerprint and expiry), and no secret', async () => {
+    const lines = up
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const endpoints = await readUpEndpoints();
+    for (const event of ['tunnel.handshake', 'dispatch.handshake']) {
+      const handshake = lines.find((line) => line.event === event && line.pid === endpoints.pids.dataPlane);
+      expect(handshake, event).toBeDefined();
+      expect(handshake).toMatchObject({ level: 30, name: 'data-plane', protocol: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' });
+      expect(handshake?.peerFingerprintSha256).toMatch(/^[0-9a-f]{64}$/);
+      expect(Date.parse(String(handshake?.peerValidTo))).toBeGreaterThan(Date.now());
+    }
+    const token = (await readFile(join(dir, 'client', 'token'), 'utf8')).trim();
+    const credentials = await readFile(join(dir, 'kms', 'credentials'), 'utf8');
+    const secret = /aws_secret_access_key = (\S+)/.exec(credentials)?.[1] ?? 'unreachable';
+    // The agent's private key: its second base64 line holds the private scalar (the first is the common ASN.1 header).
+    const stored = JSON.parse(await readFile(join(dir, 'data-plane', 'agent', 'credentials.json'), 'utf8')) as { keyPem: string };
+    const agentKey = stored.keyPem.split('\n')[2] ?? 'unreachable';
+    expect(agentKey.length).toBeGreaterThan(40);
+    for (const canary of [token, secret, agentKey]) expect(up.output()).not.toContain(canary);
+    expect(up.output()).not.toMatch(/alb_[A-Za-z0-9_-]{20}/);
   });
 
   it('restarts a killed control plane on the same ports; the agent reconnects and verify passes again', async () => {

@@ -239,13 +239,13 @@ describe('a deliberately weak stack', () => {
     await close(plainTcp, sockets);
   });
 
-  it('fails the TLS and plaintext checks, and skips the tunnel checks', () => {
+  it('fails the TLS and plaintext checks, and the tunnel checks of a stack without a tunnel', () => {
     expect(results.map((r) => [r.id, r.status])).toEqual([
       ['tls.versions', 'fail'],
       ['tls.aead-only', 'fail'],
       ['transport.no-plaintext', 'fail'],
-      ['tunnel.refuses-unauthenticated', 'skip'],
-      ['dataplane.outbound-only', 'skip'],
+      ['tunnel.refuses-unauthenticated', 'fail'],
+      ['dataplane.outbound-only', 'fail'],
     ]);
     for (const id of ['tunnel.refuses-unauthenticated', 'dataplane.outbound-only']) expect(byId(results, id).details).toBe(NO_TUNNEL_DETAILS);
   });
@@ -314,10 +314,10 @@ describe('tunnel and outbound-only failures', () => {
     expect(problems(result as CheckResult)).toContain('the tunnel accepted a client with a foreign-CA certificate');
   });
 
-  it('skips outbound-only when endpoints.json carries no plane pids', async () => {
+  it('fails outbound-only when endpoints.json carries no plane pids', async () => {
     const ctx = await stack([{ name: 'tunnel', plane: 'control', url: 'https://127.0.0.1:1' }]);
     const [result] = await runChecks([outboundOnlyCheck], ctx);
-    expect(result?.status).toBe('skip');
+    expect(result?.status).toBe('fail');
     expect(result?.details).toMatch(/pids\.controlPlane/);
   });
 

@@ -267,7 +267,7 @@ export async function runDown(options: { dataDir?: string }): Promise<void> {
 }
 
 /** The unauthenticated health path of each endpoint; the others are probed with a TLS handshake only. */
-const HEALTH_PATHS: Readonly<Record<string, string>> = { api: '/health', kms: '/health', objectstore: '/health' };
+const HEALTH_PATHS: Readonly<Record<string, string>> = { api: '/health', dispatch: '/health', kms: '/health', objectstore: '/health' };
 
 /** A TLS health probe with the data directory's CA: GET the health path, or for the mTLS tunnel just the handshake. */
 async function probe(endpoint: PlaneEndpoint, ca: string): Promise<string> {

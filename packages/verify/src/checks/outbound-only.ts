@@ -7,7 +7,7 @@ import { ephemeralPortRange, formatSocketAddress, processTree, readTcpSockets, t
 import { findTunnel, NO_TUNNEL_DETAILS } from './tunnel.js';
 
 export const NO_PLANE_PIDS_DETAILS =
-  'endpoints.json carries no pids.controlPlane and pids.dataPlane (the planes do not run as separate processes yet)';
+  'endpoints.json carries no pids.controlPlane and pids.dataPlane, so no connection can be attributed to a plane';
 
 /** The channels the data plane must dial: the endpoints named `tunnel` and `dispatch`. */
 function channels(file: EndpointsFile): Array<{ name: string; address: EndpointAddress }> {
@@ -43,10 +43,10 @@ export const outboundOnlyCheck: Check = {
   async run(ctx, signal): Promise<CheckResult> {
     const self = outboundOnlyCheck;
     const file = ctx.endpointsFile;
-    if (findTunnel(file) === undefined) return checkResult(self, 'skip', {}, { summary: NO_TUNNEL_DETAILS, details: NO_TUNNEL_DETAILS });
+    if (findTunnel(file) === undefined) return checkResult(self, 'fail', { problems: [NO_TUNNEL_DETAILS] }, { summary: NO_TUNNEL_DETAILS, details: NO_TUNNEL_DETAILS });
     const cpPid = file.pids?.controlPlane;
     const dpPid = file.pids?.dataPlane;
-    if (cpPid === undefined || dpPid === undefined) return checkResult(self, 'skip', {}, { summary: NO_PLANE_PIDS_DETAILS, details: NO_PLANE_PIDS_DETAILS });
+    if (cpPid === undefined || dpPid === undefined) return checkResult(self, 'fail', { problems: [NO_PLANE_PIDS_DETAILS] }, { summary: NO_PLANE_PIDS_DETAILS, details: NO_PLANE_PIDS_DETAILS });
 
     const dp = await processTree([dpPid]);
     // A process in both trees counts as data plane: the control plane's own tree is what must never dial.

@@ -5,7 +5,8 @@ import type { EndpointsFile, StackEndpoint } from '../endpoints-file.js';
 import { endpointAddress } from '../internal/endpoint-address.js';
 import { tlsHandshake, type HandshakeResult } from '../internal/tls-probe.js';
 
-export const NO_TUNNEL_DETAILS = 'no tunnel endpoint in endpoints.json (arrives with the control plane)';
+/** Every stack `airlock up` starts has a tunnel: one without it cannot prove the tunnel properties, so it fails. */
+export const NO_TUNNEL_DETAILS = 'endpoints.json lists no tunnel endpoint: the control plane is not running, so the tunnel cannot be checked';
 
 /** The endpoint named `tunnel`, if the stack has one. */
 export function findTunnel(file: EndpointsFile): StackEndpoint | undefined {
@@ -35,7 +36,7 @@ export const tunnelRefusesUnauthenticatedCheck: Check = {
   async run(ctx, signal): Promise<CheckResult> {
     const self = tunnelRefusesUnauthenticatedCheck;
     const tunnel = findTunnel(ctx.endpointsFile);
-    if (tunnel === undefined) return checkResult(self, 'skip', {}, { summary: NO_TUNNEL_DETAILS, details: NO_TUNNEL_DETAILS });
+    if (tunnel === undefined) return checkResult(self, 'fail', { problems: [NO_TUNNEL_DETAILS] }, { summary: NO_TUNNEL_DETAILS, details: NO_TUNNEL_DETAILS });
     const address = endpointAddress(tunnel.url);
     if (address === undefined) return checkResult(self, 'fail', { tunnel: tunnel.url }, { details: `cannot parse the tunnel URL ${tunnel.url}` });
 
