@@ -474,3 +474,27 @@ describe('revocation, certificate rotation and silent network loss (agent in pro
     }
   });
 });
+
+describe('tunnel endpoint under a handshake scan', () => {
+  it('logs the first 20 failed handshakes of a burst one by one, and counts the rest instead of flooding the log', async () => {
+    const { endpoint, logs } = await startEndpoint();
+    try {
+      for (let i = 0; i < 30; i++) {
+        const socket = tls.connect({ ...tlsClientOptions({ ca: pki.ca.cert }), host: '127.0.0.1', port: endpoint.port, ALPNProtocols: ['h2'] });
+        await new Promise<void>((resolve) => {
+          socket.once('error', () => resolve());
+          socket.once('close', () => resolve());
+        });
+        socket.destroy();
+      }
+      await eventually('the failures to be seen by the endpoint', 5000, () =>
+        logs.lines.filter((line) => line.event === 'tunnel.handshake_failed').length >= 20 ? true : undefined,
+      );
+      // Give any stray 21st line time to appear before asserting there is none.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(logs.lines.filter((line) => line.event === 'tunnel.handshake_failed')).toHaveLength(20);
+    } finally {
+      await endpoint.close();
+    }
+  });
+});

@@ -84,6 +84,9 @@ export interface TunnelEndpoint {
 const DEFAULT_PING_INTERVAL_MS = 1000;
 const DEFAULT_PING_TIMEOUT_MS = 2000;
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Failed handshakes logged one by one per window; the rest are counted in one summary line. */
+const HANDSHAKE_FAILURES_LOGGED_PER_WINDOW = 20;
+const HANDSHAKE_FAILURE_WINDOW_MS = 10_000;
 
 export function resolveTunnelEndpointConfig(options: TunnelEndpointOptions): ResolvedTunnelEndpointConfig {
   if (typeof options !== 'object' || options === null) throw configError('tunnelEndpoint', 'options are required');
@@ -346,7 +349,25 @@ export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promi
     rawSockets.add(socket);
     socket.once('close', () => rawSockets.delete(socket));
   });
+  // A scanner (sslscan, `airlock verify`) fails a hundred handshakes in a second: log the first few
+  // of each window at warn, then one summary line with the count, so the log stays readable.
+  let loggedFailures = 0;
+  let suppressedFailures = 0;
+  let failureWindow: NodeJS.Timeout | undefined;
   server.on('tlsClientError', (error, socket) => {
+    failureWindow ??= setTimeout(() => {
+      if (suppressedFailures > 0) {
+        log.warn({ event: 'tunnel.handshake_failed_suppressed', count: suppressedFailures }, 'more tunnel TLS handshakes failed (not logged one by one)');
+      }
+      loggedFailures = 0;
+      suppressedFailures = 0;
+      failureWindow = undefined;
+    }, HANDSHAKE_FAILURE_WINDOW_MS).unref();
+    if (loggedFailures >= HANDSHAKE_FAILURES_LOGGED_PER_WINDOW) {
+      suppressedFailures++;
+      return;
+    }
+    loggedFailures++;
     // Node checks a client certificate's chain after OpenSSL's handshake and then destroys the
     // socket without a TLS alert, so `error` is a bare ECONNRESET; the verdict is authorizationError.
     // (Not logged under that name: the logger redacts any field named like "authorization".)
@@ -437,6 +458,7 @@ export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promi
     async close() {
       if (closing) return;
       closing = true;
+      clearTimeout(failureWindow);
       events.emit('closed');
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const entry of clusters.values()) {
