@@ -4,7 +4,7 @@ import type { PemInput } from '@airlock/pki';
 import { createApiService, type ClusterStatusSource } from './api-service.js';
 import type { ApiTokenStore } from './api-tokens.js';
 import type { ClusterRegistry } from './cluster-registry.js';
-import { startConnectServer, type ConnectServer, type NodeHandlerFn } from './connect-server.js';
+import { healthFallback, startConnectServer, type ConnectServer } from './connect-server.js';
 
 export interface ApiServerOptions {
   /** Server certificate chain and key (the key is secret and never logged). */
@@ -61,36 +61,6 @@ export function resolveApiServerConfig(options: ApiServerOptions): ResolvedApiSe
   return Object.freeze({ ...settings, tokens: options.tokens, registry: options.registry, clusterStatus: options.clusterStatus, log: options.log });
 }
 
-/**
- * Serves what is not an RPC: `GET /health` for load balancers and curl (no token, and nothing in
- * it but the status and version), and a JSON 404 for everything else. It never reads the body.
- */
-function createHttpFallback(version: string): NodeHandlerFn {
-  const send = (res: Parameters<NodeHandlerFn>[1], status: number, body: unknown, extra: Record<string, string> = {}): void => {
-    const text = `${JSON.stringify(body)}\n`;
-    res.writeHead(status, {
-      'content-type': 'application/json',
-      'content-length': String(Buffer.byteLength(text)),
-      'cache-control': 'no-store',
-      'x-content-type-options': 'nosniff',
-      ...extra,
-    });
-    res.end(text);
-  };
-  return (req, res) => {
-    const path = req.url?.split('?', 2)[0];
-    if (path !== '/health') {
-      send(res, 404, { code: 'not_found', message: 'no such endpoint' });
-      return;
-    }
-    if (req.method !== 'GET') {
-      send(res, 405, { code: 'unimplemented', message: 'use GET' }, { allow: 'GET' });
-      return;
-    }
-    send(res, 200, { status: 'SERVING', version });
-  };
-}
-
 /** Starts the API listener and resolves once it is listening. */
 export async function startApiServer(options: ApiServerOptions): Promise<ConnectServer> {
   const config = resolveApiServerConfig(options);
@@ -109,7 +79,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<Connect
     routes: service.routes,
     interceptors: [service.interceptor],
     readMaxBytes: config.readMaxBytes,
-    fallback: createHttpFallback(config.version),
+    fallback: healthFallback(config.version),
     log: config.log,
   });
 }

@@ -139,6 +139,37 @@ function requestSocket(req: NodeServerRequest): TLSSocket | undefined {
   return socket as TLSSocket | undefined;
 }
 
+/**
+ * Serves what is not an RPC on a Connect listener: `GET /health` (no credentials; nothing in it but
+ * the status and, when given, the version) for load balancers, curl and `airlock status`, and a JSON
+ * 404 for everything else. It never reads the body.
+ */
+export function healthFallback(version?: string): NodeHandlerFn {
+  const send = (res: Parameters<NodeHandlerFn>[1], status: number, body: unknown, extra: Record<string, string> = {}): void => {
+    const text = `${JSON.stringify(body)}\n`;
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(text)),
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+      ...extra,
+    });
+    res.end(text);
+  };
+  return (req, res) => {
+    const path = req.url?.split('?', 2)[0];
+    if (path !== '/health') {
+      send(res, 404, { code: 'not_found', message: 'no such endpoint' });
+      return;
+    }
+    if (req.method !== 'GET') {
+      send(res, 405, { code: 'unimplemented', message: 'use GET' }, { allow: 'GET' });
+      return;
+    }
+    send(res, 200, version === undefined ? { status: 'SERVING' } : { status: 'SERVING', version });
+  };
+}
+
 /** Starts the server and resolves once it is listening. */
 export async function startConnectServer(options: ConnectServerOptions): Promise<ConnectServer> {
   const config = resolveConnectServerConfig(options);

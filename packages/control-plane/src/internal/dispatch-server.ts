@@ -3,7 +3,7 @@ import { configCheck, configError, freezeConfig, type DeepReadonly, type Logger 
 import { parseClusterIdentity, type PemInput, type TlsConnectionDescription } from '@airlock/pki';
 import type { ActionQueue } from './action-queue.js';
 import type { ClusterRegistry } from './cluster-registry.js';
-import { startConnectServer, type ConnectServer, type NodeHandlerFn } from './connect-server.js';
+import { healthFallback, startConnectServer, type ConnectServer } from './connect-server.js';
 import { createDispatchService, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_MAX_POLL_WAIT_MS, type DispatchAgentInfo } from './dispatch-service.js';
 
 export interface DispatchServerOptions {
@@ -65,19 +65,6 @@ export function resolveDispatchServerConfig(options: DispatchServerOptions): Res
   return Object.freeze({ ...settings, registry: options.registry, queue: options.queue, log: options.log });
 }
 
-/**
- * `GET /health` without a client certificate: load balancers use it, and so does the agent to tell
- * "the control plane is down" from "the control plane refuses my certificate" (it answers this,
- * but closes connections that present a revoked certificate).
- */
-const healthFallback: NodeHandlerFn = (req, res) => {
-  const path = req.url?.split('?', 2)[0];
-  const ok = path === '/health' && req.method === 'GET';
-  const body = `${JSON.stringify(ok ? { status: 'SERVING' } : { code: 'not_found', message: 'no such endpoint' })}\n`;
-  res.writeHead(ok ? 200 : 404, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' });
-  res.end(body);
-};
-
 /** Starts the dispatch listener and resolves once it is listening. */
 export async function startDispatchServer(options: DispatchServerOptions): Promise<DispatchServer> {
   const config = resolveDispatchServerConfig(options);
@@ -105,7 +92,10 @@ export async function startDispatchServer(options: DispatchServerOptions): Promi
     readMaxBytes: config.readMaxBytes,
     // Long polls must fit under the largest deadline a client may ask for.
     maxTimeoutMs: Math.max(300_000, config.maxPollWaitMs + 60_000),
-    fallback: healthFallback,
+    // GET /health answers without a client certificate: the agent uses it to tell "the control
+    // plane is down" from "the control plane refuses my certificate" (connections presenting a
+    // revoked certificate are closed, this is not).
+    fallback: healthFallback(),
     log,
   });
   return Object.freeze({
