@@ -25,8 +25,17 @@ interface Fixture {
   plainUrl: string;
 }
 
+/**
+ * BENCH_OBJECTSTORE_ONLY=sdk-1m,sdk-256m,kms,memory,cli-1m,cli-256m runs only those sections (for profiling and
+ * A/B work); a partial run prints its rows and leaves bench/results/objectstore.md alone.
+ * BENCH_OBJECTSTORE_SERVER_ARGS adds node flags to the server process (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+ */
+const ONLY = process.env.BENCH_OBJECTSTORE_ONLY?.split(',').map((s) => s.trim()).filter((s) => s !== '');
+const runs = (section: string): boolean => ONLY === undefined || ONLY.includes(section);
+const SERVER_ARGS = process.env.BENCH_OBJECTSTORE_SERVER_ARGS?.split(' ').filter((s) => s !== '') ?? [];
+
 function startNode(script: string, args: string[] = []): { child: ChildProcessWithoutNullStreams; lines: AsyncIterator<string> } {
-  const child = spawn(process.execPath, ['--conditions=airlock-source', '--import', 'tsx', script, ...args], { cwd: ROOT });
+  const child = spawn(process.execPath, [...SERVER_ARGS, '--conditions=airlock-source', '--import', 'tsx', script, ...args], { cwd: ROOT });
   child.stderr.on('data', (d: Buffer) => process.stderr.write(d));
   const queue: string[] = [];
   let wake: (() => void) | undefined;
@@ -88,6 +97,7 @@ async function main(): Promise<void> {
 
     // 1. Encryption on vs off, same server code, same client (@aws-sdk/client-s3 defaults), over HTTPS.
     for (const size of [MiB, 256 * MiB]) {
+      if (!runs(size === MiB ? 'sdk-1m' : 'sdk-256m')) continue;
       const data = randomBytes(size);
       const reps = size === MiB ? 40 : 5;
       const result: Record<string, { put: number; get: number }> = {};
@@ -106,65 +116,81 @@ async function main(): Promise<void> {
     }
 
     // 2. KMS calls per 1,000 GETs of distinct objects with bucket keys (counted in the KMS audit log).
-    for (let i = 0; i < 1000; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => enc.put('bench', `small/${i + j}`, `object ${i + j}`)));
-    await new Promise((r) => setTimeout(r, 1200)); // let cached bucket keys expire: count from cold
-    const audit = async (): Promise<number> => {
-      servers.child.stdin.write('audit\n');
-      return (JSON.parse((await servers.lines.next()).value) as { auditRecords: number }).auditRecords;
-    };
-    const before = await audit();
-    const started = performance.now();
-    for (let i = 0; i < 1000; i += 50) {
-      await Promise.all(Array.from({ length: 50 }, async (_, j) => pipeline(await enc.get('bench', `small/${i + j}`), sink())));
+    let elapsed = NaN;
+    if (runs('kms')) {
+      for (let i = 0; i < 1000; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => enc.put('bench', `small/${i + j}`, `object ${i + j}`)));
+      await new Promise((r) => setTimeout(r, 1200)); // let cached bucket keys expire: count from cold
+      const audit = async (): Promise<number> => {
+        servers.child.stdin.write('audit\n');
+        return (JSON.parse((await servers.lines.next()).value) as { auditRecords: number }).auditRecords;
+      };
+      const before = await audit();
+      const started = performance.now();
+      for (let i = 0; i < 1000; i += 50) {
+        await Promise.all(Array.from({ length: 50 }, async (_, j) => pipeline(await enc.get('bench', `small/${i + j}`), sink())));
+      }
+      elapsed = (performance.now() - started) / 1000;
+      kmsCalls = (await audit()) - before;
     }
-    const elapsed = (performance.now() - started) / 1000;
-    kmsCalls = (await audit()) - before;
 
     // 3. Server memory while streaming a 1 GiB object up and down.
-    const block = randomBytes(MiB);
-    const baseline = await rssMiB(servers.child.pid as number);
-    let peak = baseline;
-    const sampler = setInterval(() => void rssMiB(servers.child.pid as number).then((v) => (peak = Math.max(peak, v))), 50);
-    let sent = 0;
-    const source = new Readable({
-      read() {
-        this.push(sent < 1024 ? block : null);
-        sent++;
-      },
-    });
-    await enc.put('bench', 'gib', source, { contentLength: 1024 * MiB });
-    await pipeline(await enc.get('bench', 'gib'), sink());
-    clearInterval(sampler);
-    memory = `server RSS ${baseline.toFixed(0)} MiB before, peak ${peak.toFixed(0)} MiB while a 1 GiB object streamed up and back down (+${(peak - baseline).toFixed(0)} MiB)`;
+    if (runs('memory')) {
+      const block = randomBytes(MiB);
+      const baseline = await rssMiB(servers.child.pid as number);
+      let peak = baseline;
+      const sampler = setInterval(() => void rssMiB(servers.child.pid as number).then((v) => (peak = Math.max(peak, v))), 50);
+      let sent = 0;
+      const source = new Readable({
+        read() {
+          this.push(sent < 1024 ? block : null);
+          sent++;
+        },
+      });
+      await enc.put('bench', 'gib', source, { contentLength: 1024 * MiB });
+      await pipeline(await enc.get('bench', 'gib'), sink());
+      clearInterval(sampler);
+      memory = `server RSS ${baseline.toFixed(0)} MiB before, peak ${peak.toFixed(0)} MiB while a 1 GiB object streamed up and back down (+${(peak - baseline).toFixed(0)} MiB)`;
+    }
+
     enc.destroy();
     plain.destroy();
 
     // 4. The AWS CLI (aws s3 cp --no-progress) against s3rver (plaintext HTTP) and Airlock (TLS + SSE-KMS).
-    const s3rverDir = join(work, 's3rver');
-    s3rver = spawn(
-      process.execPath,
-      ['-e', `import('@20minutes/s3rver').then(async ({default: S3rver}) => { const s = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: ${JSON.stringify(s3rverDir)}, configureBuckets: [{ name: 'bench' }] }); const { port } = await s.run(); console.log(port); })`],
-      { cwd: ROOT },
-    );
-    const s3rverPort = await new Promise<number>((resolve) => s3rver?.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
-    const env = { ...process.env, AWS_ACCESS_KEY_ID: fixture.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: fixture.credentials.secretAccessKey, AWS_DEFAULT_REGION: 'us-east-1', AWS_CA_BUNDLE: fixture.caPath, AWS_PAGER: '', HOME: work };
-    const s3rverEnv = { ...env, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
-    const cp = (args: string[], endpoint: string, e: NodeJS.ProcessEnv) => run(AWS, ['s3', 'cp', ...args, '--no-progress', '--endpoint-url', endpoint], { env: e, maxBuffer: 1 << 20 });
-    for (const size of [MiB, 256 * MiB]) {
-      const file = join(work, `f-${size}`);
-      await writeFile(file, randomBytes(size));
-      const reps = size === MiB ? 7 : 3;
-      const measure = async (endpoint: string, e: NodeJS.ProcessEnv) => ({
-        put: await median(reps, () => cp([file, `s3://bench/f-${size}`], endpoint, e)),
-        get: await median(reps, () => cp([`s3://bench/f-${size}`, `${file}.back`], endpoint, e)),
-      });
-      const airlock = await measure(fixture.encryptedUrl, env);
-      const peer = await measure(`http://127.0.0.1:${s3rverPort}`, s3rverEnv);
-      cliRows.push(
-        `| ${size / MiB} MiB | PUT | ${(size / airlock.put / 1e6).toFixed(1)} | ${(size / peer.put / 1e6).toFixed(1)} | **${(peer.put / airlock.put).toFixed(2)}×** |`,
-        `| ${size / MiB} MiB | GET | ${(size / airlock.get / 1e6).toFixed(1)} | ${(size / peer.get / 1e6).toFixed(1)} | **${(peer.get / airlock.get).toFixed(2)}×** |`,
+    if (runs('cli-1m') || runs('cli-256m')) {
+      const s3rverDir = join(work, 's3rver');
+      s3rver = spawn(
+        process.execPath,
+        ['-e', `import('@20minutes/s3rver').then(async ({default: S3rver}) => { const s = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: ${JSON.stringify(s3rverDir)}, configureBuckets: [{ name: 'bench' }] }); const { port } = await s.run(); console.log(port); })`],
+        { cwd: ROOT },
       );
-      console.error(cliRows.slice(-2).join('\n'));
+      const s3rverPort = await new Promise<number>((resolve) => s3rver?.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+      const env = { ...process.env, AWS_ACCESS_KEY_ID: fixture.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: fixture.credentials.secretAccessKey, AWS_DEFAULT_REGION: 'us-east-1', AWS_CA_BUNDLE: fixture.caPath, AWS_PAGER: '', HOME: work };
+      const s3rverEnv = { ...env, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
+      const cp = (args: string[], endpoint: string, e: NodeJS.ProcessEnv) => run(AWS, ['s3', 'cp', ...args, '--no-progress', '--endpoint-url', endpoint], { env: e, maxBuffer: 1 << 20 });
+      for (const size of [MiB, 256 * MiB]) {
+        if (!runs(size === MiB ? 'cli-1m' : 'cli-256m')) continue;
+        const file = join(work, `f-${size}`);
+        await writeFile(file, randomBytes(size));
+        const reps = size === MiB ? 7 : 3;
+        const measure = async (endpoint: string, e: NodeJS.ProcessEnv) => ({
+          put: await median(reps, () => cp([file, `s3://bench/f-${size}`], endpoint, e)),
+          get: await median(reps, () => cp([`s3://bench/f-${size}`, `${file}.back`], endpoint, e)),
+        });
+        const airlock = await measure(fixture.encryptedUrl, env);
+        const peer = await measure(`http://127.0.0.1:${s3rverPort}`, s3rverEnv);
+        cliRows.push(
+          `| ${size / MiB} MiB | PUT | ${(size / airlock.put / 1e6).toFixed(1)} | ${(size / peer.put / 1e6).toFixed(1)} | **${(peer.put / airlock.put).toFixed(2)}×** |`,
+          `| ${size / MiB} MiB | GET | ${(size / airlock.get / 1e6).toFixed(1)} | ${(size / peer.get / 1e6).toFixed(1)} | **${(peer.get / airlock.get).toFixed(2)}×** |`,
+        );
+        console.error(cliRows.slice(-2).join('\n'));
+      }
+    }
+
+    if (ONLY !== undefined) {
+      console.log([...rows, ...cliRows].join('\n'));
+      if (runs('kms')) console.log(`KMS calls: ${kmsCalls} (${elapsed.toFixed(2)} s)`);
+      if (runs('memory')) console.log(memory);
+      return;
     }
 
     const report = `# Object store benchmark
@@ -209,7 +235,9 @@ ${memory}. Flat: the store streams through 64 KiB ASF1 segments and never holds 
   } finally {
     s3rver?.kill();
     servers.child.stdin.end();
-    servers.child.kill('SIGINT');
+    // With profiling flags the server must exit on its own (after stdin ends) to write its profile.
+    if (SERVER_ARGS.length > 0) await new Promise((resolve) => servers.child.once('exit', resolve));
+    else servers.child.kill('SIGINT');
     await rm(work, { recursive: true, force: true });
     await rm(fixture.dir, { recursive: true, force: true });
   }
