@@ -65,7 +65,7 @@ export async function startLocalDataPlane(dataDir: string, options: Omit<DataPla
     for (const close of closers.reverse()) await close().catch(() => undefined);
   };
   try {
-    const kms = await startLocalKms(dataDir, { host: options.host, port: options.kmsPort, region: 'us-east-1', logLevel: 'info' }, log);
+    const kms = await startLocalKms(dataDir, { host: options.host, port: options.kmsPort, region: 'us-east-1' }, log);
     closers.push(() => kms.server.close());
     const store = await startLocalObjectStore(dataDir, { host: options.host, port: options.s3Port }, log);
     closers.push(() => store.close());

@@ -36,7 +36,7 @@ export interface KmsServeOptions extends RootKeyFlags {
 }
 
 /** Starts the KMS for a data directory and writes its endpoint file and (first time) credentials. */
-export async function startLocalKms(dataDir: string, options: Omit<KmsServeOptions, 'dataDir'>, log: Logger): Promise<{ server: KmsServer; endpoint: KmsEndpointFile }> {
+export async function startLocalKms(dataDir: string, options: Omit<KmsServeOptions, 'dataDir' | 'logLevel'>, log: Logger): Promise<{ server: KmsServer; endpoint: KmsEndpointFile }> {
   const ca = await ensureLocalCa(dataDir);
   const tls = await issueLocalServerCertificate(ca);
   const rootKey = rootKeyFromFlags(options);
