@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES, isAirlockErrorCode, type AirlockErrorCode } from './error-codes.js';
-import { AirlockError, airlockErrorFromJSON } from './errors.js';
+import { AirlockError, airlockErrorFromJSON, errorCodeOf } from './errors.js';
 
 /** A unique value that must never show up in a message that is safe to send. */
 const CANARY = 'CANARY-e7b1-customer-data';
@@ -233,5 +233,17 @@ describe('error code catalogue', () => {
     for (const value of ['internal', 'toString', 'constructor', '__proto__', 'hasOwnProperty', '', 42, null, undefined, {}]) {
       expect(isAirlockErrorCode(value), JSON.stringify(value)).toBe(false);
     }
+  });
+});
+
+describe('errorCodeOf', () => {
+  it('names an error by its code or class, never by its message', () => {
+    const canary = 'CANARY-peer-text-91c2';
+    expect(errorCodeOf(Object.assign(new Error(canary), { code: 'ERR_SSL_WRONG_VERSION_NUMBER' }))).toBe('ERR_SSL_WRONG_VERSION_NUMBER');
+    expect(errorCodeOf(new AirlockError('UNAVAILABLE', canary))).toBe('UNAVAILABLE');
+    expect(errorCodeOf(new TypeError(canary))).toBe('TypeError');
+    expect(errorCodeOf(canary)).toBe('unknown');
+    expect(errorCodeOf(undefined)).toBe('unknown');
+    expect(errorCodeOf(null)).toBe('unknown');
   });
 });

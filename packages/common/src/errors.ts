@@ -112,3 +112,13 @@ export function airlockErrorFromJSON(value: unknown): AirlockError {
   }
   return new AirlockError('INTERNAL');
 }
+
+/**
+ * A loggable name for anything thrown: its `code` (an errno, an OpenSSL/Node code such as
+ * `ERR_SSL_…`, or an AirlockError code), else its class name. Never the message: OpenSSL and socket
+ * messages can quote peer-supplied text.
+ */
+export function errorCodeOf(error: unknown): string {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' ? code : error instanceof Error ? error.name : 'unknown';
+}

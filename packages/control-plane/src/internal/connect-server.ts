@@ -23,7 +23,7 @@ import { createAsyncIterable, encodeEnvelope, type UniversalHandler, type Univer
 import { codeToHttpStatus, errorFromJsonBytes, errorToJsonBytes } from '@connectrpc/connect/protocol-connect';
 import { findTrailerError, setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
 import { trailerFlag, trailerParse, trailerSerialize } from '@connectrpc/connect/protocol-grpc-web';
-import { AirlockError, configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
+import { AirlockError, configCheck, configError, type DeepReadonly, errorCodeOf, freezeConfig, type Logger } from '@airlock/common';
 import { describeTlsSocket, tlsServerOptions, type PemInput, type TlsConnectionDescription } from '@airlock/pki';
 import { airlockErrorInterceptor, toConnectError } from '@airlock/protocol';
 
@@ -127,12 +127,6 @@ export function resolveConnectServerConfig(options: ConnectServerOptions): Resol
   });
 }
 
-/** Node error codes, never messages: OpenSSL and socket messages can quote peer-supplied text. */
-function errorCode(error: unknown): string {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : error instanceof Error ? error.name : 'unknown';
-}
-
 /** The TLS socket under a request, for HTTP/2 and HTTP/1.1 alike. */
 function requestSocket(req: NodeServerRequest): TLSSocket | undefined {
   const socket = 'stream' in req ? req.stream.session?.socket : req.socket;
@@ -205,7 +199,7 @@ export async function startConnectServer(options: ConnectServerOptions): Promise
     socket.once('close', () => sockets.delete(socket));
   });
   server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
-    log.debug({ event: `${name}.handshake_failed`, code: errorCode(error), remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }, 'TLS handshake failed');
+    log.debug({ event: `${name}.handshake_failed`, code: errorCodeOf(error), remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }, 'TLS handshake failed');
   });
   server.on('secureConnection', (socket: TLSSocket) => {
     const peer = describe(socket);
@@ -249,7 +243,7 @@ export async function startConnectServer(options: ConnectServerOptions): Promise
         socket.resume();
       }, () => socket.destroy());
   });
-  server.on('sessionError', (error) => log.debug({ event: `${name}.session_error`, code: errorCode(error) }, 'HTTP/2 session error'));
+  server.on('sessionError', (error) => log.debug({ event: `${name}.session_error`, code: errorCodeOf(error) }, 'HTTP/2 session error'));
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -258,12 +252,12 @@ export async function startConnectServer(options: ConnectServerOptions): Promise
       resolve();
     });
   }).catch((error: unknown) => {
-    throw new AirlockError(errorCode(error) === 'EADDRINUSE' ? 'UNAVAILABLE' : AirlockError.from(error).code, `${name}: cannot listen on ${config.host}:${config.port}`, {
+    throw new AirlockError(errorCodeOf(error) === 'EADDRINUSE' ? 'UNAVAILABLE' : AirlockError.from(error).code, `${name}: cannot listen on ${config.host}:${config.port}`, {
       cause: error,
       details: { host: config.host, port: config.port },
     });
   });
-  server.on('error', (error) => log.error({ event: `${name}.server_error`, code: errorCode(error) }, 'server error'));
+  server.on('error', (error) => log.error({ event: `${name}.server_error`, code: errorCodeOf(error) }, 'server error'));
 
   const port = (server.address() as AddressInfo).port;
   const url = `https://${isIPv6(config.host) ? `[${config.host}]` : config.host}:${port}`;

@@ -4,7 +4,7 @@ import http2 from 'node:http2';
 import { isIPv6, type AddressInfo, type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { Code, ConnectError, type Transport } from '@connectrpc/connect';
-import { AirlockError, configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
+import { AirlockError, configCheck, configError, type DeepReadonly, errorCodeOf, freezeConfig, type Logger } from '@airlock/common';
 import { describeTlsSocket, getPeerIdentity, parseClusterIdentity, startHttp2Heartbeat, tlsServerOptions, type PemInput, type TlsConnectionDescription } from '@airlock/pki';
 import { createTunnelTransports, type TunnelProtocol, type TunnelSession, type TunnelTransportOptions } from './tunnel-transport.js';
 
@@ -116,12 +116,6 @@ function tunnelAuthority(cluster: string): string {
   return `https://${cluster}.tunnel.airlock.invalid`;
 }
 
-/** Node error codes, never messages: OpenSSL and socket messages can quote peer-supplied text. */
-function errorCode(error: unknown): string {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : error instanceof Error ? error.name : 'unknown';
-}
-
 /** A data plane's connection, with this process as the HTTP/2 client over the socket the data plane opened. */
 class ReverseConnection implements TunnelSession {
   readonly info: TunnelConnectionInfo;
@@ -165,7 +159,7 @@ class ReverseConnection implements TunnelSession {
       this.draining = true;
     });
     session.on('error', (error) => {
-      this.closeReason ??= `session error ${errorCode(error)}`;
+      this.closeReason ??= `session error ${errorCodeOf(error)}`;
     });
     session.once('close', () => this.finish('session closed'));
     socket.once('close', () => this.destroy('socket closed'));
@@ -312,7 +306,7 @@ export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promi
       'tunnel TLS handshake',
     );
     // Until http2 owns the socket, an error here (a reset during the identity check) must not crash the process.
-    socket.on('error', (error) => log.debug({ event: 'tunnel.socket_error', ...remote, code: errorCode(error) }, 'tunnel socket error'));
+    socket.on('error', (error) => log.debug({ event: 'tunnel.socket_error', ...remote, code: errorCodeOf(error) }, 'tunnel socket error'));
     const refuse = (reason: string, cluster?: string): void => {
       log.warn(
         { event: 'tunnel.refused', ...remote, reason, cluster, peerFingerprintSha256: description.peerFingerprintSha256 },
@@ -336,7 +330,7 @@ export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promi
     try {
       allowed = (await config.isClusterAllowed(cluster, fingerprint)) === true;
     } catch (error) {
-      log.error({ event: 'tunnel.allow_check_failed', cluster, code: errorCode(error) }, 'cluster check failed; refusing');
+      log.error({ event: 'tunnel.allow_check_failed', cluster, code: errorCodeOf(error) }, 'cluster check failed; refusing');
       allowed = false;
     }
     if (!allowed) return refuse('cluster not allowed (revoked or not registered)', cluster);
@@ -375,8 +369,8 @@ export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promi
     log.warn(
       {
         event: 'tunnel.handshake_failed',
-        code: errorCode(error),
-        verifyError: typeof verdict === 'string' ? verdict : verdict === undefined || verdict === null ? undefined : errorCode(verdict),
+        code: errorCodeOf(error),
+        verifyError: typeof verdict === 'string' ? verdict : verdict === undefined || verdict === null ? undefined : errorCodeOf(verdict),
         remoteAddress: socket.remoteAddress,
         remotePort: socket.remotePort,
       },
@@ -394,7 +388,7 @@ export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promi
       resolve();
     });
   });
-  server.on('error', (error) => log.error({ event: 'tunnel.server_error', code: errorCode(error) }, 'tunnel endpoint error'));
+  server.on('error', (error) => log.error({ event: 'tunnel.server_error', code: errorCodeOf(error) }, 'tunnel endpoint error'));
 
   const port = (server.address() as AddressInfo).port;
   const url = `https://${isIPv6(config.host) ? `[${config.host}]` : config.host}:${port}`;

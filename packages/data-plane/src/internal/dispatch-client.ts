@@ -6,7 +6,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import { durationMs, timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
-import { AirlockError, configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
+import { AirlockError, configCheck, configError, type DeepReadonly, errorCodeOf, freezeConfig, type Logger } from '@airlock/common';
 import { certificateFingerprint, describeTlsSocket, tlsClientOptions, type PemInput } from '@airlock/pki';
 import {
   DispatchService,
@@ -120,13 +120,6 @@ export function resolveDispatchClientConfig(options: DispatchClientOptions): Res
   return Object.freeze({ ...settings, getCredentials: options.getCredentials, log: options.log });
 }
 
-/** Node error codes, never messages: OpenSSL and socket messages can quote peer-supplied text. */
-function errorCode(error: unknown): string {
-  if (error instanceof AirlockError) return error.code;
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : error instanceof Error ? error.name : 'unknown';
-}
-
 /** The first PEM certificate of a chain. */
 function leafPem(chain: string): string {
   const match = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/u.exec(chain);
@@ -201,7 +194,7 @@ export function createDispatchClient(options: DispatchClientOptions): DispatchCl
     });
     socket.on('error', (error) => {
       // A ConnectError here is the session manager closing the connection on our own behalf.
-      if (!(error instanceof ConnectError)) log.debug({ event: 'dispatch.socket_error', endpoint, code: errorCode(error) }, 'dispatch connection error');
+      if (!(error instanceof ConnectError)) log.debug({ event: 'dispatch.socket_error', endpoint, code: errorCodeOf(error) }, 'dispatch connection error');
     });
     return socket;
   };

@@ -5,7 +5,7 @@ import { isIP } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import type { ConnectRouter, ConnectRouterOptions } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import { AirlockError, configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
+import { AirlockError, configCheck, configError, type DeepReadonly, errorCodeOf, freezeConfig, type Logger } from '@airlock/common';
 import { certificateFingerprint, describeTlsSocket, startHttp2Heartbeat, tlsClientOptions, type PemInput, type TlsConnectionDescription } from '@airlock/pki';
 import { fullJitterBackoffMs } from './backoff.js';
 
@@ -154,13 +154,6 @@ export function resolveTunnelAgentConfig(options: TunnelAgentOptions): ResolvedT
   return Object.freeze({ ...resolved, connect: Object.freeze({ ...(options.connect ?? {}) }) });
 }
 
-/** Node error codes, never messages: OpenSSL and socket messages can quote peer-supplied text. */
-function errorCode(error: unknown): string {
-  if (error instanceof AirlockError) return error.code;
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : error instanceof Error ? error.name : 'unknown';
-}
-
 function firstPem(value: PemInput): string | Buffer {
   return typeof value === 'string' || Buffer.isBuffer(value) ? value : (value[0] ?? '');
 }
@@ -255,7 +248,7 @@ class TunnelAgentImpl implements TunnelAgent {
     // An HTTP/2 server that never listens: it is handed the sockets this agent dials out with
     // (emit('connection')), so the data plane serves the control plane without an open port.
     this.server = http2.createServer({}, connectNodeAdapter({ ...config.connect, routes: config.routes }));
-    this.server.on('sessionError', (error) => config.log.debug({ event: 'tunnel.session_error', code: errorCode(error) }, 'tunnel session error'));
+    this.server.on('sessionError', (error) => config.log.debug({ event: 'tunnel.session_error', code: errorCodeOf(error) }, 'tunnel session error'));
   }
 
   start(): void {
@@ -353,7 +346,7 @@ class TunnelAgentImpl implements TunnelAgent {
         if (stopped()) break;
         this.failedAttempts += 1;
         this.config.log.warn(
-          { event: 'tunnel.connect_failed', endpoint: this.config.endpoint.origin, code: errorCode(error), attempt },
+          { event: 'tunnel.connect_failed', endpoint: this.config.endpoint.origin, code: errorCodeOf(error), attempt },
           error instanceof AirlockError ? error.message : 'tunnel connection attempt failed',
         );
       }
@@ -428,7 +421,7 @@ class TunnelAgentImpl implements TunnelAgent {
       // Kept after the tunnel is up: the HTTP/2 session reports socket errors, but a listener here
       // guarantees a late reset can never surface as an unhandled 'error' event.
       socket.on('error', (error) => {
-        if (!settled) fail(new AirlockError(AirlockError.from(error, 'UNAVAILABLE').code, `Tunnel connection failed (${errorCode(error)})`, { cause: error }));
+        if (!settled) fail(new AirlockError(AirlockError.from(error, 'UNAVAILABLE').code, `Tunnel connection failed (${errorCodeOf(error)})`, { cause: error }));
       });
       socket.once('close', () =>
         fail(new AirlockError('UNAVAILABLE', 'The control plane closed the connection before the tunnel was up (refused, revoked or shutting down)')),
@@ -469,7 +462,7 @@ class TunnelAgentImpl implements TunnelAgent {
           return;
         }
         const established = session;
-        established.on('error', (error) => this.config.log.debug({ event: 'tunnel.session_error', code: errorCode(error) }, 'tunnel session error'));
+        established.on('error', (error) => this.config.log.debug({ event: 'tunnel.session_error', code: errorCodeOf(error) }, 'tunnel session error'));
         established.once('remoteSettings', () => {
           if (settled) return;
           settled = true;
