@@ -6,6 +6,7 @@ import { layout, resolveDataDir } from '../internal/data-dir.js';
 import { ensureLocalCa, issueLocalServerCertificate } from '../internal/local-ca.js';
 import type { KmsEndpointFile } from '../internal/kms-client.js';
 import { print, printJson } from '../internal/output.js';
+import { serveUntilSignalled } from '../internal/plane-process.js';
 
 export interface RootKeyFlags {
   readonly rootKeyFile?: string;
@@ -86,16 +87,7 @@ export async function runKmsServe(options: KmsServeOptions): Promise<void> {
   print(`  AWS_CA_BUNDLE=${endpoint.caBundle} AWS_SHARED_CREDENTIALS_FILE=${endpoint.credentialsFile} \\`);
   print(`    aws kms create-key --endpoint-url ${endpoint.endpoint} --region ${endpoint.region}`);
   print('Press Ctrl-C to stop.');
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      print('\nStopping the KMS…');
-      server.close().then(resolve, resolve);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await serveUntilSignalled('the KMS', () => server.close());
 }
 
 export async function runKmsAuditVerify(options: RootKeyFlags & { dataDir?: string; json: boolean }): Promise<void> {

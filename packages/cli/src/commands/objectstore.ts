@@ -7,6 +7,7 @@ import { layout, resolveDataDir } from '../internal/data-dir.js';
 import { parseCredentialsFile, readKmsEndpoint } from '../internal/kms-client.js';
 import { ensureLocalCa, issueLocalServerCertificate } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
+import { serveUntilSignalled } from '../internal/plane-process.js';
 
 export interface ObjectStoreEndpointFile {
   readonly endpoint: string;
@@ -91,14 +92,5 @@ export async function runObjectStoreServe(options: ObjectStoreServeOptions): Pro
   print(`  aws s3 mb s3://reports --endpoint-url ${endpoint.endpoint} --region ${endpoint.region}`);
   print(`  aws s3api get-bucket-encryption --bucket reports --endpoint-url ${endpoint.endpoint}`);
   print('Press Ctrl-C to stop.');
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      print('\nStopping the object store…');
-      close().then(resolve, resolve);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await serveUntilSignalled('the object store', () => close());
 }
