@@ -1,5 +1,5 @@
 // `airlock control-plane serve`: the API, dispatch and tunnel listeners of a local control plane, with its registry, tokens and action queue.
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { AirlockError, createLogger, writeFileAtomic, type Logger } from '@airlock/common';
 import {
@@ -11,7 +11,7 @@ import {
   startTunnelEndpoint,
   type ClusterRegistry,
 } from '@airlock/control-plane';
-import { layout, LOCAL_CLUSTER_NAME, resolveDataDir } from '../internal/data-dir.js';
+import { layout, LOCAL_CLUSTER_NAME, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { ensureLocalCa, issueLocalServerCertificate } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
 import { announceReady, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
@@ -38,16 +38,6 @@ export interface ControlPlaneEndpointFile {
 /** How long the local agent's bootstrap token stays redeemable. */
 const LOCAL_BOOTSTRAP_TTL_MS = 60 * 60 * 1000;
 
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    (error: unknown) => {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw AirlockError.from(error);
-    },
-  );
-}
-
 /**
  * Hands the local data plane a one-time bootstrap token when it has nothing valid to connect with:
  * on first start, after a revocation, or once every certificate it was issued has expired (a stack
@@ -69,10 +59,10 @@ async function ensureLocalBootstrapToken(dataDir: string, registry: ClusterRegis
 /** Creates the local admin's API token on first start (0600); later starts keep it. */
 async function ensureClientToken(dataDir: string, tokens: Awaited<ReturnType<typeof openApiTokenStore>>, log: Logger): Promise<void> {
   const path = layout.clientToken(dataDir);
-  if (await exists(path)) {
-    const token = (await readFile(path, 'utf8')).trim();
+  const stored = await readDataFile(path);
+  if (stored !== undefined) {
     try {
-      tokens.authenticate(token);
+      tokens.authenticate(stored.trim());
       return;
     } catch (error) {
       log.warn({ event: 'controlplane.client_token_replaced', path, code: AirlockError.from(error).code }, 'the stored API token no longer works; issuing a new one');

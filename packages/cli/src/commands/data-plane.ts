@@ -2,7 +2,7 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { AirlockError, createLogger, type Logger } from '@airlock/common';
 import { startDataPlaneAgent, tunnelServiceRoutes, type DataPlaneAgent } from '@airlock/data-plane';
-import { layout, resolveDataDir } from '../internal/data-dir.js';
+import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { print } from '../internal/output.js';
 import { announceReady, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
 import type { ControlPlaneEndpointFile } from './control-plane.js';
@@ -25,23 +25,14 @@ export interface DataPlaneServeOptions {
 }
 
 async function readControlPlaneEndpoint(dataDir: string): Promise<ControlPlaneEndpointFile | undefined> {
-  try {
-    return JSON.parse(await readFile(layout.controlPlaneEndpoint(dataDir), 'utf8')) as ControlPlaneEndpointFile;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw AirlockError.from(error);
-  }
+  const text = await readDataFile(layout.controlPlaneEndpoint(dataDir));
+  return text === undefined ? undefined : (JSON.parse(text) as ControlPlaneEndpointFile);
 }
 
 /** The one-time bootstrap token the local control plane left for this agent, if any (secret: never logged). */
 async function readBootstrapToken(dataDir: string): Promise<string | undefined> {
-  try {
-    const token = (await readFile(layout.bootstrapToken(dataDir), 'utf8')).trim();
-    return token.length === 0 ? undefined : token;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw AirlockError.from(error);
-  }
+  const token = (await readDataFile(layout.bootstrapToken(dataDir)))?.trim();
+  return token === undefined || token.length === 0 ? undefined : token;
 }
 
 export interface LocalDataPlane {

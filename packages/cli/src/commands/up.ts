@@ -5,7 +5,7 @@ import { request } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { AirlockError, writeFileAtomic } from '@airlock/common';
 import { tlsClientOptions } from '@airlock/pki';
-import { layout, resolveDataDir } from '../internal/data-dir.js';
+import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { parseCredentialsFile, readKmsEndpoint } from '../internal/kms-client.js';
 import { ensureLocalCa } from '../internal/local-ca.js';
 import { formatTable, print, printJson } from '../internal/output.js';
@@ -39,12 +39,8 @@ export interface UpOptions {
 }
 
 async function readEndpoints(dataDir: string): Promise<EndpointsFile | undefined> {
-  try {
-    return JSON.parse(await readFile(layout.endpoints(dataDir), 'utf8')) as EndpointsFile;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw AirlockError.from(error);
-  }
+  const text = await readDataFile(layout.endpoints(dataDir));
+  return text === undefined ? undefined : (JSON.parse(text) as EndpointsFile);
 }
 
 function isAlive(pid: number): boolean {

@@ -1,5 +1,7 @@
 // Where a local stack keeps its state: --data-dir, else $AIRLOCK_DATA_DIR, else ./.airlock.
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { AirlockError } from '@airlock/common';
 
 export const DEFAULT_DATA_DIR = '.airlock';
 
@@ -34,3 +36,13 @@ export const layout = {
 
 /** The cluster name of the data plane that `airlock up` runs. */
 export const LOCAL_CLUSTER_NAME = 'local';
+
+/** A data-directory file's text, or undefined when it does not exist (any other failure is an AirlockError). */
+export async function readDataFile(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw AirlockError.from(error);
+  }
+}
