@@ -133,6 +133,7 @@ describe('parseEndpointsFile', () => {
   it('accepts what airlock up writes, with and without per-plane pids', () => {
     expect(parseEndpointsFile(valid).endpoints).toEqual(valid.endpoints);
     expect(parseEndpointsFile({ ...valid, pids: { controlPlane: 7, dataPlane: 8 } }).pids).toEqual({ controlPlane: 7, dataPlane: 8 });
+    expect(parseEndpointsFile({ ...valid, client: { tokenFile: '/d/client/token' } }).client).toEqual({ tokenFile: '/d/client/token' });
   });
 
   it.each([
@@ -142,6 +143,7 @@ describe('parseEndpointsFile', () => {
     ['url', { ...valid, endpoints: [{ name: 'x', plane: 'data', url: 'not a url' }] }],
     ['pid', { ...valid, pid: -1 }],
     ['pids', { ...valid, pids: { dataPlane: 'x' } }],
+    ['client', { ...valid, client: { tokenFile: '' } }],
   ])('refuses a bad %s with INVALID_ARGUMENT', (_field, input) => {
     expect(() => parseEndpointsFile(input)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }) as Error);
   });

@@ -28,6 +28,8 @@ export interface EndpointsFile {
   readonly startedAt: string;
   /** Per-plane processes, when the planes run as separate processes. */
   readonly pids?: { readonly controlPlane?: number; readonly dataPlane?: number };
+  /** Where the API client token is (the file, never the token). */
+  readonly client?: { readonly tokenFile: string };
 }
 
 export const ENDPOINTS_FILE_NAME = 'endpoints.json';
@@ -66,6 +68,11 @@ export function parseEndpointsFile(json: unknown): EndpointsFile {
     if (dataPlane !== undefined && !isPid(dataPlane)) throw invalid('pids.dataPlane must be a positive integer');
     pids = Object.freeze({ ...(controlPlane === undefined ? {} : { controlPlane }), ...(dataPlane === undefined ? {} : { dataPlane }) });
   }
+  let client: EndpointsFile['client'];
+  if (json.client !== undefined) {
+    if (!isRecord(json.client) || typeof json.client.tokenFile !== 'string' || json.client.tokenFile.length === 0) throw invalid('client must be {tokenFile}');
+    client = Object.freeze({ tokenFile: json.client.tokenFile });
+  }
   return Object.freeze({
     version: 1,
     region: json.region,
@@ -75,6 +82,7 @@ export function parseEndpointsFile(json: unknown): EndpointsFile {
     pid: json.pid,
     startedAt: json.startedAt,
     ...(pids === undefined ? {} : { pids }),
+    ...(client === undefined ? {} : { client }),
   });
 }
 

@@ -5,26 +5,18 @@ import { request } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { AirlockError, writeFileAtomic } from '@airlock/common';
 import { tlsClientOptions } from '@airlock/pki';
+import { parseEndpointsFile, type EndpointsFile } from '@airlock/verify';
 import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { parseCredentialsFile, readKmsEndpoint } from '../internal/kms-client.js';
 import { ensureLocalCa } from '../internal/local-ca.js';
 import { formatTable, print, printJson } from '../internal/output.js';
 import { isPlaneReadyMessage, type PlaneEndpoint, type PlaneReadyMessage } from '../internal/plane-process.js';
 
-/** <data-dir>/endpoints.json: where everything is. It names files; it never holds a secret value. */
-export interface EndpointsFile {
-  readonly version: 1;
-  readonly region: string;
-  readonly caBundle: string;
-  readonly credentials: { readonly file: string; readonly profile: string };
-  /** The admin API token's file, for clients of the `api` endpoint. */
+/** What `airlock up` writes to endpoints.json: the shape verify reads, with the plane pids and the token file always set. */
+type UpEndpointsFile = EndpointsFile & {
   readonly client: { readonly tokenFile: string };
-  readonly endpoints: readonly PlaneEndpoint[];
-  /** The `airlock up` supervisor; the planes are its child processes. */
-  readonly pid: number;
   readonly pids: { readonly controlPlane: number; readonly dataPlane: number };
-  readonly startedAt: string;
-}
+};
 
 type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -38,9 +30,15 @@ export interface UpOptions {
   readonly logLevel: LogLevel;
 }
 
+/** The stack's endpoints.json, checked by the same parser `airlock verify` uses; undefined when there is none. */
 async function readEndpoints(dataDir: string): Promise<EndpointsFile | undefined> {
   const text = await readDataFile(layout.endpoints(dataDir));
-  return text === undefined ? undefined : (JSON.parse(text) as EndpointsFile);
+  if (text === undefined) return undefined;
+  try {
+    return parseEndpointsFile(JSON.parse(text));
+  } catch (error) {
+    throw new AirlockError('INVALID_ARGUMENT', `${layout.endpoints(dataDir)} is not a valid endpoints.json; remove it if no stack runs`, { cause: error });
+  }
 }
 
 function isAlive(pid: number): boolean {
@@ -165,8 +163,8 @@ export async function runUp(options: UpOptions): Promise<void> {
   }
 
   const kms = await readKmsEndpoint(dataDir);
-  const writeEndpoints = async (): Promise<EndpointsFile> => {
-    const endpoints: EndpointsFile = {
+  const writeEndpoints = async (): Promise<UpEndpointsFile> => {
+    const endpoints: UpEndpointsFile = {
       version: 1,
       region: kms.region,
       caBundle: layout.caCert(dataDir),

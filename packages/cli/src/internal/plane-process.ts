@@ -1,12 +1,9 @@
 // How `airlock up` and the plane processes it starts talk: a ready message over the IPC channel, and graceful shutdown on signals.
+import type { StackEndpoint } from '@airlock/verify';
 import { print } from './output.js';
 
-/** An endpoint a plane process serves, as listed in endpoints.json. */
-export interface PlaneEndpoint {
-  readonly name: string;
-  readonly plane: 'control' | 'data';
-  readonly url: string;
-}
+/** An endpoint a plane process serves, as listed in endpoints.json (the shape `airlock verify` reads). */
+export type PlaneEndpoint = StackEndpoint;
 
 /** Sent by a plane process to its parent once every listener is up (and, for the data plane, the agent is registered). */
 export interface PlaneReadyMessage {
