@@ -8,8 +8,10 @@ import {
   checkCommitment,
   deriveStreamKeys,
   FIXED_PREFIX_LENGTH,
+  HEADER_OVERHEAD,
   headerLengthFromPrefix,
   malformed,
+  MAX_KEY_REF_LENGTH,
   parseHeader,
   plaintextLengthOfBody,
   SEGMENT_CIPHERTEXT_SIZE,
@@ -24,6 +26,8 @@ export interface RandomAccessSource {
   readonly size: number;
   /** Returns exactly `length` bytes starting at `position` (both within `size`). */
   read(position: number, length: number): Promise<Uint8Array>;
+  /** Called with bytes from `read` once the reader is done with them, so the source may reuse their memory. */
+  release?(bytes: Uint8Array): void;
 }
 
 export interface Asf1ReaderOptions extends Asf1DecryptOptions {
@@ -33,10 +37,42 @@ export interface Asf1ReaderOptions extends Asf1DecryptOptions {
    * segment read per reader. @default true
    */
   readonly authenticateLength?: boolean;
+  /**
+   * Bytes read from the start of the blob in the first read, which parses the header. Bytes past
+   * the header are kept and serve the first segments without another read: a caller about to
+   * stream from the start passes `asf1OpeningReadBytes(n)` for its first n segments. Any value
+   * reads at least the largest possible header, so the header always takes one read.
+   * @default the largest possible header
+   */
+  readonly openingReadBytes?: number;
 }
 
 /** Segments decrypted per read when streaming a long range (256 KiB of plaintext): small enough to pipeline. */
 const SEGMENTS_PER_READ = 4;
+
+/** The largest possible ASF1 header: one opening read of this many bytes always holds the whole header. */
+const MAX_HEADER_LENGTH = HEADER_OVERHEAD + MAX_KEY_REF_LENGTH;
+
+/**
+ * An opening read that holds the header and the first `segments` segments of any ASF1 blob; by
+ * default one streaming batch, so a stream from the start begins without a second read.
+ */
+export function asf1OpeningReadBytes(segments = SEGMENTS_PER_READ): number {
+  return MAX_HEADER_LENGTH + segments * SEGMENT_CIPHERTEXT_SIZE;
+}
+
+/** A source that serves reads within the opening bytes from memory and the rest from `source`. */
+function withOpeningBytes(source: RandomAccessSource, opening: Buffer): RandomAccessSource {
+  return {
+    size: source.size,
+    read: (position, length) =>
+      position + length <= opening.byteLength ? Promise.resolve(opening.subarray(position, position + length)) : source.read(position, length),
+    // Views of the opening bytes are served again; the opening itself goes back when the reader closes.
+    release: (bytes) => {
+      if (bytes.buffer !== opening.buffer || bytes === opening) source.release?.(bytes);
+    },
+  };
+}
 
 export class Asf1Reader {
   readonly header: Asf1Header;
@@ -48,9 +84,12 @@ export class Asf1Reader {
   #lengthChecked: boolean;
   #closed = false;
 
+  readonly #opening: Buffer | undefined;
+
   /** @internal Use openAsf1Reader. */
-  constructor(source: RandomAccessSource, header: Asf1Header, cipher: SegmentCipher, authenticateLength: boolean) {
+  constructor(source: RandomAccessSource, header: Asf1Header, cipher: SegmentCipher, authenticateLength: boolean, opening?: Buffer) {
     this.#source = source;
+    this.#opening = opening;
     this.header = header;
     this.#cipher = cipher;
     this.plaintextLength = plaintextLengthOfBody(source.size - header.length);
@@ -64,19 +103,24 @@ export class Asf1Reader {
     const start = this.header.length + first * SEGMENT_CIPHERTEXT_SIZE;
     const end = Math.min(this.header.length + (last + 1) * SEGMENT_CIPHERTEXT_SIZE, this.#source.size);
     const bytes = asBuffer(await this.#source.read(start, end - start));
-    if (bytes.byteLength !== end - start) throw malformed('ASF1 source returned a short read');
-    const out: Buffer[] = [];
-    for (let i = first, offset = 0; i <= last; i++, offset += SEGMENT_CIPHERTEXT_SIZE) {
-      const segmentEnd = Math.min(offset + SEGMENT_CIPHERTEXT_SIZE, bytes.byteLength);
-      this.#cipher.decrypt(
-        i,
-        i === this.#segments - 1,
-        [bytes.subarray(offset, segmentEnd - TAG_LENGTH)],
-        bytes.subarray(segmentEnd - TAG_LENGTH, segmentEnd),
-        out,
-      );
+    try {
+      if (bytes.byteLength !== end - start) throw malformed('ASF1 source returned a short read');
+      const out: Buffer[] = [];
+      for (let i = first, offset = 0; i <= last; i++, offset += SEGMENT_CIPHERTEXT_SIZE) {
+        const segmentEnd = Math.min(offset + SEGMENT_CIPHERTEXT_SIZE, bytes.byteLength);
+        this.#cipher.decrypt(
+          i,
+          i === this.#segments - 1,
+          [bytes.subarray(offset, segmentEnd - TAG_LENGTH)],
+          bytes.subarray(segmentEnd - TAG_LENGTH, segmentEnd),
+          out,
+        );
+      }
+      return out;
+    } finally {
+      // Only plaintext leaves this method: the ciphertext's memory can be reused at once.
+      this.#source.release?.(bytes);
     }
-    return out;
   }
 
   async #checkLength(lastTouched: number): Promise<void> {
@@ -144,17 +188,23 @@ export class Asf1Reader {
 
   /** Zeroes the stream key. The reader cannot be used afterwards. */
   close(): void {
+    if (this.#closed) return;
     this.#closed = true;
     this.#cipher.dispose();
+    if (this.#opening !== undefined) this.#source.release?.(this.#opening);
   }
 }
 
 /** Parses and authenticates the header of an ASF1 blob (key commitment) and returns a range reader. */
-export async function openAsf1Reader(source: RandomAccessSource, options: Asf1ReaderOptions): Promise<Asf1Reader> {
-  if (source.size < FIXED_PREFIX_LENGTH) throw malformed('ASF1 header is truncated');
-  const headerLength = headerLengthFromPrefix(await source.read(0, FIXED_PREFIX_LENGTH));
+export async function openAsf1Reader(unread: RandomAccessSource, options: Asf1ReaderOptions): Promise<Asf1Reader> {
+  if (unread.size < FIXED_PREFIX_LENGTH) throw malformed('ASF1 header is truncated');
+  const openingLength = Math.min(unread.size, Math.max(MAX_HEADER_LENGTH, options.openingReadBytes ?? 0));
+  const opening = asBuffer(await unread.read(0, openingLength));
+  if (opening.byteLength !== openingLength) throw malformed('ASF1 source returned a short read');
+  const source = withOpeningBytes(unread, opening);
+  const headerLength = headerLengthFromPrefix(opening);
   if (source.size < headerLength) throw malformed('ASF1 header is truncated');
-  const header = parseHeader(await source.read(0, headerLength));
+  const header = parseHeader(opening);
   plaintextLengthOfBody(source.size - header.length);
   const key = await keyFor(header, options);
   const keys = deriveStreamKeys(key, header.bound, options.context);
@@ -165,7 +215,7 @@ export async function openAsf1Reader(source: RandomAccessSource, options: Asf1Re
     keys.segmentKey.fill(0);
     throw error;
   }
-  return new Asf1Reader(source, header, new SegmentCipher(keys, header.noncePrefix), options.authenticateLength ?? true);
+  return new Asf1Reader(source, header, new SegmentCipher(keys, header.noncePrefix), options.authenticateLength ?? true, opening);
 }
 
 /** A RandomAccessSource over bytes in memory. */
@@ -177,21 +227,53 @@ export function bufferSource(bytes: Uint8Array): RandomAccessSource {
   };
 }
 
+/**
+ * Read buffers for file sources, reused across readers. Each GET of a large object would otherwise
+ * allocate its size again in ciphertext buffers, and that external memory is what drives V8's full
+ * collections under load. Only ciphertext passes through them. Bounded: at most POOL_LIMIT are kept.
+ */
+const POOL_BUFFER_BYTES = asf1OpeningReadBytes();
+const POOL_LIMIT = 16;
+const pooled: Buffer[] = [];
+const poolMembers = new WeakSet<ArrayBufferLike>();
+
+function takeReadBuffer(length: number): Buffer {
+  if (length > POOL_BUFFER_BYTES || length < SEGMENT_CIPHERTEXT_SIZE) return Buffer.allocUnsafe(length);
+  let buffer = pooled.pop();
+  if (buffer === undefined) {
+    buffer = Buffer.allocUnsafeSlow(POOL_BUFFER_BYTES);
+    poolMembers.add(buffer.buffer);
+  }
+  return buffer.subarray(0, length);
+}
+
+function releaseReadBuffer(bytes: Uint8Array): void {
+  if (!poolMembers.has(bytes.buffer) || pooled.length >= POOL_LIMIT) return;
+  if (pooled.some((free) => free.buffer === bytes.buffer)) return; // released twice: keep one entry
+  pooled.push(Buffer.from(bytes.buffer, 0, POOL_BUFFER_BYTES));
+}
+
 /** A RandomAccessSource over an open file. The caller closes the handle. */
 export async function fileSource(handle: FileHandle): Promise<RandomAccessSource> {
   const { size } = await handle.stat();
   return {
     size,
     async read(position, length) {
-      const buffer = Buffer.allocUnsafe(length);
-      let done = 0;
-      while (done < length) {
-        const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
-        if (bytesRead === 0) throw malformed('ASF1 file is shorter than its size');
-        done += bytesRead;
+      const buffer = takeReadBuffer(length);
+      try {
+        let done = 0;
+        while (done < length) {
+          const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
+          if (bytesRead === 0) throw malformed('ASF1 file is shorter than its size');
+          done += bytesRead;
+        }
+        return buffer;
+      } catch (error) {
+        releaseReadBuffer(buffer);
+        throw error;
       }
-      return buffer;
     },
+    release: releaseReadBuffer,
   };
 }
 

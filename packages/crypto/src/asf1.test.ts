@@ -16,10 +16,10 @@ import {
   readAsf1Header,
   type Asf1DecryptOptions,
 } from './asf1.js';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bufferSource, openAsf1File, openAsf1Reader } from './asf1-reader.js';
+import { asf1OpeningReadBytes, bufferSource, fileSource, openAsf1File, openAsf1Reader } from './asf1-reader.js';
 import type { EncryptionContext } from './encryption-context.js';
 
 const SEG = 64 * 1024;
@@ -340,6 +340,67 @@ describe('ASF1 random access', () => {
     await expect(reader2.read(SEG, SEG + 1)).rejects.toMatchObject({ code: 'CIPHERTEXT_AUTH_FAILED' });
     expect((await reader2.read(0, 1)).length).toBe(1); // untouched segments still read
     await expect(openAsf1Reader(bufferSource(ct), { key: randomBytes(32) })).rejects.toMatchObject({ code: 'CIPHERTEXT_AUTH_FAILED' });
+  });
+
+  it('opens with one read, and an opening read of a batch serves the first segments without another', async () => {
+    const k = randomBytes(32);
+    const plaintext = plaintextOf(10 * SEG + 5, 15);
+    const source = bufferSource(encryptAsf1(plaintext, { key: k, keyRef: Buffer.from('a key reference') }));
+    const reads: Array<[number, number]> = [];
+    const counting = { size: source.size, read: (p: number, l: number) => (reads.push([p, l]), source.read(p, l)) };
+    const plain = await openAsf1Reader(counting, { key: k, authenticateLength: false });
+    expect(reads).toHaveLength(1); // the whole header in one read
+    plain.close();
+    reads.length = 0;
+    const eager = await openAsf1Reader(counting, { key: k, authenticateLength: false, openingReadBytes: asf1OpeningReadBytes() });
+    expect(reads).toEqual([[0, asf1OpeningReadBytes()]]);
+    expect((await eager.read(0, 4 * SEG)).equals(plaintext.subarray(0, 4 * SEG))).toBe(true);
+    expect(reads).toHaveLength(1); // the first four segments came from the opening read
+    const streamed: Buffer[] = [];
+    for await (const chunk of eager.createReadStream()) streamed.push(chunk as Buffer);
+    expect(Buffer.concat(streamed).equals(plaintext)).toBe(true);
+    eager.close();
+  });
+
+  it('file readers share pooled read buffers without ever mixing their bytes', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'asf1-pool-'));
+    try {
+      const k = randomBytes(32);
+      const files = await Promise.all(
+        [0, 1, 2, 3].map(async (i) => {
+          const plaintext = plaintextOf(9 * SEG + 1000 * i, 20 + i);
+          const path = join(dir, `blob-${i}`);
+          await writeFile(path, encryptAsf1(plaintext, { key: k, context: { i: String(i) } }));
+          return { path, plaintext, context: { i: String(i) } };
+        }),
+      );
+      // Many readers at once, some stopping early (their buffers go back mid-stream), all on the shared pool.
+      await Promise.all(
+        Array.from({ length: 40 }, async (_, n) => {
+          const file = files[n % files.length] as (typeof files)[number];
+          const handle = await open(file.path, 'r');
+          try {
+            const reader = await openAsf1Reader(await fileSource(handle), { key: k, context: file.context, ...(n % 2 === 0 ? { openingReadBytes: asf1OpeningReadBytes() } : {}) });
+            const start = n % 3 === 0 ? 0 : (n * 7919) % SEG;
+            const stream = reader.createReadStream(start);
+            const got: Buffer[] = [];
+            let bytes = 0;
+            for await (const chunk of stream) {
+              got.push(chunk as Buffer);
+              bytes += (chunk as Buffer).byteLength;
+              if (n % 5 === 4 && bytes > 2 * SEG) break;
+            }
+            reader.close();
+            expect(Buffer.concat(got).equals(file.plaintext.subarray(start, start + bytes))).toBe(true);
+            if (n % 5 !== 4) expect(bytes).toBe(file.plaintext.length - start);
+          } finally {
+            await handle.close();
+          }
+        }),
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('reads ranges from a real file and rejects out-of-range requests', async () => {

@@ -20,7 +20,16 @@ export {
   type Asf1Header,
   type KeyResolver,
 } from './asf1.js';
-export { Asf1Reader, bufferSource, fileSource, openAsf1File, openAsf1Reader, type Asf1ReaderOptions, type RandomAccessSource } from './asf1-reader.js';
+export {
+  asf1OpeningReadBytes,
+  Asf1Reader,
+  bufferSource,
+  fileSource,
+  openAsf1File,
+  openAsf1Reader,
+  type Asf1ReaderOptions,
+  type RandomAccessSource,
+} from './asf1-reader.js';
 export {
   createEnvelopeDecryptStream,
   createEnvelopeEncryptStream,
