@@ -1,19 +1,17 @@
 // The embedded object store's storage engine: every body in ASF1 under per-object keys from KMS bucket keys, every name hashed, every record sealed.
 import { createHash, randomBytes as nodeRandomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AirlockError, syncDirectory, writeFileAtomic, type Logger } from '@airlock/common';
 import {
-  asf1PlaintextLength,
+  asf1OpeningReadBytes,
   createAsf1EncryptStream,
-  decryptAsf1ToChunks,
   fileSource,
   hkdfSha256,
   openAsf1Reader,
-  readAsf1Header,
   zeroize,
   encodeEncryptionContext,
   type EncryptionContext,
@@ -74,9 +72,28 @@ interface ObjectRecord {
   readonly encryption: BucketEncryption;
   readonly checksums: Partial<Record<ChecksumAlgorithm, string>>;
   readonly partsCount?: number;
-  /** Body file name within the bucket's objects directory. */
+  /** A single-body object: its body file within the bucket's objects directory. */
+  readonly dataFile?: string;
+  readonly plaintext?: boolean;
+  /** A completed multipart upload: each part stays its own body, under its part's encryption context. */
+  readonly uploadId?: string;
+  readonly parts?: readonly StoredPart[];
+}
+
+/** One part of a multipart object, in the bucket's objects directory. */
+interface StoredPart {
+  readonly partNumber: number;
+  readonly size: number;
   readonly dataFile: string;
   readonly plaintext?: boolean;
+}
+
+/** One stored body of an object: where it is, how long it is, and the context it is encrypted under. */
+interface StoredBody {
+  readonly dataFile: string;
+  readonly size: number;
+  readonly plaintext: boolean | undefined;
+  readonly context: EncryptionContext;
 }
 
 interface UploadRecord {
@@ -104,8 +121,6 @@ type KeyRef =
   | { readonly v: 1; readonly m: 'kms'; readonly b: string };
 
 const MIN_PART_SIZE = 5 * 1024 * 1024;
-/** Bodies up to this size are read and decrypted in one piece. */
-const SMALL_BODY_BYTES = 4 * 1024 * 1024;
 const MAX_PARTS = 10_000;
 const DEFAULT_ENCRYPTION: BucketEncryption = { algorithm: 'AES256', kmsKeyArn: undefined, bucketKeyEnabled: true };
 
@@ -126,6 +141,26 @@ class Locks {
       if (this.#tails.get(name) === next) this.#tails.delete(name);
     }
   }
+}
+
+/** The encryption context of a multipart upload's part: it binds bucket, key, upload and position. */
+function partContext(bucket: string, key: string, uploadId: string, partNumber: number): EncryptionContext {
+  return { bucket, key, uploadId, part: String(partNumber) };
+}
+
+/** An object's bodies in order: one for a single PUT, one per part for a completed multipart upload. */
+function bodiesOf(record: ObjectRecord): StoredBody[] {
+  if (record.parts !== undefined && record.uploadId !== undefined) {
+    const uploadId = record.uploadId;
+    return record.parts.map((part) => ({
+      dataFile: part.dataFile,
+      size: part.size,
+      plaintext: part.plaintext,
+      context: partContext(record.bucket, record.key, uploadId, part.partNumber),
+    }));
+  }
+  if (record.dataFile === undefined) throw new AirlockError('CIPHERTEXT_MALFORMED', 'stored object record names no body');
+  return [{ dataFile: record.dataFile, size: record.size, plaintext: record.plaintext, context: { bucket: record.bucket, key: record.key } }];
 }
 
 function toMeta(record: ObjectRecord): ObjectMeta {
@@ -267,14 +302,20 @@ export class StorageEngine implements ObjectEngine {
           throw new AirlockError('CIPHERTEXT_AUTH_FAILED', 'an object record is in the wrong place');
         }
         objects.set(record.key, record);
-        referenced.add(record.dataFile);
+        for (const stored of bodiesOf(record)) referenced.add(stored.dataFile);
       }
       // Bodies written but never committed (a crash between rename and metadata) are garbage.
       for (const file of files.filter((f) => f.endsWith('.data') && !referenced.has(f))) await unlink(join(objectsDir, file));
       const uploadsDir = this.#abs(`buckets/${dir}/uploads`);
       await mkdir(uploadsDir, { recursive: true });
+      // An upload whose object was committed, but whose directory a crash kept, is complete: its parts live on as the object's links.
+      const completed = new Set([...objects.values()].map((record) => record.uploadId).filter((id) => id !== undefined));
       for (const uploadId of await readdir(uploadsDir)) {
         const base = `buckets/${dir}/uploads/${uploadId}`;
+        if (completed.has(uploadId)) {
+          await rm(this.#abs(base), { recursive: true, force: true });
+          continue;
+        }
         let record: UploadRecord;
         try {
           record = await this.#sealed.read<UploadRecord>(this.#root, `${base}/upload.meta`);
@@ -536,11 +577,18 @@ export class StorageEngine implements ObjectEngine {
       const previous = objects.get(record.key);
       if (!objects.has(record.key)) this.#sortedKeys.delete(record.bucket);
       objects.set(record.key, record);
-      if (previous !== undefined && previous.dataFile !== record.dataFile) {
-        await unlink(this.#abs(`${this.#bucketDir(record.bucket)}/objects/${previous.dataFile}`)).catch(() => undefined);
+      if (previous !== undefined) {
+        const kept = new Set(bodiesOf(record).map((b) => b.dataFile));
+        await this.#removeBodies(record.bucket, bodiesOf(previous).filter((b) => !kept.has(b.dataFile)));
       }
       return toMeta(record);
     });
+  }
+
+  /** Unlinks bodies that no record references any more (best effort: load() collects what is left). */
+  async #removeBodies(bucket: string, bodies: readonly StoredBody[]): Promise<void> {
+    const dir = `${this.#bucketDir(bucket)}/objects`;
+    await Promise.all(bodies.map((b) => unlink(this.#abs(`${dir}/${b.dataFile}`)).catch(() => undefined)));
   }
 
   async putObject(input: PutObjectInput): Promise<ObjectMeta> {
@@ -589,7 +637,6 @@ export class StorageEngine implements ObjectEngine {
     end: number,
   ): Promise<Readable> {
     if (plaintext === true) return createReadStream(this.#abs(path), { start, end: end - 1 });
-    if (size <= SMALL_BODY_BYTES && start === 0 && end === size) return this.#openSmallBody(bucket, path, size, context);
     const handle = await open(this.#abs(path), 'r').catch((error: unknown) => {
       throw AirlockError.from(error);
     });
@@ -599,6 +646,8 @@ export class StorageEngine implements ObjectEngine {
         resolveKey: (keyRef) => this.#existingDataKey(bucket, keyRef, context),
         // The size in the sealed record is authentic; a body of any other length was cut or extended.
         authenticateLength: false,
+        // A read from the start gets its header and first segments in one read, so bytes flow sooner.
+        ...(start === 0 ? { openingReadBytes: asf1OpeningReadBytes() } : {}),
       });
       if (reader.plaintextLength !== size) {
         reader.close();
@@ -616,26 +665,6 @@ export class StorageEngine implements ObjectEngine {
     }
   }
 
-  /**
-   * Small whole-object reads: one read and one decryption, all-or-nothing (no byte is released
-   * unless every segment verifies), instead of the segment-by-segment reader.
-   */
-  async #openSmallBody(bucket: string, path: string, size: number, context: EncryptionContext): Promise<Readable> {
-    const bytes = await readFile(this.#abs(path)).catch((error: unknown) => {
-      throw AirlockError.from(error);
-    });
-    const header = readAsf1Header(bytes);
-    if (asf1PlaintextLength(bytes.byteLength, header.length) !== size) {
-      throw new AirlockError('CIPHERTEXT_MALFORMED', 'stored object body does not match its recorded size');
-    }
-    const key = await this.#existingDataKey(bucket, header.keyRef, context);
-    try {
-      return Readable.from(decryptAsf1ToChunks(bytes, { key, context }), { objectMode: false });
-    } finally {
-      zeroize(key);
-    }
-  }
-
   #objectRecord(bucket: string, key: string): ObjectRecord {
     this.#bucketRecord(bucket);
     const record = this.#objects.get(bucket)?.get(key);
@@ -648,8 +677,33 @@ export class StorageEngine implements ObjectEngine {
     const resolved = resolveRange(range, record.size);
     const start = resolved?.start ?? 0;
     const end = resolved === undefined ? record.size : resolved.end + 1;
-    const body = await this.#openBody(bucket, `${this.#bucketDir(bucket)}/objects/${record.dataFile}`, record.size, record.plaintext, { bucket, key }, start, end);
-    return { meta: toMeta(record), body, range: resolved };
+    const dir = `${this.#bucketDir(bucket)}/objects`;
+    // The bodies the range touches, each with the part of the range that falls in it.
+    const pieces: Array<{ body: StoredBody; from: number; to: number }> = [];
+    let offset = 0;
+    for (const body of bodiesOf(record)) {
+      const from = Math.max(start, offset) - offset;
+      const to = Math.min(end, offset + body.size) - offset;
+      if (to > from || (record.size === 0 && pieces.length === 0)) pieces.push({ body, from, to: Math.max(from, to) });
+      offset += body.size;
+    }
+    const open = (piece: { body: StoredBody; from: number; to: number }): Promise<Readable> =>
+      this.#openBody(bucket, `${dir}/${piece.body.dataFile}`, piece.body.size, piece.body.plaintext, piece.body.context, piece.from, piece.to);
+    // The first body opens now, so that a refused key (the kill switch) is an error before any header; later ones as the stream reaches them.
+    const first = await open(pieces[0] as { body: StoredBody; from: number; to: number });
+    if (pieces.length === 1) return { meta: toMeta(record), body: first, range: resolved };
+    async function* concatenated(): AsyncGenerator<Buffer> {
+      let current: Readable | undefined = first;
+      try {
+        for (let i = 0; i < pieces.length; i++) {
+          current = i === 0 ? first : await open(pieces[i] as { body: StoredBody; from: number; to: number });
+          for await (const chunk of current) yield chunk as Buffer;
+        }
+      } finally {
+        current?.destroy();
+      }
+    }
+    return { meta: toMeta(record), body: Readable.from(concatenated(), { objectMode: false }), range: resolved };
   }
 
   headObject(bucket: string, key: string): ObjectMeta {
@@ -666,7 +720,7 @@ export class StorageEngine implements ObjectEngine {
       await unlink(this.#abs(metaPath));
       objects?.delete(key);
       this.#sortedKeys.delete(bucket);
-      await unlink(this.#abs(`${this.#bucketDir(bucket)}/objects/${record.dataFile}`)).catch(() => undefined);
+      await this.#removeBodies(bucket, bodiesOf(record));
     });
   }
 
@@ -769,7 +823,7 @@ export class StorageEngine implements ObjectEngine {
     if (!Number.isInteger(input.partNumber) || input.partNumber < 1 || input.partNumber > MAX_PARTS) {
       throw new AirlockError('INVALID_ARGUMENT', 'Part number must be an integer between 1 and 10000, inclusive');
     }
-    const context = { bucket: input.bucket, key: input.key, uploadId: input.uploadId, part: String(input.partNumber) };
+    const context = partContext(input.bucket, input.key, input.uploadId, input.partNumber);
     const crypto = this.#plaintextBodies ? undefined : { ...(await this.#newDataKey(input.bucket, upload.record.encryption, context)), context };
     const dir = this.#uploadDir(input.bucket, input.uploadId);
     const { file, meter } = await this.#writeBody(input.body, { dir, stem: `part-${input.partNumber}` }, crypto, await this.#algorithmsOf(input.checksums, input.checksumAlgorithms));
@@ -816,29 +870,31 @@ export class StorageEngine implements ObjectEngine {
         if (part.size < MIN_PART_SIZE) throw new AirlockError('ENTITY_TOO_SMALL', 'Your proposed upload is smaller than the minimum allowed size');
       }
       const dir = this.#uploadDir(input.bucket, input.uploadId);
-      // Re-encrypt the parts, in order, into one ASF1 body under the object's own key and context.
-      const openPart = (part: PartRecord): Promise<Readable> => {
-        const context = { bucket: input.bucket, key: input.key, uploadId: input.uploadId, part: String(part.partNumber) };
-        return this.#openBody(input.bucket, `${dir}/${part.dataFile}`, part.size, part.plaintext, context, 0, part.size);
-      };
-      async function* partsInOrder(): AsyncGenerator<Buffer> {
-        for (const part of chosen) {
-          for await (const chunk of await openPart(part)) yield chunk as Buffer;
-        }
-      }
-      const size = chosen.reduce((sum, p) => sum + p.size, 0);
-      const context = { bucket: input.bucket, key: input.key };
-      const crypto = this.#plaintextBodies ? undefined : { ...(await this.#newDataKey(input.bucket, upload.record.encryption, context)), context };
+      // The parts become the object's bodies as they are: each is already ASF1 under a context that
+      // names this bucket, key, upload and part number, so completing copies and re-encrypts nothing.
+      // Hard links put them in the objects directory; the upload's own links go when it is removed.
       const objectsDir = `${this.#bucketDir(input.bucket)}/objects`;
-      const { file, meter } = await this.#writeBody(Readable.from(partsInOrder()), { dir: objectsDir, stem: this.#names.object(input.bucket, input.key) }, crypto, []);
+      const stem = `${this.#names.object(input.bucket, input.key)}.${nodeRandomBytes(6).toString('hex')}`;
+      const stored: StoredPart[] = chosen.map((part) => ({
+        partNumber: part.partNumber,
+        size: part.size,
+        dataFile: `${stem}.p${part.partNumber}.data`,
+        ...(part.plaintext === true ? { plaintext: true } : {}),
+      }));
+      const linked: StoredPart[] = [];
+      let committed = false;
       try {
-        if (meter.bytes !== size) throw new AirlockError('INTERNAL', 'multipart parts changed size while completing');
-        const etagSource = Buffer.concat(chosen.map((p) => Buffer.from(unquote(p.etag), 'hex')));
+        for (const [i, part] of chosen.entries()) {
+          const target = stored[i] as StoredPart;
+          await link(this.#abs(`${dir}/${part.dataFile}`), this.#abs(`${objectsDir}/${target.dataFile}`));
+          linked.push(target);
+        }
         await syncDirectory(this.#abs(objectsDir));
+        const etagSource = Buffer.concat(chosen.map((p) => Buffer.from(unquote(p.etag), 'hex')));
         const meta = await this.#commitObject({
           bucket: input.bucket,
           key: input.key,
-          size,
+          size: chosen.reduce((sum, p) => sum + p.size, 0),
           etag: quote(`${createHash('md5').update(etagSource).digest('hex')}-${chosen.length}`),
           lastModified: Date.now(),
           contentType: upload.record.contentType,
@@ -846,14 +902,15 @@ export class StorageEngine implements ObjectEngine {
           encryption: upload.record.encryption,
           checksums: {},
           partsCount: chosen.length,
-          dataFile: file,
-          ...(this.#plaintextBodies ? { plaintext: true } : {}),
+          uploadId: input.uploadId,
+          parts: stored,
         });
+        committed = true;
         this.#uploads.delete(input.uploadId);
         await rm(this.#abs(dir), { recursive: true, force: true });
         return meta;
       } catch (error) {
-        await unlink(this.#abs(`${objectsDir}/${file}`)).catch(() => undefined);
+        if (!committed) await Promise.all(linked.map((part) => unlink(this.#abs(`${objectsDir}/${part.dataFile}`)).catch(() => undefined)));
         throw AirlockError.from(error);
       }
     });
