@@ -32,7 +32,7 @@ interface Fixture {
  */
 const ONLY = process.env.BENCH_OBJECTSTORE_ONLY?.split(',').map((s) => s.trim()).filter((s) => s !== '');
 const runs = (section: string): boolean => ONLY === undefined || ONLY.includes(section);
-const SDK_REPS_1M = 60;
+const SDK_REPS_1M = 200;
 const SDK_REPS_256M = 5;
 const CLI_REPS_1M = 7;
 const CLI_REPS_256M = 3;

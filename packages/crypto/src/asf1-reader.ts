@@ -97,36 +97,43 @@ export class Asf1Reader {
     this.#lengthChecked = !authenticateLength;
   }
 
-  /** Decrypts segments [first, last] (inclusive) and returns their plaintext pieces. */
-  async #decryptSegments(first: number, last: number): Promise<Buffer[]> {
+  /** Reads the ciphertext of segments [first, last] (inclusive) in one read. Hand it back with #release. */
+  async #readSegments(first: number, last: number): Promise<Buffer> {
     if (this.#closed) throw new AirlockError('INVALID_ARGUMENT', 'ASF1 reader is closed');
     const start = this.header.length + first * SEGMENT_CIPHERTEXT_SIZE;
     const end = Math.min(this.header.length + (last + 1) * SEGMENT_CIPHERTEXT_SIZE, this.#source.size);
     const bytes = asBuffer(await this.#source.read(start, end - start));
-    try {
-      if (bytes.byteLength !== end - start) throw malformed('ASF1 source returned a short read');
-      const out: Buffer[] = [];
-      for (let i = first, offset = 0; i <= last; i++, offset += SEGMENT_CIPHERTEXT_SIZE) {
-        const segmentEnd = Math.min(offset + SEGMENT_CIPHERTEXT_SIZE, bytes.byteLength);
-        this.#cipher.decrypt(
-          i,
-          i === this.#segments - 1,
-          [bytes.subarray(offset, segmentEnd - TAG_LENGTH)],
-          bytes.subarray(segmentEnd - TAG_LENGTH, segmentEnd),
-          out,
-        );
-      }
-      return out;
-    } finally {
-      // Only plaintext leaves this method: the ciphertext's memory can be reused at once.
-      this.#source.release?.(bytes);
+    if (bytes.byteLength !== end - start) {
+      this.#release(bytes);
+      throw malformed('ASF1 source returned a short read');
     }
+    return bytes;
+  }
+
+  /** Only plaintext leaves the reader: once decrypted, ciphertext memory can be reused. */
+  #release(bytes: Buffer): void {
+    this.#source.release?.(bytes);
+  }
+
+  /** Decrypts segment `index`, whose ciphertext starts at `offset` in `bytes`; returns its plaintext pieces. */
+  #decryptSegment(index: number, bytes: Buffer, offset: number): Buffer[] {
+    if (this.#closed) throw new AirlockError('INVALID_ARGUMENT', 'ASF1 reader is closed');
+    const segmentEnd = Math.min(offset + SEGMENT_CIPHERTEXT_SIZE, bytes.byteLength);
+    const out: Buffer[] = [];
+    this.#cipher.decrypt(index, index === this.#segments - 1, [bytes.subarray(offset, segmentEnd - TAG_LENGTH)], bytes.subarray(segmentEnd - TAG_LENGTH, segmentEnd), out);
+    return out;
   }
 
   async #checkLength(lastTouched: number): Promise<void> {
     if (this.#lengthChecked) return;
     if (lastTouched !== this.#segments - 1) {
-      for (const piece of await this.#decryptSegments(this.#segments - 1, this.#segments - 1)) piece.fill(0);
+      const final = this.#segments - 1;
+      const bytes = await this.#readSegments(final, final);
+      try {
+        for (const piece of this.#decryptSegment(final, bytes, 0)) piece.fill(0);
+      } finally {
+        this.#release(bytes);
+      }
     }
     this.#lengthChecked = true;
   }
@@ -151,7 +158,7 @@ export class Asf1Reader {
     return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, end - start);
   }
 
-  /** A stream of plaintext bytes [start, end), decrypting about 1 MiB at a time. */
+  /** A stream of plaintext bytes [start, end): reads 4 segments at a time, one batch ahead, and releases each segment once it verifies. */
   createReadStream(start = 0, end = this.plaintextLength): Readable {
     this.#validateRange(start, end);
     return Readable.from(this.#iterate(start, end), { objectMode: false });
@@ -165,24 +172,33 @@ export class Asf1Reader {
     const firstSegment = Math.floor(start / SEGMENT_SIZE);
     const lastSegment = Math.floor((end - 1) / SEGMENT_SIZE);
     await this.#checkLength(lastSegment);
-    const batch = (first: number): Promise<Buffer[]> => this.#decryptSegments(first, Math.min(first + SEGMENTS_PER_READ - 1, lastSegment));
-    // Read ahead: the next batch is read and decrypted while the consumer handles this one.
-    let next: Promise<Buffer[]> | undefined = batch(firstSegment);
-    for (let first = firstSegment; next !== undefined; first += SEGMENTS_PER_READ) {
-      const pieces: Buffer[] = await next;
-      const following = first + SEGMENTS_PER_READ;
-      next = following <= lastSegment ? batch(following) : undefined;
-      // A failed read-ahead must not surface as an unhandled rejection if the consumer stops early.
-      next?.catch(() => undefined);
-      const base = first * SEGMENT_SIZE;
-      let offset = base;
-      for (const piece of pieces) {
-        const pieceStart = offset;
-        offset += piece.byteLength;
-        const from = Math.max(start, pieceStart) - pieceStart;
-        const to = Math.min(end, offset) - pieceStart;
-        if (to > from) yield from === 0 && to === piece.byteLength ? piece : piece.subarray(from, to);
+    const batch = (first: number): Promise<Buffer> => this.#readSegments(first, Math.min(first + SEGMENTS_PER_READ - 1, lastSegment));
+    // Read ahead: the next batch is read while this one is decrypted and consumed, a segment at a time.
+    let next: Promise<Buffer> | undefined = batch(firstSegment);
+    try {
+      for (let first = firstSegment; next !== undefined; first += SEGMENTS_PER_READ) {
+        const bytes: Buffer = await next;
+        const following = first + SEGMENTS_PER_READ;
+        next = following <= lastSegment ? batch(following) : undefined;
+        // A failed read-ahead must not surface as an unhandled rejection if the consumer stops early.
+        next?.catch(() => undefined);
+        try {
+          for (let index = first, offset = 0; index <= Math.min(following - 1, lastSegment); index++, offset += SEGMENT_CIPHERTEXT_SIZE) {
+            let pieceStart = index * SEGMENT_SIZE;
+            for (const piece of this.#decryptSegment(index, bytes, offset)) {
+              const from = Math.max(start, pieceStart) - pieceStart;
+              const to = Math.min(end, pieceStart + piece.byteLength) - pieceStart;
+              pieceStart += piece.byteLength;
+              if (to > from) yield from === 0 && to === piece.byteLength ? piece : piece.subarray(from, to);
+            }
+          }
+        } finally {
+          this.#release(bytes);
+        }
       }
+    } finally {
+      // A consumer that stopped early leaves a read-ahead in flight: its buffer goes back when it lands.
+      next?.then((bytes) => this.#release(bytes), () => undefined);
     }
   }
 
@@ -253,20 +269,54 @@ function releaseReadBuffer(bytes: Uint8Array): void {
   pooled.push(Buffer.from(bytes.buffer, 0, POOL_BUFFER_BYTES));
 }
 
+async function readFully(handle: FileHandle, buffer: Buffer, position: number): Promise<number> {
+  let done = 0;
+  while (done < buffer.byteLength) {
+    const { bytesRead } = await handle.read(buffer, done, buffer.byteLength - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done;
+}
+
+export interface FileSourceOptions {
+  /**
+   * Bytes to read from the start of the file at once, alongside the `stat` that finds its size (one
+   * round trip fewer before the first byte). Pass the reader's `openingReadBytes`. @default 0
+   */
+  readonly prefetchBytes?: number;
+}
+
 /** A RandomAccessSource over an open file. The caller closes the handle. */
-export async function fileSource(handle: FileHandle): Promise<RandomAccessSource> {
-  const { size } = await handle.stat();
+export async function fileSource(handle: FileHandle, options: FileSourceOptions = {}): Promise<RandomAccessSource> {
+  const prefetchBytes = options.prefetchBytes ?? 0;
+  let prefetched: Buffer | undefined;
+  let size: number;
+  if (prefetchBytes > 0) {
+    const buffer = takeReadBuffer(prefetchBytes);
+    try {
+      const [stat, bytesRead] = await Promise.all([handle.stat(), readFully(handle, buffer, 0)]);
+      size = stat.size;
+      prefetched = buffer.subarray(0, Math.min(bytesRead, size));
+    } catch (error) {
+      releaseReadBuffer(buffer);
+      throw error;
+    }
+  } else {
+    size = (await handle.stat()).size;
+  }
   return {
     size,
     async read(position, length) {
+      if (prefetched !== undefined && position === 0 && length <= prefetched.byteLength) {
+        // The prefetched bytes are handed out once, as the reader's opening read.
+        const bytes = prefetched.subarray(0, length);
+        prefetched = undefined;
+        return bytes;
+      }
       const buffer = takeReadBuffer(length);
       try {
-        let done = 0;
-        while (done < length) {
-          const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
-          if (bytesRead === 0) throw malformed('ASF1 file is shorter than its size');
-          done += bytesRead;
-        }
+        if ((await readFully(handle, buffer, position)) !== length) throw malformed('ASF1 file is shorter than its size');
         return buffer;
       } catch (error) {
         releaseReadBuffer(buffer);

@@ -367,8 +367,8 @@ describe('ASF1 random access', () => {
     try {
       const k = randomBytes(32);
       const files = await Promise.all(
-        [0, 1, 2, 3].map(async (i) => {
-          const plaintext = plaintextOf(9 * SEG + 1000 * i, 20 + i);
+        [0, 1, 2, 3, 4].map(async (i) => {
+          const plaintext = plaintextOf(i === 4 ? 1000 : 9 * SEG + 1000 * i, 20 + i);
           const path = join(dir, `blob-${i}`);
           await writeFile(path, encryptAsf1(plaintext, { key: k, context: { i: String(i) } }));
           return { path, plaintext, context: { i: String(i) } };
@@ -376,12 +376,14 @@ describe('ASF1 random access', () => {
       );
       // Many readers at once, some stopping early (their buffers go back mid-stream), all on the shared pool.
       await Promise.all(
-        Array.from({ length: 40 }, async (_, n) => {
+        Array.from({ length: 50 }, async (_, n) => {
           const file = files[n % files.length] as (typeof files)[number];
           const handle = await open(file.path, 'r');
           try {
-            const reader = await openAsf1Reader(await fileSource(handle), { key: k, context: file.context, ...(n % 2 === 0 ? { openingReadBytes: asf1OpeningReadBytes() } : {}) });
-            const start = n % 3 === 0 ? 0 : (n * 7919) % SEG;
+            // Half of them prefetch the opening read alongside the stat, as the object store does for reads from the start.
+            const opening = n % 2 === 0 ? asf1OpeningReadBytes() : 0;
+            const reader = await openAsf1Reader(await fileSource(handle, { prefetchBytes: opening }), { key: k, context: file.context, openingReadBytes: opening });
+            const start = n % 3 === 0 ? 0 : (n * 7919) % Math.min(SEG, file.plaintext.length);
             const stream = reader.createReadStream(start);
             const got: Buffer[] = [];
             let bytes = 0;

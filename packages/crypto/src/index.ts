@@ -25,6 +25,7 @@ export {
   Asf1Reader,
   bufferSource,
   fileSource,
+  type FileSourceOptions,
   openAsf1File,
   openAsf1Reader,
   type Asf1ReaderOptions,

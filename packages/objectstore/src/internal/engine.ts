@@ -641,13 +641,14 @@ export class StorageEngine implements ObjectEngine {
       throw AirlockError.from(error);
     });
     try {
-      const reader = await openAsf1Reader(await fileSource(handle), {
+      // A read from the start gets its header and first segments in one read, issued with the stat, so bytes flow sooner.
+      const opening = start === 0 ? asf1OpeningReadBytes() : 0;
+      const reader = await openAsf1Reader(await fileSource(handle, { prefetchBytes: opening }), {
         context,
         resolveKey: (keyRef) => this.#existingDataKey(bucket, keyRef, context),
         // The size in the sealed record is authentic; a body of any other length was cut or extended.
         authenticateLength: false,
-        // A read from the start gets its header and first segments in one read, so bytes flow sooner.
-        ...(start === 0 ? { openingReadBytes: asf1OpeningReadBytes() } : {}),
+        openingReadBytes: opening,
       });
       if (reader.plaintextLength !== size) {
         reader.close();
