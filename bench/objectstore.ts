@@ -32,10 +32,11 @@ interface Fixture {
  */
 const ONLY = process.env.BENCH_OBJECTSTORE_ONLY?.split(',').map((s) => s.trim()).filter((s) => s !== '');
 const runs = (section: string): boolean => ONLY === undefined || ONLY.includes(section);
+const CLOCK_TICKS = 100; // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linux
 const SDK_REPS_1M = 200;
 const SDK_REPS_256M = 5;
-const CLI_REPS_1M = 7;
-const CLI_REPS_256M = 3;
+const CLI_REPS_1M = 15;
+const CLI_REPS_256M = 5;
 const SERVER_ARGS = process.env.BENCH_OBJECTSTORE_SERVER_ARGS?.split(' ').filter((s) => s !== '') ?? [];
 
 function startNode(script: string, args: string[] = []): { child: ChildProcessWithoutNullStreams; lines: AsyncIterator<string> } {
@@ -67,6 +68,29 @@ const rssMiB = async (pid: number): Promise<number> => {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 };
 
+/** CPU seconds (user + system) from /proc: of a running process, or of this process's finished (reaped) children. */
+async function cpuSeconds(pid: number | 'children'): Promise<number> {
+  const fields = (await readFile(`/proc/${pid === 'children' ? 'self' : pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
+  const [user, system] = pid === 'children' ? [fields[13], fields[14]] : [fields[11], fields[12]];
+  return (Number(user) + Number(system)) / CLOCK_TICKS;
+}
+
+/**
+ * Wraps a CLI run so that each call records the CPU the CLI used (as this process's reaped child)
+ * and the CPU the server process used meanwhile.
+ */
+function cpuMetered(serverPid: number, fn: () => Promise<unknown>): { run: () => Promise<unknown>; samples: Array<{ cli: number; server: number }> } {
+  const samples: Array<{ cli: number; server: number }> = [];
+  return {
+    samples,
+    run: async () => {
+      const [cli, server] = [await cpuSeconds('children'), await cpuSeconds(serverPid)];
+      await fn();
+      samples.push({ cli: (await cpuSeconds('children')) - cli, server: (await cpuSeconds(serverPid)) - server });
+    },
+  };
+}
+
 const sink = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
 
 async function timeIt(fn: () => Promise<unknown>): Promise<number> {
@@ -82,8 +106,10 @@ const medianOf = (samples: number[]): number => [...samples].sort((a, b) => a - 
  * seconds. Timing one configuration after the other lets the second inherit the first's warm-up (JIT,
  * heap sizing, TCP windows): measured that way, whichever ran second looked 5–15 % faster.
  */
+const warmupsFor = (reps: number): number => Math.max(1, Math.min(5, Math.floor(reps / 8)));
+
 async function pairedMedians(reps: number, a: () => Promise<unknown>, b: () => Promise<unknown>): Promise<{ a: number; b: number }> {
-  const warmups = Math.max(1, Math.min(5, Math.floor(reps / 8)));
+  const warmups = warmupsFor(reps);
   for (let i = 0; i < warmups; i++) {
     await a();
     await b();
@@ -109,6 +135,7 @@ async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'airlock-bench-files-'));
   const rows: string[] = [];
   const cliRows: string[] = [];
+  const cpuRows: string[] = [];
   let kmsCalls = NaN;
   let memory = '';
   let s3rver: ChildProcessWithoutNullStreams | undefined;
@@ -194,24 +221,32 @@ async function main(): Promise<void> {
         await writeFile(file, randomBytes(size));
         const reps = size === MiB ? CLI_REPS_1M : CLI_REPS_256M;
         const peerUrl = `http://127.0.0.1:${s3rverPort}`;
-        const puts = await pairedMedians(reps, () => cp([file, `s3://bench/f-${size}`], fixture.encryptedUrl, env), () => cp([file, `s3://bench/f-${size}`], peerUrl, s3rverEnv));
-        const gets = await pairedMedians(
-          reps,
-          () => cp([`s3://bench/f-${size}`, `${file}.back`], fixture.encryptedUrl, env),
-          () => cp([`s3://bench/f-${size}`, `${file}.back`], peerUrl, s3rverEnv),
-        );
-        const airlock = { put: puts.a, get: gets.a };
-        const peer = { put: puts.b, get: gets.b };
-        cliRows.push(
-          `| ${size / MiB} MiB | PUT | ${(size / airlock.put / 1e6).toFixed(1)} | ${(size / peer.put / 1e6).toFixed(1)} | **${(peer.put / airlock.put).toFixed(2)}×** |`,
-          `| ${size / MiB} MiB | GET | ${(size / airlock.get / 1e6).toFixed(1)} | ${(size / peer.get / 1e6).toFixed(1)} | **${(peer.get / airlock.get).toFixed(2)}×** |`,
-        );
-        console.error(cliRows.slice(-2).join('\n'));
+        const airlockPid = servers.child.pid as number;
+        const s3rverPid = s3rver.pid as number;
+        const ops = {
+          PUT: [cpuMetered(airlockPid, () => cp([file, `s3://bench/f-${size}`], fixture.encryptedUrl, env)), cpuMetered(s3rverPid, () => cp([file, `s3://bench/f-${size}`], peerUrl, s3rverEnv))],
+          GET: [
+            cpuMetered(airlockPid, () => cp([`s3://bench/f-${size}`, `${file}.back`], fixture.encryptedUrl, env)),
+            cpuMetered(s3rverPid, () => cp([`s3://bench/f-${size}`, `${file}.back`], peerUrl, s3rverEnv)),
+          ],
+        } as const;
+        for (const [op, [airlock, peer]] of Object.entries(ops)) {
+          const times = await pairedMedians(reps, airlock.run, peer.run);
+          const cpu = (samples: Array<{ cli: number; server: number }>, which: 'cli' | 'server'): string =>
+            medianOf(samples.slice(warmupsFor(reps)).map((sample) => sample[which])).toFixed(2);
+          cliRows.push(
+            `| ${size / MiB} MiB | ${op} | ${(size / times.a / 1e6).toFixed(1)} | ${(size / times.b / 1e6).toFixed(1)} | **${(times.b / times.a).toFixed(2)}×** |`,
+          );
+          cpuRows.push(
+            `| ${size / MiB} MiB | ${op} | ${cpu(airlock.samples, 'cli')} / ${cpu(airlock.samples, 'server')} | ${cpu(peer.samples, 'cli')} / ${cpu(peer.samples, 'server')} |`,
+          );
+          console.error(`${cliRows.at(-1)}   CPU s, CLI / server: ${cpuRows.at(-1)}`);
+        }
       }
     }
 
     if (ONLY !== undefined) {
-      console.log([...rows, ...cliRows].join('\n'));
+      console.log([...rows, ...cliRows, ...cpuRows].join('\n'));
       if (runs('kms')) console.log(`KMS calls: ${kmsCalls} (${elapsed.toFixed(2)} s)`);
       if (runs('memory')) console.log(memory);
       return;
@@ -244,6 +279,14 @@ warm-up of both; ratio = Airlock speed ÷ s3rver speed.
 | size | op | Airlock (TLS + SSE-KMS) | s3rver (HTTP, plaintext) | Airlock ÷ s3rver (target ≥ 1) |
 |---|---|---|---|---|
 ${cliRows.join('\n')}
+
+Where the time goes: CPU seconds per copy (medians of the same runs), of the CLI process and of the
+server process meanwhile. Both share the machine's ${cpus().length} cores, so CPU that either side spends is CPU the
+other cannot use.
+
+| size | op | Airlock: CLI / server | s3rver: CLI / server |
+|---|---|---|---|
+${cpuRows.join('\n')}
 
 ## KMS calls with bucket keys
 
