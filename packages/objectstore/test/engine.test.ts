@@ -263,6 +263,9 @@ describe('storage engine', () => {
       expect((await read({ start, end })).equals(whole.subarray(start, end + 1)), `${start}-${end}`).toBe(true);
     }
     expect((await read({ suffixLength: 1000 })).equals(whole.subarray(whole.length - 1000))).toBe(true);
+    // A copy reads through the parts and writes one body of its own.
+    await engine.copyObject({ sourceBucket: 'compose', sourceKey: 'obj', bucket: 'compose', key: 'copy', metadataDirective: 'COPY' });
+    expect((await buffer((await engine.getObject('compose', 'copy')).body)).equals(whole)).toBe(true);
 
     // Each part is bound to its position: swapping two (same-sized) parts makes both unreadable.
     const [f1, f2, f3] = obj.files as [string, string, string];
