@@ -65,6 +65,7 @@ export const ERROR_CODES = deepFreeze({
   INVALID_PART_ORDER: { description: 'The parts are not listed in ascending order.', retryable: false },
   ENTITY_TOO_SMALL: { description: 'A part other than the last is smaller than the 5 MiB minimum.', retryable: false },
   RANGE_NOT_SATISFIABLE: { description: 'The requested range is outside the object.', retryable: false },
+  PART_NUMBER_NOT_SATISFIABLE: { description: 'The object has no part with the requested number.', retryable: false },
   DIGEST_MISMATCH: { description: 'The body does not match its Content-MD5 or checksum header.', retryable: false },
   INCOMPLETE_BODY: { description: 'The body ended before its declared length.', retryable: false },
   MALFORMED_XML: { description: 'The XML body is not well formed or does not match the schema.', retryable: false },

@@ -60,6 +60,7 @@ const CONNECT_CODES: Readonly<Record<AirlockErrorCode, Code>> = Object.freeze({
   INVALID_PART_ORDER: Code.InvalidArgument,
   ENTITY_TOO_SMALL: Code.InvalidArgument,
   RANGE_NOT_SATISFIABLE: Code.OutOfRange,
+  PART_NUMBER_NOT_SATISFIABLE: Code.OutOfRange,
   DIGEST_MISMATCH: Code.InvalidArgument,
   INCOMPLETE_BODY: Code.InvalidArgument,
   MALFORMED_XML: Code.InvalidArgument,

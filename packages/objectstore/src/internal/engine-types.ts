@@ -1,5 +1,6 @@
 // The contract between the S3 HTTP layer and the encrypted storage engine of the embedded object store.
 import type { Readable } from 'node:stream';
+import { AirlockError } from '@airlock/common';
 
 /** Server-side encryption as S3 names it. Every object is encrypted; these choose the key. */
 export type SseAlgorithm = 'AES256' | 'aws:kms';
@@ -45,6 +46,45 @@ export interface ObjectMeta {
   readonly checksums: Readonly<Partial<Record<ChecksumAlgorithm, string>>>;
   /** Number of parts for a multipart object; undefined otherwise. */
   readonly partsCount: number | undefined;
+  /** The parts' sizes in order, for a multipart object (they locate `?partNumber=` reads). */
+  readonly partSizes?: readonly number[];
+}
+
+/**
+ * The bytes of part `partNumber` of an object, as S3 serves `?partNumber=`: part 1 of an object
+ * that was not uploaded in parts is the whole object (undefined here). PART_NUMBER_NOT_SATISFIABLE
+ * for a part the object does not have.
+ */
+export function partByteRange(meta: Pick<ObjectMeta, 'size' | 'partsCount' | 'partSizes'>, partNumber: number): ByteRange | undefined {
+  const sizes = meta.partSizes ?? (meta.partsCount === undefined ? [meta.size] : undefined);
+  if (sizes === undefined) throw new AirlockError('NOT_IMPLEMENTED', 'This object was stored before part boundaries were kept; use a Range');
+  const size = sizes[partNumber - 1];
+  if (!Number.isInteger(partNumber) || partNumber < 1 || size === undefined) {
+    throw new AirlockError('PART_NUMBER_NOT_SATISFIABLE', 'The requested partnumber is not satisfiable', { details: { partNumber, partsCount: sizes.length } });
+  }
+  if (meta.partSizes === undefined) return undefined;
+  const start = sizes.slice(0, partNumber - 1).reduce((sum, n) => sum + n, 0);
+  if (size === 0) throw new AirlockError('RANGE_NOT_SATISFIABLE', 'The requested part is empty');
+  return { start, end: start + size - 1 };
+}
+
+/**
+ * Resolves a requested range against an object, for GET (in the engine) and HEAD (which reads no
+ * body): the satisfied bytes, or undefined for the whole object. RANGE_NOT_SATISFIABLE when the
+ * range starts past the end.
+ */
+export function resolveRange(range: RangeRequest | undefined, meta: Pick<ObjectMeta, 'size' | 'partsCount' | 'partSizes'>): ByteRange | undefined {
+  if (range === undefined) return undefined;
+  if ('partNumber' in range) return partByteRange(meta, range.partNumber);
+  const size = meta.size;
+  if ('suffixLength' in range) {
+    if (range.suffixLength <= 0 || size === 0) throw new AirlockError('RANGE_NOT_SATISFIABLE', 'The requested range is not satisfiable');
+    return { start: Math.max(0, size - range.suffixLength), end: size - 1 };
+  }
+  if (range.start >= size || (range.end !== undefined && range.end < range.start)) {
+    throw new AirlockError('RANGE_NOT_SATISFIABLE', 'The requested range is not satisfiable');
+  }
+  return { start: range.start, end: Math.min(range.end ?? size - 1, size - 1) };
 }
 
 export interface PutObjectInput {
@@ -77,7 +117,8 @@ export interface ByteRange {
  * `bytes=-n` → {suffixLength: n}. Multiple ranges are not supported (the HTTP layer ignores the
  * header then, as S3 does).
  */
-export type RangeRequest = { readonly start: number; readonly end?: number } | { readonly suffixLength: number };
+/** Bytes to read: a range as HTTP gives it (inclusive end), a suffix, or one part of a multipart object (`?partNumber=`). */
+export type RangeRequest = { readonly start: number; readonly end?: number } | { readonly suffixLength: number } | { readonly partNumber: number };
 
 export interface GetObjectResult {
   readonly meta: ObjectMeta;
@@ -184,6 +225,8 @@ export interface ObjectEngine {
   }): Promise<ObjectMeta>;
   abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void>;
   listParts(bucket: string, key: string, uploadId: string): { upload: UploadInfo; parts: PartInfo[] };
+  /** The bucket's uploads in progress, by key (UTF-8 binary order) and then upload id. */
+  listMultipartUploads(bucket: string): UploadInfo[];
 
   close(): Promise<void>;
 }

@@ -18,20 +18,21 @@ import {
 } from '@airlock/crypto';
 import { createCachingKms, type Kms, type KmsAdmin } from '@airlock/kms';
 import { BodyMeter } from './checksums.js';
-import type {
-  BucketEncryption,
-  BucketInfo,
-  ChecksumAlgorithm,
-  GetObjectResult,
-  ListObjectsInput,
-  ListObjectsResult,
-  ObjectEngine,
-  ObjectMeta,
-  PartInfo,
-  PutObjectInput,
-  RangeRequest,
-  SseRequest,
-  UploadInfo,
+import {
+  resolveRange,
+  type BucketEncryption,
+  type BucketInfo,
+  type ChecksumAlgorithm,
+  type GetObjectResult,
+  type ListObjectsInput,
+  type ListObjectsResult,
+  type ObjectEngine,
+  type ObjectMeta,
+  type PartInfo,
+  type PutObjectInput,
+  type RangeRequest,
+  type SseRequest,
+  type UploadInfo,
 } from './engine-types.js';
 import { checkBucketName, checkObjectKey, NameHasher } from './names.js';
 import { SealedFiles } from './sealed-file.js';
@@ -175,19 +176,8 @@ function toMeta(record: ObjectRecord): ObjectMeta {
     encryption: record.encryption,
     checksums: record.checksums,
     partsCount: record.partsCount,
+    ...(record.parts === undefined ? {} : { partSizes: record.parts.map((part) => part.size) }),
   };
-}
-
-function resolveRange(range: RangeRequest | undefined, size: number): { start: number; end: number } | undefined {
-  if (range === undefined) return undefined;
-  if ('suffixLength' in range) {
-    if (range.suffixLength <= 0 || size === 0) throw new AirlockError('RANGE_NOT_SATISFIABLE', 'The requested range is not satisfiable');
-    return { start: Math.max(0, size - range.suffixLength), end: size - 1 };
-  }
-  if (range.start >= size || (range.end !== undefined && range.end < range.start)) {
-    throw new AirlockError('RANGE_NOT_SATISFIABLE', 'The requested range is not satisfiable');
-  }
-  return { start: range.start, end: Math.min(range.end ?? size - 1, size - 1) };
 }
 
 export class StorageEngine implements ObjectEngine {
@@ -675,7 +665,8 @@ export class StorageEngine implements ObjectEngine {
 
   async getObject(bucket: string, key: string, range?: RangeRequest): Promise<GetObjectResult> {
     const record = this.#objectRecord(bucket, key);
-    const resolved = resolveRange(range, record.size);
+    const meta = toMeta(record);
+    const resolved = resolveRange(range, meta);
     const start = resolved?.start ?? 0;
     const end = resolved === undefined ? record.size : resolved.end + 1;
     const dir = `${this.#bucketDir(bucket)}/objects`;
@@ -692,7 +683,7 @@ export class StorageEngine implements ObjectEngine {
       this.#openBody(bucket, `${dir}/${piece.body.dataFile}`, piece.body.size, piece.body.plaintext, piece.body.context, piece.from, piece.to);
     // The first body opens now, so that a refused key (the kill switch) is an error before any header; later ones as the stream reaches them.
     const first = await open(pieces[0] as { body: StoredBody; from: number; to: number });
-    if (pieces.length === 1) return { meta: toMeta(record), body: first, range: resolved };
+    if (pieces.length === 1) return { meta, body: first, range: resolved };
     async function* concatenated(): AsyncGenerator<Buffer> {
       let current: Readable | undefined = first;
       try {
@@ -704,7 +695,7 @@ export class StorageEngine implements ObjectEngine {
         current?.destroy();
       }
     }
-    return { meta: toMeta(record), body: Readable.from(concatenated(), { objectMode: false }), range: resolved };
+    return { meta, body: Readable.from(concatenated(), { objectMode: false }), range: resolved };
   }
 
   headObject(bucket: string, key: string): ObjectMeta {
@@ -790,6 +781,14 @@ export class StorageEngine implements ObjectEngine {
       throw new AirlockError('UPLOAD_NOT_FOUND', 'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.');
     }
     return upload;
+  }
+
+  listMultipartUploads(bucket: string): UploadInfo[] {
+    this.#bucketRecord(bucket);
+    return [...this.#uploads.values()]
+      .filter((upload) => upload.record.bucket === bucket)
+      .map((upload) => this.#uploadInfo(upload.record))
+      .sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)) || (a.uploadId < b.uploadId ? -1 : a.uploadId > b.uploadId ? 1 : 0));
   }
 
   #uploadInfo(record: UploadRecord): UploadInfo {

@@ -99,6 +99,7 @@ const BY_CODE: Readonly<Record<AirlockErrorCode, Mapping>> = {
   INVALID_PART_ORDER: { code: 'InvalidPartOrder', status: 400 },
   ENTITY_TOO_SMALL: { code: 'EntityTooSmall', status: 400, message: 'Your proposed upload is smaller than the minimum allowed size' },
   RANGE_NOT_SATISFIABLE: { code: 'InvalidRange', status: 416, message: 'The requested range is not satisfiable' },
+  PART_NUMBER_NOT_SATISFIABLE: { code: 'InvalidPartNumber', status: 416, message: 'The requested partnumber is not satisfiable' },
   DIGEST_MISMATCH: { code: 'BadDigest', status: 400 },
   INCOMPLETE_BODY: { code: 'IncompleteBody', status: 400, message: 'You did not provide the number of bytes specified by the Content-Length HTTP header.' },
   MALFORMED_XML: {

@@ -18,20 +18,21 @@ import {
   UNSIGNED_PAYLOAD,
 } from '@airlock/crypto';
 import { createCertificateAuthority, issueServerCertificate } from '@airlock/pki';
-import type {
-  BucketEncryption,
-  BucketInfo,
-  ChecksumAlgorithm,
-  GetObjectResult,
-  ListObjectsInput,
-  ListObjectsResult,
-  ObjectEngine,
-  ObjectMeta,
-  PartInfo,
-  PutObjectInput,
-  RangeRequest,
-  SseRequest,
-  UploadInfo,
+import {
+  resolveRange,
+  type BucketEncryption,
+  type BucketInfo,
+  type ChecksumAlgorithm,
+  type GetObjectResult,
+  type ListObjectsInput,
+  type ListObjectsResult,
+  type ObjectEngine,
+  type ObjectMeta,
+  type PartInfo,
+  type PutObjectInput,
+  type RangeRequest,
+  type SseRequest,
+  type UploadInfo,
 } from './engine-types.js';
 import { s3ErrorFor, s3ErrorXml } from './s3-errors.js';
 import { parseRange } from './s3-request.js';
@@ -181,17 +182,7 @@ class MemoryEngine implements ObjectEngine {
 
   async getObject(bucket: string, key: string, range?: RangeRequest): Promise<GetObjectResult> {
     const object = this.#object(bucket, key);
-    const size = object.data.byteLength;
-    let resolved: { start: number; end: number } | undefined;
-    if (range !== undefined) {
-      if ('suffixLength' in range) {
-        if (range.suffixLength <= 0 || size === 0) throw new AirlockError('RANGE_NOT_SATISFIABLE');
-        resolved = { start: Math.max(0, size - range.suffixLength), end: size - 1 };
-      } else {
-        if (range.start >= size) throw new AirlockError('RANGE_NOT_SATISFIABLE');
-        resolved = { start: range.start, end: Math.min(range.end ?? size - 1, size - 1) };
-      }
-    }
+    const resolved = resolveRange(range, object.meta);
     const bytes = resolved === undefined ? object.data : object.data.subarray(resolved.start, resolved.end + 1);
     return { meta: object.meta, body: Readable.from([bytes]), range: resolved };
   }
@@ -307,6 +298,11 @@ class MemoryEngine implements ObjectEngine {
   async abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void> {
     this.#upload(bucket, key, uploadId);
     this.uploads.delete(uploadId);
+  }
+
+  listMultipartUploads(bucket: string): UploadInfo[] {
+    this.#bucket(bucket);
+    return [...this.uploads.values()].filter((u) => u.info.bucket === bucket).map((u) => u.info).sort((a, b) => Buffer.compare(Buffer.from(`${a.key}\0${a.uploadId}`), Buffer.from(`${b.key}\0${b.uploadId}`)));
   }
 
   listParts(bucket: string, key: string, uploadId: string): { upload: UploadInfo; parts: PartInfo[] } {
@@ -1006,6 +1002,34 @@ describe('multipart uploads', () => {
     expectS3Error(await s3('PUT', '/multi/aborted', { query: `partNumber=10001&uploadId=${uploadId}`, body: 'x' }), 400, 'InvalidArgument');
     expect((await s3('DELETE', '/multi/aborted', { query: `uploadId=${uploadId}` })).status).toBe(204);
     expectS3Error(await s3('GET', '/multi/aborted', { query: `uploadId=${uploadId}` }), 404, 'NoSuchUpload');
+  });
+
+  it('reads by part number as S3 does, and refuses part numbers an object lacks or that come with a Range', async () => {
+    await s3('PUT', '/multi/single', { body: 'one piece' });
+    const whole = await s3('GET', '/multi/single', { query: 'partNumber=1' });
+    expect(whole.status).toBe(200);
+    expect(whole.body.toString()).toBe('one piece');
+    expectS3Error(await s3('GET', '/multi/single', { query: 'partNumber=2' }), 416, 'InvalidPartNumber');
+    expectS3Error(await s3('GET', '/multi/single', { query: 'partNumber=1', headers: { range: 'bytes=0-1' } }), 400, 'InvalidRequest');
+    expectS3Error(await s3('GET', '/multi/single', { query: 'partNumber=0' }), 400, 'InvalidArgument');
+    expect((await s3('HEAD', '/multi/single', { query: 'partNumber=2' })).status).toBe(416);
+  });
+
+  it('lists uploads in progress and refuses other methods on ?uploads', async () => {
+    const first = xmlField((await s3('POST', '/multi/listed/b', { query: 'uploads' })).text, 'UploadId') as string;
+    const second = xmlField((await s3('POST', '/multi/listed/a', { query: 'uploads' })).text, 'UploadId') as string;
+    const page = await s3('GET', '/multi', { query: 'uploads&prefix=listed%2F&max-uploads=1' });
+    expect(page.status).toBe(200);
+    expect(xmlField(page.text, 'Key')).toBe('listed/a');
+    expect(xmlField(page.text, 'IsTruncated')).toBe('true');
+    expect(xmlField(page.text, 'NextKeyMarker')).toBe('listed/a');
+    expect(xmlField(page.text, 'NextUploadIdMarker')).toBe(second);
+    const next = await s3('GET', '/multi', { query: `uploads&prefix=listed%2F&key-marker=listed%2Fa&upload-id-marker=${second}` });
+    expect(xmlField(next.text, 'Key')).toBe('listed/b');
+    expect(xmlField(next.text, 'UploadId')).toBe(first);
+    expect(xmlField(next.text, 'IsTruncated')).toBe('false');
+    expectS3Error(await s3('PUT', '/multi', { query: 'uploads' }), 405, 'MethodNotAllowed');
+    expectS3Error(await s3('GET', '/multi', { query: 'uploads&max-uploads=x' }), 400, 'InvalidArgument');
   });
 
   it('copies a byte range of an object into a part (UploadPartCopy)', async () => {

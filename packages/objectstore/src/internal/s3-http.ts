@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AirlockError, type Logger } from '@airlock/common';
 import { verifyRequest, type SecretLookup, type VerifiedRequest } from '@airlock/crypto';
-import type { BucketEncryption, ObjectEngine, ObjectMeta } from './engine-types.js';
+import { resolveRange, type BucketEncryption, type ObjectEngine, type ObjectMeta, type RangeRequest, type UploadInfo } from './engine-types.js';
 import { s3ErrorFor, s3ErrorXml, type S3AuthType } from './s3-errors.js';
 import {
   checkHeaderValue,
@@ -24,7 +24,6 @@ import {
   percentDecode,
   readSmallBody,
   refuseUnsupportedHeaders,
-  resolveRange,
   splitTarget,
   type S3Target,
 } from './s3-request.js';
@@ -478,22 +477,21 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
   const conditional = (req: IncomingMessage): boolean =>
     ['if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since'].some((name) => req.headers[name] !== undefined);
 
-  /** `?partNumber=1` of a single-part object is the whole object; other part reads need part boundaries the engine does not expose. */
-  const checkPartNumber = (call: ObjectCall, meta: ObjectMeta | undefined): void => {
+  /** What a GET or HEAD asks for: `?partNumber=N` (one part, as S3 serves it) or a Range header, never both. */
+  const requestedRange = (call: ObjectCall): RangeRequest | undefined => {
     const value = call.query.get('partNumber');
-    if (value === undefined) return;
-    const partNumber = parsePartNumber(value);
-    if (partNumber !== 1 || (meta?.partsCount ?? 1) > 1) throw notImplemented('Reading a multipart object by part number is not supported; use a Range');
+    if (value === undefined) return parseRange(header(call.req, 'range'));
+    if (header(call.req, 'range') !== undefined) throw invalidRequest('Cannot specify both Range header and partNumber query parameter');
+    return { partNumber: parsePartNumber(value) };
   };
 
   const headObject = (call: ObjectCall): void => {
     checkVersionId(call);
     const overrides = responseOverrides(call);
     const meta = engine.headObject(call.bucket, call.key);
-    checkPartNumber(call, meta);
+    const requested = requestedRange(call);
     if (checkPreconditions(call.req, meta) === 304) return notModified(call, meta);
-    const requested = call.query.get('partNumber') === undefined ? parseRange(header(call.req, 'range')) : undefined;
-    const range = requested === undefined ? undefined : resolveRange(requested, meta.size);
+    const range = resolveRange(requested, meta);
     // Content-Length is the object's (or the range's) size, as a GET would send.
     call.res.writeHead(range === undefined ? 200 : 206, { ...objectHeaders(call, meta, range), ...overrides });
     call.res.end();
@@ -502,13 +500,13 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
   const getObject = async (call: ObjectCall): Promise<void> => {
     checkVersionId(call);
     responseOverrides(call);
+    const range = requestedRange(call);
     let checked: ObjectMeta | undefined;
-    if (conditional(call.req) || call.query.get('partNumber') !== undefined) {
+    if (conditional(call.req)) {
       checked = engine.headObject(call.bucket, call.key);
-      checkPartNumber(call, checked);
       if (checkPreconditions(call.req, checked) === 304) return notModified(call, checked);
     }
-    const range = call.query.get('partNumber') === undefined ? parseRange(header(call.req, 'range')) : undefined;
+    // The engine resolves the range (or the part) against the record it reads, so it always matches the bytes sent.
     const result = await engine.getObject(call.bucket, call.key, range);
     try {
       // The object may have been replaced since the conditions were checked: check them on what is sent.
@@ -733,6 +731,75 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     );
   };
 
+  /** ListMultipartUploads: prefix, delimiter, key-marker with upload-id-marker, max-uploads, encoding-type. */
+  const listMultipartUploads = (call: BucketCall): void => {
+    const { query } = call;
+    const encodingType = query.get('encoding-type');
+    if (encodingType !== undefined && encodingType.toLowerCase() !== 'url') throw new AirlockError('INVALID_ARGUMENT', 'Invalid Encoding Method specified in Request');
+    const encode = encodingType === undefined ? (value: string) => value : urlEncodeKey;
+    const maxUploads = parseMaxKeys(query.get('max-uploads'), 'max-uploads');
+    const prefix = query.get('prefix') ?? '';
+    const delimiter = query.get('delimiter') || undefined;
+    const keyMarker = query.get('key-marker') || undefined;
+    // S3 ignores upload-id-marker without key-marker.
+    const uploadIdMarker = keyMarker === undefined ? undefined : query.get('upload-id-marker') || undefined;
+    const marker = keyMarker === undefined ? undefined : Buffer.from(keyMarker);
+    const uploads: UploadInfo[] = [];
+    const prefixes: string[] = [];
+    let truncated = false;
+    let last: { key: string; uploadId?: string } | undefined;
+    for (const upload of engine.listMultipartUploads(call.bucket)) {
+      if (!upload.key.startsWith(prefix)) continue;
+      if (marker !== undefined) {
+        const order = Buffer.compare(Buffer.from(upload.key), marker);
+        // After key-marker: later keys, and with upload-id-marker also this key's later uploads.
+        if (order < 0 || (order === 0 && (uploadIdMarker === undefined || upload.uploadId <= uploadIdMarker))) continue;
+      }
+      let commonPrefix: string | undefined;
+      if (delimiter !== undefined) {
+        const at = upload.key.indexOf(delimiter, prefix.length);
+        if (at >= 0) commonPrefix = upload.key.slice(0, at + delimiter.length);
+      }
+      if (commonPrefix !== undefined && (commonPrefix === prefixes.at(-1) || (marker !== undefined && Buffer.compare(Buffer.from(commonPrefix), marker) <= 0))) continue;
+      if (uploads.length + prefixes.length >= maxUploads) {
+        truncated = true;
+        break;
+      }
+      if (commonPrefix !== undefined) {
+        prefixes.push(commonPrefix);
+        last = { key: commonPrefix };
+      } else {
+        uploads.push(upload);
+        last = { key: upload.key, uploadId: upload.uploadId };
+      }
+    }
+    sendXml(
+      call,
+      200,
+      buildXml('ListMultipartUploadsResult', {
+        Bucket: call.bucket,
+        KeyMarker: encode(keyMarker ?? ''),
+        UploadIdMarker: uploadIdMarker ?? '',
+        NextKeyMarker: truncated && last !== undefined ? encode(last.key) : undefined,
+        NextUploadIdMarker: truncated && last !== undefined ? (last.uploadId ?? '') : undefined,
+        Delimiter: delimiter === undefined ? undefined : encode(delimiter),
+        Prefix: encode(prefix),
+        MaxUploads: maxUploads,
+        IsTruncated: truncated,
+        EncodingType: encodingType === undefined ? undefined : 'url',
+        Upload: uploads.map((upload) => ({
+          Key: encode(upload.key),
+          UploadId: upload.uploadId,
+          Initiator: OWNER,
+          Owner: OWNER,
+          StorageClass: 'STANDARD',
+          Initiated: iso(upload.initiated),
+        })),
+        CommonPrefixes: prefixes.map((commonPrefix) => ({ Prefix: encode(commonPrefix) })),
+      }),
+    );
+  };
+
   // --- routing ------------------------------------------------------------------------------------
 
   type Operation = readonly [name: string, run: () => void | Promise<void>];
@@ -762,7 +829,10 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       if (method === 'POST') return ['DeleteObjects', () => deleteObjects(call)];
       throw methodNotAllowed();
     }
-    if (sub('uploads')) throw notImplemented('Listing multipart uploads is not supported');
+    if (sub('uploads')) {
+      if (method === 'GET') return ['ListMultipartUploads', () => listMultipartUploads(call)];
+      throw methodNotAllowed();
+    }
     const unsupported = UNSUPPORTED_SUBRESOURCES.find(sub);
     if (unsupported !== undefined) throw unsupportedSubresource(call, unsupported);
     switch (method) {

@@ -5,7 +5,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { AirlockError } from '@airlock/common';
 import { chunkedPayloadMode, createChunkedPayloadDecoder, type ChunkedPayloadDecoder, type VerifiedRequest } from '@airlock/crypto';
 import { createDigest } from './checksums.js';
-import type { ByteRange, ChecksumAlgorithm, ObjectMeta, RangeRequest, SseAlgorithm, SseRequest } from './engine-types.js';
+import type { ChecksumAlgorithm, ObjectMeta, RangeRequest, SseAlgorithm, SseRequest } from './engine-types.js';
 
 /** S3's limit for a single PUT (PutObject, UploadPart): 5 GiB. */
 export const MAX_OBJECT_BYTES = 5 * 1024 * 1024 * 1024;
@@ -279,16 +279,6 @@ export function parseRange(value: string | undefined): RangeRequest | undefined 
   const end = rangeNumber(span[2] as string);
   if (end < start) throw unsatisfiable();
   return { start, end };
-}
-
-/** Resolves a range against a size, as the engine does (for HEAD, which reads no body). */
-export function resolveRange(range: RangeRequest, size: number): ByteRange {
-  if ('suffixLength' in range) {
-    if (range.suffixLength <= 0 || size === 0) throw unsatisfiable();
-    return { start: Math.max(0, size - range.suffixLength), end: size - 1 };
-  }
-  if (range.start >= size || (range.end !== undefined && range.end < range.start)) throw unsatisfiable();
-  return { start: range.start, end: Math.min(range.end ?? size - 1, size - 1) };
 }
 
 // --- conditional requests -------------------------------------------------------------------------
