@@ -187,6 +187,13 @@ function decodeContinuationToken(token: string): string {
   throw new AirlockError('INVALID_ARGUMENT', 'The continuation token provided is incorrect');
 }
 
+/** A listing's `encoding-type`: keys as they are, or URL-encoded (`url`, the only type S3 knows). */
+function listingEncoding(value: string | undefined): { encodingType: 'url' | undefined; encode: (key: string) => string } {
+  if (value === undefined) return { encodingType: undefined, encode: (key) => key };
+  if (value.toLowerCase() !== 'url') throw new AirlockError('INVALID_ARGUMENT', 'Invalid Encoding Method specified in Request');
+  return { encodingType: 'url', encode: urlEncodeKey };
+}
+
 function parseMaxKeys(value: string | undefined, name: string): number {
   if (value === undefined) return 1000;
   if (!/^\d{1,10}$/.test(value)) throw new AirlockError('INVALID_ARGUMENT', `Provided ${name} not an integer or within integer range`);
@@ -374,9 +381,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const listObjects = (call: BucketCall, v2: boolean): void => {
     const { query } = call;
-    const encodingType = query.get('encoding-type');
-    if (encodingType !== undefined && encodingType.toLowerCase() !== 'url') throw new AirlockError('INVALID_ARGUMENT', 'Invalid Encoding Method specified in Request');
-    const encode = encodingType === undefined ? (value: string) => value : urlEncodeKey;
+    const { encodingType, encode } = listingEncoding(query.get('encoding-type'));
     const maxKeys = parseMaxKeys(query.get('max-keys'), 'max-keys');
     const prefix = query.get('prefix') ?? '';
     const delimiter = query.get('delimiter') || undefined;
@@ -399,7 +404,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       Prefix: encode(prefix),
       Delimiter: delimiter === undefined ? undefined : encode(delimiter),
       MaxKeys: maxKeys,
-      EncodingType: encodingType === undefined ? undefined : 'url',
+      EncodingType: encodingType,
       IsTruncated: truncated,
     };
     const document: XmlElement = v2
@@ -734,9 +739,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
   /** ListMultipartUploads: prefix, delimiter, key-marker with upload-id-marker, max-uploads, encoding-type. */
   const listMultipartUploads = (call: BucketCall): void => {
     const { query } = call;
-    const encodingType = query.get('encoding-type');
-    if (encodingType !== undefined && encodingType.toLowerCase() !== 'url') throw new AirlockError('INVALID_ARGUMENT', 'Invalid Encoding Method specified in Request');
-    const encode = encodingType === undefined ? (value: string) => value : urlEncodeKey;
+    const { encodingType, encode } = listingEncoding(query.get('encoding-type'));
     const maxUploads = parseMaxKeys(query.get('max-uploads'), 'max-uploads');
     const prefix = query.get('prefix') ?? '';
     const delimiter = query.get('delimiter') || undefined;
@@ -786,7 +789,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         Prefix: encode(prefix),
         MaxUploads: maxUploads,
         IsTruncated: truncated,
-        EncodingType: encodingType === undefined ? undefined : 'url',
+        EncodingType: encodingType,
         Upload: uploads.map((upload) => ({
           Key: encode(upload.key),
           UploadId: upload.uploadId,
