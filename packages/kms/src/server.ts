@@ -142,7 +142,9 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
   let accessKeys: AccessKeys;
   try {
     store = RecordStore.open(join(config.dataDir, 'kms.db'), rootKey);
-    audit = await AuditLog.open(auditPath, rootKey, store.all<AuditAnchor>('meta')[0]);
+    audit = await AuditLog.open(auditPath, rootKey, store.all<AuditAnchor>('meta')[0], (bytes) =>
+      log.warn({ file: auditPath, bytes }, 'the KMS audit log ended in an incomplete record, an append cut short by a crash; it was not anchored and has been removed'),
+    );
     engine = new KmsEngine({ store, rootKey, region: config.region, accountId: config.accountId, now: config.now, log });
     accessKeys = new AccessKeys(store);
   } catch (error) {

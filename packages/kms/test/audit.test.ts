@@ -46,7 +46,7 @@ async function decodeAuditLog(): Promise<DecodedRecord[]> {
   });
 }
 
-const verify = async (): Promise<{ ok: boolean; records: number; problems: readonly string[] }> =>
+const verify = async (): Promise<{ ok: boolean; records: number; problems: readonly string[]; tornTail?: { bytes: number } }> =>
   verifyKmsAudit({ dataDir, logger: createLogger({ level: 'silent' }) });
 
 describe('KMS audit log', () => {
@@ -164,5 +164,24 @@ describe('KMS audit log', () => {
     expect(await kms.server.verifyAudit()).toMatchObject({ ok: true, records: 16 });
     const last = (await decodeAuditLog()).at(-1);
     expect(last).toMatchObject({ seq: 16, operation: 'DescribeKey', keyArn, outcome: 'Success' });
+  });
+  it('a final append cut short by a crash is not tampering: verify notes it, and the KMS cuts it off and continues the chain', async () => {
+    await kms.server.close();
+    const intact = await readFile(auditPath, 'utf8');
+    const before = await verify();
+    expect(before).toMatchObject({ ok: true, problems: [] });
+    expect(before.tornTail).toBeUndefined();
+    const torn = 'QUJD'.repeat(20); // 80 bytes of a line whose write never finished (no newline)
+    await writeFile(auditPath, `${intact}${torn}`);
+    expect(await verify()).toMatchObject({ ok: true, records: before.records, problems: [], tornTail: { bytes: 80 } });
+    // The last record is anchored in the store: cutting its newline off makes it a torn line, and that is tampering.
+    await writeFile(auditPath, intact.slice(0, -1));
+    expect((await verify()).ok).toBe(false);
+
+    await writeFile(auditPath, `${intact}${torn}`);
+    await kms.restart();
+    expect(await readFile(auditPath, 'utf8')).toBe(intact);
+    await kms.client().describeKey(keyArn);
+    expect(await kms.server.verifyAudit()).toMatchObject({ ok: true, records: before.records + 1 });
   });
 });

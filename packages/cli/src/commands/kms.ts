@@ -98,11 +98,18 @@ export async function runKmsAuditVerify(options: RootKeyFlags & { dataDir?: stri
     logger: createLogger({ name: 'kms', level: 'warn' }),
     ...(rootKey === undefined ? {} : { rootKey }),
   });
-  if (options.json) printJson({ ok: result.ok, records: result.records, problems: result.problems });
-  else if (result.ok) print(`audit log OK: ${result.records} records, hash chain intact`);
+  const torn = result.tornTail === undefined ? undefined : { bytes: result.tornTail.bytes };
+  if (options.json) printJson({ ok: result.ok, records: result.records, problems: result.problems, ...(torn === undefined ? {} : { tornTail: torn }) });
   else {
-    print(`audit log FAILED verification after ${result.records} good records:`);
-    for (const problem of result.problems) print(`  - ${problem}`);
+    if (result.ok) print(`audit log OK: ${result.records} records, hash chain intact`);
+    else {
+      print(`audit log FAILED verification after ${result.records} good records:`);
+      for (const problem of result.problems) print(`  - ${problem}`);
+    }
+    if (torn !== undefined) {
+      print(`note: the log ends in an incomplete record (${torn.bytes} bytes after the last complete one): an append cut short by a crash.`);
+      print('      It is past the last anchored record, not part of the chain, and the KMS removes it when it next starts.');
+    }
   }
   if (!result.ok) process.exitCode = 1;
 }

@@ -1,5 +1,5 @@
 // The KMS audit log: one encrypted, hash-chained record per operation; verify detects edits, removals and reordering.
-import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { AirlockError } from '@airlock/common';
@@ -59,13 +59,21 @@ export class AuditLog {
     this.#hash = anchor.hash;
   }
 
-  /** Opens the log for appending, continuing from its verified tail. */
-  static async open(path: string, rootKey: Buffer, anchor: AuditAnchor | undefined): Promise<AuditLog> {
+  /**
+   * Opens the log for appending, continuing from its verified tail. An incomplete final line (a
+   * write cut short by a crash, past the anchor) is cut off first and reported through `onTornTail`.
+   */
+  static async open(path: string, rootKey: Buffer, anchor: AuditAnchor | undefined, onTornTail?: (bytes: number) => void): Promise<AuditLog> {
     const result = await verifyAuditLog(path, rootKey, anchor);
     if (!result.ok) {
       throw new AirlockError('CIPHERTEXT_AUTH_FAILED', `the KMS audit log failed verification: ${result.problems[0] ?? 'unknown problem'}`);
     }
     const fd = openSync(path, 'a', 0o600);
+    if (result.tornTail !== undefined) {
+      ftruncateSync(fd, result.tornTail.validBytes);
+      fdatasyncSync(fd);
+      onTornTail?.(result.tornTail.bytes);
+    }
     return new AuditLog(fd, auditKey(rootKey), result.tail);
   }
 
@@ -102,6 +110,12 @@ export interface AuditVerification {
   readonly records: number;
   readonly problems: readonly string[];
   readonly tail: AuditAnchor;
+  /**
+   * The log ends in an incomplete line that is not a record: an append cut short (kill -9, power
+   * loss) after the last anchored record. It is not part of the chain and hides nothing that
+   * truncation past the anchor could not; the KMS cuts it off at its next start.
+   */
+  readonly tornTail?: { readonly bytes: number; readonly validBytes: number };
 }
 
 /** Reads and checks the whole log: every record decrypts, sequence numbers run 1..n, and each hash chains. */
@@ -112,6 +126,10 @@ export async function verifyAuditLog(path: string, rootKey: Buffer, anchor: Audi
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw AirlockError.from(error);
   }
+  // Every record ends in a newline; bytes after the last one are an append that did not finish.
+  const end = text.lastIndexOf('\n') + 1;
+  const torn = text.slice(end);
+  text = text.slice(0, end);
   const key = auditKey(rootKey);
   const problems: string[] = [];
   let prevHash = GENESIS;
@@ -152,5 +170,11 @@ export async function verifyAuditLog(path: string, rootKey: Buffer, anchor: Audi
     if (anchor.seq > seq) problems.push(`log ends at record ${seq} but the store's anchor is at record ${anchor.seq} (records removed from the end)`);
     else if (hashAtAnchor !== anchor.hash) problems.push(`record ${anchor.seq} does not match the store's anchor (log rewritten)`);
   }
-  return { ok: problems.length === 0, records: seq, problems, tail: { seq, hash: prevHash } };
+  return {
+    ok: problems.length === 0,
+    records: seq,
+    problems,
+    tail: { seq, hash: prevHash },
+    ...(torn.length > 0 ? { tornTail: { bytes: Buffer.byteLength(torn), validBytes: Buffer.byteLength(text) } } : {}),
+  };
 }
