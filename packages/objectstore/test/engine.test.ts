@@ -1,5 +1,5 @@
 // The storage engine against a real KMS and real files: encryption at rest, integrity, the kill switch, bucket keys, durability.
-import { access, cp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { access, cp, readdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -263,6 +263,22 @@ describe('storage engine', () => {
       expect((await read({ start, end })).equals(whole.subarray(start, end + 1)), `${start}-${end}`).toBe(true);
     }
     expect((await read({ suffixLength: 1000 })).equals(whole.subarray(whole.length - 1000))).toBe(true);
+    // A body dropped unread, or after its first part, leaves no object file open.
+    const openBodies = async (): Promise<number> => {
+      let count = 0;
+      for (const fd of await readdir('/proc/self/fd')) {
+        const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+        if (target.startsWith(join(stack.dir, 'objects'))) count++;
+      }
+      return count;
+    };
+    const unread = (await engine.getObject('compose', 'obj')).body;
+    unread.destroy();
+    const partly = (await engine.getObject('compose', 'obj')).body;
+    await new Promise<void>((resolve) => partly.once('data', () => resolve()));
+    partly.destroy();
+    await sleep(50);
+    expect(await openBodies()).toBe(0);
     // A copy reads through the parts and writes one body of its own.
     await engine.copyObject({ sourceBucket: 'compose', sourceKey: 'obj', bucket: 'compose', key: 'copy', metadataDirective: 'COPY' });
     expect((await buffer((await engine.getObject('compose', 'copy')).body)).equals(whole)).toBe(true);

@@ -684,18 +684,17 @@ export class StorageEngine implements ObjectEngine {
     // The first body opens now, so that a refused key (the kill switch) is an error before any header; later ones as the stream reaches them.
     const first = await open(pieces[0] as { body: StoredBody; from: number; to: number });
     if (pieces.length === 1) return { meta, body: first, range: resolved };
+    let current = first;
     async function* concatenated(): AsyncGenerator<Buffer> {
-      let current: Readable | undefined = first;
-      try {
-        for (let i = 0; i < pieces.length; i++) {
-          current = i === 0 ? first : await open(pieces[i] as { body: StoredBody; from: number; to: number });
-          for await (const chunk of current) yield chunk as Buffer;
-        }
-      } finally {
-        current?.destroy();
+      for (let i = 0; i < pieces.length; i++) {
+        if (i > 0) current = await open(pieces[i] as { body: StoredBody; from: number; to: number });
+        for await (const chunk of current) yield chunk as Buffer;
       }
     }
-    return { meta, body: Readable.from(concatenated(), { objectMode: false }), range: resolved };
+    const body = Readable.from(concatenated(), { objectMode: false });
+    // However the stream ends (even destroyed before its first read), the open body's file closes.
+    body.once('close', () => current.destroy());
+    return { meta, body, range: resolved };
   }
 
   headObject(bucket: string, key: string): ObjectMeta {
