@@ -1,12 +1,15 @@
-// Protocol-layer tests of the S3 HTTP handler over real TLS, against an in-memory engine test double (the real engine and real clients are tested in packages/objectstore/test).
+// Protocol-layer tests of the S3 HTTP handler over real TLS, against the real storage engine and the real embedded KMS (test/helpers.ts).
 import { createHash, randomBytes } from 'node:crypto';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { connect as tlsConnect } from 'node:tls';
 import { crc32 } from 'node:zlib';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AirlockError, createLogger, Redactor, type AirlockErrorCode } from '@airlock/common';
 import {
   createChunkedPayloadEncoder,
@@ -17,307 +20,30 @@ import {
   STREAMING_UNSIGNED_PAYLOAD_TRAILER,
   UNSIGNED_PAYLOAD,
 } from '@airlock/crypto';
-import { createCertificateAuthority, issueServerCertificate } from '@airlock/pki';
-import {
-  resolveRange,
-  type BucketEncryption,
-  type BucketInfo,
-  type ChecksumAlgorithm,
-  type GetObjectResult,
-  type ListObjectsInput,
-  type ListObjectsResult,
-  type ObjectEngine,
-  type ObjectMeta,
-  type PartInfo,
-  type PutObjectInput,
-  type RangeRequest,
-  type SseRequest,
-  type UploadInfo,
-} from './engine-types.js';
+import { issueServerCertificate } from '@airlock/pki';
+import { startTestStack, type TestStack } from '../../test/helpers.js';
 import { s3ErrorFor, s3ErrorXml } from './s3-errors.js';
 import { parseRange } from './s3-request.js';
 import { startS3Listener, type S3Listener } from './s3-server.js';
-
-// --- protocol-layer test double -------------------------------------------------------------------
-//
-// NOT the storage engine: a minimal in-memory ObjectEngine so the HTTP layer (routing, XML, ranges,
-// auth, error mapping) can be tested on its own. It follows the engine contract closely enough for
-// that; encryption, durability and the kill switch itself are the real engine's tests.
-
-const ACCOUNT_ARN = 'arn:aws:kms:us-east-1:111122223333:key/';
-const DEFAULT_ENCRYPTION: BucketEncryption = { algorithm: 'AES256', kmsKeyArn: undefined, bucketKeyEnabled: false };
-
-interface StoredObject {
-  meta: ObjectMeta;
-  data: Buffer;
-}
 
 function md5Hex(data: Buffer): string {
   return createHash('md5').update(data).digest('hex');
 }
 
-function checksumOf(algorithm: ChecksumAlgorithm, data: Buffer): string {
-  switch (algorithm) {
-    case 'CRC32': {
-      const out = Buffer.alloc(4);
-      out.writeUInt32BE(crc32(data) >>> 0);
-      return out.toString('base64');
-    }
-    case 'SHA1':
-      return createHash('sha1').update(data).digest('base64');
-    case 'SHA256':
-      return createHash('sha256').update(data).digest('base64');
-    default:
-      throw new AirlockError('NOT_IMPLEMENTED', `${algorithm} is not in the test double`);
-  }
-}
-
-function toArn(keyId: string): string {
-  return keyId.startsWith('arn:') ? keyId : `${ACCOUNT_ARN}${keyId}`;
-}
-
-class MemoryEngine implements ObjectEngine {
-  readonly buckets = new Map<string, { info: BucketInfo; objects: Map<string, StoredObject> }>();
-  readonly uploads = new Map<string, { info: UploadInfo; contentType: string; userMetadata: Record<string, string>; parts: Map<number, { info: PartInfo; data: Buffer }> }>();
-  /** What the last putObject / uploadPart was given, with its checksums settled. */
-  lastWrite: { expectedLength?: number; contentMd5?: string; checksums?: Partial<Record<ChecksumAlgorithm, string>>; checksumAlgorithms?: readonly ChecksumAlgorithm[] } | undefined;
-  /** The next getObject / headObject throws this (simulates the kill switch or damaged data). */
-  failReads: AirlockError | undefined;
-  #uploadSeq = 0;
-
-  #bucket(name: string): { info: BucketInfo; objects: Map<string, StoredObject> } {
-    const bucket = this.buckets.get(name);
-    if (bucket === undefined) throw new AirlockError('BUCKET_NOT_FOUND', 'The specified bucket does not exist');
-    return bucket;
-  }
-
-  #object(bucket: string, key: string): StoredObject {
-    if (this.failReads !== undefined) throw this.failReads;
-    const object = this.#bucket(bucket).objects.get(key);
-    if (object === undefined) throw new AirlockError('OBJECT_NOT_FOUND', 'The specified key does not exist.');
-    return object;
-  }
-
-  #encryption(base: BucketEncryption, sse: SseRequest | undefined): BucketEncryption {
-    if (sse === undefined) return base;
-    const algorithm = sse.algorithm ?? base.algorithm;
-    if (algorithm === 'AES256') return { algorithm, kmsKeyArn: undefined, bucketKeyEnabled: false };
-    const keyId = sse.kmsKeyId ?? base.kmsKeyArn ?? 'default-s3-key';
-    if (keyId.endsWith('disabled-key')) throw new AirlockError('KMS_KEY_DISABLED', `${toArn(keyId)} is disabled.`);
-    return { algorithm, kmsKeyArn: toArn(keyId), bucketKeyEnabled: sse.bucketKeyEnabled ?? base.bucketKeyEnabled };
-  }
-
-  async #drain(input: Pick<PutObjectInput, 'body' | 'expectedLength' | 'contentMd5' | 'checksums' | 'checksumAlgorithms'>): Promise<{ data: Buffer; checksums: Partial<Record<ChecksumAlgorithm, string>> }> {
-    const data = await buffer(input.body);
-    const checksums = (await input.checksums) ?? {};
-    this.lastWrite = { expectedLength: input.expectedLength, contentMd5: input.contentMd5, checksums, checksumAlgorithms: input.checksumAlgorithms };
-    if (input.expectedLength !== undefined && data.byteLength !== input.expectedLength) throw new AirlockError('INCOMPLETE_BODY');
-    if (input.contentMd5 !== undefined && createHash('md5').update(data).digest('base64') !== input.contentMd5) {
-      throw new AirlockError('DIGEST_MISMATCH', 'The Content-MD5 you specified did not match what we received.', { details: { kind: 'content-md5' } });
-    }
-    for (const [algorithm, value] of Object.entries(checksums) as Array<[ChecksumAlgorithm, string]>) {
-      if (checksumOf(algorithm, data) !== value) {
-        throw new AirlockError('DIGEST_MISMATCH', `The ${algorithm} you specified did not match the calculated checksum.`, { details: { kind: 'checksum', algorithm } });
-      }
-    }
-    return { data, checksums };
-  }
-
-  listBuckets(): BucketInfo[] {
-    return [...this.buckets.values()].map((b) => b.info);
-  }
-
-  async createBucket(name: string): Promise<BucketInfo> {
-    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(name)) throw new AirlockError('INVALID_BUCKET_NAME', 'The specified bucket is not valid.');
-    if (this.buckets.has(name)) throw new AirlockError('BUCKET_ALREADY_EXISTS');
-    const info = { name, createdAt: new Date(), encryption: DEFAULT_ENCRYPTION };
-    this.buckets.set(name, { info, objects: new Map() });
-    return info;
-  }
-
-  headBucket(name: string): BucketInfo {
-    return this.#bucket(name).info;
-  }
-
-  async deleteBucket(name: string): Promise<void> {
-    if (this.#bucket(name).objects.size > 0) throw new AirlockError('BUCKET_NOT_EMPTY');
-    this.buckets.delete(name);
-  }
-
-  getBucketEncryption(name: string): BucketEncryption {
-    return this.#bucket(name).info.encryption;
-  }
-
-  async putBucketEncryption(name: string, encryption: SseRequest): Promise<BucketEncryption> {
-    const bucket = this.#bucket(name);
-    const resolved = this.#encryption(DEFAULT_ENCRYPTION, encryption);
-    bucket.info = { ...bucket.info, encryption: resolved };
-    return resolved;
-  }
-
-  async deleteBucketEncryption(name: string): Promise<void> {
-    const bucket = this.#bucket(name);
-    bucket.info = { ...bucket.info, encryption: DEFAULT_ENCRYPTION };
-  }
-
-  async putObject(input: PutObjectInput): Promise<ObjectMeta> {
-    const bucket = this.#bucket(input.bucket);
-    const encryption = this.#encryption(bucket.info.encryption, input.sse);
-    const { data, checksums } = await this.#drain(input);
-    const meta: ObjectMeta = {
-      bucket: input.bucket,
-      key: input.key,
-      size: data.byteLength,
-      etag: `"${md5Hex(data)}"`,
-      lastModified: new Date(),
-      contentType: input.contentType ?? 'binary/octet-stream',
-      userMetadata: { ...(input.userMetadata ?? {}) },
-      encryption,
-      checksums,
-      partsCount: undefined,
-    };
-    bucket.objects.set(input.key, { meta, data });
-    return meta;
-  }
-
-  async getObject(bucket: string, key: string, range?: RangeRequest): Promise<GetObjectResult> {
-    const object = this.#object(bucket, key);
-    const resolved = resolveRange(range, object.meta);
-    const bytes = resolved === undefined ? object.data : object.data.subarray(resolved.start, resolved.end + 1);
-    return { meta: object.meta, body: Readable.from([bytes]), range: resolved };
-  }
-
-  headObject(bucket: string, key: string): ObjectMeta {
-    return this.#object(bucket, key).meta;
-  }
-
-  async deleteObject(bucket: string, key: string): Promise<void> {
-    this.#bucket(bucket).objects.delete(key);
-  }
-
-  listObjects(input: ListObjectsInput): ListObjectsResult {
-    // The same walk as the real engine: UTF-8 order, common prefixes rolled up, `after` exclusive.
-    const objects = this.#bucket(input.bucket).objects;
-    const sorted = [...objects.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-    const prefix = input.prefix ?? '';
-    const maxKeys = Math.max(0, Math.min(input.maxKeys ?? 1000, 1000));
-    const out: ObjectMeta[] = [];
-    const prefixes: string[] = [];
-    let last: string | undefined;
-    let truncated = false;
-    for (const key of sorted) {
-      if (!key.startsWith(prefix)) continue;
-      if (input.after !== undefined && Buffer.compare(Buffer.from(key), Buffer.from(input.after)) <= 0) continue;
-      let common: string | undefined;
-      if (input.delimiter !== undefined && input.delimiter !== '') {
-        const at = key.indexOf(input.delimiter, prefix.length);
-        if (at >= 0) common = key.slice(0, at + input.delimiter.length);
-      }
-      if (common !== undefined && common === prefixes.at(-1)) continue;
-      if (common !== undefined && input.after !== undefined && Buffer.compare(Buffer.from(common), Buffer.from(input.after)) <= 0) continue;
-      if (out.length + prefixes.length >= maxKeys) {
-        truncated = true;
-        break;
-      }
-      if (common !== undefined) {
-        prefixes.push(common);
-        last = common;
-      } else {
-        out.push((objects.get(key) as StoredObject).meta);
-        last = key;
-      }
-    }
-    return { objects: out, commonPrefixes: prefixes, isTruncated: truncated, nextAfter: truncated ? last : undefined };
-  }
-
-  async copyObject(input: Parameters<ObjectEngine['copyObject']>[0]): Promise<ObjectMeta> {
-    const source = this.#object(input.sourceBucket, input.sourceKey);
-    const replace = input.metadataDirective === 'REPLACE';
-    return this.putObject({
-      bucket: input.bucket,
-      key: input.key,
-      body: Readable.from([source.data]),
-      contentType: replace ? (input.contentType ?? 'binary/octet-stream') : source.meta.contentType,
-      userMetadata: replace ? (input.userMetadata ?? {}) : source.meta.userMetadata,
-      sse: input.sse,
-    });
-  }
-
-  async createMultipartUpload(input: Parameters<ObjectEngine['createMultipartUpload']>[0]): Promise<UploadInfo> {
-    const bucket = this.#bucket(input.bucket);
-    const uploadId = (++this.#uploadSeq).toString(16).padStart(32, '0');
-    const info: UploadInfo = { uploadId, bucket: input.bucket, key: input.key, initiated: new Date(), encryption: this.#encryption(bucket.info.encryption, input.sse) };
-    this.uploads.set(uploadId, { info, contentType: input.contentType ?? 'binary/octet-stream', userMetadata: { ...(input.userMetadata ?? {}) }, parts: new Map() });
-    return info;
-  }
-
-  #upload(bucket: string, key: string, uploadId: string) {
-    this.#bucket(bucket);
-    const upload = this.uploads.get(uploadId);
-    if (upload === undefined || upload.info.bucket !== bucket || upload.info.key !== key) throw new AirlockError('UPLOAD_NOT_FOUND');
-    return upload;
-  }
-
-  async uploadPart(input: Parameters<ObjectEngine['uploadPart']>[0]): Promise<PartInfo> {
-    const upload = this.#upload(input.bucket, input.key, input.uploadId);
-    const { data } = await this.#drain(input);
-    const info = { partNumber: input.partNumber, etag: `"${md5Hex(data)}"`, size: data.byteLength, lastModified: new Date() };
-    upload.parts.set(input.partNumber, { info, data });
-    return info;
-  }
-
-  async completeMultipartUpload(input: Parameters<ObjectEngine['completeMultipartUpload']>[0]): Promise<ObjectMeta> {
-    const upload = this.#upload(input.bucket, input.key, input.uploadId);
-    let previous = 0;
-    const chosen = input.parts.map((listed) => {
-      if (listed.partNumber <= previous) throw new AirlockError('INVALID_PART_ORDER');
-      previous = listed.partNumber;
-      const part = upload.parts.get(listed.partNumber);
-      if (part === undefined || part.info.etag !== listed.etag) throw new AirlockError('INVALID_PART');
-      return part;
-    });
-    const data = Buffer.concat(chosen.map((p) => p.data));
-    const etag = `"${createHash('md5').update(Buffer.concat(chosen.map((p) => Buffer.from(p.info.etag.slice(1, -1), 'hex')))).digest('hex')}-${chosen.length}"`;
-    const meta: ObjectMeta = {
-      bucket: input.bucket,
-      key: input.key,
-      size: data.byteLength,
-      etag,
-      lastModified: new Date(),
-      contentType: upload.contentType,
-      userMetadata: upload.userMetadata,
-      encryption: upload.info.encryption,
-      checksums: {},
-      partsCount: chosen.length,
-    };
-    this.#bucket(input.bucket).objects.set(input.key, { meta, data });
-    this.uploads.delete(input.uploadId);
-    return meta;
-  }
-
-  async abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void> {
-    this.#upload(bucket, key, uploadId);
-    this.uploads.delete(uploadId);
-  }
-
-  listMultipartUploads(bucket: string): UploadInfo[] {
-    this.#bucket(bucket);
-    return [...this.uploads.values()].filter((u) => u.info.bucket === bucket).map((u) => u.info).sort((a, b) => Buffer.compare(Buffer.from(`${a.key}\0${a.uploadId}`), Buffer.from(`${b.key}\0${b.uploadId}`)));
-  }
-
-  listParts(bucket: string, key: string, uploadId: string): { upload: UploadInfo; parts: PartInfo[] } {
-    const upload = this.#upload(bucket, key, uploadId);
-    return { upload: upload.info, parts: [...upload.parts.values()].map((p) => p.info).sort((a, b) => a.partNumber - b.partNumber) };
-  }
-
-  async close(): Promise<void> {}
+/** x-amz-checksum-crc32 as on the wire: the big-endian CRC32, base64. */
+function crc32Base64(data: Buffer): string {
+  const out = Buffer.alloc(4);
+  out.writeUInt32BE(crc32(data) >>> 0);
+  return out.toString('base64');
 }
 
 // --- harness --------------------------------------------------------------------------------------
 
 const REGION = 'us-east-1';
 const credentials = { accessKeyId: 'AKIDPROTOCOLTEST', secretAccessKey: 'protocol-test-secret-key-canary-9f3c1e' };
-const engine = new MemoryEngine();
+/** The listener's body limit: above the engine's 5 MiB minimum for a multipart part that is not the last. */
+const MAX_OBJECT_BYTES = 6 * 1024 * 1024;
+let stack: TestStack;
 const logs: string[] = [];
 let listener: S3Listener;
 let caPem: string;
@@ -394,30 +120,43 @@ function rawExchange(payload: string | Buffer): Promise<string> {
   });
 }
 
+/** The bytes the engine holds for an object, read through its public API. */
+async function stored(bucket: string, key: string): Promise<Buffer> {
+  return buffer((await stack.engine.getObject(bucket, key)).body);
+}
+
+/** The engine holds no such object. */
+function expectAbsent(bucket: string, key: string): void {
+  expect(() => stack.engine.headObject(bucket, key)).toThrow(expect.objectContaining({ code: 'OBJECT_NOT_FOUND' }) as Error);
+}
+
+/** Every stored body file (`*.data`) under the stack's directory, by path. */
+async function dataFiles(): Promise<Set<string>> {
+  const entries = await readdir(stack.dir, { recursive: true });
+  return new Set(entries.filter((entry) => entry.endsWith('.data')).map((entry) => join(stack.dir, entry)));
+}
+
 beforeAll(async () => {
-  const ca = await createCertificateAuthority();
-  const tls = await issueServerCertificate({ ca, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
-  caPem = ca.cert;
+  stack = await startTestStack();
+  const tls = await issueServerCertificate({ ca: stack.ca, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+  caPem = stack.ca.cert;
   const log = createLogger({ level: 'debug', destination: { write: (line: string) => void logs.push(line) }, redactor: new Redactor() });
   listener = await startS3Listener({
-    engine,
+    engine: stack.engine,
     lookupSecret: (id) => (id === credentials.accessKeyId ? credentials.secretAccessKey : undefined),
     tls: { cert: tls.cert, key: tls.key },
     host: '127.0.0.1',
     port: 0,
     region: REGION,
     log,
-    maxObjectBytes: 1024 * 1024,
+    maxObjectBytes: MAX_OBJECT_BYTES,
   });
   host = `127.0.0.1:${listener.port}`;
 });
 
 afterAll(async () => {
   await listener.close();
-});
-
-beforeEach(() => {
-  engine.failReads = undefined;
+  await stack.stop();
 });
 
 // --- tests ----------------------------------------------------------------------------------------
@@ -479,8 +218,8 @@ describe('error mapping', () => {
     expect(s3ErrorFor(new AirlockError('AUTH_MALFORMED', undefined, { details: { reason: 'amz-header-not-signed' } }))).toMatchObject({ code: 'AccessDenied', status: 403 });
   });
 
-  it('passes KMS messages (which name the key ARN) through, and never the message of a server fault', () => {
-    const arn = `${ACCOUNT_ARN}1234abcd-12ab-34cd-56ef-1234567890ab`;
+  it('passes KMS messages (which name the key ARN) through, and never the message of a server fault', async () => {
+    const { arn } = await stack.kms.createKey({ description: 's3-http error mapping' });
     expect(s3ErrorFor(new AirlockError('KMS_KEY_DISABLED', `${arn} is disabled.`)).message).toBe(`${arn} is disabled.`);
     const fault = s3ErrorFor(new AirlockError('CIPHERTEXT_AUTH_FAILED', 'segment 7 of /data/objects/abc failed'));
     expect(fault.message).not.toContain('segment');
@@ -595,18 +334,19 @@ describe('buckets', () => {
 
   it('sets, gets and deletes bucket encryption; GET shows the full key ARN', async () => {
     await s3('PUT', '/enc-bucket');
-    const body =
-      '<ServerSideEncryptionConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>aws:kms</SSEAlgorithm><KMSMasterKeyID>1234abcd</KMSMasterKeyID></ApplyServerSideEncryptionByDefault><BucketKeyEnabled>true</BucketKeyEnabled></Rule></ServerSideEncryptionConfiguration>';
+    const key = await stack.kms.createKey({ description: 's3-http bucket encryption' });
+    expect(key.arn).not.toBe(key.keyId);
+    const body = `<ServerSideEncryptionConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>aws:kms</SSEAlgorithm><KMSMasterKeyID>${key.keyId}</KMSMasterKeyID></ApplyServerSideEncryptionByDefault><BucketKeyEnabled>true</BucketKeyEnabled></Rule></ServerSideEncryptionConfiguration>`;
     const md5 = createHash('md5').update(body).digest('base64');
     expect((await s3('PUT', '/enc-bucket', { query: 'encryption', body, headers: { 'content-md5': md5 } })).status).toBe(200);
     const got = await s3('GET', '/enc-bucket', { query: 'encryption' });
     expect(got.status).toBe(200);
     expect(xmlField(got.text, 'SSEAlgorithm')).toBe('aws:kms');
-    expect(xmlField(got.text, 'KMSMasterKeyID')).toBe(`${ACCOUNT_ARN}1234abcd`);
+    expect(xmlField(got.text, 'KMSMasterKeyID')).toBe(key.arn);
     expect(xmlField(got.text, 'BucketKeyEnabled')).toBe('true');
     const put = await s3('PUT', '/enc-bucket/object', { body: 'data' });
     expect(put.headers['x-amz-server-side-encryption']).toBe('aws:kms');
-    expect(put.headers['x-amz-server-side-encryption-aws-kms-key-id']).toBe(`${ACCOUNT_ARN}1234abcd`);
+    expect(put.headers['x-amz-server-side-encryption-aws-kms-key-id']).toBe(key.arn);
     expect(put.headers['x-amz-server-side-encryption-bucket-key-enabled']).toBe('true');
     expectS3Error(await s3('PUT', '/enc-bucket', { query: 'encryption', body, headers: { 'content-md5': createHash('md5').update('other').digest('base64') } }), 400, 'BadDigest');
     expect((await s3('DELETE', '/enc-bucket', { query: 'encryption' })).status).toBe(204);
@@ -649,12 +389,13 @@ describe('objects', () => {
     const key = 'dir/sub/ü x+y&z.txt';
     const path = `/objects/${key.split('/').map(encodeURIComponent).join('/')}`;
     const data = Buffer.from('hello, protocol layer');
-    const crc = checksumOf('CRC32', data);
+    const crc = crc32Base64(data);
     const put = await s3('PUT', path, { body: data, headers: { 'content-type': 'text/plain', 'x-amz-meta-owner': 'tests', 'x-amz-checksum-crc32': crc } });
     expect(put.status).toBe(200);
     expect(put.headers.etag).toBe(`"${md5Hex(data)}"`);
     expect(put.headers['x-amz-checksum-crc32']).toBe(crc);
-    expect(engine.buckets.get('objects')?.objects.has(key)).toBe(true);
+    expect((await stored('objects', key)).equals(data)).toBe(true);
+    expect(stack.engine.headObject('objects', key).checksums).toEqual({ CRC32: crc });
 
     const get = await s3('GET', path, { headers: { 'x-amz-checksum-mode': 'ENABLED' } });
     expect(get.status).toBe(200);
@@ -720,7 +461,7 @@ describe('objects', () => {
     const signed = signRequest({ method: 'PUT', path: '/objects/sha', headers, body: 'the signed body', credentials, region: REGION, service: 's3' });
     const reply = await send('PUT', '/objects/sha', { ...headers, ...signed.headers }, 'the other body!');
     expectS3Error(reply, 400, 'XAmzContentSHA256Mismatch');
-    expect(engine.buckets.get('objects')?.objects.has('sha')).toBe(false);
+    expectAbsent('objects', 'sha');
   });
 
   it('accepts UNSIGNED-PAYLOAD bodies and verifies Content-MD5', async () => {
@@ -732,7 +473,7 @@ describe('objects', () => {
   });
 
   it('refuses bodies over the size limit with EntityTooLarge', async () => {
-    const reply = await s3('PUT', '/objects/big', { payloadHash: UNSIGNED_PAYLOAD, body: Buffer.alloc(1024 * 1024 + 1) });
+    const reply = await s3('PUT', '/objects/big', { payloadHash: UNSIGNED_PAYLOAD, body: Buffer.alloc(MAX_OBJECT_BYTES + 1) });
     expectS3Error(reply, 400, 'EntityTooLarge');
   });
 
@@ -756,8 +497,9 @@ describe('objects', () => {
     const encoded = await buffer(Readable.from([data]).pipe(encoder));
     const reply = await send('PUT', '/objects/chunked', { ...headers, ...signed.headers, 'content-length': encoded.length }, encoded);
     expect(reply.status).toBe(200);
-    expect(engine.lastWrite?.expectedLength).toBe(data.length);
-    expect(engine.buckets.get('objects')?.objects.get('chunked')?.data.equals(data)).toBe(true);
+    // The length the engine was told is not observable; had it been wrong (e.g. the encoded Content-Length), the engine would have refused the body with IncompleteBody.
+    expect(stack.engine.headObject('objects', 'chunked').size).toBe(data.length);
+    expect((await stored('objects', 'chunked')).equals(data)).toBe(true);
 
     const tampered = Buffer.from(encoded);
     (tampered[1000] as number) ^= 0xff;
@@ -774,12 +516,12 @@ describe('objects', () => {
     (encoded2[1000] as number) ^= 0xff;
     const refused = await send('PUT', '/objects/chunked2', { ...headers, ...signed2.headers, 'content-length': encoded2.length }, encoded2);
     expectS3Error(refused, 403, 'SignatureDoesNotMatch');
-    expect(engine.buckets.get('objects')?.objects.has('chunked2')).toBe(false);
+    expectAbsent('objects', 'chunked2');
   });
 
   it('passes an x-amz-checksum-crc32 trailer of an unsigned aws-chunked body to the engine', async () => {
     const data = randomBytes(70_000);
-    const crc = checksumOf('CRC32', data);
+    const crc = crc32Base64(data);
     const headers: Record<string, string> = {
       host,
       'content-encoding': 'aws-chunked',
@@ -796,11 +538,12 @@ describe('objects', () => {
     const reply = await put('trailer', crc);
     expect(reply.status).toBe(200);
     expect(reply.headers['x-amz-checksum-crc32']).toBe(crc);
-    expect(engine.lastWrite?.checksums).toEqual({ CRC32: crc });
-    expect(engine.lastWrite?.checksumAlgorithms).toEqual(['CRC32']);
-    expect(engine.buckets.get('objects')?.objects.get('trailer')?.data.equals(data)).toBe(true);
-    expectS3Error(await put('trailer-bad', checksumOf('CRC32', Buffer.from('other'))), 400, 'BadDigest');
-    expect(engine.buckets.get('objects')?.objects.has('trailer-bad')).toBe(false);
+    // The trailer reached the engine, which verified and stored it; which algorithms it computed (only the announced CRC32) is internal, but only CRC32 is stored.
+    expect(stack.engine.headObject('objects', 'trailer').checksums).toEqual({ CRC32: crc });
+    expect((await stored('objects', 'trailer')).equals(data)).toBe(true);
+    expect((await s3('HEAD', '/objects/trailer', { headers: { 'x-amz-checksum-mode': 'ENABLED' } })).headers['x-amz-checksum-crc32']).toBe(crc);
+    expectS3Error(await put('trailer-bad', crc32Base64(Buffer.from('other'))), 400, 'BadDigest');
+    expectAbsent('objects', 'trailer-bad');
   });
 
   it('copies objects (COPY and REPLACE directives) and refuses a no-op copy onto itself', async () => {
@@ -826,7 +569,8 @@ describe('objects', () => {
     const reply = await s3('POST', '/objects', { query: 'delete', body });
     expect(reply.status).toBe(200);
     expect(xmlFields(reply.text, 'Key')).toEqual(['del-1', 'del-2', 'never&amp;was']);
-    expect(engine.buckets.get('objects')?.objects.has('del-1')).toBe(false);
+    expectAbsent('objects', 'del-1');
+    expectAbsent('objects', 'del-2');
     const quiet = await s3('POST', '/objects', { query: 'delete', body: '<Delete><Quiet>true</Quiet><Object><Key>x</Key></Object></Delete>' });
     expect(quiet.text).not.toContain('<Deleted>');
     const tooLong = await s3('POST', '/objects', { query: 'delete', body: `<Delete><Object><Key>${'k'.repeat(1025)}</Key></Object></Delete>` });
@@ -839,22 +583,67 @@ describe('objects', () => {
   });
 
   it('maps the kill switch to KMS.DisabledException naming the key, and damaged data to a generic InternalError', async () => {
-    await s3('PUT', '/objects/guarded', { body: 'guarded data' });
-    const arn = `${ACCOUNT_ARN}0f0e0d0c-1111-2222-3333-444455556666`;
-    engine.failReads = new AirlockError('KMS_KEY_DISABLED', `${arn} is disabled.`);
-    const refused = await s3('GET', '/objects/guarded');
-    expectS3Error(refused, 400, 'KMS.DisabledException');
-    expect(refused.text).toContain(arn);
-    expect(refused.text).not.toContain('guarded data');
-    engine.failReads = new AirlockError('CIPHERTEXT_AUTH_FAILED', 'segment 3 of objects/ab12.data failed authentication', { cause: new Error('GCM tag') });
-    const broken = await s3('GET', '/objects/guarded');
-    expectS3Error(broken, 500, 'InternalError');
-    expect(broken.text).not.toContain('segment');
-    expect(broken.text).not.toContain('GCM');
-    expect(logs.some((line) => line.includes('"level":50') && line.includes('CIPHERTEXT_AUTH_FAILED'))).toBe(true);
+    // A bucket of its own under a customer key, so disabling that key touches no other test's objects.
+    const key = await stack.kms.createKey({ description: 's3-http kill switch' });
+    await s3('PUT', '/guarded');
+    await stack.engine.putBucketEncryption('guarded', { algorithm: 'aws:kms', kmsKeyId: key.keyId, bucketKeyEnabled: true });
+    const before = await dataFiles();
+    const put = await s3('PUT', '/guarded/object', { body: 'guarded data' });
+    expect(put.status).toBe(200);
+    expect(put.headers['x-amz-server-side-encryption-aws-kms-key-id']).toBe(key.arn);
+    const bodies = [...(await dataFiles())].filter((file) => !before.has(file));
+    expect(bodies).toHaveLength(1);
+    const bodyFile = bodies[0] as string;
+    expect((await s3('GET', '/guarded/object')).text).toBe('guarded data');
+
+    await stack.kms.disableKey(key.keyId);
+    let refused: Reply | undefined;
+    try {
+      // The engine reuses an unwrapped bucket key for at most 1 s: GETs may succeed until then.
+      const disabledAt = Date.now();
+      while (Date.now() - disabledAt < 3000) {
+        const reply = await s3('GET', '/guarded/object');
+        if (reply.status !== 200) {
+          refused = reply;
+          break;
+        }
+        expect(reply.text).toBe('guarded data');
+        await sleep(25);
+      }
+    } finally {
+      await stack.kms.enableKey(key.keyId);
+    }
+    expect(refused).toBeDefined();
+    const disabled = refused as Reply;
+    expectS3Error(disabled, 400, 'KMS.DisabledException');
+    expect(disabled.text).toContain(key.arn);
+    expect(disabled.text).not.toContain('guarded data');
+    expect((await s3('GET', '/guarded/object')).text).toBe('guarded data');
+
+    // Flip one bit of the body's key commitment, the last of its ASF1 header (8-byte prefix, key reference, 32-byte salt, 7-byte nonce prefix,
+    // 32-byte commitment): the engine then fails authentication when it opens the body, before any response header is sent.
+    const original = await readFile(bodyFile);
+    const damaged = Buffer.from(original);
+    const headerLength = 8 + damaged.readUInt16BE(6) + 32 + 7 + 32;
+    (damaged[headerLength - 1] as number) ^= 0x01;
+    await writeFile(bodyFile, damaged);
+    const logged = logs.length;
+    try {
+      const broken = await s3('GET', '/guarded/object');
+      expectS3Error(broken, 500, 'InternalError');
+      expect(xmlField(broken.text, 'Message')).toBe(s3ErrorFor(new AirlockError('INTERNAL')).message);
+      expect(broken.text).not.toContain('CIPHERTEXT');
+      expect(broken.text).not.toContain(stack.dir);
+      expect(broken.text).not.toContain('.data');
+      expect(logs.slice(logged).some((line) => line.includes('"level":50') && line.includes('CIPHERTEXT_AUTH_FAILED'))).toBe(true);
+    } finally {
+      await writeFile(bodyFile, original);
+    }
+    expect((await s3('GET', '/guarded/object')).text).toBe('guarded data');
   });
 
   it('survives a client that disconnects mid-upload, storing nothing', async () => {
+    const before = await dataFiles();
     const headers: Record<string, string> = { host, 'content-length': '100000' };
     const signed = signRequest({ method: 'PUT', path: '/objects/cut-short', headers, payloadHash: UNSIGNED_PAYLOAD, credentials, region: REGION, service: 's3' });
     const head = Object.entries({ ...headers, ...signed.headers })
@@ -872,7 +661,8 @@ describe('objects', () => {
       socket.on('error', reject);
     });
     await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(engine.buckets.get('objects')?.objects.has('cut-short')).toBe(false);
+    expectAbsent('objects', 'cut-short');
+    expect(await dataFiles()).toEqual(before);
     expect((await send('GET', '/health')).status).toBe(200);
   });
 
@@ -906,7 +696,7 @@ describe('objects', () => {
         req.flushHeaders();
       });
     expect(await attempt(credentials.secretAccessKey)).toMatchObject({ status: 200, sawContinue: true });
-    expect(engine.buckets.get('objects')?.objects.get('continued')?.data.toString()).toBe('expect continue body');
+    expect((await stored('objects', 'continued')).toString()).toBe('expect continue body');
     const refused = await attempt('wrong-secret');
     expect(refused).toMatchObject({ status: 403, sawContinue: false });
     expect(xmlField(refused.text, 'Code')).toBe('SignatureDoesNotMatch');
@@ -977,7 +767,8 @@ describe('multipart uploads', () => {
     expect(created.status).toBe(200);
     const uploadId = xmlField(created.text, 'UploadId') as string;
     expect(uploadId).toBeTruthy();
-    const parts = [randomBytes(1000), randomBytes(500)];
+    // Every part but the last must be at least 5 MiB, as in S3.
+    const parts = [randomBytes(5 * 1024 * 1024), randomBytes(500)];
     const etags: string[] = [];
     for (const [index, part] of parts.entries()) {
       const reply = await s3('PUT', '/multi/big/file.bin', { query: `partNumber=${index + 1}&uploadId=${uploadId}`, body: part });
@@ -1000,6 +791,9 @@ describe('multipart uploads', () => {
     const uploadId = xmlField((await s3('POST', '/multi/aborted', { query: 'uploads' })).text, 'UploadId') as string;
     expectS3Error(await s3('PUT', '/multi/aborted', { query: `partNumber=0&uploadId=${uploadId}`, body: 'x' }), 400, 'InvalidArgument');
     expectS3Error(await s3('PUT', '/multi/aborted', { query: `partNumber=10001&uploadId=${uploadId}`, body: 'x' }), 400, 'InvalidArgument');
+    const small = [await s3('PUT', '/multi/aborted', { query: `partNumber=1&uploadId=${uploadId}`, body: 'x' }), await s3('PUT', '/multi/aborted', { query: `partNumber=2&uploadId=${uploadId}`, body: 'y' })];
+    const tooSmall = `<CompleteMultipartUpload>${small.map((reply, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${reply.headers.etag as string}</ETag></Part>`).join('')}</CompleteMultipartUpload>`;
+    expectS3Error(await s3('POST', '/multi/aborted', { query: `uploadId=${uploadId}`, body: tooSmall }), 400, 'EntityTooSmall');
     expect((await s3('DELETE', '/multi/aborted', { query: `uploadId=${uploadId}` })).status).toBe(204);
     expectS3Error(await s3('GET', '/multi/aborted', { query: `uploadId=${uploadId}` }), 404, 'NoSuchUpload');
   });
@@ -1076,7 +870,7 @@ describe('presigned URLs', () => {
     expect(reply.text).toBe('quarterly report');
     const put = presign({ method: 'PUT', path: '/presigned/uploaded.txt' });
     expect((await send('PUT', `/presigned/uploaded.txt?${put.query}`, { host }, 'uploaded through a URL')).status).toBe(200);
-    expect(engine.buckets.get('presigned')?.objects.get('uploaded.txt')?.data.toString()).toBe('uploaded through a URL');
+    expect((await stored('presigned', 'uploaded.txt')).toString()).toBe('uploaded through a URL');
   });
 
   it('refuses an expired URL with AccessDenied "Request has expired"', async () => {
@@ -1097,7 +891,7 @@ describe('presigned URLs', () => {
     const url = presign();
     expectS3Error(await send('GET', `/presigned/other.txt?${url.query}`, { host }), 403, 'SignatureDoesNotMatch');
     expectS3Error(await send('PUT', `${path}?${url.query}`, { host }, 'overwrite'), 403, 'SignatureDoesNotMatch');
-    expect(engine.buckets.get('presigned')?.objects.get('report.txt')?.data.toString()).toBe('quarterly report');
+    expect((await stored('presigned', 'report.txt')).toString()).toBe('quarterly report');
     expectS3Error(await send('GET', `${path}?${url.query.replace('X-Amz-Expires=3600', 'X-Amz-Expires=7200')}`, { host }), 403, 'SignatureDoesNotMatch');
     const withHeader = presign({ headers: { 'x-custom-tag': 'a' } });
     expect((await send('GET', `${path}?${withHeader.query}`, { host, 'x-custom-tag': 'a' })).status).toBe(200);
