@@ -87,6 +87,54 @@ export function resolveRange(range: RangeRequest | undefined, meta: Pick<ObjectM
   return { start: range.start, end: Math.min(range.end ?? size - 1, size - 1) };
 }
 
+export interface ListingPage<T> {
+  readonly entries: T[];
+  readonly commonPrefixes: string[];
+  readonly truncated: boolean;
+  /** The page's last key or common prefix, with its entry when it is a key: where the next page starts. */
+  readonly last: { readonly key: string; readonly entry?: T } | undefined;
+}
+
+/**
+ * One page of a listing, as S3 pages ListObjects and ListMultipartUploads: `items` in key order
+ * (UTF-8 binary), those under `prefix` and past the marker; keys with `delimiter` after the prefix
+ * rolled up into common prefixes (one at or before the marker was on an earlier page); at most `max`
+ * entries and prefixes together. `pastMarker` decides for an item whose key compares `order` to the
+ * marker (default: a later key).
+ */
+export function listingPage<T>(
+  items: Iterable<T>,
+  keyOf: (item: T) => string,
+  options: { readonly prefix: string; readonly delimiter?: string; readonly marker?: string; readonly pastMarker?: (item: T, order: number) => boolean; readonly max: number },
+): ListingPage<T> {
+  const { prefix, delimiter, max } = options;
+  const marker = options.marker === undefined ? undefined : Buffer.from(options.marker);
+  const pastMarker = options.pastMarker ?? ((_item: T, order: number) => order > 0);
+  const entries: T[] = [];
+  const commonPrefixes: string[] = [];
+  let last: { key: string; entry?: T } | undefined;
+  for (const item of items) {
+    const key = keyOf(item);
+    if (!key.startsWith(prefix)) continue;
+    if (marker !== undefined && !pastMarker(item, Buffer.compare(Buffer.from(key), marker))) continue;
+    let commonPrefix: string | undefined;
+    if (delimiter !== undefined && delimiter !== '') {
+      const at = key.indexOf(delimiter, prefix.length);
+      if (at >= 0) commonPrefix = key.slice(0, at + delimiter.length);
+    }
+    if (commonPrefix !== undefined && (commonPrefix === commonPrefixes.at(-1) || (marker !== undefined && Buffer.compare(Buffer.from(commonPrefix), marker) <= 0))) continue;
+    if (entries.length + commonPrefixes.length >= max) return { entries, commonPrefixes, truncated: true, last };
+    if (commonPrefix !== undefined) {
+      commonPrefixes.push(commonPrefix);
+      last = { key: commonPrefix };
+    } else {
+      entries.push(item);
+      last = { key, entry: item };
+    }
+  }
+  return { entries, commonPrefixes, truncated: false, last };
+}
+
 export interface PutObjectInput {
   readonly bucket: string;
   readonly key: string;
@@ -113,11 +161,11 @@ export interface ByteRange {
 }
 
 /**
- * A parsed `Range: bytes=…` header: `bytes=a-b` → {start: a, end: b}; `bytes=a-` → {start: a};
- * `bytes=-n` → {suffixLength: n}. Multiple ranges are not supported (the HTTP layer ignores the
- * header then, as S3 does).
+ * Bytes to read. From a `Range: bytes=…` header: `bytes=a-b` → {start: a, end: b}; `bytes=a-` →
+ * {start: a}; `bytes=-n` → {suffixLength: n} (multiple ranges are not supported: the HTTP layer
+ * ignores the header then, as S3 does). From `?partNumber=n`: {partNumber: n}, one part of a
+ * multipart object.
  */
-/** Bytes to read: a range as HTTP gives it (inclusive end), a suffix, or one part of a multipart object (`?partNumber=`). */
 export type RangeRequest = { readonly start: number; readonly end?: number } | { readonly suffixLength: number } | { readonly partNumber: number };
 
 export interface GetObjectResult {

@@ -19,6 +19,7 @@ import {
 import { createCachingKms, type Kms, type KmsAdmin } from '@airlock/kms';
 import { BodyMeter } from './checksums.js';
 import {
+  listingPage,
   resolveRange,
   type BucketEncryption,
   type BucketInfo,
@@ -724,36 +725,18 @@ export class StorageEngine implements ObjectEngine {
       sorted = [...objects.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
       this.#sortedKeys.set(input.bucket, sorted);
     }
-    const prefix = input.prefix ?? '';
-    const maxKeys = Math.max(0, Math.min(input.maxKeys ?? 1000, 1000));
-    const out: ObjectMeta[] = [];
-    const prefixes: string[] = [];
-    let last: string | undefined;
-    let truncated = false;
-    const after = input.after === undefined ? undefined : Buffer.from(input.after);
-    for (const key of sorted) {
-      if (!key.startsWith(prefix)) continue;
-      if (after !== undefined && Buffer.compare(Buffer.from(key), after) <= 0) continue;
-      let commonPrefix: string | undefined;
-      if (input.delimiter !== undefined && input.delimiter !== '') {
-        const at = key.indexOf(input.delimiter, prefix.length);
-        if (at >= 0) commonPrefix = key.slice(0, at + input.delimiter.length);
-      }
-      if (commonPrefix !== undefined && commonPrefix === prefixes.at(-1)) continue;
-      if (commonPrefix !== undefined && after !== undefined && Buffer.compare(Buffer.from(commonPrefix), after) <= 0) continue;
-      if (out.length + prefixes.length >= maxKeys) {
-        truncated = true;
-        break;
-      }
-      if (commonPrefix !== undefined) {
-        prefixes.push(commonPrefix);
-        last = commonPrefix;
-      } else {
-        out.push(toMeta(objects.get(key) as ObjectRecord));
-        last = key;
-      }
-    }
-    return { objects: out, commonPrefixes: prefixes, isTruncated: truncated, nextAfter: truncated ? last : undefined };
+    const page = listingPage(sorted, (key) => key, {
+      prefix: input.prefix ?? '',
+      delimiter: input.delimiter,
+      marker: input.after,
+      max: Math.max(0, Math.min(input.maxKeys ?? 1000, 1000)),
+    });
+    return {
+      objects: page.entries.map((key) => toMeta(objects.get(key) as ObjectRecord)),
+      commonPrefixes: page.commonPrefixes,
+      isTruncated: page.truncated,
+      nextAfter: page.truncated ? page.last?.key : undefined,
+    };
   }
 
   async copyObject(input: Parameters<ObjectEngine['copyObject']>[0]): Promise<ObjectMeta> {

@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AirlockError, type Logger } from '@airlock/common';
 import { verifyRequest, type SecretLookup, type VerifiedRequest } from '@airlock/crypto';
-import { resolveRange, type BucketEncryption, type ObjectEngine, type ObjectMeta, type RangeRequest, type UploadInfo } from './engine-types.js';
+import { listingPage, resolveRange, type BucketEncryption, type ObjectEngine, type ObjectMeta, type RangeRequest } from './engine-types.js';
 import { s3ErrorFor, s3ErrorXml, type S3AuthType } from './s3-errors.js';
 import {
   checkHeaderValue,
@@ -746,36 +746,15 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     const keyMarker = query.get('key-marker') || undefined;
     // S3 ignores upload-id-marker without key-marker.
     const uploadIdMarker = keyMarker === undefined ? undefined : query.get('upload-id-marker') || undefined;
-    const marker = keyMarker === undefined ? undefined : Buffer.from(keyMarker);
-    const uploads: UploadInfo[] = [];
-    const prefixes: string[] = [];
-    let truncated = false;
-    let last: { key: string; uploadId?: string } | undefined;
-    for (const upload of engine.listMultipartUploads(call.bucket)) {
-      if (!upload.key.startsWith(prefix)) continue;
-      if (marker !== undefined) {
-        const order = Buffer.compare(Buffer.from(upload.key), marker);
-        // After key-marker: later keys, and with upload-id-marker also this key's later uploads.
-        if (order < 0 || (order === 0 && (uploadIdMarker === undefined || upload.uploadId <= uploadIdMarker))) continue;
-      }
-      let commonPrefix: string | undefined;
-      if (delimiter !== undefined) {
-        const at = upload.key.indexOf(delimiter, prefix.length);
-        if (at >= 0) commonPrefix = upload.key.slice(0, at + delimiter.length);
-      }
-      if (commonPrefix !== undefined && (commonPrefix === prefixes.at(-1) || (marker !== undefined && Buffer.compare(Buffer.from(commonPrefix), marker) <= 0))) continue;
-      if (uploads.length + prefixes.length >= maxUploads) {
-        truncated = true;
-        break;
-      }
-      if (commonPrefix !== undefined) {
-        prefixes.push(commonPrefix);
-        last = { key: commonPrefix };
-      } else {
-        uploads.push(upload);
-        last = { key: upload.key, uploadId: upload.uploadId };
-      }
-    }
+    const page = listingPage(engine.listMultipartUploads(call.bucket), (upload) => upload.key, {
+      prefix,
+      delimiter,
+      marker: keyMarker,
+      // With upload-id-marker, the marker key's own later uploads follow too.
+      pastMarker: (upload, order) => order > 0 || (order === 0 && uploadIdMarker !== undefined && upload.uploadId > uploadIdMarker),
+      max: maxUploads,
+    });
+    const next = page.truncated ? page.last : undefined;
     sendXml(
       call,
       200,
@@ -783,14 +762,14 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         Bucket: call.bucket,
         KeyMarker: encode(keyMarker ?? ''),
         UploadIdMarker: uploadIdMarker ?? '',
-        NextKeyMarker: truncated && last !== undefined ? encode(last.key) : undefined,
-        NextUploadIdMarker: truncated && last !== undefined ? (last.uploadId ?? '') : undefined,
+        NextKeyMarker: next === undefined ? undefined : encode(next.key),
+        NextUploadIdMarker: next === undefined ? undefined : (next.entry?.uploadId ?? ''),
         Delimiter: delimiter === undefined ? undefined : encode(delimiter),
         Prefix: encode(prefix),
         MaxUploads: maxUploads,
-        IsTruncated: truncated,
+        IsTruncated: page.truncated,
         EncodingType: encodingType,
-        Upload: uploads.map((upload) => ({
+        Upload: page.entries.map((upload) => ({
           Key: encode(upload.key),
           UploadId: upload.uploadId,
           Initiator: OWNER,
@@ -798,7 +777,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
           StorageClass: 'STANDARD',
           Initiated: iso(upload.initiated),
         })),
-        CommonPrefixes: prefixes.map((commonPrefix) => ({ Prefix: encode(commonPrefix) })),
+        CommonPrefixes: page.commonPrefixes.map((commonPrefix) => ({ Prefix: encode(commonPrefix) })),
       }),
     );
   };
