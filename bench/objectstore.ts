@@ -101,13 +101,14 @@ async function timeIt(fn: () => Promise<unknown>): Promise<number> {
 
 const medianOf = (samples: number[]): number => [...samples].sort((a, b) => a - b)[Math.floor(samples.length / 2)] as number;
 
+/** Untimed runs of each configuration before `reps` timed ones. */
+const warmupsFor = (reps: number): number => Math.max(1, Math.min(5, Math.floor(reps / 8)));
+
 /**
  * Times `a` and `b` interleaved, in ABBA order after a warm-up of each, and returns each one's median
  * seconds. Timing one configuration after the other lets the second inherit the first's warm-up (JIT,
  * heap sizing, TCP windows): measured that way, whichever ran second looked 5–15 % faster.
  */
-const warmupsFor = (reps: number): number => Math.max(1, Math.min(5, Math.floor(reps / 8)));
-
 async function pairedMedians(reps: number, a: () => Promise<unknown>, b: () => Promise<unknown>): Promise<{ a: number; b: number }> {
   const warmups = warmupsFor(reps);
   for (let i = 0; i < warmups; i++) {
@@ -128,9 +129,18 @@ async function pairedMedians(reps: number, a: () => Promise<unknown>, b: () => P
   return { a: medianOf(as), b: medianOf(bs) };
 }
 
-async function main(): Promise<void> {
+/** Starts the fixture process (KMS, encrypting store, plaintext store) and reads where it listens. */
+async function startFixture(): Promise<{ servers: ReturnType<typeof startNode>; fixture: Fixture }> {
   const servers = startNode(join(ROOT, 'bench/fixtures/objectstore-servers.ts'));
-  const fixture = JSON.parse((await servers.lines.next()).value) as Fixture;
+  return { servers, fixture: JSON.parse((await servers.lines.next()).value) as Fixture };
+}
+
+/** The bench bucket, SSE-KMS under the fixture's customer key with bucket keys on. */
+const createBenchBucket = (store: ReturnType<typeof createS3ObjectStore>, fixture: Fixture): Promise<void> =>
+  store.createBucket('bench', { algorithm: 'aws:kms', kmsKeyId: fixture.kmsKeyArn, bucketKeyEnabled: true });
+
+async function main(): Promise<void> {
+  const { servers, fixture } = await startFixture();
   const ca = await readFile(fixture.caPath, 'utf8');
   const work = await mkdtemp(join(tmpdir(), 'airlock-bench-files-'));
   const rows: string[] = [];
@@ -145,7 +155,7 @@ async function main(): Promise<void> {
     const client = (url: string) => createS3ObjectStore({ endpoint: url, credentials: fixture.credentials, caBundle: ca, maxAttempts: 1 });
     const enc = client(fixture.encryptedUrl);
     const plain = client(fixture.plainUrl);
-    for (const c of [enc, plain]) await c.createBucket('bench', { algorithm: 'aws:kms', kmsKeyId: fixture.kmsKeyArn, bucketKeyEnabled: true });
+    for (const c of [enc, plain]) await createBenchBucket(c, fixture);
 
     // 1. Encryption on vs off, same server code, same client (@aws-sdk/client-s3 defaults), over HTTPS.
     for (const size of [MiB, 256 * MiB]) {
@@ -209,11 +219,12 @@ async function main(): Promise<void> {
     //    servers start fresh for it: Airlock in a second fixture process, so it does not carry the heap and files of
     //    the sections above while s3rver starts clean.
     if (runs('cli-1m') || runs('cli-256m')) {
-      cliServers = startNode(join(ROOT, 'bench/fixtures/objectstore-servers.ts'));
-      const cliFixture = JSON.parse((await cliServers.lines.next()).value) as Fixture;
+      const started = await startFixture();
+      cliServers = started.servers;
+      const cliFixture = started.fixture;
       cliFixtureDir = cliFixture.dir;
       const cliClient = createS3ObjectStore({ endpoint: cliFixture.encryptedUrl, credentials: cliFixture.credentials, caBundle: await readFile(cliFixture.caPath, 'utf8'), maxAttempts: 1 });
-      await cliClient.createBucket('bench', { algorithm: 'aws:kms', kmsKeyId: cliFixture.kmsKeyArn, bucketKeyEnabled: true });
+      await createBenchBucket(cliClient, cliFixture);
       cliClient.destroy();
       const s3rverDir = join(work, 's3rver');
       s3rver = spawn(
