@@ -12,6 +12,7 @@ import { AirlockService, DispatchService } from '@airlock/protocol';
 import { parseEndpointsFile, type EndpointsFile } from '@airlock/verify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { interrupt, startCli } from './run-cli.js';
+import { PLANE_NODE_FLAGS } from '../src/internal/plane-process.js';
 import {
   isAeadSuite,
   nodeTls13Handshake,
@@ -288,6 +289,14 @@ describe('airlock up: every endpoint in endpoints.json, probed with openssl, ssl
       expect(r.cipher !== undefined && isAeadSuite(r.cipher), `${endpoint.name}: ${String(r.cipher)}`).toBe(true);
       expect(r.error, endpoint.name).toBeUndefined();
     }
+  });
+
+  it('runs each plane process with the plane V8 flags', async () => {
+    for (const [plane, pid] of Object.entries(file.pids ?? {})) {
+      const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+      for (const flag of PLANE_NODE_FLAGS) expect(argv, plane).toContain(flag);
+    }
+    expect(Object.keys(file.pids ?? {})).toHaveLength(2);
   });
 
   it('stops on Ctrl-C with exit code 0 and removes endpoints.json', async () => {

@@ -10,7 +10,7 @@ import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { parseCredentialsFile, readKmsEndpoint } from '../internal/kms-client.js';
 import { ensureLocalCa } from '../internal/local-ca.js';
 import { formatTable, print, printJson } from '../internal/output.js';
-import { isPlaneReadyMessage, type PlaneEndpoint, type PlaneReadyMessage } from '../internal/plane-process.js';
+import { isPlaneReadyMessage, planeExecArgv, type PlaneEndpoint, type PlaneReadyMessage } from '../internal/plane-process.js';
 
 /** What `airlock up` writes to endpoints.json: the shape verify reads, with the plane pids and the token file always set. */
 type UpEndpointsFile = EndpointsFile & {
@@ -59,7 +59,7 @@ const STOP_TIMEOUT_MS = 15_000;
 
 const portOf = (url: string): number => Number(new URL(url).port);
 
-/** One plane process, started as `airlock <plane> serve` by the same Node binary and flags as this one. */
+/** One plane process, started as `airlock <plane> serve` by the same Node binary and flags as this one, plus PLANE_NODE_FLAGS. */
 class PlaneProcess {
   child: ChildProcess | undefined;
   ready: PlaneReadyMessage | undefined;
@@ -84,7 +84,7 @@ class PlaneProcess {
   async start(): Promise<PlaneReadyMessage> {
     const script = process.argv[1];
     if (script === undefined) throw new AirlockError('INTERNAL', 'cannot tell which script runs `airlock`');
-    const child = spawn(process.execPath, [...process.execArgv, script, ...this.args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = spawn(process.execPath, [...planeExecArgv(process.execArgv), script, ...this.args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.child = child;
     return new Promise<PlaneReadyMessage>((resolve, reject) => {
       const timer = setTimeout(() => {
