@@ -5,3 +5,4 @@ export { configCheck, configError, freezeConfig, type DeepReadonly } from './con
 export { defaultRedactor, isSensitiveKey, Redactor, REDACTED, registerSecretValue } from './redact.js';
 export { createLogger, LOG_LEVELS, resolveLoggerConfig, type Logger, type LoggerOptions, type ResolvedLoggerConfig } from './logger.js';
 export { syncDirectory, writeFileAtomic, type AtomicWriteOptions } from './atomic-file.js';
+export { KEEP_ALIVE_TIMEOUT_MS } from './http-server.js';

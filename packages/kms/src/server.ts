@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { AirlockError, configCheck, configError, createLogger, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
+import { AirlockError, configCheck, configError, createLogger, freezeConfig, KEEP_ALIVE_TIMEOUT_MS, type DeepReadonly, type Logger } from '@airlock/common';
 import { verifyRequest } from '@airlock/crypto';
 import { tlsServerOptions } from '@airlock/pki';
 import { AccessKeys, type AccessKey } from './internal/access-keys.js';
@@ -253,6 +253,8 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
       res.end(JSON.stringify({ __type: 'KMSInternalException', message: 'An internal error occurred' }));
     });
   });
+  // Longer than clients' pooled-connection idle time, so a reused connection is not closed under them.
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   server.on('clientError', (error, socket) => {
     log.debug({ err: error }, 'malformed client request');
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');

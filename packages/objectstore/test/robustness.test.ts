@@ -2,7 +2,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
-import { request } from 'node:https';
+import { Agent, request } from 'node:https';
 import { connect } from 'node:tls';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -135,6 +135,41 @@ describe('bad input against the real store', () => {
     const entries = await readdir(join(store.dir, 'objects'), { recursive: true });
     expect(entries.some((e) => e.includes('..') || e.includes('passwd'))).toBe(false);
   });
+});
+
+describe('keep-alive', () => {
+  it('keeps an idle keep-alive connection open past Node\'s 5 s default, so a pooled client connection is not closed under it', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: store.caPem });
+    const url = new URL(store.server.url);
+    const listBuckets = (): Promise<{ status: number; reused: boolean }> =>
+      new Promise((resolve, reject) => {
+        const headers: Record<string, string> = { host: url.host };
+        const signed = signRequest({
+          method: 'GET',
+          path: '/',
+          query: '',
+          headers,
+          payloadHash: createHash('sha256').update('').digest('hex'),
+          credentials: store.credentials,
+          region: 'us-east-1',
+          service: 's3',
+          date: new Date(),
+        }).headers;
+        const req = request({ host: url.hostname, port: url.port, method: 'GET', path: '/', headers: { ...headers, ...signed }, agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      expect(await listBuckets()).toEqual({ status: 200, reused: false });
+      await new Promise((resolve) => setTimeout(resolve, 6000));
+      expect(await listBuckets()).toEqual({ status: 200, reused: true });
+    } finally {
+      agent.destroy();
+    }
+  }, 20_000);
 });
 
 describe('crash safety', () => {

@@ -3,7 +3,7 @@ import { STATUS_CODES, type ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { AirlockError, type Logger } from '@airlock/common';
+import { AirlockError, KEEP_ALIVE_TIMEOUT_MS, type Logger } from '@airlock/common';
 import type { SecretLookup } from '@airlock/crypto';
 import { tlsServerOptions } from '@airlock/pki';
 import type { ObjectEngine } from './engine-types.js';
@@ -63,6 +63,8 @@ export async function startS3Listener(options: S3ListenerOptions): Promise<S3Lis
     keepAliveInitialDelay: 30_000,
   });
   server.setTimeout(IDLE_TIMEOUT_MS);
+  // Longer than clients' pooled-connection idle time, so a reused connection is not closed under them.
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
 
   const crashed = (error: unknown, res: ServerResponse): void => {
     // The handler maps every error itself; reaching here is a bug, and the connection is all that is left to end.
