@@ -4,7 +4,7 @@ import { AirlockError, createLogger, type Logger } from '@airlock/common';
 import { startDataPlaneAgent, tunnelServiceRoutes, type DataPlaneAgent } from '@airlock/data-plane';
 import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { print } from '../internal/output.js';
-import { announceReady, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
+import { announceReady, planeFlagsHint, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
 import type { ControlPlaneEndpointFile } from './control-plane.js';
 import { startLocalKms } from './kms.js';
 import { startLocalObjectStore } from './objectstore.js';
@@ -101,6 +101,8 @@ export async function runDataPlaneServe(options: DataPlaneServeOptions): Promise
     print(`Airlock data plane "${options.cluster}" running from ${dataDir}`);
     for (const endpoint of plane.endpoints) print(`  ${endpoint.name.padEnd(12)} ${endpoint.url}`);
     print('  agent:       registered; tunnel and dispatch dialled out to the control plane');
+    const hint = planeFlagsHint(process.execArgv, 'data-plane serve');
+    if (hint !== undefined) print(hint);
     print('Press Ctrl-C to stop.');
   }
   announceReady('data', plane.endpoints);

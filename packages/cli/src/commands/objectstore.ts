@@ -7,7 +7,7 @@ import { layout, resolveDataDir } from '../internal/data-dir.js';
 import { parseCredentialsFile, readKmsEndpoint } from '../internal/kms-client.js';
 import { ensureLocalCa, issueLocalServerCertificate } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
-import { serveUntilSignalled } from '../internal/plane-process.js';
+import { planeFlagsHint, serveUntilSignalled } from '../internal/plane-process.js';
 
 export interface ObjectStoreEndpointFile {
   readonly endpoint: string;
@@ -91,6 +91,8 @@ export async function runObjectStoreServe(options: ObjectStoreServeOptions): Pro
   print(`  export AWS_CA_BUNDLE=${endpoint.caBundle} AWS_SHARED_CREDENTIALS_FILE=${endpoint.credentialsFile}`);
   print(`  aws s3 mb s3://reports --endpoint-url ${endpoint.endpoint} --region ${endpoint.region}`);
   print(`  aws s3api get-bucket-encryption --bucket reports --endpoint-url ${endpoint.endpoint}`);
+  const hint = planeFlagsHint(process.execArgv, 'objectstore serve');
+  if (hint !== undefined) print(hint);
   print('Press Ctrl-C to stop.');
   await serveUntilSignalled('the object store', () => close());
 }

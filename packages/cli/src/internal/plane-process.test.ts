@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PLANE_NODE_FLAGS, planeExecArgv } from './plane-process.js';
+import { PLANE_NODE_FLAGS, planeExecArgv, planeFlagsHint } from './plane-process.js';
 
 describe('planeExecArgv', () => {
   it('adds the plane V8 flags to the parent flags, in order', () => {
@@ -16,5 +16,12 @@ describe('planeExecArgv', () => {
     const { promisify } = await import('node:util');
     const { stdout } = await promisify(execFile)(process.execPath, [...PLANE_NODE_FLAGS, '-p', '1 + 1']);
     expect(stdout.trim()).toBe('2');
+  });
+
+  it('hints how to start a hand-run server with the flags, and stays quiet when it has them', () => {
+    const hint = planeFlagsHint([], 'objectstore serve');
+    expect(hint).toContain(`node ${PLANE_NODE_FLAGS.join(' ')} "$(command -v airlock)" objectstore serve`);
+    expect(planeFlagsHint([...PLANE_NODE_FLAGS], 'objectstore serve')).toBeUndefined();
+    expect(planeFlagsHint(['--initial-old-space-size=256'], 'objectstore serve')).toBeUndefined();
   });
 });

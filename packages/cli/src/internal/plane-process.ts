@@ -45,6 +45,16 @@ export function planeExecArgv(execArgv: readonly string[]): string[] {
   return [...execArgv, ...PLANE_NODE_FLAGS.filter((flag) => !given.has(name(flag)))];
 }
 
+/**
+ * For a server started by hand (`airlock objectstore serve`, `airlock dataplane serve`) without
+ * PLANE_NODE_FLAGS: a line telling the user how to start it with them. Undefined when they are set.
+ */
+export function planeFlagsHint(execArgv: readonly string[], command: string): string | undefined {
+  const missing = planeExecArgv(execArgv).slice(execArgv.length);
+  if (missing.length === 0) return undefined;
+  return `Note: started without ${missing.join(' ')}, so streaming large objects costs more CPU (docs/objectstore.md, Performance). Start it with: node ${missing.join(' ')} "$(command -v airlock)" ${command} …`;
+}
+
 /** Tells the parent `airlock up` (when there is one) that this plane is ready. */
 export function announceReady(plane: 'control' | 'data', endpoints: readonly PlaneEndpoint[]): void {
   const message: PlaneReadyMessage = { type: 'airlock.ready', plane, pid: process.pid, endpoints };
