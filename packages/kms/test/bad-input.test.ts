@@ -1,5 +1,5 @@
 // Hostile and malformed requests to the embedded KMS over raw TLS: each gets its AWS error type, and the server stays up.
-import { request } from 'node:https';
+import { Agent, request } from 'node:https';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,6 +25,8 @@ interface RawResponse {
   readonly status: number;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly body: Buffer;
+  /** Whether the request went out on a kept-alive connection of the request's agent. */
+  readonly reusedSocket: boolean;
 }
 
 interface RawRequest {
@@ -32,17 +34,19 @@ interface RawRequest {
   readonly path?: string;
   readonly headers: Record<string, string>;
   readonly body?: Buffer | string;
+  /** A keep-alive agent to send it with; by default a connection of its own. */
+  readonly agent?: Agent;
 }
 
 /** Sends exactly the given request over TLS (trusting the test CA) and collects the response. */
 async function send(req: RawRequest): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const outgoing = request(
-      { host: '127.0.0.1', port: kms.server.port, method: req.method ?? 'POST', path: req.path ?? '/', headers: req.headers, ca: kms.caPem, agent: false },
+      { host: '127.0.0.1', port: kms.server.port, method: req.method ?? 'POST', path: req.path ?? '/', headers: req.headers, ca: kms.caPem, agent: req.agent ?? false },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), reusedSocket: outgoing.reusedSocket }));
         res.on('error', reject);
       },
     );
@@ -301,6 +305,19 @@ describe('below HTTP', () => {
     expect(closed).toBe(true);
     expect(data.toString('latin1')).not.toMatch(/HTTP\//);
   });
+});
+
+describe('keep-alive', () => {
+  it('keeps an idle keep-alive connection open past Node\'s 5 s default, so a pooled client connection is not closed under it', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: kms.caPem });
+    try {
+      expect(await send({ method: 'GET', path: '/health', headers: {}, agent })).toMatchObject({ status: 200, reusedSocket: false });
+      await new Promise((resolve) => setTimeout(resolve, 6000));
+      expect(await send({ method: 'GET', path: '/health', headers: {}, agent })).toMatchObject({ status: 200, reusedSocket: true });
+    } finally {
+      agent.destroy();
+    }
+  }, 20_000);
 });
 
 describe('after all of that', () => {

@@ -46,7 +46,7 @@ export function planeExecArgv(execArgv: readonly string[]): string[] {
 }
 
 /**
- * For a server started by hand (`airlock objectstore serve`, `airlock dataplane serve`) without
+ * For a server started by hand (`airlock objectstore serve`, `airlock data-plane serve`) without
  * PLANE_NODE_FLAGS: a line telling the user how to start it with them. Undefined when they are set.
  */
 export function planeFlagsHint(execArgv: readonly string[], command: string): string | undefined {
