@@ -252,12 +252,11 @@ async function main(): Promise<void> {
         const peerUrl = `http://127.0.0.1:${s3rverPort}`;
         const airlockPid = cliServers.child.pid as number;
         const s3rverPid = s3rver.pid as number;
+        const upload = (url: string, e: NodeJS.ProcessEnv) => () => cp([file, `s3://bench/f-${size}`], url, e);
+        const download = (url: string, e: NodeJS.ProcessEnv, ...flags: string[]) => () => cp([`s3://bench/f-${size}`, `${file}.back`, ...flags], url, e);
         const ops = {
-          PUT: [cpuMetered(airlockPid, () => cp([file, `s3://bench/f-${size}`], cliFixture.encryptedUrl, env)), cpuMetered(s3rverPid, () => cp([file, `s3://bench/f-${size}`], peerUrl, s3rverEnv))],
-          GET: [
-            cpuMetered(airlockPid, () => cp([`s3://bench/f-${size}`, `${file}.back`], cliFixture.encryptedUrl, env)),
-            cpuMetered(s3rverPid, () => cp([`s3://bench/f-${size}`, `${file}.back`], peerUrl, s3rverEnv)),
-          ],
+          PUT: [cpuMetered(airlockPid, upload(cliFixture.encryptedUrl, env)), cpuMetered(s3rverPid, upload(peerUrl, s3rverEnv))],
+          GET: [cpuMetered(airlockPid, download(cliFixture.encryptedUrl, env)), cpuMetered(s3rverPid, download(peerUrl, s3rverEnv))],
         } as const;
         for (const [op, [airlock, peer]] of Object.entries(ops)) {
           const times = await pairedMedians(reps, airlock.run, peer.run);
@@ -271,8 +270,7 @@ async function main(): Promise<void> {
           );
           console.error(`${cliRows.at(-1)}   CPU s, CLI / server: ${cpuRows.at(-1)}`);
         }
-        const bareGet = (url: string) => () => cp([`s3://bench/f-${size}`, `${file}.back`, '--no-sign-request'], url, bareEnv);
-        const floor = await pairedMedians(reps, bareGet(bare.httpsUrl), bareGet(bare.httpUrl));
+        const floor = await pairedMedians(reps, download(bare.httpsUrl, bareEnv, '--no-sign-request'), download(bare.httpUrl, bareEnv, '--no-sign-request'));
         floorRows.push(`| ${size / MiB} MiB | GET | ${(size / floor.a / 1e6).toFixed(1)} | ${(size / floor.b / 1e6).toFixed(1)} | **${(floor.b / floor.a).toFixed(2)}×** |`);
         console.error(floorRows.at(-1));
       }

@@ -577,7 +577,7 @@ export class StorageEngine implements ObjectEngine {
   }
 
   /** Unlinks bodies that no record references any more (best effort: load() collects what is left). */
-  async #removeBodies(bucket: string, bodies: readonly StoredBody[]): Promise<void> {
+  async #removeBodies(bucket: string, bodies: ReadonlyArray<{ readonly dataFile: string }>): Promise<void> {
     const dir = `${this.#bucketDir(bucket)}/objects`;
     await Promise.all(bodies.map((b) => unlink(this.#abs(`${dir}/${b.dataFile}`)).catch(() => undefined)));
   }
@@ -672,7 +672,8 @@ export class StorageEngine implements ObjectEngine {
     const end = resolved === undefined ? record.size : resolved.end + 1;
     const dir = `${this.#bucketDir(bucket)}/objects`;
     // The bodies the range touches, each with the part of the range that falls in it.
-    const pieces: Array<{ body: StoredBody; from: number; to: number }> = [];
+    type Piece = { readonly body: StoredBody; readonly from: number; readonly to: number };
+    const pieces: Piece[] = [];
     let offset = 0;
     for (const body of bodiesOf(record)) {
       const from = Math.max(start, offset) - offset;
@@ -680,15 +681,15 @@ export class StorageEngine implements ObjectEngine {
       if (to > from || (record.size === 0 && pieces.length === 0)) pieces.push({ body, from, to: Math.max(from, to) });
       offset += body.size;
     }
-    const open = (piece: { body: StoredBody; from: number; to: number }): Promise<Readable> =>
+    const open = (piece: Piece): Promise<Readable> =>
       this.#openBody(bucket, `${dir}/${piece.body.dataFile}`, piece.body.size, piece.body.plaintext, piece.body.context, piece.from, piece.to);
     // The first body opens now, so that a refused key (the kill switch) is an error before any header; later ones as the stream reaches them.
-    const first = await open(pieces[0] as { body: StoredBody; from: number; to: number });
+    const first = await open(pieces[0] as Piece);
     if (pieces.length === 1) return { meta, body: first, range: resolved };
     let current = first;
     async function* concatenated(): AsyncGenerator<Buffer> {
       for (let i = 0; i < pieces.length; i++) {
-        if (i > 0) current = await open(pieces[i] as { body: StoredBody; from: number; to: number });
+        if (i > 0) current = await open(pieces[i] as Piece);
         for await (const chunk of current) yield chunk as Buffer;
       }
     }
@@ -892,7 +893,7 @@ export class StorageEngine implements ObjectEngine {
         await rm(this.#abs(dir), { recursive: true, force: true });
         return meta;
       } catch (error) {
-        if (!committed) await Promise.all(linked.map((part) => unlink(this.#abs(`${objectsDir}/${part.dataFile}`)).catch(() => undefined)));
+        if (!committed) await this.#removeBodies(input.bucket, linked);
         throw AirlockError.from(error);
       }
     });
