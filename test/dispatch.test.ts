@@ -12,6 +12,7 @@ import {
   startTunnelEndpoint,
   type ActionQueue,
   type ClusterRegistry,
+  type ControlPlaneDatabase,
   type DispatchServer,
   type TunnelEndpoint,
 } from '@airlock/control-plane';
@@ -28,7 +29,7 @@ import { AirlockError } from '@airlock/common';
 import { createCertificateAuthority, createCertificateRequest, issueServerCertificate, parseCertificate, tlsClientOptions, type CertificateKeyPair } from '@airlock/pki';
 import { DispatchService, EchoService, fromConnectError } from '@airlock/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { captureLogger, eventually, type LogLine } from './helpers.js';
+import { captureLogger, eventually, openTestDatabase, type LogLine } from './helpers.js';
 
 const AGENT_VERSION = '9.8.7-test';
 
@@ -64,6 +65,7 @@ async function tempDir(prefix: string): Promise<string> {
 
 interface ControlPlane {
   readonly directory: string;
+  readonly database: ControlPlaneDatabase;
   readonly registry: ClusterRegistry;
   readonly queue: ActionQueue;
   readonly dispatch: DispatchServer;
@@ -87,14 +89,15 @@ async function startControlPlane(options: ControlPlaneOptions = {}): Promise<Con
   const directory = options.directory ?? (await tempDir('cp'));
   const logs = captureLogger('control-plane');
   const clock = { offsetMs: 0 };
-  const registry = await openClusterRegistry({
+  const database = await openTestDatabase(directory, logs.log);
+  const registry = openClusterRegistry({
     ca,
-    path: join(directory, 'clusters.json'),
+    database,
     log: logs.log,
     now: () => new Date(Date.now() + clock.offsetMs),
     ...(options.certificateValiditySeconds === undefined ? {} : { certificateValiditySeconds: options.certificateValiditySeconds }),
   });
-  const queue = await openActionQueue({ path: join(directory, 'actions.json'), log: logs.log, ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }) });
+  const queue = await openActionQueue({ database, log: logs.log, ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }) });
   const dispatch = await startDispatchServer({
     tls: { cert: server.cert, key: server.key },
     ca: ca.cert,
@@ -115,6 +118,7 @@ async function startControlPlane(options: ControlPlaneOptions = {}): Promise<Con
   let closed: Promise<void> | undefined;
   const plane: ControlPlane = {
     directory,
+    database,
     registry,
     queue,
     dispatch,
@@ -122,7 +126,9 @@ async function startControlPlane(options: ControlPlaneOptions = {}): Promise<Con
     logs,
     clock,
     close() {
-      closed ??= Promise.all([dispatch.close(), tunnel.close()]).then(() => queue.close());
+      closed ??= Promise.all([dispatch.close(), tunnel.close()])
+        .then(() => queue.close())
+        .then(() => database.close());
       return closed;
     },
   };
@@ -197,8 +203,8 @@ async function bootstrapOverRpc(plane: ControlPlane, cluster: string): Promise<{
   return { cert: response.certificateChainPem, key: request.key };
 }
 
-function phaseOf(plane: ControlPlane, actionId: string): string | undefined {
-  return plane.queue.get(actionId)?.phase;
+async function phaseOf(plane: ControlPlane, actionId: string): Promise<string | undefined> {
+  return (await plane.queue.get(actionId))?.phase;
 }
 
 const task = { project: 'p1', name: 'train', version: 'v1' };
@@ -250,7 +256,7 @@ describe('Bootstrap RPC', () => {
       code: 'ACCESS_DENIED',
       details: { reason: 'token-expired' },
     });
-    expect(plane.registry.cluster('boot-2')).toBeUndefined();
+    expect((await plane.registry.cluster('boot-2'))).toBeUndefined();
     const error = await rejection(startAgent(plane, 'boot-2', { bootstrapToken: token }));
     expect(error).toMatchObject({ code: 'ACCESS_DENIED', details: { reason: 'token-expired' } });
   });
@@ -265,7 +271,7 @@ describe('Bootstrap RPC', () => {
       details: { reason: 'cluster-mismatch' },
     });
     // Refused before it was spent: the token's own cluster was not (re-)registered, and the token still works for it.
-    expect(plane.registry.cluster('boot-3-other')).toBeUndefined();
+    expect((await plane.registry.cluster('boot-3-other'))).toBeUndefined();
     const other = await createCertificateRequest({ commonName: 'boot-3-other' });
     expect((await client.bootstrap({ bootstrapToken: token, cluster: 'boot-3-other', csrPem: other.csr })).certificateChainPem).toMatch(/BEGIN CERTIFICATE/);
     expect(await failure(client.bootstrap({ bootstrapToken: 'alb_unknown', cluster: 'boot-3', csrPem: request.csr }))).toMatchObject({
@@ -330,8 +336,8 @@ describe('the data-plane agent', () => {
 
     const ok = await plane.queue.enqueue('agent-1', { runId: 'run-ok', task, attempt: 2 });
     const failing = await plane.queue.enqueue('agent-1', { runId: 'run-fails', task });
-    await eventually('both actions finished', 10_000, () =>
-      phaseOf(plane, ok) === 'SUCCEEDED' && phaseOf(plane, failing) === 'FAILED' ? true : undefined,
+    await eventually('both actions finished', 10_000, async () =>
+      (await phaseOf(plane, ok)) === 'SUCCEEDED' && (await phaseOf(plane, failing)) === 'FAILED' ? true : undefined,
     );
     expect(received).toEqual(
       expect.arrayContaining([
@@ -339,8 +345,8 @@ describe('the data-plane agent', () => {
         { actionId: failing, runId: 'run-fails', attempt: 1, project: 'p1' },
       ]),
     );
-    expect(plane.queue.get(ok)?.history.map((entry) => entry.phase)).toEqual(['QUEUED', 'INITIALIZING', 'RUNNING', 'SUCCEEDED']);
-    expect(plane.queue.get(failing)?.error).toMatchObject({ code: 'KMS_KEY_DISABLED', retryable: false });
+    expect((await plane.queue.get(ok))?.history.map((entry) => entry.phase)).toEqual(['QUEUED', 'INITIALIZING', 'RUNNING', 'SUCCEEDED']);
+    expect((await plane.queue.get(failing))?.error).toMatchObject({ code: 'KMS_KEY_DISABLED', retryable: false });
     await eventually('events acknowledged', 5000, () => (agent.status().pendingEvents === 0 ? true : undefined));
 
     // Handshake logging: protocol, cipher, the control plane's certificate fingerprint and expiry, at info.
@@ -358,7 +364,8 @@ describe('the data-plane agent', () => {
     // At least one handshake presented the agent's certificate (mTLS), and the tunnel logged its own.
     expect(handshakes.some((line) => line.clientFingerprintSha256 === agent.credentials().fingerprintSha256)).toBe(true);
     expect(logs.lines.some((line) => line.event === 'tunnel.handshake' && line.peerFingerprintSha256 === server.info.fingerprintSha256)).toBe(true);
-    noSecretsIn(logs.text(), plane.logs.text(), await readFile(join(plane.directory, 'actions.json'), 'utf8'));
+    await plane.database.checkpoint();
+    noSecretsIn(logs.text(), plane.logs.text(), ...(await Promise.all(plane.database.files().map((file) => readFile(file, 'latin1').catch(() => '')))));
   });
 
   it('a cancelled action is aborted through the next heartbeat and ends ABORTED', async () => {
@@ -374,10 +381,10 @@ describe('the data-plane agent', () => {
     const { agent } = await startAgent(plane, 'cancel-1', { bootstrapToken: await bootstrapToken(plane, 'cancel-1'), onAction });
     await agent.waitForRegistered(10_000);
     const id = await plane.queue.enqueue('cancel-1', { runId: 'run-1', task });
-    await eventually('the action running', 10_000, () => (phaseOf(plane, id) === 'RUNNING' ? true : undefined));
+    await eventually('the action running', 10_000, async () => ((await phaseOf(plane, id)) === 'RUNNING' ? true : undefined));
     expect(agent.status().inFlightActionIds).toEqual([id]);
     await plane.queue.cancel(id);
-    await eventually('the action aborted', 10_000, () => (phaseOf(plane, id) === 'ABORTED' ? true : undefined));
+    await eventually('the action aborted', 10_000, async () => ((await phaseOf(plane, id)) === 'ABORTED' ? true : undefined));
     expect(sawAbort).toBe(true);
     expect(agent.status().inFlightActionIds).toEqual([]);
   });
@@ -431,7 +438,7 @@ describe('revocation', () => {
     const second = await startAgent(plane, cluster, { stateDir: first.stateDir, bootstrapToken: await bootstrapToken(plane, cluster) });
     await second.agent.waitForRegistered(15_000);
     expect(second.agent.credentials().fingerprintSha256).not.toBe(revokedFingerprint);
-    expect(plane.registry.cluster(cluster)?.revoked).toBe(false);
+    expect((await plane.registry.cluster(cluster))?.revoked).toBe(false);
     const stored = JSON.parse(await readFile(agentCredentialsPath(first.stateDir), 'utf8')) as { certPem: string };
     expect(stored.certPem).toBe(second.agent.credentials().cert);
   });
@@ -481,7 +488,7 @@ describe('certificate renewal', () => {
     expect(Number(switched.draining)).toBeGreaterThanOrEqual(1);
     // Work keeps flowing: an action queued now is handed out by that long poll, run and reported.
     const id = await plane.queue.enqueue(cluster, { runId: 'run-after-renewal', task });
-    await eventually('the action finished', 10_000, () => (phaseOf(plane, id) === 'SUCCEEDED' ? true : undefined));
+    await eventually('the action finished', 10_000, async () => ((await phaseOf(plane, id)) === 'SUCCEEDED' ? true : undefined));
     expect((await slow).payload).toEqual(new Uint8Array([42]));
 
     // Nothing failed: no dispatch session was lost.
@@ -493,7 +500,7 @@ describe('certificate renewal', () => {
     );
     await agent.stop();
     const last = agent.credentials();
-    expect(plane.registry.cluster(cluster)?.certificates.map((certificate) => certificate.fingerprintSha256)).toContain(last.fingerprintSha256);
+    expect((await plane.registry.cluster(cluster))?.certificates.map((certificate) => certificate.fingerprintSha256)).toContain(last.fingerprintSha256);
     const stored = JSON.parse(await readFile(agentCredentialsPath(stateDir), 'utf8')) as { certPem: string };
     expect(stored.certPem).toBe(last.cert);
     secrets.push(initial.key, renewed.key, last.key);
@@ -512,7 +519,7 @@ describe('resilience', () => {
     await first.tunnel.waitForCluster(cluster, 10_000);
 
     const running = await first.queue.enqueue(cluster, { runId: 'run-a', task });
-    await eventually('run-a running', 10_000, () => (phaseOf(first, running) === 'RUNNING' ? true : undefined));
+    await eventually('run-a running', 10_000, async () => ((await phaseOf(first, running)) === 'RUNNING' ? true : undefined));
     // The agent is at capacity, so this one stays queued across the restart.
     const queued = await first.queue.enqueue(cluster, { runId: 'run-b', task });
 
@@ -531,14 +538,14 @@ describe('resilience', () => {
     expect(agent.status().registrations).toBeGreaterThanOrEqual(2);
     expect(logs.lines.some((line) => line.event === 'agent.registered' && Number(line.registrations) >= 2)).toBe(true);
 
-    await eventually('run-a recorded', 10_000, () => (phaseOf(second, running) === 'SUCCEEDED' ? true : undefined));
-    const succeeded = second.queue.get(running)?.history.find((entry) => entry.phase === 'SUCCEEDED');
+    await eventually('run-a recorded', 10_000, async () => ((await phaseOf(second, running)) === 'SUCCEEDED' ? true : undefined));
+    const succeeded = (await second.queue.get(running))?.history.find((entry) => entry.phase === 'SUCCEEDED');
     expect(succeeded?.at.getTime()).toBeLessThanOrEqual(finishedAt);
     await eventually('run-b delivered', 10_000, () => (release.has('run-b') ? true : undefined));
     release.get('run-b')?.();
-    await eventually('run-b recorded', 10_000, () => (phaseOf(second, queued) === 'SUCCEEDED' ? true : undefined));
-    expect(second.queue.get(running)?.deliveries).toBe(1);
-    expect(second.queue.get(queued)?.deliveries).toBe(1);
+    await eventually('run-b recorded', 10_000, async () => ((await phaseOf(second, queued)) === 'SUCCEEDED' ? true : undefined));
+    expect((await second.queue.get(running))?.deliveries).toBe(1);
+    expect((await second.queue.get(queued))?.deliveries).toBe(1);
   });
 
   it('an expired lease re-queues the action of an agent that died, and another agent runs it', async () => {
@@ -548,16 +555,16 @@ describe('resilience', () => {
     const first = await startAgent(plane, cluster, { bootstrapToken: await bootstrapToken(plane, cluster), onAction: hang });
     await first.agent.waitForRegistered(10_000);
     const id = await plane.queue.enqueue(cluster, { runId: 'run-1', task });
-    await eventually('the action running', 10_000, () => (phaseOf(plane, id) === 'RUNNING' ? true : undefined));
+    await eventually('the action running', 10_000, async () => ((await phaseOf(plane, id)) === 'RUNNING' ? true : undefined));
     // The agent dies: no final event, no more heartbeats.
     await first.agent.stop();
-    expect(phaseOf(plane, id)).toBe('RUNNING');
-    await eventually('the lease lapsing', 5000, () => (phaseOf(plane, id) === 'QUEUED' ? true : undefined));
+    expect(await phaseOf(plane, id)).toBe('RUNNING');
+    await eventually('the lease lapsing', 5000, async () => ((await phaseOf(plane, id)) === 'QUEUED' ? true : undefined));
     expect(plane.logs.lines.some((line) => line.event === 'queue.requeued' && line.actionId === id && line.reason === 'lease expired')).toBe(true);
 
     const second = await startAgent(plane, cluster, { stateDir: first.stateDir, onAction: async () => undefined });
     await second.agent.waitForRegistered(10_000);
-    await eventually('the action finished', 10_000, () => (phaseOf(plane, id) === 'SUCCEEDED' ? true : undefined));
-    expect(plane.queue.get(id)?.deliveries).toBe(2);
+    await eventually('the action finished', 10_000, async () => ((await phaseOf(plane, id)) === 'SUCCEEDED' ? true : undefined));
+    expect((await plane.queue.get(id))?.deliveries).toBe(2);
   });
 });

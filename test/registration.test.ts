@@ -1,10 +1,11 @@
 // Cross-plane tests of cluster registration: bootstrap tokens, CSR issuance, tunnel admission, renewal without dropping calls, revocation.
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from '@connectrpc/connect';
 import type { Logger } from '@airlock/common';
-import { openClusterRegistry, startTunnelEndpoint, type ClusterRegistry, type TunnelEndpoint } from '@airlock/control-plane';
+import { openClusterRegistry, startTunnelEndpoint, type ClusterRegistry, type ControlPlaneDatabase, type TunnelEndpoint } from '@airlock/control-plane';
+import { scanForCanary } from '@airlock/testing';
 import {
   ECHO_DELAY_HEADER,
   registerWithBootstrapToken,
@@ -28,7 +29,7 @@ import {
 } from '@airlock/pki';
 import { EchoService } from '@airlock/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { captureLogger, eventually } from './helpers.js';
+import { captureLogger, eventually, openTestDatabase } from './helpers.js';
 
 
 
@@ -53,6 +54,7 @@ let ca: CertificateKeyPair;
 let server: CertificateKeyPair;
 let directory: string;
 let registry: ClusterRegistry;
+let database: ControlPlaneDatabase;
 let registryLogs: ReturnType<typeof captureLogger>;
 let endpoint: TunnelEndpoint;
 let endpointLogs: ReturnType<typeof captureLogger>;
@@ -65,7 +67,8 @@ beforeAll(async () => {
   server = await issueServerCertificate({ ca, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   directory = await mkdtemp(join(tmpdir(), 'airlock-registry-'));
   registryLogs = captureLogger('cluster-registry');
-  registry = await openClusterRegistry({ ca, path: join(directory, 'clusters.json'), certificateValiditySeconds: TEST_CERT_SECONDS, log: registryLogs.log });
+  database = await openTestDatabase(directory, registryLogs.log);
+  registry = openClusterRegistry({ ca, database, certificateValiditySeconds: TEST_CERT_SECONDS, log: registryLogs.log });
   endpointLogs = captureLogger('tunnel-endpoint');
   endpoint = await startTunnelEndpoint({
     tls: { cert: server.cert, key: server.key },
@@ -83,6 +86,7 @@ afterEach(async () => {
 
 afterAll(async () => {
   await endpoint.close();
+  await database.close();
   await rm(directory, { recursive: true, force: true });
 });
 
@@ -143,7 +147,7 @@ describe('bootstrap tokens', () => {
       code: 'ACCESS_DENIED',
       details: { reason: 'token-expired' },
     });
-    expect(registry.cluster('expired-1')).toBeUndefined();
+    expect(await registry.cluster('expired-1')).toBeUndefined();
   });
 
   it('an unknown or tampered token is refused (token-unknown)', async () => {
@@ -174,10 +178,10 @@ describe('registration and the tunnel', () => {
     expect((info.notAfter.getTime() - Date.now()) / 1000).toBeGreaterThan(TEST_CERT_SECONDS - 5);
     expect((info.notAfter.getTime() - Date.now()) / 1000).toBeLessThanOrEqual(TEST_CERT_SECONDS);
     await checkCertificateChain({ leaf: credentials.cert, trusted: ca.cert, purpose: 'client' });
-    expect(registry.cluster('cluster-a')).toMatchObject({ revoked: false, certificates: [{ fingerprintSha256: credentials.fingerprintSha256 }] });
-    expect(registry.isClusterAllowed('cluster-a', credentials.fingerprintSha256)).toBe(true);
-    expect(registry.isClusterAllowed('cluster-b', credentials.fingerprintSha256)).toBe(false);
-    expect(registry.isClusterAllowed('cluster-a', 'ff'.repeat(32))).toBe(false);
+    expect(await registry.cluster('cluster-a')).toMatchObject({ revoked: false, certificates: [{ fingerprintSha256: credentials.fingerprintSha256 }] });
+    expect(await registry.isClusterAllowed('cluster-a', credentials.fingerprintSha256)).toBe(true);
+    expect(await registry.isClusterAllowed('cluster-b', credentials.fingerprintSha256)).toBe(false);
+    expect(await registry.isClusterAllowed('cluster-a', 'ff'.repeat(32))).toBe(false);
     expect(agentLog.text()).not.toContain(credentials.key.split('\n')[1] ?? 'unreachable');
 
     agentFor(() => credentials);
@@ -232,8 +236,8 @@ describe('registration and the tunnel', () => {
     expect(parseCertificate(renewed.cert).uri).toBe('spiffe://airlock/cluster/renew-1');
     expect(renewed.key).not.toBe(initial.key);
     // Both the previous and the new certificate are valid until the previous one expires.
-    expect(registry.isClusterAllowed(cluster, initial.fingerprintSha256)).toBe(true);
-    expect(registry.isClusterAllowed(cluster, renewed.fingerprintSha256)).toBe(true);
+    expect(await registry.isClusterAllowed(cluster, initial.fingerprintSha256)).toBe(true);
+    expect(await registry.isClusterAllowed(cluster, renewed.fingerprintSha256)).toBe(true);
 
     // The endpoint can see the new connection a moment before the agent counts it as established.
     await eventually('the tunnel on the renewed certificate, at both ends', 10_000, () =>
@@ -262,7 +266,7 @@ describe('registration and the tunnel', () => {
     await endpoint.waitForCluster(cluster, 10_000);
 
     await registry.revoke(cluster);
-    expect(registry.isClusterAllowed(cluster, credentials.fingerprintSha256)).toBe(false);
+    expect(await registry.isClusterAllowed(cluster, credentials.fingerprintSha256)).toBe(false);
     endpoint.disconnect(cluster);
     await eventually('a refused reconnect', 10_000, () =>
       endpointLogs.lines.some((line) => line.event === 'tunnel.refused' && line.cluster === cluster) ? true : undefined,
@@ -284,23 +288,26 @@ describe('registration and the tunnel', () => {
 });
 
 describe('registry persistence and renewal scheduling', () => {
-  it('stores only token hashes, in a 0600 file, and reloads its state', async () => {
+  it('stores only token hashes, in the encrypted database, and reloads its state', async () => {
     await register('persist-1');
-    const path = join(directory, 'clusters.json');
-    expect((await stat(path)).mode & 0o777).toBe(0o600);
-    const text = await readFile(path, 'utf8');
     expect(tokens.length).toBeGreaterThan(0);
+    await database.checkpoint();
+    for (const file of database.files()) expect((await stat(file).catch(() => ({ mode: 0o600 }))).mode & 0o777).toBe(0o600);
     for (const t of tokens) {
-      expect(text).not.toContain(t);
-      expect(text).not.toContain(t.slice(4));
+      expect((await scanForCanary(database.files(), t.slice(4))).hits).toEqual([]);
     }
     expect(registryLogs.text()).not.toMatch(/alb_[A-Za-z0-9_-]{20}/u);
-    const reopened = await openClusterRegistry({ ca, path });
-    const original = registry.cluster('persist-1');
-    expect(reopened.cluster('persist-1')).toEqual(original);
-    expect(reopened.cluster('revoke-1')?.revoked).toBe(true);
-    const fingerprint = original?.certificates[0]?.fingerprintSha256 ?? '';
-    expect(reopened.isClusterAllowed('persist-1', fingerprint)).toBe(true);
+    const reopenedDatabase = await openTestDatabase(directory, registryLogs.log);
+    try {
+      const reopened = openClusterRegistry({ ca, database: reopenedDatabase });
+      const original = await registry.cluster('persist-1');
+      expect(await reopened.cluster('persist-1')).toEqual(original);
+      expect((await reopened.cluster('revoke-1'))?.revoked).toBe(true);
+      const fingerprint = original?.certificates[0]?.fingerprintSha256 ?? '';
+      expect(await reopened.isClusterAllowed('persist-1', fingerprint)).toBe(true);
+    } finally {
+      await reopenedDatabase.close();
+    }
   });
 
   it('schedules renewal at two thirds of the lifetime with ±5% jitter, and stop() cancels it', async () => {

@@ -32,14 +32,27 @@ function addRootKeyOptions(command: Command): Command {
     .option('--root-key-passphrase-env <var>', 'derive the root key with scrypt from the passphrase in this environment variable');
 }
 
+/** Where the control plane keeps its state, and the key that wraps the database keys. */
+function addDatabaseOptions(command: Command): Command {
+  return command
+    .option('--db <url>', 'PostgreSQL URL (postgres://user@host:port/db; put a password in $AIRLOCK_DB_URL instead); default $AIRLOCK_DB_URL, else an encrypted SQLite file in the data directory')
+    .option('--db-ca <file>', 'PEM CA that signed the PostgreSQL server certificate (verify-full); default $AIRLOCK_DB_CA')
+    .option('--db-allow-plaintext-socket', 'allow PostgreSQL over a Unix socket (?host=/dir), which has no TLS')
+    .option('--cp-key-file <path>', "the control plane's root key file (base64, 0600); default <data-dir>/control-plane/cp-root.key, created on first start")
+    .option('--cp-key-env <var>', "read the control plane's root key (base64) from this environment variable")
+    .option('--cp-key-passphrase-env <var>', "derive the control plane's root key with scrypt from the passphrase in this environment variable");
+}
+
 export function createProgram(): Command {
   const program = new Command('airlock')
     .description('Airlock: split-plane workflow orchestration where your data never leaves your plane unencrypted.')
     .showHelpAfterError();
 
-  program
-    .command('up')
-    .description('Start the local stack in the data directory: the control plane and a data plane (agent, KMS, object store) as separate processes; Ctrl-C stops it.')
+  addDatabaseOptions(
+    program
+      .command('up')
+      .description('Start the local stack in the data directory: the control plane and a data plane (agent, KMS, object store) as separate processes; Ctrl-C stops it.'),
+  )
     .addOption(dataDirOption())
     .option('--api-port <port>', 'control-plane API port (Connect, gRPC, gRPC-web)', port, 8443)
     .option('--dispatch-port <port>', 'control-plane dispatch port (data-plane agents dial it)', port, 8444)
@@ -84,11 +97,13 @@ export function createProgram(): Command {
 
   const logLevelOption = (fallback: string): Option =>
     new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(fallback);
-  program
-    .command('control-plane')
-    .description('The control plane: API, dispatch and tunnel endpoints.')
-    .command('serve')
-    .description("Run the control plane of the data directory (what `airlock up` starts); writes control-plane/endpoint.json.")
+  addDatabaseOptions(
+    program
+      .command('control-plane')
+      .description('The control plane: API, dispatch and tunnel endpoints.')
+      .command('serve')
+      .description("Run the control plane of the data directory (what `airlock up` starts); writes control-plane/endpoint.json."),
+  )
     .addOption(dataDirOption())
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--api-port <port>', 'API port (0 = any free port)', port, 8443)

@@ -71,6 +71,10 @@ export const ERROR_CODES = deepFreeze({
   MALFORMED_XML: { description: 'The XML body is not well formed or does not match the schema.', retryable: false },
   NOT_IMPLEMENTED: { description: 'The request uses a feature that is not implemented.', retryable: false },
   METHOD_NOT_ALLOWED: { description: 'The method is not allowed on this resource.', retryable: false },
+
+  DB_KEY_INVALID: { description: 'The control-plane database key is missing, wrong, or could not be unwrapped from its key source.', retryable: false },
+  DB_SCHEMA_UNSUPPORTED: { description: 'The database schema was written by a newer (or unknown) release than this one.', retryable: false },
+  DB_CONNECTION_INSECURE: { description: 'The database connection is not protected by verified TLS.', retryable: false },
 } as const satisfies Record<string, ErrorCodeInfo>);
 
 function deepFreeze<T extends Record<string, ErrorCodeInfo>>(catalogue: T): Readonly<T> {

@@ -6,3 +6,4 @@ export { defaultRedactor, isSensitiveKey, Redactor, REDACTED, registerSecretValu
 export { createLogger, LOG_LEVELS, resolveLoggerConfig, type Logger, type LoggerOptions, type ResolvedLoggerConfig } from './logger.js';
 export { syncDirectory, writeFileAtomic, type AtomicWriteOptions } from './atomic-file.js';
 export { KEEP_ALIVE_TIMEOUT_MS } from './http-server.js';
+export { uuidV7 } from './ids.js';

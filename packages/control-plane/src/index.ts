@@ -1,4 +1,4 @@
-// Public API of @airlock/control-plane: the tunnel endpoint through which the control plane calls data-plane services, and the cluster registry.
+// Public API of @airlock/control-plane: the API, dispatch and tunnel servers, the cluster registry, tokens and action queue, and the database they live in.
 export {
   resolveTunnelEndpointConfig,
   startTunnelEndpoint,
@@ -83,3 +83,15 @@ export {
   type DispatchServerOptions,
   type ResolvedDispatchServerConfig,
 } from './internal/dispatch-server.js';
+export {
+  openDatabase,
+  resolveDatabaseConfig,
+  type ControlPlaneDatabase,
+  type DatabaseOptions,
+  type ResolvedDatabaseConfig,
+} from './internal/db/database.js';
+export { openControlPlaneKey, type ControlPlaneKeyOptions, type OpenedControlPlaneKey } from './internal/db/control-plane-key.js';
+export type { ControlPlaneKey } from './internal/db/keyring.js';
+export type { ColumnSealer, SealedCell } from './internal/db/column-sealer.js';
+export { KNOWN_MIGRATIONS, type DatabaseBackend } from './internal/db/migrations.js';
+export { importLegacyState, type LegacyImportResult, type LegacyStateFiles } from './internal/db/legacy-import.js';

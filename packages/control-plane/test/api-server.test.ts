@@ -20,7 +20,8 @@ import {
 } from '@airlock/pki';
 import { AIRLOCK_ERROR_HEADER, AirlockService, ClusterState, EchoService, fromConnectError, HealthStatus, LogService, Role } from '@airlock/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openClusterRegistry, openApiTokenStore, startApiServer, type ApiTokenStore, type ClusterRegistry, type ConnectServer } from '../src/index.js';
+import { openClusterRegistry, openApiTokenStore, startApiServer, type ApiTokenStore, type ClusterRegistry, type ConnectServer, type ControlPlaneDatabase } from '../src/index.js';
+import { openAt } from './backends.js';
 import { startConnectServer } from '../src/internal/connect-server.js';
 
 const run = promisify(execFile);
@@ -54,8 +55,7 @@ const CLUSTERS = ['alpha', 'bravo', 'charlie'] as const;
 let ca: CertificateKeyPair;
 let directory: string;
 let caPath: string;
-let tokensPath: string;
-let registryPath: string;
+let database: ControlPlaneDatabase;
 let tokens: ApiTokenStore;
 let registry: ClusterRegistry;
 let server: ConnectServer;
@@ -74,11 +74,11 @@ beforeAll(async () => {
   directory = await mkdtemp(join(tmpdir(), 'airlock-api-server-'));
   caPath = join(directory, 'ca.pem');
   await writeFile(caPath, ca.cert);
-  tokensPath = join(directory, 'api-tokens.json');
-  registryPath = join(directory, 'clusters.json');
   logs = captureLogger('api-server');
+  const path = join(directory, 'control-plane.db');
+  database = await openAt({ options: { path }, atRest: [] }, logs.log);
 
-  tokens = await openApiTokenStore({ path: tokensPath, log: logs.log, now: () => new Date(Date.now() + clockOffsetMs) });
+  tokens = openApiTokenStore({ database, log: logs.log, now: () => new Date(Date.now() + clockOffsetMs) });
   const issue = async (subject: string, roles: Parameters<ApiTokenStore['createToken']>[0]['roles'], ttlMs?: number) => {
     const created = await tokens.createToken({ subject, roles, ...(ttlMs === undefined ? {} : { ttlMs }) });
     secrets.push(created.token);
@@ -92,7 +92,7 @@ beforeAll(async () => {
   await tokens.revoke(revoked.id);
   token.expiring = (await issue('expiring@example.com', [{ project: '*', role: 'admin' }], 60_000)).token;
 
-  registry = await openClusterRegistry({ ca, path: registryPath, log: logs.log });
+  registry = openClusterRegistry({ ca, database, log: logs.log });
   for (const name of CLUSTERS) {
     const bootstrap = await registry.createBootstrapToken(name, 60_000);
     secrets.push(bootstrap.token);
@@ -123,6 +123,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const manager of managers) manager.abort();
   await server?.close();
+  await database.close();
   await rm(directory, { recursive: true, force: true });
 });
 
@@ -186,7 +187,7 @@ describe.each(transports)('AirlockService over %s', (_name, makeTransport) => {
     const listed = await client.listClusters({}, bearer(token.viewer));
     expect(listed.clusters.map((cluster) => cluster.name)).toEqual([...CLUSTERS]);
     expect(await codes(client.revokeCluster({ name: 'alpha', reason: 'test' }, bearer(token.viewer)))).toEqual([Code.PermissionDenied, 'ACCESS_DENIED']);
-    expect(registry.cluster('alpha')?.revoked).toBe(false);
+    expect((await registry.cluster('alpha'))?.revoked).toBe(false);
   });
 });
 
@@ -251,7 +252,7 @@ describe('authentication and roles', () => {
 
     const request = await createCertificateRequest({ commonName: 'delta' });
     const certificate = await registry.redeemBootstrapToken(created.token, request.csr);
-    expect(registry.isClusterAllowed('delta', certificate.fingerprintSha256)).toBe(true);
+    expect(await registry.isClusterAllowed('delta', certificate.fingerprintSha256)).toBe(true);
   });
 
   it('refuses bad bootstrap-token arguments with invalid_argument', async () => {
@@ -269,12 +270,12 @@ describe('authentication and roles', () => {
     secrets.push(bootstrap.token);
     const request = await createCertificateRequest({ commonName: 'foxtrot' });
     const certificate = await registry.redeemBootstrapToken(bootstrap.token, request.csr);
-    expect(registry.isClusterAllowed('foxtrot', certificate.fingerprintSha256)).toBe(true);
+    expect(await registry.isClusterAllowed('foxtrot', certificate.fingerprintSha256)).toBe(true);
 
     const revoked = await client.revokeCluster({ name: 'foxtrot', reason: 'decommissioned' }, bearer(token.admin));
     expect(revoked.cluster?.state).toBe(ClusterState.REVOKED);
     expect(revoked.cluster?.tunnelConnected).toBe(false);
-    expect(registry.isClusterAllowed('foxtrot', certificate.fingerprintSha256)).toBe(false);
+    expect(await registry.isClusterAllowed('foxtrot', certificate.fingerprintSha256)).toBe(false);
     expect((await client.getCluster({ name: 'foxtrot' }, bearer(token.viewer))).cluster?.state).toBe(ClusterState.REVOKED);
 
     expect(await codes(client.revokeCluster({ name: 'nobody' }, bearer(token.admin)))).toEqual([Code.NotFound, 'NOT_FOUND']);
@@ -296,7 +297,7 @@ describe('clusters', () => {
     expect(cluster!.state).toBe(ClusterState.ACTIVE);
     expect(cluster!.certificateSha256).toBe(expected.sha256);
     expect(timestampDate(cluster!.certificateNotAfter!)).toEqual(expected.notAfter);
-    expect(timestampDate(cluster!.registeredAt!).getTime()).toBe(registry.cluster('alpha')!.registeredAt.getTime());
+    expect(timestampDate(cluster!.registeredAt!).getTime()).toBe((await registry.cluster('alpha'))!.registeredAt.getTime());
     expect(cluster!.tunnelConnected).toBe(true);
     expect(timestampDate(cluster!.lastHeartbeatAt!)).toEqual(new Date('2030-01-02T03:04:05Z'));
     expect(cluster!.agentVersion).toBe('agent-alpha');
@@ -332,16 +333,18 @@ describe('clusters', () => {
 });
 
 describe('secrets stay out of files and logs', () => {
-  it('never writes a token or bootstrap token to a state file or a log line, debug included', async () => {
+  it('never writes a token or bootstrap token to the database or a log line, debug included', async () => {
     expect(secrets.length).toBeGreaterThanOrEqual(8);
-    const files = (await readFile(tokensPath, 'utf8')) + (await readFile(registryPath, 'utf8'));
+    await database.checkpoint();
+    const files = (await Promise.all(database.files().map((file) => readFile(file).catch(() => Buffer.alloc(0))))).map((bytes) => bytes.toString('latin1')).join('');
+    expect(files.length).toBeGreaterThan(0);
     const text = logs.text();
     // The capture really holds debug lines about authenticated calls, so the checks below are not vacuous.
     expect(logs.lines.some((line) => line.level === 20 && line.event === 'api.call')).toBe(true);
     expect(logs.lines.some((line) => line.event === 'api.bootstrap_token_created')).toBe(true);
     for (const secret of secrets) {
       const body = secret.slice(4);
-      expect(files.includes(body), 'state file').toBe(false);
+      expect(files.includes(body), 'database file').toBe(false);
       expect(text.includes(body), 'log').toBe(false);
     }
   });
@@ -462,7 +465,7 @@ describe('bad input', () => {
     const oversized = createClient(AirlockService, makeTransport());
     const error = await callError(oversized.revokeCluster({ name: 'alpha', reason: 'x'.repeat(READ_MAX_BYTES + 1) }, bearer(token.admin)));
     expect(error.code).toBe(Code.ResourceExhausted);
-    expect(registry.cluster('alpha')?.revoked).toBe(false);
+    expect((await registry.cluster('alpha'))?.revoked).toBe(false);
     // A deadline, so that a connection blocked by the unread body fails here rather than hanging.
     expect((await oversized.health({}, { timeoutMs: 10_000 })).status).toBe(HealthStatus.SERVING);
   });

@@ -45,6 +45,14 @@ export {
   type KeyWrapper,
   type WrappedKey,
 } from './envelope.js';
+export {
+  describeRootKeySource,
+  loadRootKey,
+  resolveRootKeySource,
+  type LoadedRootKey,
+  type RootKeyOptions,
+  type RootKeySource,
+} from './root-key.js';
 export { generateX25519KeyPair, X25519_KEY_LENGTH, x25519PublicKey, x25519SharedSecret, type X25519KeyPair } from './x25519.js';
 export {
   generateSealingKeyPair,

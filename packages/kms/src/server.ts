@@ -7,22 +7,18 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { AirlockError, configCheck, configError, createLogger, freezeConfig, KEEP_ALIVE_TIMEOUT_MS, type DeepReadonly, type Logger } from '@airlock/common';
-import { verifyRequest } from '@airlock/crypto';
+import { loadRootKey, resolveRootKeySource, verifyRequest, type RootKeyOptions, type RootKeySource } from '@airlock/crypto';
 import { tlsServerOptions } from '@airlock/pki';
 import { AccessKeys, type AccessKey } from './internal/access-keys.js';
 import { AuditLog, verifyAuditLog, type AuditAnchor, type AuditVerification } from './internal/audit-log.js';
 import { KmsEngine, type OperationAudit } from './internal/engine.js';
 import { RecordStore } from './internal/record-store.js';
-import { loadRootKey, type RootKeySource } from './internal/root-key.js';
 import { kmsWireError } from './wire-errors.js';
 
 export type { AccessKey } from './internal/access-keys.js';
 export type { AuditVerification } from './internal/audit-log.js';
 
-export type RootKeyOptions =
-  | { readonly file: string }
-  | { readonly passphrase: string }
-  | { readonly env: string };
+export type { RootKeyOptions } from '@airlock/crypto';
 
 export interface KmsServerOptions {
   /** Directory holding the key store, audit log and (by default) the root key file. Created if missing. */
@@ -82,13 +78,6 @@ export function resolveKmsServerConfig(options: KmsServerOptions, env: NodeJS.Pr
     now: options.now ?? Date.now,
   });
   return Object.freeze({ ...resolved, logger });
-}
-
-function resolveRootKeySource(dataDir: string, root: RootKeyOptions | undefined, env: NodeJS.ProcessEnv): RootKeySource {
-  if (root === undefined) return { kind: 'file', path: join(dataDir, 'root.key') };
-  if ('file' in root) return { kind: 'file', path: root.file };
-  if ('passphrase' in root) return { kind: 'passphrase', passphrase: root.passphrase, saltPath: join(dataDir, 'root.salt') };
-  return { kind: 'env', variable: root.env, value: env[root.env] };
 }
 
 export interface KmsServer {

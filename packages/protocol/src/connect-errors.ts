@@ -66,6 +66,9 @@ const CONNECT_CODES: Readonly<Record<AirlockErrorCode, Code>> = Object.freeze({
   MALFORMED_XML: Code.InvalidArgument,
   NOT_IMPLEMENTED: Code.Unimplemented,
   METHOD_NOT_ALLOWED: Code.Unimplemented,
+  DB_KEY_INVALID: Code.Internal,
+  DB_SCHEMA_UNSUPPORTED: Code.Internal,
+  DB_CONNECTION_INSECURE: Code.Internal,
 });
 
 /** The AirlockError code a Connect code stands for when the peer sent no AIRLOCK_ERROR_HEADER. */

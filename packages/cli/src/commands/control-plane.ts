@@ -1,22 +1,43 @@
 // `airlock control-plane serve`: the API, dispatch and tunnel listeners of a local control plane, with its registry, tokens and action queue.
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { AirlockError, createLogger, writeFileAtomic, type Logger } from '@airlock/common';
 import {
+  importLegacyState,
   openActionQueue,
   openApiTokenStore,
   openClusterRegistry,
+  openControlPlaneKey,
+  openDatabase,
+  resolveDatabaseConfig,
   startApiServer,
   startDispatchServer,
   startTunnelEndpoint,
+  type ApiTokenStore,
   type ClusterRegistry,
+  type ControlPlaneDatabase,
 } from '@airlock/control-plane';
 import { layout, LOCAL_CLUSTER_NAME, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { ensureLocalCa, issueLocalServerCertificate } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
 import { announceReady, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
+import { rootKeyFromFlags } from './kms.js';
 
-export interface ControlPlaneServeOptions {
+/** Where the control plane keeps its state. PostgreSQL when a URL is given, else the data directory's encrypted SQLite file. */
+export interface DatabaseFlags {
+  /** `postgres://…`; the password, if any, is better passed in AIRLOCK_DB_URL than on the command line. @default $AIRLOCK_DB_URL, else SQLite */
+  readonly db?: string;
+  /** PEM file of the CA that signed the PostgreSQL server certificate. @default $AIRLOCK_DB_CA */
+  readonly dbCa?: string;
+  /** Allow PostgreSQL over a Unix socket without TLS. */
+  readonly dbAllowPlaintextSocket?: boolean;
+  /** The control plane's own root key (wraps the database keys); like the KMS's --root-key-* flags. @default <data-dir>/control-plane/cp-root.key */
+  readonly cpKeyFile?: string;
+  readonly cpKeyEnv?: string;
+  readonly cpKeyPassphraseEnv?: string;
+}
+
+export interface ControlPlaneServeOptions extends DatabaseFlags {
   readonly dataDir?: string;
   readonly host: string;
   readonly apiPort: number;
@@ -44,7 +65,7 @@ const LOCAL_BOOTSTRAP_TTL_MS = 60 * 60 * 1000;
  * that stayed down longer than the certificate lifetime).
  */
 async function ensureLocalBootstrapToken(dataDir: string, registry: ClusterRegistry, log: Logger): Promise<boolean> {
-  const record = registry.cluster(LOCAL_CLUSTER_NAME);
+  const record = await registry.cluster(LOCAL_CLUSTER_NAME);
   const now = Date.now();
   const usable = record !== undefined && !record.revoked && record.certificates.some((certificate) => certificate.expiresAt.getTime() > now + 60_000);
   if (usable) return false;
@@ -57,12 +78,12 @@ async function ensureLocalBootstrapToken(dataDir: string, registry: ClusterRegis
 }
 
 /** Creates the local admin's API token on first start (0600); later starts keep it. */
-async function ensureClientToken(dataDir: string, tokens: Awaited<ReturnType<typeof openApiTokenStore>>, log: Logger): Promise<void> {
+async function ensureClientToken(dataDir: string, tokens: ApiTokenStore, log: Logger): Promise<void> {
   const path = layout.clientToken(dataDir);
   const stored = await readDataFile(path);
   if (stored !== undefined) {
     try {
-      tokens.authenticate(stored.trim());
+      await tokens.authenticate(stored.trim());
       return;
     } catch (error) {
       log.warn({ event: 'controlplane.client_token_replaced', path, code: AirlockError.from(error).code }, 'the stored API token no longer works; issuing a new one');
@@ -75,9 +96,62 @@ async function ensureClientToken(dataDir: string, tokens: Awaited<ReturnType<typ
 }
 
 export interface LocalControlPlane {
+  /** Where its state is, without credentials. */
+  readonly database: string;
   readonly endpoints: readonly PlaneEndpoint[];
   readonly endpointFile: ControlPlaneEndpointFile;
   close(): Promise<void>;
+}
+
+/**
+ * Opens the control-plane database of a data directory: PostgreSQL when `--db`/AIRLOCK_DB_URL names
+ * one, else `control-plane/control-plane.db`; its keys are wrapped by the control plane's own root key.
+ * A data directory of the JSON-file release is imported on the first start.
+ */
+export async function openLocalDatabase(dataDir: string, flags: DatabaseFlags, log: Logger, env: NodeJS.ProcessEnv = process.env): Promise<ControlPlaneDatabase> {
+  const url = flags.db ?? env.AIRLOCK_DB_URL;
+  const caFile = flags.dbCa ?? env.AIRLOCK_DB_CA;
+  const root = rootKeyFromFlags({ rootKeyFile: flags.cpKeyFile, rootKeyEnv: flags.cpKeyEnv, rootKeyPassphraseEnv: flags.cpKeyPassphraseEnv }, env);
+  const key = await openControlPlaneKey({ dir: layout.controlPlaneDir(dataDir), ...(root === undefined ? {} : { root }) }, log, env);
+  let database: ControlPlaneDatabase;
+  try {
+    database = await openDatabase(
+      resolveDatabaseConfig({
+        ...(url === undefined || url === '' ? { path: layout.controlPlaneDatabase(dataDir) } : { url }),
+        ...(caFile === undefined ? {} : { caPem: await readFile(caFile, 'utf8') }),
+        ...(flags.dbAllowPlaintextSocket === true ? { allowPlaintextUnixSocket: true } : {}),
+        key,
+        log,
+      }),
+    );
+  } catch (error) {
+    key.dispose();
+    throw error;
+  }
+  const close = database.close.bind(database);
+  const opened: ControlPlaneDatabase = {
+    ...database,
+    async close() {
+      await close();
+      key.dispose();
+    },
+  };
+  try {
+    const imported = await importLegacyState(
+      opened,
+      { clusters: layout.legacyClusterRegistry(dataDir), apiTokens: layout.legacyApiTokens(dataDir), actions: layout.legacyActionQueue(dataDir) },
+      log,
+    );
+    if (imported !== undefined) {
+      print(
+        `Imported ${imported.clusters} cluster(s), ${imported.apiTokens} API token(s) and ${imported.actions} action(s) from the previous release's JSON files into ${database.description}; the files were removed.`,
+      );
+    }
+  } catch (error) {
+    await opened.close();
+    throw error;
+  }
+  return opened;
 }
 
 /** Starts the control plane of a data directory: API, dispatch and tunnel listeners, each with a fresh server certificate. */
@@ -88,17 +162,19 @@ export async function startLocalControlPlane(
 ): Promise<LocalControlPlane> {
   await mkdir(layout.controlPlaneDir(dataDir), { recursive: true, mode: 0o700 });
   const ca = await ensureLocalCa(dataDir);
-  const registry = await openClusterRegistry({ ca, path: layout.clusterRegistry(dataDir), log });
-  const tokens = await openApiTokenStore({ path: layout.apiTokens(dataDir), log });
-  const queue = await openActionQueue({ path: layout.actionQueue(dataDir), log });
-  await ensureClientToken(dataDir, tokens, log);
-  await ensureLocalBootstrapToken(dataDir, registry, log);
-
-  const closers: Array<() => Promise<void>> = [];
+  const database = await openLocalDatabase(dataDir, options, log);
+  const closers: Array<() => Promise<void>> = [() => database.close()];
   const closeAll = async (): Promise<void> => {
     for (const close of closers.reverse()) await close().catch(() => undefined);
   };
   try {
+    const registry = openClusterRegistry({ ca, database, log });
+    const tokens = openApiTokenStore({ database, log });
+    const queue = await openActionQueue({ database, log });
+    closers.push(() => queue.close());
+    await ensureClientToken(dataDir, tokens, log);
+    await ensureLocalBootstrapToken(dataDir, registry, log);
+
     const tunnelTls = await issueLocalServerCertificate(ca);
     const tunnel = await startTunnelEndpoint({
       tls: tunnelTls,
@@ -143,6 +219,7 @@ export async function startLocalControlPlane(
     };
     await writeFileAtomic(layout.controlPlaneEndpoint(dataDir), `${JSON.stringify(endpointFile, null, 2)}\n`, { mode: 0o644 });
     return {
+      database: database.description,
       endpoints: [
         { name: 'api', plane: 'control', url: api.url },
         { name: 'dispatch', plane: 'control', url: dispatch.url },
@@ -168,6 +245,7 @@ export async function runControlPlaneServe(options: ControlPlaneServeOptions): P
   const child = process.connected;
   if (!child) {
     print(`Airlock control plane running from ${dataDir}`);
+    print(`  database:  ${plane.database}`);
     print(`  API:       ${plane.endpointFile.api}   (Connect, gRPC and gRPC-web; bearer token in ${plane.endpointFile.tokenFile})`);
     print(`  dispatch:  ${plane.endpointFile.dispatch}   (data-plane agents: registration, heartbeats, actions)`);
     print(`  tunnel:    ${plane.endpointFile.tunnel}   (mTLS; data-plane agents dial it)`);

@@ -11,6 +11,7 @@ import { parseCredentialsFile, readKmsEndpoint } from '../internal/kms-client.js
 import { ensureLocalCa } from '../internal/local-ca.js';
 import { formatTable, print, printJson } from '../internal/output.js';
 import { isPlaneReadyMessage, planeExecArgv, type PlaneEndpoint, type PlaneReadyMessage } from '../internal/plane-process.js';
+import type { DatabaseFlags } from './control-plane.js';
 
 /** What `airlock up` writes to endpoints.json: the shape verify reads, with the plane pids and the token file always set. */
 type UpEndpointsFile = EndpointsFile & {
@@ -20,7 +21,7 @@ type UpEndpointsFile = EndpointsFile & {
 
 type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
-export interface UpOptions {
+export interface UpOptions extends DatabaseFlags {
   readonly dataDir?: string;
   readonly apiPort: number;
   readonly dispatchPort: number;
@@ -68,6 +69,8 @@ class PlaneProcess {
   constructor(
     readonly name: 'control plane' | 'data plane',
     private args: string[],
+    /** Extra environment: how secrets such as a database URL reach the plane without showing in its command line. */
+    private readonly env: Readonly<Record<string, string>> = {},
   ) {}
 
   /** Pins the listeners to the ports the first start picked (port 0 means "any"), so a restarted plane keeps its endpoints. */
@@ -84,7 +87,10 @@ class PlaneProcess {
   async start(): Promise<PlaneReadyMessage> {
     const script = process.argv[1];
     if (script === undefined) throw new AirlockError('INTERNAL', 'cannot tell which script runs `airlock`');
-    const child = spawn(process.execPath, [...planeExecArgv(process.execArgv), script, ...this.args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = spawn(process.execPath, [...planeExecArgv(process.execArgv), script, ...this.args], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: { ...process.env, ...this.env },
+    });
     this.child = child;
     return new Promise<PlaneReadyMessage>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -138,10 +144,20 @@ export async function runUp(options: UpOptions): Promise<void> {
   await ensureLocalCa(dataDir);
 
   const common = ['--data-dir', dataDir, '--log-level', options.logLevel];
-  const controlPlane = new PlaneProcess('control plane', [
-    'control-plane', 'serve', ...common,
-    '--api-port', String(options.apiPort), '--dispatch-port', String(options.dispatchPort), '--tunnel-port', String(options.tunnelPort),
-  ]);
+  // The database URL may carry a password: it travels in the environment, not in argv (readable in /proc).
+  const controlPlane = new PlaneProcess(
+    'control plane',
+    [
+      'control-plane', 'serve', ...common,
+      '--api-port', String(options.apiPort), '--dispatch-port', String(options.dispatchPort), '--tunnel-port', String(options.tunnelPort),
+      ...(options.dbCa === undefined ? [] : ['--db-ca', options.dbCa]),
+      ...(options.dbAllowPlaintextSocket === true ? ['--db-allow-plaintext-socket'] : []),
+      ...(options.cpKeyFile === undefined ? [] : ['--cp-key-file', options.cpKeyFile]),
+      ...(options.cpKeyEnv === undefined ? [] : ['--cp-key-env', options.cpKeyEnv]),
+      ...(options.cpKeyPassphraseEnv === undefined ? [] : ['--cp-key-passphrase-env', options.cpKeyPassphraseEnv]),
+    ],
+    options.db === undefined ? {} : { AIRLOCK_DB_URL: options.db },
+  );
   const dataPlane = new PlaneProcess('data plane', ['data-plane', 'serve', ...common, '--kms-port', String(options.kmsPort), '--s3-port', String(options.s3Port)]);
   const planes = [controlPlane, dataPlane];
   let stopping = false;

@@ -21,9 +21,12 @@ export const layout = {
   objectStoreEndpoint: (dir: string): string => resolve(dir, 'objectstore', 'endpoint.json'),
   controlPlaneDir: (dir: string): string => resolve(dir, 'control-plane'),
   controlPlaneEndpoint: (dir: string): string => resolve(dir, 'control-plane', 'endpoint.json'),
-  clusterRegistry: (dir: string): string => resolve(dir, 'control-plane', 'clusters.json'),
-  apiTokens: (dir: string): string => resolve(dir, 'control-plane', 'api-tokens.json'),
-  actionQueue: (dir: string): string => resolve(dir, 'control-plane', 'actions.json'),
+  /** The control plane's encrypted SQLite database (its key file sits beside it as `.key`). */
+  controlPlaneDatabase: (dir: string): string => resolve(dir, 'control-plane', 'control-plane.db'),
+  /** JSON state of the release before the database; imported once, then removed. */
+  legacyClusterRegistry: (dir: string): string => resolve(dir, 'control-plane', 'clusters.json'),
+  legacyApiTokens: (dir: string): string => resolve(dir, 'control-plane', 'api-tokens.json'),
+  legacyActionQueue: (dir: string): string => resolve(dir, 'control-plane', 'actions.json'),
   /** The local admin's API token (secret, 0600): what `airlock` client commands log in with. */
   clientToken: (dir: string): string => resolve(dir, 'client', 'token'),
   dataPlaneDir: (dir: string): string => resolve(dir, 'data-plane'),

@@ -1,8 +1,10 @@
 // The control plane's per-cluster action queue: enqueue, long-poll leases renewed by heartbeats, reconciliation, idempotent phase events, durable state.
-import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { AirlockError, configCheck, configError, freezeConfig, writeFileAtomic, type DeepReadonly, type Logger } from '@airlock/common';
+import type { Selectable, Transaction } from 'kysely';
+import { AirlockError, configCheck, configError, freezeConfig, uuidV7, type DeepReadonly, type Logger } from '@airlock/common';
 import { isValidClusterName } from '@airlock/pki';
+import type { SealedCell } from './db/column-sealer.js';
+import type { ControlPlaneDatabase } from './db/database.js';
+import type { ActionsTable, DatabaseSchema } from './db/schema.js';
 
 /** An action's lifecycle (DESIGN.md §9), as the names of the proto's ActionPhase values. */
 export type ActionPhaseName = 'QUEUED' | 'INITIALIZING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED' | 'TIMED_OUT';
@@ -30,6 +32,8 @@ export interface SealedInputs {
 
 export interface EnqueueActionOptions {
   readonly runId: string;
+  /** The action whose task called this one (tasks calling tasks); unset for a run's root action. */
+  readonly parentActionId?: string;
   readonly task: ActionTaskRef;
   /** 1 for the first attempt. @default 1 */
   readonly attempt?: number;
@@ -71,6 +75,7 @@ export interface QueuedAction {
   readonly actionId: string;
   readonly cluster: string;
   readonly runId: string;
+  readonly parentActionId?: string;
   readonly task: ActionTaskRef;
   readonly attempt: number;
   /** Undefined for a task without inputs, and after a restart (inputs are never persisted; see `inputsLost`). */
@@ -102,8 +107,8 @@ export interface ReconcileResult {
 }
 
 export interface ActionQueueOptions {
-  /** JSON state file (mode 0600, replaced atomically), so queued work survives a restart. @default in memory only */
-  readonly path?: string;
+  /** Where actions live, so queued work survives a restart; task references and error records are stored sealed. */
+  readonly database: ControlPlaneDatabase;
   /** Clock (tests). @default the current time */
   readonly now?: () => Date;
   readonly log: Logger;
@@ -127,7 +132,6 @@ export interface ActionQueueOptions {
 }
 
 export type ResolvedActionQueueConfig = DeepReadonly<{
-  path: string | undefined;
   leaseMs: number;
   reconcileGraceMs: number;
   maxQueuedPerCluster: number;
@@ -135,7 +139,7 @@ export type ResolvedActionQueueConfig = DeepReadonly<{
   maxCompleted: number;
   maxInputBytes: number;
   maxWaitersPerCluster: number;
-}> & { readonly now: () => Date; readonly log: Logger };
+}> & { readonly now: () => Date; readonly log: Logger; readonly database: ControlPlaneDatabase };
 
 export interface ActionQueue {
   /** Queues an action for `cluster`; resolves (with its id) once it is durable. */
@@ -161,20 +165,17 @@ export interface ActionQueue {
   record(cluster: string, events: readonly ActionEventInput[]): Promise<number>;
   /** Cancels an action: at once if it is only queued, otherwise via the agent's next heartbeat. Throws NOT_FOUND. */
   cancel(actionId: string): Promise<QueuedAction>;
-  get(actionId: string): QueuedAction | undefined;
+  get(actionId: string): Promise<QueuedAction | undefined>;
   /** Every known action (of `cluster`, when given), oldest first. */
-  list(cluster?: string): QueuedAction[];
+  list(cluster?: string): Promise<QueuedAction[]>;
   /** Stops the lease timer and waits for pending writes. */
   close(): Promise<void>;
 }
 
-const STATE_VERSION = 1;
 const MAX_ID_LENGTH = 128;
 const MAX_NAME_LENGTH = 256;
 const MAX_ATTEMPT = 1000;
 const MAX_TIMEOUT_MS = 7 * 24 * 60 * 60 * 1000;
-/** Event ids remembered per action for deduplication; an action has a handful of events. */
-const MAX_EVENT_IDS_PER_ACTION = 64;
 const MAX_HISTORY_PER_ACTION = 32;
 const MAX_ERROR_MESSAGE_LENGTH = 2048;
 const KEY_ID = /^[0-9a-f]{32}$/;
@@ -192,10 +193,9 @@ const PHASE_RANK: Readonly<Record<ActionPhaseName, number>> = Object.freeze({
 export function resolveActionQueueConfig(options: ActionQueueOptions): ResolvedActionQueueConfig {
   if (typeof options !== 'object' || options === null) throw configError('actionQueue', 'options are required');
   if (typeof options.log !== 'object' || options.log === null) throw configError('actionQueue.log', 'is required');
-  if (options.path !== undefined) configCheck.nonEmptyString('actionQueue.path', options.path);
+  if (typeof options.database?.db !== 'object') throw configError('actionQueue.database', 'is required');
   if (options.now !== undefined && typeof options.now !== 'function') throw configError('actionQueue.now', 'must be a function');
   const settings = freezeConfig({
-    path: options.path,
     leaseMs: configCheck.integer('actionQueue.leaseMs', options.leaseMs ?? 30_000, 100, 86_400_000),
     reconcileGraceMs: configCheck.integer('actionQueue.reconcileGraceMs', options.reconcileGraceMs ?? 5000, 0, 3_600_000),
     maxQueuedPerCluster: configCheck.integer('actionQueue.maxQueuedPerCluster', options.maxQueuedPerCluster ?? 10_000, 1, 10_000_000),
@@ -204,14 +204,17 @@ export function resolveActionQueueConfig(options: ActionQueueOptions): ResolvedA
     maxInputBytes: configCheck.integer('actionQueue.maxInputBytes', options.maxInputBytes ?? 1024 * 1024, 1, 64 * 1024 * 1024),
     maxWaitersPerCluster: configCheck.integer('actionQueue.maxWaitersPerCluster', options.maxWaitersPerCluster ?? 64, 1, 100_000),
   });
-  return Object.freeze({ ...settings, now: options.now ?? ((): Date => new Date()), log: options.log });
+  return Object.freeze({ ...settings, now: options.now ?? ((): Date => new Date()), log: options.log, database: options.database });
 }
 
-/** The mutable record behind a QueuedAction; times in epoch milliseconds. Serialised as is, minus `inputs`. */
+/** The mutable record behind a QueuedAction, as read from its row; times in epoch milliseconds. */
 interface ActionEntry {
   actionId: string;
   cluster: string;
+  /** Blind index of the cluster name: the row's `cluster_id`. */
+  clusterId: string;
   runId: string;
+  parentActionId?: string;
   task: { project: string; name: string; version: string };
   attempt: number;
   timeoutMs: number;
@@ -227,12 +230,15 @@ interface ActionEntry {
   deliveries: number;
   error?: ActionErrorRecord;
   history: Array<{ phase: ActionPhaseName; at: number; eventId?: string }>;
-  eventIds: string[];
+  /** Set when `history` or `error` changed, so that only then are they sealed again. */
+  sealedChanged: boolean;
 }
 
-interface QueueState {
-  version: number;
-  actions: ActionEntry[];
+/** What `spec_sealed` holds: everything about an action that came from a user, fixed at enqueue. */
+interface SealedSpec {
+  cluster: string;
+  task: { project: string; name: string; version: string };
+  timeoutMs: number;
 }
 
 function invalid(argument: string, problem: string): AirlockError {
@@ -275,96 +281,99 @@ function cleanError(error: ActionErrorRecord | undefined): ActionErrorRecord | u
   return Object.freeze({ code, message, retryable: error.retryable === true });
 }
 
-function parseState(text: string, path: string): QueueState {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new AirlockError('CONFIG_INVALID', 'The action queue file is not valid JSON', { cause: error, details: { path } });
-  }
-  const state = value as Partial<QueueState> | null;
-  if (state === null || typeof state !== 'object' || state.version !== STATE_VERSION || !Array.isArray(state.actions)) {
-    throw new AirlockError('CONFIG_INVALID', 'The action queue file has an unknown format', { details: { path } });
-  }
-  for (const entry of state.actions) {
-    if (typeof entry !== 'object' || entry === null || typeof entry.actionId !== 'string' || !ACTION_PHASES.includes(entry.phase) || !isValidClusterName(entry.cluster)) {
-      throw new AirlockError('CONFIG_INVALID', 'The action queue file holds a malformed action', { details: { path } });
-    }
-  }
-  return { version: STATE_VERSION, actions: state.actions };
-}
-
 interface Waiter {
   readonly wake: () => void;
 }
 
-/** Opens (or creates) an action queue; with `path`, its state is loaded from and saved to that file. */
+type ActionRow = Selectable<ActionsTable>;
+type Tx = Transaction<DatabaseSchema>;
+
+const CLUSTER_INDEX = 'cluster';
+const optional = (value: number | null): number | undefined => (value === null ? undefined : value);
+
+/** Opens the action queue over the control-plane database. */
 export async function openActionQueue(options: ActionQueueOptions): Promise<ActionQueue> {
   const config = resolveActionQueueConfig(options);
-  const { log, path } = config;
+  const { log } = config;
+  const { db, sealer, rowLocks } = config.database;
   const clock = (): number => config.now().getTime();
+  const cell = (row: string, column: 'spec_sealed' | 'history_sealed' | 'error_sealed'): SealedCell => ({ table: 'actions', column, row });
+  const clusterId = (cluster: string): string => sealer.blindIndex(CLUSTER_INDEX, cluster);
 
-  /** Insertion-ordered, so iteration is oldest first (FIFO leasing). */
-  const actions = new Map<string, ActionEntry>();
   /** Sealed inputs, in memory only: DESIGN.md §3 says the control plane never persists task I/O. */
   const inputs = new Map<string, SealedInputs>();
   const waiters = new Map<string, Set<Waiter>>();
 
-  if (path !== undefined) {
-    const text = await readFile(path, 'utf8').catch((error: unknown) => {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw AirlockError.from(error);
-    });
-    if (text !== undefined) {
-      const now = clock();
-      let lost = 0;
-      for (const entry of parseState(text, path).actions) {
-        // Leases are not charged for the control plane's own downtime: agents could not renew them.
-        if (entry.leaseExpiresAt !== undefined) entry.leaseExpiresAt = Math.max(entry.leaseExpiresAt, now + config.leaseMs);
-        if (entry.hasInputs && !isTerminalActionPhase(entry.phase) && !entry.inputsLost) {
-          entry.inputsLost = true;
-          lost += 1;
-        }
-        actions.set(entry.actionId, entry);
-      }
-      // An action whose sealed inputs were lost can no longer run as submitted: fail it, retryably,
-      // rather than hand the data plane an action without its inputs.
-      for (const entry of actions.values()) {
-        if (entry.inputsLost && !isTerminalActionPhase(entry.phase)) {
-          complete(entry, 'FAILED', now, undefined, {
-            code: 'UNAVAILABLE',
-            message: 'The sealed inputs were held in memory only and a control-plane restart discarded them; submit the run again',
-            retryable: true,
-          });
-        }
-      }
-      log.info({ event: 'queue.loaded', path, actions: actions.size, inputsLost: lost }, 'action queue loaded');
-    }
+  // ---- rows ⇄ entries
+  function toEntry(row: ActionRow): ActionEntry {
+    const spec = sealer.openJson<SealedSpec>(cell(row.action_id, 'spec_sealed'), row.spec_sealed);
+    const entry: ActionEntry = {
+      actionId: row.action_id,
+      cluster: spec.cluster,
+      clusterId: row.cluster_id,
+      runId: row.run_id,
+      ...(row.parent_action_id === null ? {} : { parentActionId: row.parent_action_id }),
+      task: spec.task,
+      attempt: row.attempt,
+      timeoutMs: spec.timeoutMs,
+      hasInputs: row.has_inputs !== 0,
+      inputsLost: row.inputs_lost !== 0,
+      phase: row.phase as ActionPhaseName,
+      queuedAt: row.queued_at,
+      updatedAt: row.updated_at,
+      cancelRequested: row.cancel_requested !== 0,
+      deliveries: row.deliveries,
+      history: sealer.openJson<ActionEntry['history']>(cell(row.action_id, 'history_sealed'), row.history_sealed),
+      sealedChanged: false,
+    };
+    const leasedAt = optional(row.leased_at);
+    const leaseExpiresAt = optional(row.lease_expires_at);
+    const completedAt = optional(row.completed_at);
+    if (leasedAt !== undefined) entry.leasedAt = leasedAt;
+    if (leaseExpiresAt !== undefined) entry.leaseExpiresAt = leaseExpiresAt;
+    if (completedAt !== undefined) entry.completedAt = completedAt;
+    if (row.error_sealed !== null) entry.error = sealer.openJson<ActionErrorRecord>(cell(row.action_id, 'error_sealed'), row.error_sealed);
+    return entry;
   }
 
-  // ---- persistence: coalesced atomic writes; a caller awaits a write that started after its change.
-  let writing: Promise<void> = Promise.resolve();
-  let queued: Promise<void> | undefined;
-  const persist = (): Promise<void> => {
-    if (path === undefined) return Promise.resolve();
-    queued ??= writing
-      .catch(() => undefined)
-      .then(() => {
-        queued = undefined;
-        const state: QueueState = { version: STATE_VERSION, actions: [...actions.values()] };
-        writing = writeFileAtomic(path, `${JSON.stringify(state)}\n`, { mode: 0o600 });
-        return writing;
-      });
-    return queued;
-  };
+  /** The row's changing columns; the history and error are sealed again only when they changed. */
+  function changes(entry: ActionEntry): Partial<ActionRow> {
+    return {
+      attempt: entry.attempt,
+      phase: entry.phase,
+      updated_at: entry.updatedAt,
+      leased_at: entry.leasedAt ?? null,
+      lease_expires_at: entry.leaseExpiresAt ?? null,
+      completed_at: entry.completedAt ?? null,
+      cancel_requested: entry.cancelRequested ? 1 : 0,
+      deliveries: entry.deliveries,
+      inputs_lost: entry.inputsLost ? 1 : 0,
+      ...(entry.sealedChanged
+        ? {
+            history_sealed: sealer.sealJson(cell(entry.actionId, 'history_sealed'), entry.history),
+            error_sealed: entry.error === undefined ? null : sealer.sealJson(cell(entry.actionId, 'error_sealed'), entry.error),
+          }
+        : {}),
+    };
+  }
 
-  // ---- helpers
+  async function save(trx: Tx, entries: Iterable<ActionEntry>): Promise<void> {
+    for (const entry of entries) await trx.updateTable('actions').set(changes(entry)).where('action_id', '=', entry.actionId).execute();
+  }
+
+  /** Rows this transaction is about to change; locked on PostgreSQL so two control planes cannot interleave. */
+  function selectForChange(trx: Tx) {
+    const query = trx.selectFrom('actions').selectAll();
+    return rowLocks ? query.forUpdate() : query;
+  }
+
   function snapshot(entry: ActionEntry): QueuedAction {
     const sealed = inputs.get(entry.actionId);
     return Object.freeze({
       actionId: entry.actionId,
       cluster: entry.cluster,
       runId: entry.runId,
+      ...(entry.parentActionId === undefined ? {} : { parentActionId: entry.parentActionId }),
       task: Object.freeze({ ...entry.task }),
       attempt: entry.attempt,
       ...(sealed === undefined ? {} : { inputs: sealed }),
@@ -385,9 +394,11 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
     });
   }
 
+  // ---- transitions (on entries; the caller saves them)
   function pushHistory(entry: ActionEntry, phase: ActionPhaseName, at: number, eventId?: string): void {
     entry.history.push(eventId === undefined ? { phase, at } : { phase, at, eventId });
     if (entry.history.length > MAX_HISTORY_PER_ACTION) entry.history.splice(0, entry.history.length - MAX_HISTORY_PER_ACTION);
+    entry.sealedChanged = true;
   }
 
   /** Moves an action to a terminal phase; `at` is when that happened (the agent's clock for reported events). */
@@ -402,20 +413,6 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
     pushHistory(entry, phase, at, eventId);
     // Ciphertext is dropped as soon as nothing can need it any more.
     inputs.delete(entry.actionId);
-    pruneCompleted();
-  }
-
-  function pruneCompleted(): void {
-    let completed = 0;
-    for (const entry of actions.values()) if (isTerminalActionPhase(entry.phase)) completed += 1;
-    if (completed <= config.maxCompleted) return;
-    for (const [id, entry] of actions) {
-      if (completed <= config.maxCompleted) break;
-      if (isTerminalActionPhase(entry.phase)) {
-        actions.delete(id);
-        completed -= 1;
-      }
-    }
   }
 
   function requeue(entry: ActionEntry, now: number, reason: string): void {
@@ -425,7 +422,6 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
     delete entry.leaseExpiresAt;
     pushHistory(entry, 'QUEUED', now);
     log.warn({ event: 'queue.requeued', actionId: entry.actionId, cluster: entry.cluster, reason }, 'action queued again');
-    wake(entry.cluster);
   }
 
   function wake(cluster: string): void {
@@ -434,48 +430,98 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
     for (const waiter of [...set]) waiter.wake();
   }
 
-  /** Re-queues leases that were not renewed in time. Called before every read and on a timer. */
-  function expireLeases(): boolean {
+  /** Re-queues (or, when cancelled, aborts) leases that were not renewed in time. */
+  async function expireLeases(): Promise<void> {
     const now = clock();
-    let changed = false;
-    for (const entry of actions.values()) {
-      if (entry.leaseExpiresAt !== undefined && entry.leaseExpiresAt <= now && !isTerminalActionPhase(entry.phase)) {
+    // Cheap when nothing expired: one indexed lookup outside any transaction.
+    const due = await db.selectFrom('actions').select('action_id').where('lease_expires_at', '<=', now).where('completed_at', 'is', null).limit(1).execute();
+    if (due.length === 0) return;
+    const woken = new Set<string>();
+    await db.transaction().execute(async (trx) => {
+      const rows = await selectForChange(trx).where('lease_expires_at', '<=', now).where('completed_at', 'is', null).execute();
+      const entries = rows.map(toEntry);
+      for (const entry of entries) {
         if (entry.cancelRequested) {
           // The agent is gone and the user wanted it stopped: nothing left to stop.
           complete(entry, 'ABORTED', now);
         } else {
           requeue(entry, now, 'lease expired');
+          woken.add(entry.cluster);
         }
-        changed = true;
       }
-    }
-    return changed;
+      await save(trx, entries);
+    });
+    for (const cluster of woken) wake(cluster);
   }
 
+  /** Keeps at most `maxCompleted` finished actions, dropping the oldest (a batch at a time). */
+  async function pruneCompleted(): Promise<void> {
+    for (;;) {
+      const surplus = await db
+        .selectFrom('actions')
+        .select('action_id')
+        .where('completed_at', 'is not', null)
+        .orderBy('completed_at', 'desc')
+        .orderBy('action_id', 'desc')
+        .limit(500)
+        .offset(config.maxCompleted)
+        .execute();
+      if (surplus.length === 0) return;
+      await db
+        .deleteFrom('actions')
+        .where(
+          'action_id',
+          'in',
+          surplus.map((row) => row.action_id),
+        )
+        .execute();
+    }
+  }
+
+  // ---- start: actions whose sealed inputs were lost can no longer run as submitted.
+  {
+    const now = clock();
+    let lost = 0;
+    await db.transaction().execute(async (trx) => {
+      // Leases are not charged for the control plane's own downtime: agents could not renew them.
+      await trx
+        .updateTable('actions')
+        .set({ lease_expires_at: now + config.leaseMs })
+        .where('completed_at', 'is', null)
+        .where('lease_expires_at', '<', now + config.leaseMs)
+        .execute();
+      const rows = await selectForChange(trx).where('completed_at', 'is', null).where('has_inputs', '=', 1).execute();
+      const entries = rows.map(toEntry);
+      for (const entry of entries) {
+        entry.inputsLost = true;
+        lost += 1;
+        // Fail it, retryably, rather than hand the data plane an action without its inputs.
+        complete(entry, 'FAILED', now, undefined, {
+          code: 'UNAVAILABLE',
+          message: 'The sealed inputs were held in memory only and a control-plane restart discarded them; submit the run again',
+          retryable: true,
+        });
+      }
+      await save(trx, entries);
+    });
+    if (lost > 0) log.warn({ event: 'queue.inputs_lost', actions: lost }, 'actions failed: their sealed inputs did not survive the restart');
+  }
+
+  let sweeping = false;
   const sweeper = setInterval(
     () => {
-      if (expireLeases()) persist().catch((error: unknown) => log.error({ event: 'queue.save_failed', code: AirlockError.from(error).code }, 'action queue not saved'));
+      if (sweeping) return;
+      sweeping = true;
+      expireLeases()
+        .then(pruneCompleted)
+        .catch((error: unknown) => log.error({ event: 'queue.sweep_failed', code: AirlockError.from(error).code }, 'action queue sweep failed'))
+        .finally(() => {
+          sweeping = false;
+        });
     },
     Math.max(50, Math.min(1000, Math.floor(config.leaseMs / 4))),
   );
   sweeper.unref();
-
-  const isLeased = (entry: ActionEntry): boolean => entry.leasedAt !== undefined && !isTerminalActionPhase(entry.phase);
-
-  function take(cluster: string, max: number): ActionEntry[] {
-    const now = clock();
-    const taken: ActionEntry[] = [];
-    for (const entry of actions.values()) {
-      if (taken.length >= max) break;
-      if (entry.cluster !== cluster || entry.phase !== 'QUEUED' || entry.leasedAt !== undefined || entry.cancelRequested) continue;
-      entry.leasedAt = now;
-      entry.leaseExpiresAt = now + config.leaseMs;
-      entry.updatedAt = now;
-      entry.deliveries += 1;
-      taken.push(entry);
-    }
-    return taken;
-  }
 
   function waitForWork(cluster: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve) => {
@@ -504,12 +550,29 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
     if (closed) throw new AirlockError('UNAVAILABLE', 'The action queue is closed');
   };
 
+  async function countPending(trx: Tx, id: string): Promise<{ all: number; cluster: number }> {
+    const rows = await trx
+      .selectFrom('actions')
+      .select(['cluster_id', (eb) => eb.fn.countAll<number>().as('count')])
+      .where('completed_at', 'is', null)
+      .groupBy('cluster_id')
+      .execute();
+    let all = 0;
+    let cluster = 0;
+    for (const row of rows) {
+      all += Number(row.count);
+      if (row.cluster_id === id) cluster = Number(row.count);
+    }
+    return { all, cluster };
+  }
+
   return {
     async enqueue(clusterName, action) {
       checkOpen();
       const cluster = checkCluster(clusterName);
       if (typeof action !== 'object' || action === null) throw invalid('action', 'is required');
       const runId = checkText('runId', action.runId, MAX_ID_LENGTH);
+      const parentActionId = action.parentActionId === undefined ? undefined : checkText('parentActionId', action.parentActionId, MAX_ID_LENGTH);
       if (typeof action.task !== 'object' || action.task === null) throw invalid('task', 'is required');
       const task = {
         project: checkText('task.project', action.task.project, MAX_NAME_LENGTH),
@@ -528,44 +591,45 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
         }
         sealed = Object.freeze({ sealed: new Uint8Array(bytes), keyId });
       }
-      expireLeases();
-      let pending = 0;
-      let pendingForCluster = 0;
-      for (const entry of actions.values()) {
-        if (isTerminalActionPhase(entry.phase)) continue;
-        pending += 1;
-        if (entry.cluster === cluster) pendingForCluster += 1;
-      }
-      if (pendingForCluster >= config.maxQueuedPerCluster || pending >= config.maxQueued) {
-        const limit = pendingForCluster >= config.maxQueuedPerCluster ? config.maxQueuedPerCluster : config.maxQueued;
-        log.warn({ event: 'queue.full', cluster, limit }, 'action queue full');
-        throw new AirlockError('UNAVAILABLE', `The action queue is full (${limit} unfinished actions); try again later`, { details: { reason: 'queue-full', cluster, limit } });
-      }
       const now = clock();
-      const actionId = randomUUID();
-      const entry: ActionEntry = {
-        actionId,
-        cluster,
-        runId,
-        task,
-        attempt,
-        timeoutMs,
-        hasInputs: sealed !== undefined,
-        inputsLost: false,
-        phase: 'QUEUED',
-        queuedAt: now,
-        updatedAt: now,
-        cancelRequested: false,
-        deliveries: 0,
-        history: [{ phase: 'QUEUED', at: now }],
-        eventIds: [],
-      };
-      actions.set(actionId, entry);
+      // Time-ordered, so that actions queued within one millisecond still lease in FIFO order.
+      const actionId = uuidV7();
+      const id = clusterId(cluster);
+      const spec: SealedSpec = { cluster, task, timeoutMs };
       if (sealed !== undefined) inputs.set(actionId, sealed);
       try {
-        await persist();
+        await db.transaction().execute(async (trx) => {
+          const pending = await countPending(trx, id);
+          if (pending.cluster >= config.maxQueuedPerCluster || pending.all >= config.maxQueued) {
+            const limit = pending.cluster >= config.maxQueuedPerCluster ? config.maxQueuedPerCluster : config.maxQueued;
+            log.warn({ event: 'queue.full', cluster, limit }, 'action queue full');
+            throw new AirlockError('UNAVAILABLE', `The action queue is full (${limit} unfinished actions); try again later`, { details: { reason: 'queue-full', cluster, limit } });
+          }
+          await trx
+            .insertInto('actions')
+            .values({
+              action_id: actionId,
+              cluster_id: id,
+              run_id: runId,
+              parent_action_id: parentActionId ?? null,
+              spec_sealed: sealer.sealJson(cell(actionId, 'spec_sealed'), spec),
+              attempt,
+              phase: 'QUEUED',
+              queued_at: now,
+              updated_at: now,
+              leased_at: null,
+              lease_expires_at: null,
+              completed_at: null,
+              cancel_requested: 0,
+              deliveries: 0,
+              has_inputs: sealed === undefined ? 0 : 1,
+              inputs_lost: 0,
+              error_sealed: null,
+              history_sealed: sealer.sealJson(cell(actionId, 'history_sealed'), [{ phase: 'QUEUED', at: now }]),
+            })
+            .execute();
+        });
       } catch (error) {
-        actions.delete(actionId);
         inputs.delete(actionId);
         throw error;
       }
@@ -580,14 +644,41 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
       const limit = checkInteger('max', max, 1, 1000);
       const wait = checkInteger('waitMs', waitMs, 0, 3_600_000);
       const deadline = Date.now() + wait;
+      const id = clusterId(cluster);
       for (;;) {
         if (closed || signal?.aborted === true) return [];
-        expireLeases();
-        const taken = take(cluster, limit);
+        await expireLeases();
+        const now = clock();
+        const taken = await db.transaction().execute(async (trx) => {
+          let query = trx
+            .selectFrom('actions')
+            .selectAll()
+            .where('cluster_id', '=', id)
+            .where('phase', '=', 'QUEUED')
+            .where('leased_at', 'is', null)
+            .where('cancel_requested', '=', 0)
+            .orderBy('queued_at')
+            .orderBy('action_id')
+            .limit(limit);
+          // Two control planes polling for one cluster each take different actions.
+          if (rowLocks) query = query.forUpdate().skipLocked();
+          const rows = await query.execute();
+          if (rows.length === 0) return [];
+          await trx
+            .updateTable('actions')
+            .set((eb) => ({ leased_at: now, lease_expires_at: now + config.leaseMs, updated_at: now, deliveries: eb('deliveries', '+', 1) }))
+            .where(
+              'action_id',
+              'in',
+              rows.map((row) => row.action_id),
+            )
+            .execute();
+          return rows.map((row) => ({ ...row, leased_at: now, lease_expires_at: now + config.leaseMs, updated_at: now, deliveries: row.deliveries + 1 }));
+        });
         if (taken.length > 0) {
-          await persist();
-          log.info({ event: 'queue.leased', cluster, actionIds: taken.map((entry) => entry.actionId) }, 'actions leased');
-          return taken.map(snapshot);
+          const entries = taken.map(toEntry);
+          log.info({ event: 'queue.leased', cluster, actionIds: entries.map((entry) => entry.actionId) }, 'actions leased');
+          return entries.map(snapshot);
         }
         const remaining = deadline - Date.now();
         if (remaining <= 0 || (waiters.get(cluster)?.size ?? 0) >= config.maxWaitersPerCluster) return [];
@@ -598,116 +689,160 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
     async renew(clusterName, actionIds) {
       checkOpen();
       const cluster = checkCluster(clusterName);
-      expireLeases();
+      await expireLeases();
       const now = clock();
-      const missing: string[] = [];
-      for (const id of actionIds) {
-        const entry = actions.get(id);
-        if (entry === undefined || entry.cluster !== cluster || !isLeased(entry)) {
-          missing.push(id);
-          continue;
-        }
-        entry.leaseExpiresAt = now + config.leaseMs;
-      }
-      await persist();
-      return missing;
+      const id = clusterId(cluster);
+      const ids = [...new Set(actionIds)];
+      if (ids.length === 0) return [];
+      return db.transaction().execute(async (trx) => {
+        const rows = await selectForChange(trx).where('action_id', 'in', ids).execute();
+        const held = rows.filter((row) => row.cluster_id === id && row.leased_at !== null && row.completed_at === null).map((row) => row.action_id);
+        if (held.length > 0) await trx.updateTable('actions').set({ lease_expires_at: now + config.leaseMs }).where('action_id', 'in', held).execute();
+        return actionIds.filter((actionId) => !held.includes(actionId));
+      });
     },
 
     async reconcile(clusterName, inFlightIds) {
       checkOpen();
       const cluster = checkCluster(clusterName);
-      expireLeases();
+      await expireLeases();
       const now = clock();
+      const id = clusterId(cluster);
       const listed = new Set(inFlightIds);
       const abortActionIds: string[] = [];
       const requeuedActionIds: string[] = [];
-      for (const id of listed) {
-        const entry = actions.get(id);
-        if (entry === undefined || entry.cluster !== cluster || isTerminalActionPhase(entry.phase) || entry.cancelRequested) {
-          abortActionIds.push(id);
-          continue;
+      await db.transaction().execute(async (trx) => {
+        const changed = new Map<string, ActionEntry>();
+        const listedRows = listed.size === 0 ? [] : await selectForChange(trx).where('action_id', 'in', [...listed]).execute();
+        const found = new Map(listedRows.map((row) => [row.action_id, row]));
+        for (const actionId of listed) {
+          const row = found.get(actionId);
+          if (row === undefined || row.cluster_id !== id || row.completed_at !== null || row.cancel_requested !== 0) {
+            abortActionIds.push(actionId);
+            continue;
+          }
+          const entry = toEntry(row);
+          if (entry.leasedAt === undefined) {
+            // Re-queued while the agent was out of touch, but it kept running it: give it back
+            // rather than run the same attempt twice.
+            entry.leasedAt = now;
+            entry.deliveries += 1;
+            log.info({ event: 'queue.readopted', actionId, cluster }, 'queued action re-adopted by its running agent');
+          }
+          entry.leaseExpiresAt = now + config.leaseMs;
+          changed.set(actionId, entry);
         }
-        if (entry.leasedAt === undefined) {
-          // Re-queued while the agent was out of touch, but it kept running it: give it back
-          // rather than run the same attempt twice.
-          entry.leasedAt = now;
-          entry.deliveries += 1;
-          log.info({ event: 'queue.readopted', actionId: id, cluster }, 'queued action re-adopted by its running agent');
+        const leasedRows = await selectForChange(trx).where('cluster_id', '=', id).where('leased_at', 'is not', null).where('completed_at', 'is', null).execute();
+        for (const row of leasedRows) {
+          if (listed.has(row.action_id)) continue;
+          const entry = toEntry(row);
+          if (entry.cancelRequested) {
+            complete(entry, 'ABORTED', now);
+            changed.set(entry.actionId, entry);
+            continue;
+          }
+          if ((entry.leasedAt ?? now) <= now - config.reconcileGraceMs) {
+            requeue(entry, now, 'agent no longer has it');
+            requeuedActionIds.push(entry.actionId);
+            changed.set(entry.actionId, entry);
+          }
         }
-        entry.leaseExpiresAt = now + config.leaseMs;
-      }
-      for (const entry of actions.values()) {
-        if (entry.cluster !== cluster || !isLeased(entry) || listed.has(entry.actionId)) continue;
-        if (entry.cancelRequested) {
-          complete(entry, 'ABORTED', now);
-          continue;
-        }
-        if ((entry.leasedAt ?? now) <= now - config.reconcileGraceMs) {
-          requeue(entry, now, 'agent no longer has it');
-          requeuedActionIds.push(entry.actionId);
-        }
-      }
-      await persist();
+        await save(trx, changed.values());
+      });
+      if (requeuedActionIds.length > 0) wake(cluster);
       return { abortActionIds, requeuedActionIds };
     },
 
     async record(clusterName, events) {
       checkOpen();
       const cluster = checkCluster(clusterName);
-      expireLeases();
-      const now = clock();
-      let applied = 0;
-      for (const event of events) {
+      const checked = events.map((event) => {
         const eventId = checkText('event.eventId', event.eventId, MAX_ID_LENGTH);
         const actionId = checkText('event.actionId', event.actionId, MAX_ID_LENGTH);
         if (!ACTION_PHASES.includes(event.phase) || event.phase === 'QUEUED') throw invalid('event.phase', 'must be a phase after QUEUED');
-        const entry = actions.get(actionId);
-        if (entry === undefined) {
-          log.debug({ event: 'queue.event_ignored', cluster, actionId, reason: 'unknown action' }, 'event ignored');
-          continue;
-        }
-        if (entry.cluster !== cluster) {
-          log.warn({ event: 'queue.event_ignored', cluster, actionId, reason: 'another cluster' }, 'event for another cluster ignored');
-          continue;
-        }
-        if (entry.eventIds.includes(eventId)) continue;
-        entry.eventIds.push(eventId);
-        if (entry.eventIds.length > MAX_EVENT_IDS_PER_ACTION) entry.eventIds.splice(0, entry.eventIds.length - MAX_EVENT_IDS_PER_ACTION);
-        if (event.attempt !== entry.attempt) {
-          log.debug({ event: 'queue.event_ignored', cluster, actionId, reason: 'superseded attempt' }, 'event ignored');
-          continue;
-        }
-        if (isTerminalActionPhase(entry.phase) || (PHASE_RANK[event.phase] <= PHASE_RANK[entry.phase] && entry.phase !== 'QUEUED')) {
-          log.debug({ event: 'queue.event_ignored', cluster, actionId, phase: event.phase, current: entry.phase, reason: 'not forward' }, 'event ignored');
-          continue;
-        }
-        const at = event.occurredAt instanceof Date && Number.isFinite(event.occurredAt.getTime()) ? event.occurredAt.getTime() : now;
-        if (isTerminalActionPhase(event.phase)) {
-          complete(entry, event.phase, now, eventId, cleanError(event.error), at);
-          log.info({ event: 'queue.completed', actionId, cluster, phase: event.phase, errorCode: entry.error?.code }, 'action finished');
-        } else {
-          // An event for an action that was re-queued meanwhile means the agent has it after all.
-          if (entry.leasedAt === undefined) {
-            entry.leasedAt = now;
-            entry.deliveries += 1;
+        return { event, eventId, actionId };
+      });
+      if (checked.length === 0) return 0;
+      await expireLeases();
+      const now = clock();
+      const id = clusterId(cluster);
+      const completed: ActionEntry[] = [];
+      const applied = await db.transaction().execute(async (trx) => {
+        const rows = await selectForChange(trx).where('action_id', 'in', [...new Set(checked.map((item) => item.actionId))]).execute();
+        const entries = new Map(rows.map((row) => [row.action_id, row.cluster_id === id ? toEntry(row) : undefined]));
+        const seenRows =
+          entries.size === 0
+            ? []
+            : await trx
+                .selectFrom('action_events')
+                .select(['action_id', 'event_id'])
+                .where('action_id', 'in', [...entries.keys()])
+                .where(
+                  'event_id',
+                  'in',
+                  checked.map((item) => item.eventId),
+                )
+                .execute();
+        const seen = new Set(seenRows.map((row) => `${row.action_id}\n${row.event_id}`));
+        const changed = new Map<string, ActionEntry>();
+        let count = 0;
+        for (const { event, eventId, actionId } of checked) {
+          if (!entries.has(actionId)) {
+            log.debug({ event: 'queue.event_ignored', cluster, actionId, reason: 'unknown action' }, 'event ignored');
+            continue;
           }
-          entry.leaseExpiresAt = now + config.leaseMs;
-          entry.phase = event.phase;
-          entry.updatedAt = now;
-          pushHistory(entry, event.phase, at, eventId);
+          const entry = entries.get(actionId);
+          if (entry === undefined) {
+            log.warn({ event: 'queue.event_ignored', cluster, actionId, reason: 'another cluster' }, 'event for another cluster ignored');
+            continue;
+          }
+          const key = `${actionId}\n${eventId}`;
+          if (seen.has(key)) continue;
+          seen.add(key);
+          if (event.attempt !== entry.attempt) {
+            log.debug({ event: 'queue.event_ignored', cluster, actionId, reason: 'superseded attempt' }, 'event ignored');
+            continue;
+          }
+          if (isTerminalActionPhase(entry.phase) || (PHASE_RANK[event.phase] <= PHASE_RANK[entry.phase] && entry.phase !== 'QUEUED')) {
+            log.debug({ event: 'queue.event_ignored', cluster, actionId, phase: event.phase, current: entry.phase, reason: 'not forward' }, 'event ignored');
+            continue;
+          }
+          const at = event.occurredAt instanceof Date && Number.isFinite(event.occurredAt.getTime()) ? event.occurredAt.getTime() : now;
+          if (isTerminalActionPhase(event.phase)) {
+            complete(entry, event.phase, now, eventId, cleanError(event.error), at);
+            completed.push(entry);
+          } else {
+            // An event for an action that was re-queued meanwhile means the agent has it after all.
+            if (entry.leasedAt === undefined) {
+              entry.leasedAt = now;
+              entry.deliveries += 1;
+            }
+            entry.leaseExpiresAt = now + config.leaseMs;
+            entry.phase = event.phase;
+            entry.updatedAt = now;
+            pushHistory(entry, event.phase, at, eventId);
+          }
+          // Only applied events are remembered: an ignored one would be ignored again anyway, and
+          // each applied one moves its action forward, which bounds how many an action collects.
+          await trx.insertInto('action_events').values({ action_id: actionId, event_id: eventId, received_at: now }).execute();
+          changed.set(actionId, entry);
+          count += 1;
         }
-        applied += 1;
-      }
-      await persist();
+        await save(trx, changed.values());
+        return count;
+      });
+      for (const entry of completed) log.info({ event: 'queue.completed', actionId: entry.actionId, cluster, phase: entry.phase, errorCode: entry.error?.code }, 'action finished');
       return applied;
     },
 
     async cancel(actionId) {
       checkOpen();
-      expireLeases();
-      const entry = actions.get(actionId);
-      if (entry === undefined) throw new AirlockError('NOT_FOUND', 'No such action', { details: { actionId: String(actionId).slice(0, MAX_ID_LENGTH) } });
-      if (!isTerminalActionPhase(entry.phase)) {
+      await expireLeases();
+      const result = await db.transaction().execute(async (trx) => {
+        const row = typeof actionId === 'string' ? await selectForChange(trx).where('action_id', '=', actionId).executeTakeFirst() : undefined;
+        if (row === undefined) throw new AirlockError('NOT_FOUND', 'No such action', { details: { actionId: String(actionId).slice(0, MAX_ID_LENGTH) } });
+        const entry = toEntry(row);
+        if (isTerminalActionPhase(entry.phase)) return { entry, changed: false };
         const now = clock();
         if (entry.leasedAt === undefined) {
           complete(entry, 'ABORTED', now);
@@ -715,21 +850,24 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
           entry.cancelRequested = true;
           entry.updatedAt = now;
         }
-        await persist();
-        log.info({ event: 'queue.cancelled', actionId, cluster: entry.cluster, phase: entry.phase }, 'action cancelled');
-      }
-      return snapshot(entry);
+        await save(trx, [entry]);
+        return { entry, changed: true };
+      });
+      if (result.changed) log.info({ event: 'queue.cancelled', actionId, cluster: result.entry.cluster, phase: result.entry.phase }, 'action cancelled');
+      return snapshot(result.entry);
     },
 
-    get(actionId) {
-      expireLeases();
-      const entry = actions.get(actionId);
-      return entry === undefined ? undefined : snapshot(entry);
+    async get(actionId) {
+      await expireLeases();
+      const row = typeof actionId === 'string' ? await db.selectFrom('actions').selectAll().where('action_id', '=', actionId).executeTakeFirst() : undefined;
+      return row === undefined ? undefined : snapshot(toEntry(row));
     },
 
-    list(cluster) {
-      expireLeases();
-      return [...actions.values()].filter((entry) => cluster === undefined || entry.cluster === cluster).map(snapshot);
+    async list(cluster) {
+      await expireLeases();
+      let query = db.selectFrom('actions').selectAll().orderBy('queued_at').orderBy('action_id');
+      if (cluster !== undefined) query = query.where('cluster_id', '=', clusterId(cluster));
+      return (await query.execute()).map((row) => snapshot(toEntry(row)));
     },
 
     async close() {
@@ -737,7 +875,8 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
       closed = true;
       clearInterval(sweeper);
       for (const set of waiters.values()) for (const waiter of [...set]) waiter.wake();
-      await (queued ?? writing).catch(() => undefined);
+      // Let a sweep that is under way finish before the database closes under it.
+      while (sweeping) await new Promise((resolve) => setTimeout(resolve, 5));
     },
   };
 }

@@ -64,7 +64,7 @@ function bearerToken(header: string | null): string {
 export function createApiAuthInterceptor(tokens: ApiTokenStore, log: Logger): Interceptor {
   return (next) => async (request) => {
     if (request.service.typeName === AirlockService.typeName && UNAUTHENTICATED_METHODS.has(request.method.name)) return next(request);
-    const principal = tokens.authenticate(bearerToken(request.header.get('authorization')));
+    const principal = await tokens.authenticate(bearerToken(request.header.get('authorization')));
     request.contextValues.set(apiPrincipalKey, principal);
     // The token id and subject are not secret; the token itself is never logged.
     log.debug({ event: 'api.call', rpc: request.method.name, subject: principal.subject, principalId: principal.tokenId }, 'API call');
@@ -173,8 +173,8 @@ export function createApiService(options: ApiServiceOptions): ApiService {
     return create(ClusterSchema, init);
   };
 
-  const requireCluster = (name: string): ClusterRecord => {
-    const record = registry.cluster(name);
+  const requireCluster = async (name: string): Promise<ClusterRecord> => {
+    const record = await registry.cluster(name);
     if (record === undefined) throw new AirlockError('NOT_FOUND', 'No cluster has this name', { details: { cluster: name } });
     return record;
   };
@@ -197,12 +197,12 @@ export function createApiService(options: ApiServiceOptions): ApiService {
 
       // Any authenticated caller may read clusters (a client needs a cluster's signed keys before it
       // can seal anything to it); changing them is platform-wide, so admin on project `*`.
-      listClusters(request, context) {
+      async listClusters(request, context) {
         caller(context);
         const pageSize = request.pageSize === 0 ? DEFAULT_CLUSTER_PAGE_SIZE : Math.min(request.pageSize, MAX_CLUSTER_PAGE_SIZE);
         const after = decodePageToken(request.pageToken);
         // Code-unit order, which is byte order for the ASCII names isValidClusterName allows.
-        const sorted = registry.clusters().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+        const sorted = (await registry.clusters()).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
         const remaining = after === undefined ? sorted : sorted.filter((record) => record.name > after);
         const page = remaining.slice(0, pageSize);
         const last = page.at(-1);
@@ -212,9 +212,9 @@ export function createApiService(options: ApiServiceOptions): ApiService {
         };
       },
 
-      getCluster(request, context) {
+      async getCluster(request, context) {
         caller(context);
-        return { cluster: clusterMessage(requireCluster(clusterNameArgument(request.name, 'name'))) };
+        return { cluster: clusterMessage(await requireCluster(clusterNameArgument(request.name, 'name'))) };
       },
 
       async revokeCluster(request, context) {
@@ -226,7 +226,7 @@ export function createApiService(options: ApiServiceOptions): ApiService {
         await registry.revoke(name);
         // The audit line: who revoked what, and why (the field is documented as free of secrets).
         log.info({ event: 'api.cluster_revoked', cluster: name, subject: principal.subject, principalId: principal.tokenId, reason: request.reason }, 'cluster revoked');
-        return { cluster: clusterMessage(requireCluster(name)) };
+        return { cluster: clusterMessage(await requireCluster(name)) };
       },
 
       async createBootstrapToken(request, context) {

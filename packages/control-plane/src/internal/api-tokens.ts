@@ -1,7 +1,10 @@
 // Bearer tokens for the control plane's public API: shown once, stored only as SHA-256 hashes, each carrying project-scoped roles.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { AirlockError, writeFileAtomic, type Logger } from '@airlock/common';
+import type { Selectable } from 'kysely';
+import { AirlockError, configError, type Logger } from '@airlock/common';
+import type { SealedCell } from './db/column-sealer.js';
+import type { ControlPlaneDatabase } from './db/database.js';
+import type { ApiTokensTable } from './db/schema.js';
 
 /** Prefix of every API token, so that a leaked one is recognisable (secret scanners, logs, support tickets). */
 export const API_TOKEN_PREFIX = 'alt_';
@@ -13,13 +16,11 @@ export type ApiRole = (typeof API_ROLES)[number];
 
 const TOKEN_BYTES = 32;
 const ID_BYTES = 9;
-const STATE_VERSION = 1;
 const MAX_SUBJECT_LENGTH = 256;
 /** `alt_` + 43 base64url characters (32 bytes, unpadded). Anything else cannot be a token of ours. */
 const TOKEN_PATTERN = /^alt_[A-Za-z0-9_-]{43}$/;
 /** Project names: `*`, or a name safe to print and to use in a URL path. */
 const PROJECT_PATTERN = /^(?:\*|[A-Za-z0-9][A-Za-z0-9._-]{0,127})$/;
-const HASH_PATTERN = /^[0-9a-f]{64}$/;
 
 /** A role within one project; project `*` grants the role in every project. */
 export interface ApiProjectRole {
@@ -28,8 +29,8 @@ export interface ApiProjectRole {
 }
 
 export interface ApiTokenStoreOptions {
-  /** JSON state file (mode 0600, replaced atomically). Only token hashes are stored. @default in memory only */
-  readonly path?: string;
+  /** Where tokens live: only their hashes, with subjects and roles sealed. */
+  readonly database: ControlPlaneDatabase;
   /** Clock (tests). @default the current time */
   readonly now?: () => Date;
   readonly log?: Logger;
@@ -81,27 +82,11 @@ export interface ApiTokenStore {
    * AUTH_UNKNOWN_ACCESS_KEY for an unknown or revoked one (indistinguishable on purpose) and
    * AUTH_REQUEST_EXPIRED for an expired one. The errors carry no detail about the token.
    */
-  authenticate(token: string): ApiPrincipal;
+  authenticate(token: string): Promise<ApiPrincipal>;
   /** Revokes a token by id; its next use fails. Idempotent. Throws NOT_FOUND for an unknown id. */
   revoke(id: string): Promise<void>;
   /** Every issued token, oldest first, without secrets. */
-  list(): ApiTokenRecord[];
-}
-
-interface TokenEntry {
-  id: string;
-  /** SHA-256 of the whole token string, lowercase hex. */
-  hash: string;
-  subject: string;
-  roles: ApiProjectRole[];
-  createdAt: number;
-  expiresAt?: number;
-  revokedAt?: number;
-}
-
-interface StoreState {
-  version: number;
-  tokens: TokenEntry[];
+  list(): Promise<ApiTokenRecord[]>;
 }
 
 const ROLE_RANK: Readonly<Record<ApiRole, number>> = Object.freeze({ viewer: 1, runner: 2, admin: 3 });
@@ -161,74 +146,28 @@ function checkRoles(roles: unknown): ApiProjectRole[] {
   });
 }
 
-function parseState(text: string, path: string): StoreState {
-  const bad = (cause?: unknown): AirlockError =>
-    new AirlockError('CONFIG_INVALID', 'The API token file has an unknown format', { details: { path }, ...(cause === undefined ? {} : { cause }) });
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new AirlockError('CONFIG_INVALID', 'The API token file is not valid JSON', { cause: error, details: { path } });
-  }
-  const state = value as Partial<StoreState> | null;
-  if (state === null || typeof state !== 'object' || state.version !== STATE_VERSION || !Array.isArray(state.tokens)) throw bad();
-  const tokens = state.tokens.map((raw: unknown): TokenEntry => {
-    const entry = (raw ?? {}) as Partial<TokenEntry>;
-    if (typeof entry.id !== 'string' || typeof entry.hash !== 'string' || !HASH_PATTERN.test(entry.hash) || typeof entry.createdAt !== 'number') throw bad();
-    if ((entry.expiresAt !== undefined && typeof entry.expiresAt !== 'number') || (entry.revokedAt !== undefined && typeof entry.revokedAt !== 'number')) throw bad();
-    try {
-      return {
-        id: entry.id,
-        hash: entry.hash,
-        subject: checkSubject(entry.subject),
-        roles: checkRoles(entry.roles),
-        createdAt: entry.createdAt,
-        ...(entry.expiresAt === undefined ? {} : { expiresAt: entry.expiresAt }),
-        ...(entry.revokedAt === undefined ? {} : { revokedAt: entry.revokedAt }),
-      };
-    } catch (error) {
-      throw bad(error);
-    }
-  });
-  return { version: STATE_VERSION, tokens };
-}
-
-/** Opens (or creates) the API token store; with `path`, its state is loaded from and saved to that file. */
-export async function openApiTokenStore(options: ApiTokenStoreOptions = {}): Promise<ApiTokenStore> {
+/** Opens the API token store over the control-plane database. */
+export function openApiTokenStore(options: ApiTokenStoreOptions): ApiTokenStore {
+  if (typeof options?.database?.db !== 'object') throw configError('apiTokens.database', 'is required');
   const clock = options.now ?? ((): Date => new Date());
-  const { path, log } = options;
-  let state: StoreState = { version: STATE_VERSION, tokens: [] };
-  if (path !== undefined) {
-    const text = await readFile(path, 'utf8').catch((error: unknown) => {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw AirlockError.from(error);
-    });
-    if (text !== undefined) state = parseState(text, path);
-  }
-  // Indexed by hash: the lookup key is derived from what the caller presents, so its timing can
-  // tell an attacker only about the hash of their own guess, never about a stored token.
-  const byHash = new Map(state.tokens.map((entry) => [entry.hash, entry]));
+  const { log } = options;
+  const { db, sealer } = options.database;
+  const subjectCell = (id: string): SealedCell => ({ table: 'api_tokens', column: 'subject_sealed', row: id });
+  const rolesCell = (id: string): SealedCell => ({ table: 'api_tokens', column: 'roles_sealed', row: id });
 
-  // Writes are chained so that two concurrent changes never race on the file.
-  let saving: Promise<void> = Promise.resolve();
-  const save = (): Promise<void> => {
-    if (path === undefined) return Promise.resolve();
-    const content = `${JSON.stringify(state, null, 2)}\n`;
-    saving = saving.catch(() => undefined).then(() => writeFileAtomic(path, content, { mode: 0o600 }));
-    return saving;
+  const record = (row: Selectable<ApiTokensTable>): ApiTokenRecord => {
+    const roles = sealer.openJson<ApiProjectRole[]>(rolesCell(row.token_id), row.roles_sealed).map((grant) => Object.freeze({ project: grant.project, role: grant.role }));
+    return Object.freeze({
+      id: row.token_id,
+      subject: sealer.openText(subjectCell(row.token_id), row.subject_sealed),
+      roles: Object.freeze(roles),
+      createdAt: new Date(row.created_at),
+      ...(row.expires_at === null ? {} : { expiresAt: new Date(row.expires_at) }),
+      ...(row.revoked_at === null ? {} : { revokedAt: new Date(row.revoked_at) }),
+    });
   };
 
-  const record = (entry: TokenEntry): ApiTokenRecord =>
-    Object.freeze({
-      id: entry.id,
-      subject: entry.subject,
-      roles: Object.freeze([...entry.roles]),
-      createdAt: new Date(entry.createdAt),
-      ...(entry.expiresAt === undefined ? {} : { expiresAt: new Date(entry.expiresAt) }),
-      ...(entry.revokedAt === undefined ? {} : { revokedAt: new Date(entry.revokedAt) }),
-    });
-
-  const refused = (code: 'AUTH_MISSING' | 'AUTH_UNKNOWN_ACCESS_KEY' | 'AUTH_REQUEST_EXPIRED', reason: string, entry?: TokenEntry): AirlockError => {
+  const refused = (code: 'AUTH_MISSING' | 'AUTH_UNKNOWN_ACCESS_KEY' | 'AUTH_REQUEST_EXPIRED', reason: string, entry?: ApiTokenRecord): AirlockError => {
     // The token id and subject are not secret; the presented value is never logged.
     log?.warn({ event: 'api_token.refused', reason, ...(entry === undefined ? {} : { id: entry.id, subject: entry.subject }) }, 'API token refused');
     const message =
@@ -246,25 +185,20 @@ export async function openApiTokenStore(options: ApiTokenStoreOptions = {}): Pro
       const token = `${API_TOKEN_PREFIX}${randomBytes(TOKEN_BYTES).toString('base64url')}`;
       const id = randomBytes(ID_BYTES).toString('base64url');
       const createdAt = clock().getTime();
-      const entry: TokenEntry = {
-        id,
-        hash: hashToken(token),
-        subject,
-        roles,
-        createdAt,
-        ...(ttlMs === undefined ? {} : { expiresAt: createdAt + ttlMs }),
-      };
-      state.tokens.push(entry);
-      byHash.set(entry.hash, entry);
-      try {
-        await save();
-      } catch (error) {
-        // A token that is not on disk would vanish at the next restart: refuse it now instead.
-        state.tokens = state.tokens.filter((other) => other !== entry);
-        byHash.delete(entry.hash);
-        throw error;
-      }
-      const expiresAt = entry.expiresAt === undefined ? undefined : new Date(entry.expiresAt);
+      const expiresAtMs = ttlMs === undefined ? null : createdAt + ttlMs;
+      await db
+        .insertInto('api_tokens')
+        .values({
+          token_id: id,
+          token_hash: hashToken(token),
+          subject_sealed: sealer.sealText(subjectCell(id), subject),
+          roles_sealed: sealer.sealJson(rolesCell(id), roles),
+          created_at: createdAt,
+          expires_at: expiresAtMs,
+          revoked_at: null,
+        })
+        .execute();
+      const expiresAt = expiresAtMs === null ? undefined : new Date(expiresAtMs);
       log?.info(
         { event: 'api_token.created', id, subject, roles: roles.map((grant) => `${grant.project}:${grant.role}`), expiresAt: expiresAt?.toISOString() },
         'API token created',
@@ -272,38 +206,41 @@ export async function openApiTokenStore(options: ApiTokenStoreOptions = {}): Pro
       return Object.freeze({ token, id, subject, ...(expiresAt === undefined ? {} : { expiresAt }) });
     },
 
-    authenticate(token) {
+    async authenticate(token) {
       if (typeof token !== 'string' || token.length === 0) throw refused('AUTH_MISSING', 'missing');
       // Anything that cannot be one of our tokens is refused before hashing; the check depends only
       // on the presented value's shape, never on a stored secret.
       if (!TOKEN_PATTERN.test(token)) throw refused('AUTH_UNKNOWN_ACCESS_KEY', 'malformed');
       const presented = hashToken(token);
-      const entry = byHash.get(presented);
-      // Belt and braces: the map matched on the hash string; confirm in constant time.
-      if (entry === undefined || !timingSafeEqual(Buffer.from(entry.hash, 'hex'), Buffer.from(presented, 'hex'))) {
+      // Looked up by the hash of what was presented: its timing can tell an attacker only about the
+      // hash of their own guess, never about a stored token.
+      const row = await db.selectFrom('api_tokens').selectAll().where('token_hash', '=', presented).executeTakeFirst();
+      // Belt and braces: the index matched on the hash string; confirm in constant time.
+      if (row === undefined || !timingSafeEqual(Buffer.from(row.token_hash, 'hex'), Buffer.from(presented, 'hex'))) {
         throw refused('AUTH_UNKNOWN_ACCESS_KEY', 'unknown');
       }
+      const entry = record(row);
       if (entry.revokedAt !== undefined) throw refused('AUTH_UNKNOWN_ACCESS_KEY', 'revoked', entry);
-      if (entry.expiresAt !== undefined && clock().getTime() >= entry.expiresAt) throw refused('AUTH_REQUEST_EXPIRED', 'expired', entry);
+      if (entry.expiresAt !== undefined && clock().getTime() >= entry.expiresAt.getTime()) throw refused('AUTH_REQUEST_EXPIRED', 'expired', entry);
       return Object.freeze({
         tokenId: entry.id,
         subject: entry.subject,
-        roles: Object.freeze([...entry.roles]),
-        ...(entry.expiresAt === undefined ? {} : { expiresAt: new Date(entry.expiresAt) }),
+        roles: entry.roles,
+        ...(entry.expiresAt === undefined ? {} : { expiresAt: entry.expiresAt }),
       });
     },
 
     async revoke(id) {
-      const entry = typeof id === 'string' ? state.tokens.find((candidate) => candidate.id === id) : undefined;
-      if (entry === undefined) throw new AirlockError('NOT_FOUND', 'No API token has this id', { details: { argument: 'id' } });
-      if (entry.revokedAt !== undefined) return;
-      entry.revokedAt = clock().getTime();
-      await save();
-      log?.info({ event: 'api_token.revoked', id: entry.id, subject: entry.subject }, 'API token revoked');
+      const row = typeof id === 'string' ? await db.selectFrom('api_tokens').selectAll().where('token_id', '=', id).executeTakeFirst() : undefined;
+      if (row === undefined) throw new AirlockError('NOT_FOUND', 'No API token has this id', { details: { argument: 'id' } });
+      if (row.revoked_at !== null) return;
+      await db.updateTable('api_tokens').set({ revoked_at: clock().getTime() }).where('token_id', '=', row.token_id).where('revoked_at', 'is', null).execute();
+      log?.info({ event: 'api_token.revoked', id: row.token_id, subject: record(row).subject }, 'API token revoked');
     },
 
-    list() {
-      return state.tokens.map(record);
+    async list() {
+      const rows = await db.selectFrom('api_tokens').selectAll().orderBy('created_at').orderBy('token_id').execute();
+      return rows.map(record);
     },
   };
 }

@@ -78,9 +78,9 @@ export async function startDispatchServer(options: DispatchServerOptions): Promi
   });
   // Revocation at the handshake: a connection presenting a certificate the registry no longer
   // allows is closed before any request on it is read. Bootstrap works without a certificate.
-  const isAllowed = (peer: TlsConnectionDescription): boolean => {
+  const isAllowed = async (peer: TlsConnectionDescription): Promise<boolean> => {
     const cluster = parseClusterIdentity(peer.peerUri);
-    return cluster !== undefined && peer.peerFingerprintSha256 !== undefined && registry.isClusterAllowed(cluster, peer.peerFingerprintSha256);
+    return cluster !== undefined && peer.peerFingerprintSha256 !== undefined && (await registry.isClusterAllowed(cluster, peer.peerFingerprintSha256));
   };
   const server = await startConnectServer({
     name: 'dispatch',

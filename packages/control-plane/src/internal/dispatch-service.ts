@@ -147,7 +147,7 @@ export function createDispatchService(options: DispatchServiceOptions): Dispatch
    * must still allow that certificate. The connection was checked at its handshake too, but a
    * long-lived connection can outlive a revocation; checking per call closes that window.
    */
-  const authenticate = (context: HandlerContext): ClusterPeer => {
+  const authenticate = async (context: HandlerContext): Promise<ClusterPeer> => {
     const peer = context.values.get(tlsPeerKey);
     if (peer?.peerFingerprintSha256 === undefined) {
       throw new AirlockError('AUTH_MISSING', 'This call needs the cluster client certificate issued at bootstrap');
@@ -156,8 +156,8 @@ export function createDispatchService(options: DispatchServiceOptions): Dispatch
     const cluster = parseClusterIdentity(peer.peerUri);
     if (cluster === undefined) throw new AirlockError('CERTIFICATE_UNTRUSTED', 'The client certificate carries no cluster identity');
     const fingerprint = peer.peerFingerprintSha256;
-    if (!registry.isClusterAllowed(cluster, fingerprint)) {
-      const record = registry.cluster(cluster);
+    if (!(await registry.isClusterAllowed(cluster, fingerprint))) {
+      const record = await registry.cluster(cluster);
       const reason = record === undefined ? 'cluster-unknown' : record.revoked ? 'cluster-revoked' : 'certificate-not-current';
       log.warn({ event: 'dispatch.denied', rpc: context.method.name, cluster, reason, peerFingerprintSha256: fingerprint }, 'dispatch call refused');
       throw new AirlockError('ACCESS_DENIED', 'The control plane no longer accepts this cluster certificate', { details: { reason, cluster } });
@@ -201,13 +201,13 @@ export function createDispatchService(options: DispatchServiceOptions): Dispatch
     },
 
     async renewCertificate(request, context) {
-      const peer = authenticate(context);
+      const peer = await authenticate(context);
       const certificate = await registry.renew(peer.cluster, peer.fingerprint, csrArgument(request.csrPem));
       return { certificateChainPem: certificate.certPem, notAfter: timestampFromDate(certificate.expiresAt) };
     },
 
     async register(request, context) {
-      const peer = authenticate(context);
+      const peer = await authenticate(context);
       sameCluster(peer, request.cluster, context);
       const agentVersion = request.agentVersion;
       if (agentVersion.length === 0 || agentVersion.length > 64 || !/^[\x21-\x7e]+$/.test(agentVersion)) {
@@ -230,7 +230,7 @@ export function createDispatchService(options: DispatchServiceOptions): Dispatch
     },
 
     async heartbeat(request, context) {
-      const peer = authenticate(context);
+      const peer = await authenticate(context);
       sameCluster(peer, request.cluster, context);
       if (request.inFlightActionIds.length > MAX_IDS_PER_HEARTBEAT) throw invalid('in_flight_action_ids', `must list at most ${MAX_IDS_PER_HEARTBEAT} actions`);
       request.inFlightActionIds.forEach((id, index) => checkId(`in_flight_action_ids[${index}]`, id));
@@ -262,7 +262,7 @@ export function createDispatchService(options: DispatchServiceOptions): Dispatch
     },
 
     async pollActions(request, context) {
-      const peer = authenticate(context);
+      const peer = await authenticate(context);
       sameCluster(peer, request.cluster, context);
       const max = Math.min(request.maxActions === 0 ? 1 : request.maxActions, config.maxActionsPerPoll);
       let requestedWait = 0;
@@ -280,7 +280,7 @@ export function createDispatchService(options: DispatchServiceOptions): Dispatch
     },
 
     async reportEvents(request, context) {
-      const peer = authenticate(context);
+      const peer = await authenticate(context);
       sameCluster(peer, request.cluster, context);
       if (request.events.length > MAX_EVENTS_PER_REPORT) throw invalid('events', `must hold at most ${MAX_EVENTS_PER_REPORT} events`);
       const events = request.events.map(toEventInput);

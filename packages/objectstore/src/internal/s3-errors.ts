@@ -109,6 +109,9 @@ const BY_CODE: Readonly<Record<AirlockErrorCode, Mapping>> = {
   },
   NOT_IMPLEMENTED: { code: 'NotImplemented', status: 501 },
   METHOD_NOT_ALLOWED: { code: 'MethodNotAllowed', status: 405, message: 'The specified method is not allowed against this resource.' },
+  DB_KEY_INVALID: INTERNAL,
+  DB_SCHEMA_UNSUPPORTED: INTERNAL,
+  DB_CONNECTION_INSECURE: INTERNAL,
 };
 
 /**

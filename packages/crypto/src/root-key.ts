@@ -1,13 +1,21 @@
-// The embedded KMS root key: from a 0600 file (default, created on first start), a passphrase (scrypt) or the environment.
+// Local root keys (the embedded KMS's, the control plane's): from a 0600 file (default, created on first start), a passphrase (scrypt) or the environment.
 import { constants } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { scrypt as scryptCallback } from 'node:crypto';
 import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { AirlockError, type Logger } from '@airlock/common';
-import { randomBytes } from '@airlock/crypto';
+import { randomBytes } from './bytes.js';
 
 const scrypt = promisify(scryptCallback) as (password: string, salt: Buffer, keylen: number, options: object) => Promise<Buffer>;
 
+/** How a user names a root key: a file, a passphrase (the salt file sits in the data directory) or an environment variable. */
+export type RootKeyOptions =
+  | { readonly file: string }
+  | { readonly passphrase: string }
+  | { readonly env: string };
+
+/** A root key source resolved against a data directory and the environment. */
 export type RootKeySource =
   | { readonly kind: 'file'; readonly path: string }
   | { readonly kind: 'passphrase'; readonly passphrase: string; readonly saltPath: string }
@@ -48,13 +56,42 @@ async function createExclusive(path: string, content: string): Promise<boolean> 
   return true;
 }
 
+/**
+ * Resolves where a root key comes from. Without options it is `<dir>/<fileName>`, created on first
+ * use; a passphrase keeps its scrypt salt beside it as `<dir>/<saltName>`.
+ */
+export function resolveRootKeySource(
+  dir: string,
+  root: RootKeyOptions | undefined,
+  env: NodeJS.ProcessEnv,
+  names: { readonly fileName: string; readonly saltName: string } = { fileName: 'root.key', saltName: 'root.salt' },
+): RootKeySource {
+  if (root === undefined) return { kind: 'file', path: join(dir, names.fileName) };
+  if ('file' in root) return { kind: 'file', path: root.file };
+  if ('passphrase' in root) return { kind: 'passphrase', passphrase: root.passphrase, saltPath: join(dir, names.saltName) };
+  return { kind: 'env', variable: root.env, value: env[root.env] };
+}
+
+/** A short, secret-free description of a source for error messages and logs. */
+export function describeRootKeySource(source: RootKeySource): string {
+  switch (source.kind) {
+    case 'file':
+      return `root key file ${source.path}`;
+    case 'passphrase':
+      return `root key passphrase (scrypt, salt ${source.saltPath})`;
+    case 'env':
+      return `root key in environment variable ${source.variable}`;
+  }
+}
+
+/** Loads (or, for a missing default file, creates) a 32-byte root key. The caller zeroes `key` when done. */
 export async function loadRootKey(source: RootKeySource, log: Logger): Promise<LoadedRootKey> {
   switch (source.kind) {
     case 'file': {
       if (await createExclusive(source.path, `${randomBytes(32).toString('base64')}\n`)) {
         log.warn(
           { file: source.path },
-          'created a new KMS root key file; anyone who can read it can read every key. Keep it 0600 and back it up, or use a passphrase or environment root key',
+          'created a new root key file; anyone who can read it can read every key under it. Keep it 0600 and back it up, or use a passphrase or environment root key',
         );
       }
       const info = await stat(source.path).catch((error: unknown) => {

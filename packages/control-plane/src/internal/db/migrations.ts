@@ -1,0 +1,183 @@
+// Numbered schema migrations, one list for SQLite and PostgreSQL, run with Kysely's Migrator; a schema newer than this release is refused.
+import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { AirlockError } from '@airlock/common';
+
+/** Which SQL dialect a migration writes for; only column types differ between the two. */
+export type DatabaseBackend = 'sqlite' | 'postgres';
+
+/** Table names Kysely's Migrator keeps its bookkeeping in. */
+export const MIGRATION_TABLE = 'airlock_migrations';
+export const MIGRATION_LOCK_TABLE = 'airlock_migrations_lock';
+
+interface Types {
+  /** Opaque bytes (sealed values, wrapped keys). */
+  readonly bytes: 'blob' | 'bytea';
+  /** Epoch milliseconds and counters that can pass 2^31. */
+  readonly int64: 'integer' | 'bigint';
+}
+
+function typesFor(backend: DatabaseBackend): Types {
+  return backend === 'sqlite' ? { bytes: 'blob', int64: 'integer' } : { bytes: 'bytea', int64: 'bigint' };
+}
+
+type Step = (db: Kysely<unknown>, types: Types) => Promise<void>;
+
+/**
+ * The migrations, in order. Names sort in the order they run; never edit or remove a released one,
+ * only add the next. Columns are plain ids, states, times and foreign keys, or `_sealed` ciphertext.
+ */
+const STEPS: ReadonlyArray<readonly [name: string, up: Step]> = [
+  [
+    '0001-initial',
+    async (db, t) => {
+      await db.schema
+        .createTable('db_keys')
+        .addColumn('key_no', 'integer', (c) => c.primaryKey())
+        .addColumn('wrapped', t.bytes, (c) => c.notNull())
+        .addColumn('created_at', t.int64, (c) => c.notNull())
+        .addColumn('rewrapped_at', t.int64)
+        .execute();
+
+      await db.schema
+        .createTable('clusters')
+        .addColumn('cluster_id', 'text', (c) => c.primaryKey())
+        .addColumn('name_sealed', t.bytes, (c) => c.notNull())
+        .addColumn('registered_at', t.int64, (c) => c.notNull())
+        .addColumn('revoked', 'integer', (c) => c.notNull())
+        .addColumn('updated_at', t.int64, (c) => c.notNull())
+        .execute();
+
+      await db.schema
+        .createTable('cluster_certificates')
+        .addColumn('fingerprint', 'text', (c) => c.primaryKey())
+        .addColumn('cluster_id', 'text', (c) => c.notNull().references('clusters.cluster_id').onDelete('cascade'))
+        .addColumn('issued_at', t.int64, (c) => c.notNull())
+        .addColumn('expires_at', t.int64, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('cluster_certificates_by_cluster').on('cluster_certificates').columns(['cluster_id', 'issued_at']).execute();
+
+      await db.schema
+        .createTable('bootstrap_tokens')
+        .addColumn('token_hash', 'text', (c) => c.primaryKey())
+        .addColumn('cluster_id', 'text', (c) => c.notNull())
+        .addColumn('cluster_name_sealed', t.bytes, (c) => c.notNull())
+        .addColumn('reason_sealed', t.bytes)
+        .addColumn('created_at', t.int64, (c) => c.notNull())
+        .addColumn('expires_at', t.int64, (c) => c.notNull())
+        .addColumn('used_at', t.int64)
+        .execute();
+      await db.schema.createIndex('bootstrap_tokens_by_cluster').on('bootstrap_tokens').column('cluster_id').execute();
+      await db.schema.createIndex('bootstrap_tokens_by_expiry').on('bootstrap_tokens').column('expires_at').execute();
+
+      await db.schema
+        .createTable('api_tokens')
+        .addColumn('token_id', 'text', (c) => c.primaryKey())
+        .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('subject_sealed', t.bytes, (c) => c.notNull())
+        .addColumn('roles_sealed', t.bytes, (c) => c.notNull())
+        .addColumn('created_at', t.int64, (c) => c.notNull())
+        .addColumn('expires_at', t.int64)
+        .addColumn('revoked_at', t.int64)
+        .execute();
+
+      await db.schema
+        .createTable('actions')
+        .addColumn('action_id', 'text', (c) => c.primaryKey())
+        .addColumn('cluster_id', 'text', (c) => c.notNull())
+        .addColumn('run_id', 'text', (c) => c.notNull())
+        .addColumn('parent_action_id', 'text')
+        .addColumn('spec_sealed', t.bytes, (c) => c.notNull())
+        .addColumn('attempt', 'integer', (c) => c.notNull())
+        .addColumn('phase', 'text', (c) => c.notNull())
+        .addColumn('queued_at', t.int64, (c) => c.notNull())
+        .addColumn('updated_at', t.int64, (c) => c.notNull())
+        .addColumn('leased_at', t.int64)
+        .addColumn('lease_expires_at', t.int64)
+        .addColumn('completed_at', t.int64)
+        .addColumn('cancel_requested', 'integer', (c) => c.notNull())
+        .addColumn('deliveries', 'integer', (c) => c.notNull())
+        .addColumn('has_inputs', 'integer', (c) => c.notNull())
+        .addColumn('inputs_lost', 'integer', (c) => c.notNull())
+        .addColumn('error_sealed', t.bytes)
+        .addColumn('history_sealed', t.bytes, (c) => c.notNull())
+        .execute();
+      // Leasing scans one cluster's queued actions oldest first; expiry scans leases by deadline.
+      await db.schema.createIndex('actions_queue').on('actions').columns(['cluster_id', 'phase', 'queued_at']).execute();
+      await db.schema.createIndex('actions_lease_expiry').on('actions').column('lease_expires_at').execute();
+      await db.schema.createIndex('actions_completed').on('actions').column('completed_at').execute();
+      await db.schema.createIndex('actions_by_run').on('actions').column('run_id').execute();
+
+      await db.schema
+        .createTable('action_events')
+        .addColumn('action_id', 'text', (c) => c.notNull().references('actions.action_id').onDelete('cascade'))
+        .addColumn('event_id', 'text', (c) => c.notNull())
+        .addColumn('received_at', t.int64, (c) => c.notNull())
+        .addPrimaryKeyConstraint('action_events_pk', ['action_id', 'event_id'])
+        .execute();
+    },
+  ],
+];
+
+/** The schema versions this release knows, oldest first. */
+export const KNOWN_MIGRATIONS: readonly string[] = Object.freeze(STEPS.map(([name]) => name));
+
+function provider(backend: DatabaseBackend): MigrationProvider {
+  const types = typesFor(backend);
+  return {
+    getMigrations() {
+      const migrations: Record<string, Migration> = {};
+      for (const [name, up] of STEPS) migrations[name] = { up: (db) => up(db, types) };
+      return Promise.resolve(migrations);
+    },
+  };
+}
+
+/** The names of the migrations already applied, oldest first (none for an empty database or schema). */
+async function appliedMigrations(db: Kysely<unknown>, schema: string | undefined): Promise<string[]> {
+  const tables = await db.introspection.getTables({ withInternalKyselyTables: true });
+  if (!tables.some((table) => table.name === MIGRATION_TABLE && (schema === undefined || table.schema === schema))) return [];
+  const table = schema === undefined ? sql.table(MIGRATION_TABLE) : sql.table(`${schema}.${MIGRATION_TABLE}`);
+  const rows = await sql<{ name: string }>`select name from ${table} order by name`.execute(db);
+  return rows.rows.map((row) => row.name);
+}
+
+/**
+ * Brings the schema up to date. A database that holds a migration this release does not know was
+ * written by a newer release: refusing (DB_SCHEMA_UNSUPPORTED) is the only safe answer, since the
+ * newer schema may mean something this code would misread.
+ */
+export async function migrateToLatest(
+  db: Kysely<unknown>,
+  backend: DatabaseBackend,
+  schema?: string,
+): Promise<{ readonly applied: readonly string[]; readonly version: string }> {
+  const found = await appliedMigrations(db, schema);
+  const unknown = found.filter((name) => !KNOWN_MIGRATIONS.includes(name));
+  if (unknown.length > 0) {
+    const latestKnown = KNOWN_MIGRATIONS.at(-1) ?? 'none';
+    throw new AirlockError(
+      'DB_SCHEMA_UNSUPPORTED',
+      `The control-plane database has schema version ${found.at(-1) ?? '?'} (migrations ${unknown.join(', ')} are unknown here); this release knows versions up to ${latestKnown}. Run a release at least as new as the one that wrote it.`,
+      { details: { found: found.join(','), known: KNOWN_MIGRATIONS.join(',') } },
+    );
+  }
+  const migrator = new Migrator({
+    db,
+    provider: provider(backend),
+    migrationTableName: MIGRATION_TABLE,
+    migrationLockTableName: MIGRATION_LOCK_TABLE,
+    // Kysely looks for its tables in every schema unless told which one is ours.
+    ...(schema === undefined ? {} : { migrationTableSchema: schema }),
+  });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error !== undefined) {
+    throw new AirlockError('INTERNAL', 'Migrating the control-plane database failed', {
+      cause: error,
+      details: { failed: results?.find((result) => result.status === 'Error')?.migrationName ?? 'unknown' },
+    });
+  }
+  return {
+    applied: Object.freeze((results ?? []).filter((result) => result.status === 'Success').map((result) => result.migrationName)),
+    version: KNOWN_MIGRATIONS.at(-1) ?? '',
+  };
+}
