@@ -28,7 +28,8 @@ import {
 } from '@airlock/pki';
 import { EchoService } from '@airlock/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { captureLogger, eventually } from './helpers.js';
+import { captureLogger } from '@airlock/testing';
+import { eventually } from './helpers.js';
 
 
 

@@ -2,16 +2,9 @@
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger, type Logger } from '@airlock/common';
+import { captureLogger } from '@airlock/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openActionQueue, type ActionEventInput, type ActionQueue, type ActionQueueOptions } from './action-queue.js';
-
-/** A logger whose lines are kept for assertions. */
-function captureLogger(): { log: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const log = createLogger({ name: 'queue', level: 'debug', destination: { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) } });
-  return { log, lines };
-}
 
 const task = { project: 'p1', name: 'train', version: 'v1' };
 let directory: string;
@@ -35,7 +28,7 @@ async function open(
   startMs = Date.parse('2030-01-01T00:00:00Z'),
 ): Promise<{ queue: ActionQueue; clock: { ms: number }; lines: Array<Record<string, unknown>> }> {
   const clock = { ms: startMs };
-  const { log, lines } = captureLogger();
+  const { log, lines } = captureLogger('queue');
   const queue = await openActionQueue({ log, now: () => new Date(clock.ms), leaseMs: 10_000, reconcileGraceMs: 1000, ...options });
   queues.push(queue);
   return { queue, clock, lines };
@@ -271,12 +264,12 @@ describe('persistence', () => {
   it('refuses a corrupt state file with CONFIG_INVALID', async () => {
     const path = join(directory, 'corrupt.json');
     await writeFile(path, '{"version": 99, "actions": []}');
-    expect(await rejection(openActionQueue({ path, log: captureLogger().log }))).toMatchObject({ code: 'CONFIG_INVALID' });
+    expect(await rejection(openActionQueue({ path, log: captureLogger('queue').log }))).toMatchObject({ code: 'CONFIG_INVALID' });
     await writeFile(path, 'not json');
-    expect(await rejection(openActionQueue({ path, log: captureLogger().log }))).toMatchObject({ code: 'CONFIG_INVALID' });
+    expect(await rejection(openActionQueue({ path, log: captureLogger('queue').log }))).toMatchObject({ code: 'CONFIG_INVALID' });
   });
 
   it('validates its options', async () => {
-    expect(await rejection(openActionQueue({ log: captureLogger().log, leaseMs: 1 }))).toMatchObject({ code: 'CONFIG_INVALID', details: { option: 'actionQueue.leaseMs' } });
+    expect(await rejection(openActionQueue({ log: captureLogger('queue').log, leaseMs: 1 }))).toMatchObject({ code: 'CONFIG_INVALID', details: { option: 'actionQueue.leaseMs' } });
   });
 });
