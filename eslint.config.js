@@ -25,6 +25,12 @@ export const AIRLOCK_LAYERS = Object.freeze({
   web: ['common', 'protocol'],
 });
 
+/**
+ * Test-support packages: any package may import them from its tests and scripts, none from runtime
+ * source (src/ outside *.test.ts). Mirrors TEST_ONLY in test/dependency-direction.test.ts.
+ */
+export const AIRLOCK_TEST_ONLY = Object.freeze(['testing']);
+
 const TS_FILES = ['**/*.ts', '**/*.tsx', '**/*.mts', '**/*.cts'];
 const TEST_FILES = ['**/*.test.ts', 'packages/*/test/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts', 'packages/*/scripts/**/*.ts'];
 const CONFIG_FILES = ['eslint.config.js', '**/*.config.{js,mjs,cjs,ts,mts,cts}', '**/vitest.workspace.{js,ts}'];
@@ -38,9 +44,13 @@ const NAMED_EXPORTS_ONLY = [
 const escapeRegExp = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const alternatives = (names) => names.map(escapeRegExp).join('|');
 
-/** The no-restricted-imports patterns for one package (a later config replaces, not merges, the rule). */
-function restrictedImportPatterns(pkg, allowed) {
+/**
+ * The no-restricted-imports patterns for one package, for its runtime source or for its tests and
+ * scripts (a later config replaces, not merges, the rule).
+ */
+function restrictedImportPatterns(pkg, allowed, usage) {
   const others = Object.keys(AIRLOCK_LAYERS).filter((name) => name !== pkg);
+  const testOnly = AIRLOCK_TEST_ONLY.filter((name) => name !== pkg);
   const patterns = [
     {
       // Deep imports bypass a package's public surface (its index.ts and `exports` subpaths).
@@ -53,8 +63,15 @@ function restrictedImportPatterns(pkg, allowed) {
       message: 'Import other workspace packages as @airlock/<name>, never by a relative path.',
     },
   ];
+  if (usage === 'runtime' && testOnly.length > 0) {
+    patterns.push({
+      regex: `^@airlock/(?:${alternatives(testOnly)})(?:/|$)`,
+      message: 'DESIGN §6: test helpers (@airlock/testing) are for tests and scripts only, never for runtime source.',
+    });
+  }
   if (allowed !== '*') {
-    const permitted = [pkg, ...allowed];
+    // Test-only packages are permitted here in tests, and reported by the pattern above (not this one) in runtime source.
+    const permitted = [pkg, ...allowed, ...testOnly];
     patterns.push({
       regex: `^@airlock/(?!(?:${alternatives(permitted)})(?:/|$))`,
       message:
@@ -147,9 +164,24 @@ export default defineConfig(
     rules: { 'no-restricted-syntax': 'off' },
   },
 
-  ...Object.entries(AIRLOCK_LAYERS).map(([pkg, allowed]) => ({
-    name: `airlock/dependency-direction/${pkg}`,
-    files: [`packages/${pkg}/**/*.{ts,tsx,mts,cts,js,mjs,cjs}`],
-    rules: { 'no-restricted-imports': ['error', { patterns: restrictedImportPatterns(pkg, allowed) }] },
-  })),
+  ...Object.entries(AIRLOCK_LAYERS).flatMap(([pkg, allowed]) => {
+    const sources = `**/*.{ts,tsx,mts,cts,js,mjs,cjs}`;
+    const rule = (usage) => ({ 'no-restricted-imports': ['error', { patterns: restrictedImportPatterns(pkg, allowed, usage) }] });
+    // The same split as isRuntimeSource in the dependency-direction test: src/ is runtime except its
+    // *.test/*.spec files and __tests__ folders; everything else in the package (test/, scripts/) is not.
+    return [
+      { name: `airlock/dependency-direction/${pkg}`, files: [`packages/${pkg}/${sources}`], rules: rule('runtime') },
+      {
+        name: `airlock/dependency-direction/${pkg}/tests`,
+        files: [`packages/${pkg}/${sources}`],
+        ignores: [`packages/${pkg}/src/**`],
+        rules: rule('test'),
+      },
+      {
+        name: `airlock/dependency-direction/${pkg}/unit-tests`,
+        files: [`packages/${pkg}/src/**/*.{test,spec}.{ts,tsx,mts,cts,js,mjs,cjs}`, `packages/${pkg}/src/**/__tests__/${sources}`],
+        rules: rule('test'),
+      },
+    ];
+  }),
 );

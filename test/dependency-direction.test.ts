@@ -30,6 +30,17 @@ const LAYERS: Readonly<Record<string, Layer>> = {
   web: ['common', 'protocol'],
 };
 
+/**
+ * Test-support packages (DESIGN §6 `testing/`): every package may use them, but only from its tests and
+ * scripts, declared in devDependencies. Runtime source (src/, tests aside) may never import them, not
+ * even from a '*' package such as cli, and no tsconfig.json may reference them (a package's build
+ * compiles src/ only, so a reference would mean runtime code depends on test helpers).
+ */
+const TEST_ONLY: readonly string[] = ['testing'];
+
+/** Where a dependency is used: by runtime code (dependencies, tsconfig references, src/) or by tests and scripts only. */
+type Usage = 'runtime' | 'test';
+
 /** Pairs that stay forbidden even if someone widens the table. */
 const NEVER: ReadonlyArray<{ readonly from: string; readonly to: string; readonly reason: string }> = [
   { from: 'control-plane', to: 'data-plane', reason: 'the control plane never imports the data plane' },
@@ -108,12 +119,17 @@ function parseAirlockSpecifier(specifier: string): { readonly target: string; re
   return { target: match[1] ?? '', subpath: match[2] ?? '' };
 }
 
-/** Why `from` may not depend on `to` (any subpath), or undefined when the table allows it. */
-function layerProblem(from: string, to: string): string | undefined {
+/** Why `from` may not depend on `to` (any subpath) for this usage, or undefined when the table allows it. */
+function layerProblem(from: string, to: string, usage: Usage): string | undefined {
   if (from === to) return undefined;
   const never = NEVER.find((rule) => rule.from === from && rule.to === to);
   if (never !== undefined) return `DESIGN §6: ${never.reason}`;
   if (!Object.hasOwn(LAYERS, to)) return `@airlock/${to} is not a known package (add packages/${to} to the layering table)`;
+  if (TEST_ONLY.includes(to)) {
+    return usage === 'test'
+      ? undefined
+      : `@airlock/${to} is for tests only: import it from tests or scripts and declare it in devDependencies, never from runtime source, dependencies or tsconfig references`;
+  }
   const allowed = LAYERS[from];
   if (allowed === undefined || allowed === '*' || allowed.includes(to)) return undefined;
   if (allowed.length === 0) return `DESIGN §6: @airlock/${from} may not depend on any other @airlock package`;
@@ -160,7 +176,7 @@ function checkWorkspace(workspace: Workspace): Violation[] {
       for (const name of Object.keys(pkg.manifest[section] ?? {})) {
         const parsed = parseAirlockSpecifier(name);
         if (parsed === undefined) continue;
-        const problem = layerProblem(pkg.dir, parsed.target);
+        const problem = layerProblem(pkg.dir, parsed.target, section === 'devDependencies' ? 'test' : 'runtime');
         if (problem !== undefined) {
           violations.push({ rule: 'manifest-layer', where: `${where}/package.json ${section}`, message: `declares ${name}: ${problem}` });
         }
@@ -168,7 +184,7 @@ function checkWorkspace(workspace: Workspace): Violation[] {
     }
     if (pkg.references !== undefined) {
       for (const ref of pkg.references) {
-        const problem = layerProblem(pkg.dir, ref);
+        const problem = layerProblem(pkg.dir, ref, 'runtime');
         if (problem !== undefined) {
           violations.push({ rule: 'tsconfig-layer', where: `${where}/tsconfig.json`, message: `references ../${ref}: ${problem}` });
         }
@@ -203,7 +219,7 @@ function checkWorkspace(workspace: Workspace): Violation[] {
 
       const parsed = parseAirlockSpecifier(specifier);
       if (parsed === undefined || parsed.target === from) continue;
-      const problem = layerProblem(from, parsed.target);
+      const problem = layerProblem(from, parsed.target, isRuntimeSource(file.path) ? 'runtime' : 'test');
       if (problem !== undefined) violations.push({ rule: 'import-layer', where, message: problem });
       if (INTERNAL_SUBPATH.test(parsed.subpath)) {
         violations.push({ rule: 'import-internal', where, message: `DESIGN §7: import the public surface of @airlock/${parsed.target}, not its src/, dist/ or internal/ paths` });
@@ -327,10 +343,23 @@ describe('the layering table', () => {
   });
 
   it('keeps the planes apart', () => {
-    for (const rule of NEVER) expect(layerProblem(rule.from, rule.to), `${rule.from} → ${rule.to}`).toBeDefined();
-    expect(layerProblem('control-plane', 'kms')).toBeUndefined();
-    expect(layerProblem('control-plane', 'objectstore')).toBeDefined();
-    expect(layerProblem('common', 'crypto')).toBeDefined();
+    for (const usage of ['runtime', 'test'] as const) {
+      for (const rule of NEVER) expect(layerProblem(rule.from, rule.to, usage), `${rule.from} → ${rule.to}`).toBeDefined();
+      expect(layerProblem('control-plane', 'kms', usage)).toBeUndefined();
+      expect(layerProblem('control-plane', 'objectstore', usage)).toBeDefined();
+      expect(layerProblem('common', 'crypto', usage)).toBeDefined();
+    }
+  });
+
+  it('lets every package use the test-only packages from tests, and none from runtime code', () => {
+    for (const testOnly of TEST_ONLY) {
+      expect(Object.hasOwn(LAYERS, testOnly), testOnly).toBe(true);
+      for (const pkg of Object.keys(LAYERS)) {
+        if (pkg === testOnly) continue;
+        expect(layerProblem(pkg, testOnly, 'test'), `${pkg} tests → ${testOnly}`).toBeUndefined();
+        expect(layerProblem(pkg, testOnly, 'runtime'), `${pkg} runtime → ${testOnly}`).toBeDefined();
+      }
+    }
   });
 
   it('is acyclic', () => {
@@ -349,8 +378,9 @@ describe('the layering table', () => {
   });
 
   it('matches the editor-time copy in eslint.config.js', async () => {
-    const eslintConfig = (await import(pathToFileURL(join(ROOT, 'eslint.config.js')).href)) as { AIRLOCK_LAYERS?: unknown };
+    const eslintConfig = (await import(pathToFileURL(join(ROOT, 'eslint.config.js')).href)) as { AIRLOCK_LAYERS?: unknown; AIRLOCK_TEST_ONLY?: unknown };
     expect(eslintConfig.AIRLOCK_LAYERS).toEqual(LAYERS);
+    expect(eslintConfig.AIRLOCK_TEST_ONLY).toEqual(TEST_ONLY);
   });
 });
 
@@ -365,7 +395,9 @@ describe('the checker', () => {
     manifest('crypto', { '@airlock/common': '0.1.0' }),
     manifest('kms', { '@airlock/common': '0.1.0', '@airlock/crypto': '0.1.0' }),
     manifest('control-plane', { '@airlock/common': '0.1.0', '@airlock/kms': '0.1.0' }),
-    manifest('data-plane', { '@airlock/common': '0.1.0' }, { '@airlock/kms': '0.1.0' }),
+    manifest('data-plane', { '@airlock/common': '0.1.0' }, { '@airlock/kms': '0.1.0', '@airlock/testing': '0.1.0' }),
+    manifest('testing', { '@airlock/common': '0.1.0', '@airlock/kms': '0.1.0' }),
+    manifest('cli', { '@airlock/common': '0.1.0' }, { '@airlock/testing': '0.1.0' }),
   ];
 
   it('extracts static, type-only, side-effect, re-export and dynamic specifiers, but not comments or strings', () => {
@@ -398,6 +430,10 @@ describe('the checker', () => {
       { path: 'packages/crypto/test/asf1.test.ts', text: "import { encryptAsf1 } from '@airlock/crypto';" },
       { path: 'packages/control-plane/src/keys.ts', text: "import type { Kms } from '@airlock/kms';" },
       { path: 'packages/data-plane/test/kms.test.ts', text: "const kms = await import('@airlock/kms');" },
+      // The test-only package, from a unit test beside the code and from an integration test, declared as a devDependency.
+      { path: 'packages/data-plane/src/internal/agent.test.ts', text: "import { captureLogger } from '@airlock/testing';" },
+      { path: 'packages/cli/test/up.test.ts', text: "import { startTempPostgres } from '@airlock/testing';" },
+      { path: 'packages/testing/src/stack.ts', text: "import { createKmsServer } from '@airlock/kms';" },
     ];
     expect(checkWorkspace({ packages: cleanPackages, files })).toEqual([]);
   });
@@ -411,6 +447,11 @@ describe('the checker', () => {
       { path: 'packages/kms/src/deep.ts', text: "import { core } from '@airlock/crypto/dist/internal/core.js';" },
       { path: 'packages/kms/src/undeclared.ts', text: "import { issue } from '@airlock/pki';" },
       { path: 'packages/data-plane/src/runtime.ts', text: "import { Kms } from '@airlock/kms';" },
+      // Test helpers in runtime code, even where the importer may import anything else ('*').
+      { path: 'packages/data-plane/src/agent.ts', text: "import { captureLogger } from '@airlock/testing';" },
+      { path: 'packages/cli/src/main.ts', text: "import { startTempPostgres } from '@airlock/testing';" },
+      // From a test, but not declared at all.
+      { path: 'packages/kms/test/server.test.ts', text: "import { awsCliEnv } from '@airlock/testing';" },
     ];
     const found = checkWorkspace({ packages: cleanPackages, files }).map((v) => `${v.rule} ${v.where}`);
     expect(found).toEqual([
@@ -422,6 +463,9 @@ describe('the checker', () => {
       "undeclared packages/kms/src/undeclared.ts → '@airlock/pki'",
       // Declared only as a devDependency, but imported by runtime code.
       "undeclared packages/data-plane/src/runtime.ts → '@airlock/kms'",
+      "import-layer packages/data-plane/src/agent.ts → '@airlock/testing'",
+      "import-layer packages/cli/src/main.ts → '@airlock/testing'",
+      "undeclared packages/kms/test/server.test.ts → '@airlock/testing'",
     ]);
   });
 
@@ -434,6 +478,9 @@ describe('the checker', () => {
       manifest('data-plane-2'),
       { dir: 'sdk', manifest: { name: '@airlock/sdk', devDependencies: { '@airlock/kms': '0.1.0' } }, references: ['data-plane'] },
       { dir: 'verify', manifest: { name: '@airlock/verify', dependencies: { '@airlock/common': '0.1.0' } }, references: [] },
+      // The test-only package as a runtime dependency, and as a project reference (which builds src/).
+      { dir: 'web', manifest: { name: '@airlock/web', dependencies: { '@airlock/testing': '0.1.0' } }, references: ['testing'] },
+      { dir: 'objectstore', manifest: { name: '@airlock/objectstore', devDependencies: { '@airlock/testing': '0.1.0' } }, references: ['testing'] },
     ];
     const found = checkWorkspace({ packages, files: [] }).map((v) => `${v.rule} ${v.where}`);
     expect(found).toEqual([
@@ -445,6 +492,9 @@ describe('the checker', () => {
       'manifest-layer packages/sdk/package.json devDependencies',
       'tsconfig-layer packages/sdk/tsconfig.json',
       'tsconfig-missing-reference packages/verify/tsconfig.json',
+      'manifest-layer packages/web/package.json dependencies',
+      'tsconfig-layer packages/web/tsconfig.json',
+      'tsconfig-layer packages/objectstore/tsconfig.json',
     ]);
   });
 });

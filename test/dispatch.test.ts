@@ -29,7 +29,8 @@ import { AirlockError } from '@airlock/common';
 import { createCertificateAuthority, createCertificateRequest, issueServerCertificate, parseCertificate, tlsClientOptions, type CertificateKeyPair } from '@airlock/pki';
 import { DispatchService, EchoService, fromConnectError } from '@airlock/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { captureLogger, eventually, openTestDatabase, type LogLine } from './helpers.js';
+import { captureLogger, type LogLine } from '@airlock/testing';
+import { eventually, openTestDatabase } from './helpers.js';
 
 const AGENT_VERSION = '9.8.7-test';
 

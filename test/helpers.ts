@@ -1,26 +1,7 @@
-// Helpers shared by the repository-level (cross-plane) tests.
+// Helpers shared by the repository-level (cross-plane) tests; those shared with package tests live in @airlock/testing.
 import { join } from 'node:path';
-import { createLogger, type Logger } from '@airlock/common';
+import type { Logger } from '@airlock/common';
 import { openControlPlaneKey, openDatabase, resolveDatabaseConfig, type ControlPlaneDatabase } from '@airlock/control-plane';
-
-export type LogLine = Record<string, unknown> & { event?: string; msg?: string };
-
-/** A logger whose lines are kept for assertions (parsed, and as raw text for the no-secrets check). */
-export function captureLogger(name: string): { log: Logger; lines: LogLine[]; text: () => string } {
-  const raw: string[] = [];
-  const lines: LogLine[] = [];
-  const log = createLogger({
-    name,
-    level: 'debug',
-    destination: {
-      write(line: string) {
-        raw.push(line);
-        lines.push(JSON.parse(line) as LogLine);
-      },
-    },
-  });
-  return { log, lines, text: () => raw.join('') };
-}
 
 /** Polls until `check` returns (or resolves to) a value other than undefined; fails after `timeoutMs`. */
 export async function eventually<T>(what: string, timeoutMs: number, check: () => T | undefined | Promise<T | undefined>): Promise<T> {

@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { createClient } from '@connectrpc/connect';
 import type { Logger } from '@airlock/common';
 import { openClusterRegistry, startTunnelEndpoint, type ClusterRegistry, type ControlPlaneDatabase, type TunnelEndpoint } from '@airlock/control-plane';
-import { scanForCanary } from '@airlock/testing';
 import {
   ECHO_DELAY_HEADER,
   registerWithBootstrapToken,
@@ -29,7 +28,8 @@ import {
 } from '@airlock/pki';
 import { EchoService } from '@airlock/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { captureLogger, eventually, openTestDatabase } from './helpers.js';
+import { captureLogger, scanForCanary } from '@airlock/testing';
+import { eventually, openTestDatabase } from './helpers.js';
 
 
 

@@ -17,7 +17,8 @@ import {
 } from '@airlock/pki';
 import { EchoService, HealthStatus, TunnelHealthService } from '@airlock/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { captureLogger, eventually, type LogLine } from './helpers.js';
+import { captureLogger, type LogLine } from '@airlock/testing';
+import { eventually } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const AGENT_FIXTURE = fileURLToPath(new URL('../packages/data-plane/test/fixtures/tunnel-agent-process.ts', import.meta.url));

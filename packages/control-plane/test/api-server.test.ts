@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
-import { createLogger, type Logger } from '@airlock/common';
 import { durationFromMs, timestampDate } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, createClient, type Client, type Transport } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from '@connectrpc/connect-node';
@@ -19,33 +18,13 @@ import {
   type CertificateKeyPair,
 } from '@airlock/pki';
 import { AIRLOCK_ERROR_HEADER, AirlockService, ClusterState, EchoService, fromConnectError, HealthStatus, LogService, Role } from '@airlock/protocol';
+import { captureLogger } from '@airlock/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openClusterRegistry, openApiTokenStore, startApiServer, type ApiTokenStore, type ClusterRegistry, type ConnectServer, type ControlPlaneDatabase } from '../src/index.js';
 import { openAt } from './backends.js';
 import { startConnectServer } from '../src/internal/connect-server.js';
 
 const run = promisify(execFile);
-
-/**
- * A debug-level logger whose lines are kept for assertions: test/helpers.ts's captureLogger, which
- * this package cannot import (test/dependency-direction.test.ts forbids relative imports that
- * leave the package).
- */
-function captureLogger(name: string): { log: Logger; lines: Array<Record<string, unknown>>; text: () => string } {
-  const raw: string[] = [];
-  const lines: Array<Record<string, unknown>> = [];
-  const log = createLogger({
-    name,
-    level: 'debug',
-    destination: {
-      write(line: string) {
-        raw.push(line);
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      },
-    },
-  });
-  return { log, lines, text: () => raw.join('') };
-}
 
 /** The server's per-message limit: small, so that the oversized test stays fast. */
 const READ_MAX_BYTES = 64 * 1024;

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, Redactor } from '@airlock/common';
 import { createCertificateAuthority, issueServerCertificate } from '@airlock/pki';
+import { awsCliEnv } from '@airlock/testing';
 import { createAwsKms } from '../src/aws-kms.js';
 import { createKmsServer, resolveKmsServerConfig, type KmsServer, type KmsServerOptions } from '../src/server.js';
 
@@ -55,16 +56,7 @@ export async function startTestKms(overrides: Partial<KmsServerOptions> = {}): P
       return client;
     },
     awsEnv() {
-      return {
-        PATH: process.env.PATH,
-        HOME: dir,
-        AWS_ACCESS_KEY_ID: credentials.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
-        AWS_DEFAULT_REGION: 'us-east-1',
-        AWS_CA_BUNDLE: join(dir, 'ca.pem'),
-        AWS_PAGER: '',
-        AWS_EC2_METADATA_DISABLED: 'true',
-      };
+      return awsCliEnv({ credentials, caBundlePath: join(dir, 'ca.pem'), home: dir });
     },
     async restart() {
       await server.close();

@@ -6,6 +6,7 @@ import { createLogger, Redactor } from '@airlock/common';
 import { createAwsKms, type KmsAdmin } from '@airlock/kms';
 import { createKmsServer, resolveKmsServerConfig, type KmsServer } from '@airlock/kms/server';
 import { createCertificateAuthority, issueServerCertificate } from '@airlock/pki';
+import { awsCliEnv } from '@airlock/testing';
 import { createS3ObjectStore } from '../src/s3-object-store.js';
 import { createObjectStoreServer, resolveObjectStoreServerConfig, type ObjectStoreServer } from '../src/server.js';
 
@@ -70,16 +71,7 @@ export async function startTestObjectStore(): Promise<TestObjectStore> {
       return c;
     },
     awsEnv() {
-      return {
-        PATH: process.env.PATH,
-        HOME: dir,
-        AWS_ACCESS_KEY_ID: credentials.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
-        AWS_DEFAULT_REGION: 'us-east-1',
-        AWS_CA_BUNDLE: caPath,
-        AWS_PAGER: '',
-        AWS_EC2_METADATA_DISABLED: 'true',
-      };
+      return awsCliEnv({ credentials, caBundlePath: caPath, home: dir });
     },
     async s3cmdConfig() {
       const host = new URL(server.url).host;
