@@ -62,7 +62,8 @@ describe('airlock verify', () => {
     expect(result.stdout).toMatch(/transport\.no-plaintext\s+PASS/);
     expect(result.stdout).toMatch(/tunnel\.refuses-unauthenticated\s+PASS\s+no certificate: refused; foreign-CA certificate: refused/);
     expect(result.stdout).toMatch(/dataplane\.outbound-only\s+PASS\s+\d+ connections dialled by the data plane/);
-    expect(result.stdout).toMatch(/5 passed, 0 failed, 0 skipped\. Verification passed\./);
+    expect(result.stdout).toMatch(/controlplane\.database-sealed\s+PASS\s+canary written as a bootstrap-token reason; absent from \d+ files/);
+    expect(result.stdout).toMatch(/6 passed, 0 failed, 0 skipped\. Verification passed\./);
   });
 
   it('--json parses, is ok, and carries each endpoint\'s negotiated protocol and cipher and the plane processes', async () => {
@@ -76,6 +77,7 @@ describe('airlock verify', () => {
       ['transport.no-plaintext', 'pass'],
       ['tunnel.refuses-unauthenticated', 'pass'],
       ['dataplane.outbound-only', 'pass'],
+      ['controlplane.database-sealed', 'pass'],
     ]);
     const versions = report.checks[0]?.evidence ?? {};
     const aead = report.checks[1]?.evidence ?? {};

@@ -30,6 +30,16 @@ export interface EndpointsFile {
   readonly pids?: { readonly controlPlane?: number; readonly dataPlane?: number };
   /** Where the API client token is (the file, never the token). */
   readonly client?: { readonly tokenFile: string };
+  /** The control plane's database: which backend, and (SQLite) the files that hold it. Never a URL with credentials. */
+  readonly database?: ControlPlaneDatabaseInfo;
+}
+
+export interface ControlPlaneDatabaseInfo {
+  readonly backend: 'sqlite' | 'postgres';
+  /** e.g. `SQLite /x/control-plane.db (SQLCipher AES-256)`; without credentials. */
+  readonly description: string;
+  /** SQLite: the database, its WAL and shared memory, and its key file. Empty for PostgreSQL. */
+  readonly files: readonly string[];
 }
 
 export const ENDPOINTS_FILE_NAME = 'endpoints.json';
@@ -73,6 +83,18 @@ export function parseEndpointsFile(json: unknown): EndpointsFile {
     if (!isRecord(json.client) || typeof json.client.tokenFile !== 'string' || json.client.tokenFile.length === 0) throw invalid('client must be {tokenFile}');
     client = Object.freeze({ tokenFile: json.client.tokenFile });
   }
+  let database: ControlPlaneDatabaseInfo | undefined;
+  if (json.database !== undefined) {
+    const value = json.database;
+    if (!isRecord(value) || (value.backend !== 'sqlite' && value.backend !== 'postgres') || typeof value.description !== 'string' || !Array.isArray(value.files)) {
+      throw invalid('database must be {backend, description, files}');
+    }
+    const files = value.files.map((file: unknown, index) => {
+      if (typeof file !== 'string' || file.length === 0) throw invalid(`database.files[${index}] must be a path`);
+      return file;
+    });
+    database = Object.freeze({ backend: value.backend, description: value.description, files: Object.freeze(files) });
+  }
   return Object.freeze({
     version: 1,
     region: json.region,
@@ -83,6 +105,7 @@ export function parseEndpointsFile(json: unknown): EndpointsFile {
     startedAt: json.startedAt,
     ...(pids === undefined ? {} : { pids }),
     ...(client === undefined ? {} : { client }),
+    ...(database === undefined ? {} : { database }),
   });
 }
 

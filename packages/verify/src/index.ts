@@ -17,11 +17,13 @@ export {
   loadCheckContext,
   parseEndpointsFile,
   type CheckContext,
+  type ControlPlaneDatabaseInfo,
   type EndpointsFile,
   type StackEndpoint,
 } from './endpoints-file.js';
 export { aeadOnlyCheck, createAeadOnlyCheck, describeSuiteProblem } from './checks/aead-only.js';
 export { noPlaintextCheck } from './checks/no-plaintext.js';
 export { NO_PLANE_PIDS_DETAILS, outboundOnlyCheck } from './checks/outbound-only.js';
+export { databaseSealedCheck } from './checks/database-sealed.js';
 export { tlsVersionsCheck } from './checks/tls-versions.js';
 export { NO_TUNNEL_DETAILS, tunnelRefusesUnauthenticatedCheck } from './checks/tunnel.js';

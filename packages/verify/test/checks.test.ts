@@ -6,9 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { clusterIdentityUri, createCertificateAuthority, issueClientCertificate, issueServerCertificate, tlsServerOptions, type CertificateKeyPair } from '@airlock/pki';
+import { createCipheriv, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import {
   aeadOnlyCheck,
   createAeadOnlyCheck,
+  databaseSealedCheck,
   defaultChecks,
   loadCheckContext,
   noPlaintextCheck,
@@ -19,6 +23,7 @@ import {
   tunnelRefusesUnauthenticatedCheck,
   type CheckContext,
   type CheckResult,
+  type ControlPlaneDatabaseInfo,
   type StackEndpoint,
 } from '@airlock/verify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -65,7 +70,11 @@ function track<T extends AnyServer>(server: T, sockets: Set<Socket>): T {
 }
 
 /** Writes a synthetic endpoints.json (stack pid = this test process) and loads the check context from it. */
-async function stack(endpoints: StackEndpoint[], pids?: { controlPlane: number; dataPlane: number }): Promise<CheckContext> {
+async function stack(
+  endpoints: StackEndpoint[],
+  pids?: { controlPlane: number; dataPlane: number },
+  extra: { database?: ControlPlaneDatabaseInfo; client?: { tokenFile: string } } = {},
+): Promise<CheckContext> {
   const file = {
     version: 1,
     region: 'us-east-1',
@@ -75,10 +84,14 @@ async function stack(endpoints: StackEndpoint[], pids?: { controlPlane: number; 
     pid: process.pid,
     startedAt: new Date().toISOString(),
     ...(pids === undefined ? {} : { pids }),
+    ...extra,
   };
   await writeFile(join(dir, 'endpoints.json'), JSON.stringify(file, null, 2));
   return loadCheckContext(dir);
 }
+
+/** The checks that look at transport only: the synthetic stacks below have no control-plane database. */
+const transportChecks = (): ReturnType<typeof defaultChecks> => defaultChecks().filter((check) => check.id !== databaseSealedCheck.id);
 
 const byId = (results: readonly CheckResult[], id: string): CheckResult => {
   const result = results.find((r) => r.id === id);
@@ -152,7 +165,7 @@ describe('a stack built with the pki TLS policy', () => {
       ],
       { controlPlane: process.pid, dataPlane: dataPlane.pid as number },
     );
-    results = await runChecks(defaultChecks(), ctx);
+    results = await runChecks(transportChecks(), ctx);
   });
 
   afterAll(async () => {
@@ -230,7 +243,7 @@ describe('a deliberately weak stack', () => {
     );
     plainTcp = await listen(track(createNetServer((s) => s.end('220 plaintext banner\r\n')), sockets));
     ctx = await stack([{ name: 'legacy', plane: 'data', url: `https://127.0.0.1:${weak.port}` }]);
-    results = await runChecks(defaultChecks(), ctx);
+    results = await runChecks(transportChecks(), ctx);
   });
 
   afterAll(async () => {
@@ -359,8 +372,76 @@ describe('tunnel and outbound-only failures', () => {
 
 describe('the individual checks are usable on their own', () => {
   it('exports each check with a stable id', () => {
-    expect([tlsVersionsCheck, aeadOnlyCheck, noPlaintextCheck, tunnelRefusesUnauthenticatedCheck, outboundOnlyCheck].map((c) => c.id)).toEqual(
+    expect([tlsVersionsCheck, aeadOnlyCheck, noPlaintextCheck, tunnelRefusesUnauthenticatedCheck, outboundOnlyCheck, databaseSealedCheck].map((c) => c.id)).toEqual(
       defaultChecks().map((c) => c.id),
     );
+  });
+});
+
+describe('controlplane.database-sealed', () => {
+  const sockets = new Set<Socket>();
+  let api: HttpsServer & { port: number };
+  /** How the stand-in API stores the reason it is given: in the clear, or AES-256-GCM under a key of its own. */
+  let storage: 'plaintext' | 'sealed' = 'sealed';
+  const databaseFile = (): string => join(dir, 'control-plane.db');
+  const walFile = (): string => join(dir, 'control-plane.db-wal');
+
+  beforeAll(async () => {
+    await writeFile(join(dir, 'token'), 'alt_test\n');
+    await writeFile(databaseFile(), randomBytes(4096));
+    api = await listen(
+      track(
+        createHttpsServer(tlsServerOptions({ cert: leaf.cert, key: leaf.key }), (req, res) => {
+          const chunks: Buffer[] = [];
+          req.on('data', (chunk: Buffer) => chunks.push(chunk));
+          req.on('end', () => {
+            const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { reason?: string };
+            const reason = Buffer.from(body.reason ?? '', 'utf8');
+            let stored = reason;
+            if (storage === 'sealed') {
+              const cipher = createCipheriv('aes-256-gcm', randomBytes(32), randomBytes(12));
+              stored = Buffer.concat([cipher.update(reason), cipher.final(), cipher.getAuthTag()]);
+            }
+            void writeFile(walFile(), stored).then(() => {
+              res.writeHead(req.headers.authorization === 'Bearer alt_test' && req.url === '/airlock.v1.AirlockService/CreateBootstrapToken' ? 200 : 401, {
+                'content-type': 'application/json',
+              });
+              res.end('{"token":"alb_x"}');
+            });
+          });
+        }),
+        sockets,
+      ),
+    );
+  });
+  afterAll(async () => {
+    await close(api, sockets);
+  });
+
+  const context = (database?: ControlPlaneDatabaseInfo): Promise<CheckContext> =>
+    stack([{ name: 'api', plane: 'control', url: `https://127.0.0.1:${api.port}` }], undefined, {
+      client: { tokenFile: join(dir, 'token') },
+      ...(database === undefined ? {} : { database }),
+    });
+  const sqlite = (): ControlPlaneDatabaseInfo => ({ backend: 'sqlite', description: 'SQLite test', files: [databaseFile(), walFile(), join(dir, 'absent-shm')] });
+
+  it('passes when the canary sent through the API is in none of the database files', async () => {
+    storage = 'sealed';
+    const [result] = await runChecks([databaseSealedCheck], await context(sqlite()));
+    expect(result).toMatchObject({ status: 'pass', evidence: { canaryFoundIn: [], filesScanned: [databaseFile(), walFile()] } });
+  });
+
+  it('fails, naming the file, when the canary reached a database file in the clear', async () => {
+    storage = 'plaintext';
+    const [result] = await runChecks([databaseSealedCheck], await context(sqlite()));
+    expect(result).toMatchObject({ status: 'fail', evidence: { canaryFoundIn: [walFile()] } });
+    expect(await readFile(walFile(), 'utf8')).toMatch(/^airlock-verify-canary-[0-9a-f]{32}$/);
+  });
+
+  it('skips PostgreSQL (its data directory is the server\'s) and fails a stack that does not describe its database', async () => {
+    const [postgres] = await runChecks([databaseSealedCheck], await context({ backend: 'postgres', description: 'PostgreSQL db:5432/airlock (TLS, verify-full)', files: [] }));
+    expect(postgres?.status).toBe('skip');
+    const [missing] = await runChecks([databaseSealedCheck], await context());
+    expect(missing?.status).toBe('fail');
   });
 });

@@ -20,6 +20,7 @@ import {
 import { layout, LOCAL_CLUSTER_NAME, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { ensureLocalCa, issueLocalServerCertificate } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
+import type { ControlPlaneDatabaseInfo } from '@airlock/verify';
 import { announceReady, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
 import { rootKeyFromFlags } from './kms.js';
 
@@ -54,6 +55,8 @@ export interface ControlPlaneEndpointFile {
   readonly caBundle: string;
   /** The admin API token's file (the token itself is never written here). */
   readonly tokenFile: string;
+  /** The database, for `airlock verify`: backend, a description without credentials, and the SQLite files. */
+  readonly database: ControlPlaneDatabaseInfo;
 }
 
 /** How long the local agent's bootstrap token stays redeemable. */
@@ -216,6 +219,7 @@ export async function startLocalControlPlane(
       tunnel: tunnel.url,
       caBundle: layout.caCert(dataDir),
       tokenFile: layout.clientToken(dataDir),
+      database: { backend: database.backend, description: database.description, files: [...database.files()] },
     };
     await writeFileAtomic(layout.controlPlaneEndpoint(dataDir), `${JSON.stringify(endpointFile, null, 2)}\n`, { mode: 0o644 });
     return {

@@ -11,7 +11,7 @@ import { parseCredentialsFile, readKmsEndpoint } from '../internal/kms-client.js
 import { ensureLocalCa } from '../internal/local-ca.js';
 import { formatTable, print, printJson } from '../internal/output.js';
 import { isPlaneReadyMessage, planeExecArgv, type PlaneEndpoint, type PlaneReadyMessage } from '../internal/plane-process.js';
-import type { DatabaseFlags } from './control-plane.js';
+import type { ControlPlaneEndpointFile, DatabaseFlags } from './control-plane.js';
 
 /** What `airlock up` writes to endpoints.json: the shape verify reads, with the plane pids and the token file always set. */
 type UpEndpointsFile = EndpointsFile & {
@@ -180,6 +180,8 @@ export async function runUp(options: UpOptions): Promise<void> {
 
   const kms = await readKmsEndpoint(dataDir);
   const writeEndpoints = async (): Promise<UpEndpointsFile> => {
+    const controlPlaneFile = await readDataFile(layout.controlPlaneEndpoint(dataDir));
+    const database = controlPlaneFile === undefined ? undefined : (JSON.parse(controlPlaneFile) as Partial<ControlPlaneEndpointFile>).database;
     const endpoints: UpEndpointsFile = {
       version: 1,
       region: kms.region,
@@ -189,6 +191,7 @@ export async function runUp(options: UpOptions): Promise<void> {
       endpoints: planes.flatMap((plane) => plane.ready?.endpoints ?? []),
       pid: process.pid,
       pids: { controlPlane: controlPlane.child?.pid ?? 0, dataPlane: dataPlane.child?.pid ?? 0 },
+      ...(database === undefined ? {} : { database }),
       startedAt: new Date().toISOString(),
     };
     await writeFileAtomic(layout.endpoints(dataDir), `${JSON.stringify(endpoints, null, 2)}\n`, { mode: 0o644 });

@@ -232,6 +232,8 @@ interface ActionEntry {
   history: Array<{ phase: ActionPhaseName; at: number; eventId?: string }>;
   /** Set when `history` or `error` changed, so that only then are they sealed again. */
   sealedChanged: boolean;
+  /** Set when this operation finished the action, so that its cluster's queue depth goes down once. */
+  finishedNow: boolean;
 }
 
 /** What `spec_sealed` holds: everything about an action that came from a user, fixed at enqueue. */
@@ -325,6 +327,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
       deliveries: row.deliveries,
       history: sealer.openJson<ActionEntry['history']>(cell(row.action_id, 'history_sealed'), row.history_sealed),
       sealedChanged: false,
+      finishedNow: false,
     };
     const leasedAt = optional(row.leased_at);
     const leaseExpiresAt = optional(row.lease_expires_at);
@@ -358,7 +361,18 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
   }
 
   async function save(trx: Tx, entries: Iterable<ActionEntry>): Promise<void> {
-    for (const entry of entries) await trx.updateTable('actions').set(changes(entry)).where('action_id', '=', entry.actionId).execute();
+    const finished = new Map<string, number>();
+    for (const entry of entries) {
+      await trx.updateTable('actions').set(changes(entry)).where('action_id', '=', entry.actionId).execute();
+      if (entry.finishedNow) finished.set(entry.clusterId, (finished.get(entry.clusterId) ?? 0) + 1);
+    }
+    for (const [id, count] of finished) {
+      await trx
+        .updateTable('queue_depth')
+        .set((eb) => ({ pending: eb('pending', '-', count) }))
+        .where('cluster_id', '=', id)
+        .execute();
+    }
   }
 
   /** Rows this transaction is about to change; locked on PostgreSQL so two control planes cannot interleave. */
@@ -409,6 +423,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
     delete entry.leasedAt;
     delete entry.leaseExpiresAt;
     entry.cancelRequested = false;
+    entry.finishedNow = true;
     if (error !== undefined) entry.error = error;
     pushHistory(entry, phase, at, eventId);
     // Ciphertext is dropped as soon as nothing can need it any more.
@@ -550,18 +565,14 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
     if (closed) throw new AirlockError('UNAVAILABLE', 'The action queue is closed');
   };
 
+  /** Unfinished actions in all, and of cluster `id`, from the queue_depth counters. */
   async function countPending(trx: Tx, id: string): Promise<{ all: number; cluster: number }> {
-    const rows = await trx
-      .selectFrom('actions')
-      .select(['cluster_id', (eb) => eb.fn.countAll<number>().as('count')])
-      .where('completed_at', 'is', null)
-      .groupBy('cluster_id')
-      .execute();
+    const rows = await trx.selectFrom('queue_depth').select(['cluster_id', 'pending']).execute();
     let all = 0;
     let cluster = 0;
     for (const row of rows) {
-      all += Number(row.count);
-      if (row.cluster_id === id) cluster = Number(row.count);
+      all += row.pending;
+      if (row.cluster_id === id) cluster = row.pending;
     }
     return { all, cluster };
   }
@@ -627,6 +638,11 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
               error_sealed: null,
               history_sealed: sealer.sealJson(cell(actionId, 'history_sealed'), [{ phase: 'QUEUED', at: now }]),
             })
+            .execute();
+          await trx
+            .insertInto('queue_depth')
+            .values({ cluster_id: id, pending: 1 })
+            .onConflict((conflict) => conflict.column('cluster_id').doUpdateSet((eb) => ({ pending: eb('queue_depth.pending', '+', 1) })))
             .execute();
         });
       } catch (error) {

@@ -233,8 +233,9 @@ export function createApiService(options: ApiServiceOptions): ApiService {
         const principal = authorize(context, ALL_PROJECTS, 'admin', log);
         const cluster = clusterNameArgument(request.cluster, 'cluster');
         const ttlMs = bootstrapTtlMs(request.ttl);
-        const issued = await registry.createBootstrapToken(cluster, ttlMs);
-        // Never the token: it is in the response only, and the registry keeps its hash.
+        const issued = await registry.createBootstrapToken(cluster, ttlMs, request.reason === '' ? undefined : request.reason);
+        // Never the token (it is in the response only, and the registry keeps its hash), nor the
+        // reason (free text, stored sealed).
         log.info(
           { event: 'api.bootstrap_token_created', cluster, subject: principal.subject, principalId: principal.tokenId, expiresAt: issued.expiresAt.toISOString() },
           'bootstrap token created',

@@ -4,7 +4,7 @@ import { chmod, mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { checkServerIdentity } from 'node:tls';
 import SqliteDatabase from 'better-sqlite3-multiple-ciphers';
-import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { AirlockError, configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
 import { zeroize } from '@airlock/crypto';
@@ -13,6 +13,7 @@ import { createColumnSealer, type ColumnSealer } from './column-sealer.js';
 import { FIRST_DATA_KEY, loadDataKeys, rewrapDataKeys, type ControlPlaneKey } from './keyring.js';
 import { migrateToLatest, type DatabaseBackend } from './migrations.js';
 import type { DatabaseSchema } from './schema.js';
+import { GroupCommitSqliteDialect } from './sqlite-group-commit.js';
 import { addSqliteFileKeyWrapping, keepOnlySqliteFileKeyWrapping, loadSqliteFileKey, sqliteKeyFilePath } from './sqlite-file-key.js';
 
 export interface DatabaseOptions {
@@ -29,11 +30,6 @@ export interface DatabaseOptions {
   readonly caPem?: string;
   /** Allow a plaintext connection to PostgreSQL over a Unix socket (never over TCP). @default false */
   readonly allowPlaintextUnixSocket?: boolean;
-  /**
-   * SQLite `synchronous` in WAL mode. `normal` survives a crash of the process (kill -9) without
-   * losing a committed write; `full` also survives losing power, at one fsync per commit. @default "full"
-   */
-  readonly sqliteSynchronous?: 'full' | 'normal';
   /** Most PostgreSQL connections in the pool. @default 10 */
   readonly poolSize?: number;
   /** The control plane's key, which wraps the database's keys. */
@@ -42,7 +38,7 @@ export interface DatabaseOptions {
 }
 
 export type ResolvedDatabaseConfig = DeepReadonly<
-  | { backend: 'sqlite'; path: string; synchronous: 'full' | 'normal' }
+  | { backend: 'sqlite'; path: string }
   | {
       backend: 'postgres';
       host: string;
@@ -69,8 +65,7 @@ export function resolveDatabaseConfig(options: DatabaseOptions): ResolvedDatabas
   const extra = { key: options.key, log: options.log };
   if (options.url === undefined) {
     if (options.path === undefined) throw configError('database.path', 'is required when no database URL is given');
-    const synchronous = configCheck.oneOf('database.sqliteSynchronous', options.sqliteSynchronous ?? 'full', ['full', 'normal'] as const);
-    return Object.freeze({ ...freezeConfig({ backend: 'sqlite' as const, path: resolve(configCheck.nonEmptyString('database.path', options.path)), synchronous }), ...extra });
+    return Object.freeze({ ...freezeConfig({ backend: 'sqlite' as const, path: resolve(configCheck.nonEmptyString('database.path', options.path)) }), ...extra });
   }
   let url: URL;
   try {
@@ -213,6 +208,17 @@ async function openPostgres(config: Extract<ResolvedDatabaseConfig, { backend: '
   return { db: new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) }), description };
 }
 
+/**
+ * WAL mode, and synchronous=NORMAL: commits are not synced one by one; the group-commit dialect
+ * syncs the WAL once per batch of concurrent commits before any of them is acknowledged.
+ */
+function walMode(raw: SqliteDatabase.Database): void {
+  raw.pragma('journal_mode=WAL');
+  raw.pragma('synchronous=NORMAL');
+  raw.pragma('foreign_keys=ON');
+  raw.pragma('busy_timeout=5000');
+}
+
 function openSqlite(config: Extract<ResolvedDatabaseConfig, { backend: 'sqlite' }>, fileKey: Buffer): Kysely<DatabaseSchema> {
   const raw = new SqliteDatabase(config.path);
   try {
@@ -231,15 +237,12 @@ function openSqlite(config: Extract<ResolvedDatabaseConfig, { backend: 'sqlite' 
       }
       throw error;
     }
-    raw.pragma('journal_mode=WAL');
-    raw.pragma(`synchronous=${config.synchronous.toUpperCase()}`);
-    raw.pragma('foreign_keys=ON');
-    raw.pragma('busy_timeout=5000');
+    walMode(raw);
   } catch (error) {
     raw.close();
     throw error;
   }
-  return new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: raw }) });
+  return new Kysely<DatabaseSchema>({ dialect: new GroupCommitSqliteDialect(raw, `${config.path}-wal`) });
 }
 
 /** The SQLite database and its companions: every one holds ciphertext, and every one is 0600. */
@@ -320,4 +323,43 @@ export async function openDatabase(config: ResolvedDatabaseConfig): Promise<Cont
     await db.destroy().catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * For `bench/database.ts` only, to measure what encryption costs: the same SQLite database without
+ * the file cipher, and a "sealer" that stores values as they are. Not exported from the package, so
+ * no deployment can reach it.
+ */
+export async function openUnencryptedSqliteForBenchmark(path: string, log: Logger): Promise<ControlPlaneDatabase> {
+  const raw = new SqliteDatabase(path);
+  walMode(raw);
+  const db = new Kysely<DatabaseSchema>({ dialect: new GroupCommitSqliteDialect(raw, `${path}-wal`) });
+  const { version } = await migrateToLatest(db as Kysely<unknown>, 'sqlite');
+  const plain = (bytes: Uint8Array): Buffer => Buffer.from(bytes);
+  const sealer: ColumnSealer = {
+    seal: (_cell, plaintext) => plain(plaintext),
+    open: (_cell, sealed) => plain(sealed),
+    sealText: (_cell, text) => Buffer.from(text, 'utf8'),
+    openText: (_cell, sealed) => plain(sealed).toString('utf8'),
+    sealJson: (_cell, value) => Buffer.from(JSON.stringify(value), 'utf8'),
+    openJson: <T>(_cell: unknown, sealed: Uint8Array): T => JSON.parse(plain(sealed).toString('utf8')) as T,
+    blindIndex: (domain, value) => `${domain}:${value}`,
+    dispose: () => undefined,
+  };
+  log.warn({ event: 'db.unencrypted_benchmark' }, 'benchmark database WITHOUT encryption');
+  return {
+    backend: 'sqlite',
+    db,
+    sealer,
+    description: `SQLite ${path} (UNENCRYPTED, benchmark only)`,
+    schemaVersion: version,
+    rowLocks: false,
+    files: () => sqliteFiles(path),
+    checkpoint: async () => {
+      await sql`pragma wal_checkpoint(TRUNCATE)`.execute(db);
+    },
+    integrityCheck: () => Promise.resolve([]),
+    rewrapKeys: () => Promise.reject(new AirlockError('NOT_IMPLEMENTED', 'an unencrypted benchmark database has no keys')),
+    close: () => db.destroy(),
+  };
 }

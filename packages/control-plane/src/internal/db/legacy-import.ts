@@ -199,6 +199,20 @@ export async function importLegacyState(database: ControlPlaneDatabase, files: L
           .execute();
       }
     }
+    // The queue limits read per-cluster counters; imported unfinished actions count too.
+    const pending = await trx
+      .selectFrom('actions')
+      .select(['cluster_id', (eb) => eb.fn.countAll<number>().as('count')])
+      .where('completed_at', 'is', null)
+      .groupBy('cluster_id')
+      .execute();
+    for (const row of pending) {
+      await trx
+        .insertInto('queue_depth')
+        .values({ cluster_id: row.cluster_id, pending: Number(row.count) })
+        .onConflict((conflict) => conflict.column('cluster_id').doUpdateSet({ pending: Number(row.count) }))
+        .execute();
+    }
   });
 
   const removed: string[] = [];

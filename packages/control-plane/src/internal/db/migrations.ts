@@ -107,6 +107,14 @@ const STEPS: ReadonlyArray<readonly [name: string, up: Step]> = [
       await db.schema.createIndex('actions_completed').on('actions').column('completed_at').execute();
       await db.schema.createIndex('actions_by_run').on('actions').column('run_id').execute();
 
+      // Unfinished actions per cluster, kept with every enqueue and completion, so that the queue
+      // limits are one lookup instead of a count over every pending action.
+      await db.schema
+        .createTable('queue_depth')
+        .addColumn('cluster_id', 'text', (c) => c.primaryKey())
+        .addColumn('pending', 'integer', (c) => c.notNull())
+        .execute();
+
       await db.schema
         .createTable('action_events')
         .addColumn('action_id', 'text', (c) => c.notNull().references('actions.action_id').onDelete('cascade'))

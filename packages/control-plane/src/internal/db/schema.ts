@@ -83,6 +83,12 @@ export interface ActionEventsTable {
   received_at: number;
 }
 
+/** How many actions of each cluster are unfinished (completed_at is null); the queue limits read it. */
+export interface QueueDepthTable {
+  cluster_id: string;
+  pending: number;
+}
+
 export interface DatabaseSchema {
   db_keys: DbKeysTable;
   clusters: ClustersTable;
@@ -91,4 +97,5 @@ export interface DatabaseSchema {
   api_tokens: ApiTokensTable;
   actions: ActionsTable;
   action_events: ActionEventsTable;
+  queue_depth: QueueDepthTable;
 }
