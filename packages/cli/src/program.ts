@@ -37,7 +37,12 @@ function addDatabaseOptions(command: Command): Command {
   return command
     .option('--db <url>', 'PostgreSQL URL (postgres://user@host:port/db; put a password in $AIRLOCK_DB_URL instead); default $AIRLOCK_DB_URL, else an encrypted SQLite file in the data directory')
     .option('--db-ca <file>', 'PEM CA that signed the PostgreSQL server certificate (verify-full); default $AIRLOCK_DB_CA')
-    .option('--db-allow-plaintext-socket', 'allow PostgreSQL over a Unix socket (?host=/dir), which has no TLS')
+    .option('--db-allow-plaintext-socket', 'allow PostgreSQL over a Unix socket (?host=/dir), which has no TLS');
+}
+
+/** The control plane's root key: it wraps the database keys and seals the local CA key. */
+function addControlPlaneKeyOptions(command: Command): Command {
+  return command
     .option('--cp-key-file <path>', "the control plane's root key file (base64, 0600); default <data-dir>/control-plane/cp-root.key, created on first start")
     .option('--cp-key-env <var>', "read the control plane's root key (base64) from this environment variable")
     .option('--cp-key-passphrase-env <var>', "derive the control plane's root key with scrypt from the passphrase in this environment variable");
@@ -48,11 +53,11 @@ export function createProgram(): Command {
     .description('Airlock: split-plane workflow orchestration where your data never leaves your plane unencrypted.')
     .showHelpAfterError();
 
-  addDatabaseOptions(
+  addControlPlaneKeyOptions(addDatabaseOptions(
     program
       .command('up')
       .description('Start the local stack in the data directory: the control plane and a data plane (agent, KMS, object store) as separate processes; Ctrl-C stops it.'),
-  )
+  ))
     .addOption(dataDirOption())
     .option('--api-port <port>', 'control-plane API port (Connect, gRPC, gRPC-web)', port, 8443)
     .option('--dispatch-port <port>', 'control-plane dispatch port (data-plane agents dial it)', port, 8444)
@@ -97,13 +102,13 @@ export function createProgram(): Command {
 
   const logLevelOption = (fallback: string): Option =>
     new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(fallback);
-  addDatabaseOptions(
+  addControlPlaneKeyOptions(addDatabaseOptions(
     program
       .command('control-plane')
       .description('The control plane: API, dispatch and tunnel endpoints.')
       .command('serve')
       .description("Run the control plane of the data directory (what `airlock up` starts); writes control-plane/endpoint.json."),
-  )
+  ))
     .addOption(dataDirOption())
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--api-port <port>', 'API port (0 = any free port)', port, 8443)
@@ -111,10 +116,12 @@ export function createProgram(): Command {
     .option('--tunnel-port <port>', 'tunnel port (0 = any free port)', port, 8445)
     .addOption(logLevelOption('info'))
     .action(async (options: Parameters<typeof runControlPlaneServe>[0]) => runControlPlaneServe(options));
-  program
-    .command('data-plane')
-    .description('The data plane: KMS, object store and the agent that dials the control plane.')
-    .command('serve')
+  addControlPlaneKeyOptions(
+    program
+      .command('data-plane')
+      .description('The data plane: KMS, object store and the agent that dials the control plane.')
+      .command('serve'),
+  )
     .description("Run the data plane of the data directory (what `airlock up` starts): it registers with the control plane and dials its tunnel; it never listens for the control plane.")
     .addOption(dataDirOption())
     .option('--host <host>', 'address for the KMS and object store to listen on', '127.0.0.1')
@@ -131,7 +138,7 @@ export function createProgram(): Command {
     });
 
   const kms = program.command('kms').description('The embedded AWS-KMS-compatible key service.');
-  addRootKeyOptions(
+  addControlPlaneKeyOptions(addRootKeyOptions(
     kms
       .command('serve')
       .description('Run the KMS alone; writes its endpoint, CA bundle and access keys to the data directory.')
@@ -140,7 +147,7 @@ export function createProgram(): Command {
       .option('--port <port>', 'port to listen on (0 = any free port)', port, 9443)
       .option('--region <region>', 'AWS region in ARNs and signatures', 'us-east-1')
       .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
-  ).action(async (options: Parameters<typeof runKmsServe>[0]) => {
+  )).action(async (options: Parameters<typeof runKmsServe>[0]) => {
     await runKmsServe(options);
   });
   const audit = kms.command('audit').description('The KMS audit log.');
@@ -151,8 +158,7 @@ export function createProgram(): Command {
   });
 
   const objectstore = program.command('objectstore').description('The embedded S3-compatible object store.');
-  objectstore
-    .command('serve')
+  addControlPlaneKeyOptions(objectstore.command('serve'))
     .description("Run the object store alone, using the data directory's KMS for every object key.")
     .addOption(dataDirOption())
     .option('--host <host>', 'address to listen on', '127.0.0.1')

@@ -7,7 +7,6 @@ import {
   openActionQueue,
   openApiTokenStore,
   openClusterRegistry,
-  openControlPlaneKey,
   openDatabase,
   resolveDatabaseConfig,
   startApiServer,
@@ -16,26 +15,22 @@ import {
   type ApiTokenStore,
   type ClusterRegistry,
   type ControlPlaneDatabase,
+  type ControlPlaneKey,
 } from '@airlock/control-plane';
 import { layout, LOCAL_CLUSTER_NAME, readDataFile, resolveDataDir } from '../internal/data-dir.js';
-import { ensureLocalCa, issueLocalServerCertificate } from '../internal/local-ca.js';
+import { ensureLocalCa, issueLocalServerCertificate, openLocalControlPlaneKey, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
 import type { ControlPlaneDatabaseInfo } from '@airlock/verify';
 import { announceReady, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
-import { rootKeyFromFlags } from './kms.js';
 
 /** Where the control plane keeps its state. PostgreSQL when a URL is given, else the data directory's encrypted SQLite file. */
-export interface DatabaseFlags {
+export interface DatabaseFlags extends ControlPlaneKeyFlags {
   /** `postgres://…`; the password, if any, is better passed in AIRLOCK_DB_URL than on the command line. @default $AIRLOCK_DB_URL, else SQLite */
   readonly db?: string;
   /** PEM file of the CA that signed the PostgreSQL server certificate. @default $AIRLOCK_DB_CA */
   readonly dbCa?: string;
   /** Allow PostgreSQL over a Unix socket without TLS. */
   readonly dbAllowPlaintextSocket?: boolean;
-  /** The control plane's own root key (wraps the database keys); like the KMS's --root-key-* flags. @default <data-dir>/control-plane/cp-root.key */
-  readonly cpKeyFile?: string;
-  readonly cpKeyEnv?: string;
-  readonly cpKeyPassphraseEnv?: string;
 }
 
 export interface ControlPlaneServeOptions extends DatabaseFlags {
@@ -111,37 +106,27 @@ export interface LocalControlPlane {
  * one, else `control-plane/control-plane.db`; its keys are wrapped by the control plane's own root key.
  * A data directory of the JSON-file release is imported on the first start.
  */
-export async function openLocalDatabase(dataDir: string, flags: DatabaseFlags, log: Logger, env: NodeJS.ProcessEnv = process.env): Promise<ControlPlaneDatabase> {
+export async function openLocalDatabase(
+  dataDir: string,
+  flags: DatabaseFlags,
+  key: ControlPlaneKey,
+  log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ControlPlaneDatabase> {
   const url = flags.db ?? env.AIRLOCK_DB_URL;
   const caFile = flags.dbCa ?? env.AIRLOCK_DB_CA;
-  const root = rootKeyFromFlags({ rootKeyFile: flags.cpKeyFile, rootKeyEnv: flags.cpKeyEnv, rootKeyPassphraseEnv: flags.cpKeyPassphraseEnv }, env);
-  const key = await openControlPlaneKey({ dir: layout.controlPlaneDir(dataDir), ...(root === undefined ? {} : { root }) }, log, env);
-  let database: ControlPlaneDatabase;
-  try {
-    database = await openDatabase(
-      resolveDatabaseConfig({
-        ...(url === undefined || url === '' ? { path: layout.controlPlaneDatabase(dataDir) } : { url }),
-        ...(caFile === undefined ? {} : { caPem: await readFile(caFile, 'utf8') }),
-        ...(flags.dbAllowPlaintextSocket === true ? { allowPlaintextUnixSocket: true } : {}),
-        key,
-        log,
-      }),
-    );
-  } catch (error) {
-    key.dispose();
-    throw error;
-  }
-  const close = database.close.bind(database);
-  const opened: ControlPlaneDatabase = {
-    ...database,
-    async close() {
-      await close();
-      key.dispose();
-    },
-  };
+  const database = await openDatabase(
+    resolveDatabaseConfig({
+      ...(url === undefined || url === '' ? { path: layout.controlPlaneDatabase(dataDir) } : { url }),
+      ...(caFile === undefined ? {} : { caPem: await readFile(caFile, 'utf8') }),
+      ...(flags.dbAllowPlaintextSocket === true ? { allowPlaintextUnixSocket: true } : {}),
+      key,
+      log,
+    }),
+  );
   try {
     const imported = await importLegacyState(
-      opened,
+      database,
       { clusters: layout.legacyClusterRegistry(dataDir), apiTokens: layout.legacyApiTokens(dataDir), actions: layout.legacyActionQueue(dataDir) },
       log,
     );
@@ -151,10 +136,10 @@ export async function openLocalDatabase(dataDir: string, flags: DatabaseFlags, l
       );
     }
   } catch (error) {
-    await opened.close();
+    await database.close();
     throw error;
   }
-  return opened;
+  return database;
 }
 
 /** Starts the control plane of a data directory: API, dispatch and tunnel listeners, each with a fresh server certificate. */
@@ -163,10 +148,22 @@ export async function startLocalControlPlane(
   options: Omit<ControlPlaneServeOptions, 'dataDir' | 'logLevel'>,
   log: Logger,
 ): Promise<LocalControlPlane> {
-  await mkdir(layout.controlPlaneDir(dataDir), { recursive: true, mode: 0o700 });
-  const ca = await ensureLocalCa(dataDir);
-  const database = await openLocalDatabase(dataDir, options, log);
-  const closers: Array<() => Promise<void>> = [() => database.close()];
+  const key = await openLocalControlPlaneKey(dataDir, options, log);
+  let ca: Awaited<ReturnType<typeof ensureLocalCa>>;
+  let database: ControlPlaneDatabase;
+  try {
+    ca = await ensureLocalCa(dataDir, key, log);
+    database = await openLocalDatabase(dataDir, options, key, log);
+  } catch (error) {
+    key.dispose();
+    throw error;
+  }
+  const closers: Array<() => Promise<void>> = [
+    async () => {
+      await database.close();
+      key.dispose();
+    },
+  ];
   const closeAll = async (): Promise<void> => {
     for (const close of closers.reverse()) await close().catch(() => undefined);
   };

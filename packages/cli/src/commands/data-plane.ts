@@ -3,13 +3,14 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { AirlockError, createLogger, type Logger } from '@airlock/common';
 import { startDataPlaneAgent, tunnelServiceRoutes, type DataPlaneAgent } from '@airlock/data-plane';
 import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
+import { pickControlPlaneKeyFlags, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
 import { announceReady, planeFlagsHint, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
 import type { ControlPlaneEndpointFile } from './control-plane.js';
 import { startLocalKms } from './kms.js';
 import { startLocalObjectStore } from './objectstore.js';
 
-export interface DataPlaneServeOptions {
+export interface DataPlaneServeOptions extends ControlPlaneKeyFlags {
   readonly dataDir?: string;
   readonly host: string;
   readonly kmsPort: number;
@@ -56,9 +57,10 @@ export async function startLocalDataPlane(dataDir: string, options: Omit<DataPla
     for (const close of closers.reverse()) await close().catch(() => undefined);
   };
   try {
-    const kms = await startLocalKms(dataDir, { host: options.host, port: options.kmsPort, region: 'us-east-1' }, log);
+    const keyFlags = pickControlPlaneKeyFlags(options);
+    const kms = await startLocalKms(dataDir, { host: options.host, port: options.kmsPort, region: 'us-east-1', ...keyFlags }, log);
     closers.push(() => kms.server.close());
-    const store = await startLocalObjectStore(dataDir, { host: options.host, port: options.s3Port }, log);
+    const store = await startLocalObjectStore(dataDir, { host: options.host, port: options.s3Port, ...keyFlags }, log);
     closers.push(() => store.close());
 
     const bootstrapToken = await readBootstrapToken(dataDir);

@@ -3,7 +3,7 @@ import { access, mkdir } from 'node:fs/promises';
 import { AirlockError, createLogger, writeFileAtomic, type Logger } from '@airlock/common';
 import { createKmsServer, resolveKmsServerConfig, verifyKmsAudit, type KmsServer, type RootKeyOptions } from '@airlock/kms/server';
 import { layout, resolveDataDir } from '../internal/data-dir.js';
-import { ensureLocalCa, issueLocalServerCertificate } from '../internal/local-ca.js';
+import { issueLocalServerCertificate, loadLocalCa, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
 import type { KmsEndpointFile } from '../internal/kms-client.js';
 import { print, printJson } from '../internal/output.js';
 import { serveUntilSignalled } from '../internal/plane-process.js';
@@ -28,7 +28,7 @@ export function rootKeyFromFlags(flags: RootKeyFlags, env: NodeJS.ProcessEnv = p
   return undefined;
 }
 
-export interface KmsServeOptions extends RootKeyFlags {
+export interface KmsServeOptions extends RootKeyFlags, ControlPlaneKeyFlags {
   readonly dataDir?: string;
   readonly host: string;
   readonly port: number;
@@ -38,7 +38,7 @@ export interface KmsServeOptions extends RootKeyFlags {
 
 /** Starts the KMS for a data directory and writes its endpoint file and (first time) credentials. */
 export async function startLocalKms(dataDir: string, options: Omit<KmsServeOptions, 'dataDir' | 'logLevel'>, log: Logger): Promise<{ server: KmsServer; endpoint: KmsEndpointFile }> {
-  const ca = await ensureLocalCa(dataDir);
+  const ca = await loadLocalCa(dataDir, options, log);
   const tls = await issueLocalServerCertificate(ca);
   const rootKey = rootKeyFromFlags(options);
   const server = await createKmsServer(

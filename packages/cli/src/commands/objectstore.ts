@@ -5,7 +5,7 @@ import { createAwsKms } from '@airlock/kms';
 import { createObjectStoreServer, resolveObjectStoreServerConfig, type ObjectStoreServer } from '@airlock/objectstore/server';
 import { layout, resolveDataDir } from '../internal/data-dir.js';
 import { parseCredentialsFile, readKmsEndpoint } from '../internal/kms-client.js';
-import { ensureLocalCa, issueLocalServerCertificate } from '../internal/local-ca.js';
+import { issueLocalServerCertificate, loadLocalCa, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
 import { planeFlagsHint, serveUntilSignalled } from '../internal/plane-process.js';
 
@@ -17,7 +17,7 @@ export interface ObjectStoreEndpointFile {
   readonly profile: string;
 }
 
-export interface ObjectStoreServeOptions {
+export interface ObjectStoreServeOptions extends ControlPlaneKeyFlags {
   readonly dataDir?: string;
   readonly host: string;
   readonly port: number;
@@ -37,7 +37,7 @@ export async function startLocalObjectStore(
 ): Promise<{ server: ObjectStoreServer; endpoint: ObjectStoreEndpointFile; close: () => Promise<void> }> {
   const kmsEndpoint = await readKmsEndpoint(dataDir);
   const credentials = parseCredentialsFile(await readFile(kmsEndpoint.credentialsFile, 'utf8'), kmsEndpoint.profile);
-  const ca = await ensureLocalCa(dataDir);
+  const ca = await loadLocalCa(dataDir, options, log);
   const kms = createAwsKms({
     endpoint: options.kms ?? kmsEndpoint.endpoint,
     region: kmsEndpoint.region,

@@ -3,12 +3,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:https';
 import type { TLSSocket } from 'node:tls';
-import { AirlockError, writeFileAtomic } from '@airlock/common';
+import { AirlockError, createLogger, writeFileAtomic } from '@airlock/common';
 import { tlsClientOptions } from '@airlock/pki';
 import { parseEndpointsFile, type EndpointsFile } from '@airlock/verify';
 import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { parseCredentialsFile, readKmsEndpoint } from '../internal/kms-client.js';
-import { ensureLocalCa } from '../internal/local-ca.js';
+import { controlPlaneKeyArgs, loadLocalCa } from '../internal/local-ca.js';
 import { formatTable, print, printJson } from '../internal/output.js';
 import { isPlaneReadyMessage, planeExecArgv, type PlaneEndpoint, type PlaneReadyMessage } from '../internal/plane-process.js';
 import type { ControlPlaneEndpointFile, DatabaseFlags } from './control-plane.js';
@@ -141,7 +141,7 @@ export async function runUp(options: UpOptions): Promise<void> {
   }
   print(`Starting Airlock in ${dataDir} …`);
   // Created here, before either plane starts, so the two never race to create it.
-  await ensureLocalCa(dataDir);
+  await loadLocalCa(dataDir, options, createLogger({ name: 'airlock', level: options.logLevel }));
 
   const common = ['--data-dir', dataDir, '--log-level', options.logLevel];
   // The database URL may carry a password: it travels in the environment, not in argv (readable in /proc).
@@ -152,13 +152,13 @@ export async function runUp(options: UpOptions): Promise<void> {
       '--api-port', String(options.apiPort), '--dispatch-port', String(options.dispatchPort), '--tunnel-port', String(options.tunnelPort),
       ...(options.dbCa === undefined ? [] : ['--db-ca', options.dbCa]),
       ...(options.dbAllowPlaintextSocket === true ? ['--db-allow-plaintext-socket'] : []),
-      ...(options.cpKeyFile === undefined ? [] : ['--cp-key-file', options.cpKeyFile]),
-      ...(options.cpKeyEnv === undefined ? [] : ['--cp-key-env', options.cpKeyEnv]),
-      ...(options.cpKeyPassphraseEnv === undefined ? [] : ['--cp-key-passphrase-env', options.cpKeyPassphraseEnv]),
+      ...controlPlaneKeyArgs(options),
     ],
     options.db === undefined ? {} : { AIRLOCK_DB_URL: options.db },
   );
-  const dataPlane = new PlaneProcess('data plane', ['data-plane', 'serve', ...common, '--kms-port', String(options.kmsPort), '--s3-port', String(options.s3Port)]);
+  const dataPlane = new PlaneProcess('data plane', [
+    'data-plane', 'serve', ...common, '--kms-port', String(options.kmsPort), '--s3-port', String(options.s3Port), ...controlPlaneKeyArgs(options),
+  ]);
   const planes = [controlPlane, dataPlane];
   let stopping = false;
   const stopAll = async (): Promise<void> => {

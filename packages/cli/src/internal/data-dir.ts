@@ -13,7 +13,10 @@ export function resolveDataDir(option: string | undefined, env: NodeJS.ProcessEn
 export const layout = {
   endpoints: (dir: string): string => resolve(dir, 'endpoints.json'),
   caCert: (dir: string): string => resolve(dir, 'ca', 'ca.pem'),
-  caKey: (dir: string): string => resolve(dir, 'ca', 'ca-key.pem'),
+  /** The CA's private key, sealed under the control plane's key (ASF1 envelope, 0600). */
+  caKeySealed: (dir: string): string => resolve(dir, 'ca', 'ca-key.sealed'),
+  /** The plaintext CA key an earlier release wrote; sealed and removed at the next start. */
+  legacyCaKey: (dir: string): string => resolve(dir, 'ca', 'ca-key.pem'),
   kmsDir: (dir: string): string => resolve(dir, 'kms'),
   kmsEndpoint: (dir: string): string => resolve(dir, 'kms', 'endpoint.json'),
   kmsCredentials: (dir: string): string => resolve(dir, 'kms', 'credentials'),

@@ -226,6 +226,10 @@ export async function importLegacyState(database: ControlPlaneDatabase, files: L
     await syncDirectory(dirname(path)).catch(() => undefined);
     removed.push(path);
   }
-  log.warn({ event: 'db.legacy_imported', ...counts, removed }, 'imported the previous release\'s JSON state into the database and removed its files');
+  // Field names without "token": the log redactor would hide counts under such names.
+  log.warn(
+    { event: 'db.legacy_imported', clusters: counts.clusters, bootstrapGrants: counts.bootstrapTokens, apiGrants: counts.apiTokens, actions: counts.actions, removed },
+    'imported the previous release\'s JSON state into the database and removed its files',
+  );
   return Object.freeze({ ...counts, removed: Object.freeze(removed) });
 }
