@@ -29,6 +29,9 @@ function openssl(args: readonly string[], input?: string): Promise<Run> {
     const child = execFile(OPENSSL, args, { timeout: 30_000 }, (error, stdout, stderr) => {
       resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, output: `${stdout}${stderr}` });
     });
+    // Most openssl commands here never read stdin and may exit before the end() reaches the pipe:
+    // that EPIPE is expected, and unhandled it would surface as an uncaught exception of the run.
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end(input ?? '');
   });
 }

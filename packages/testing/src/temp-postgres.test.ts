@@ -1,6 +1,6 @@
 // Tests of the temporary PostgreSQL helper with a real server and the real `pg` client: TLS verified against the Airlock CA, and each way a client must refuse.
 import { existsSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createCertificateAuthority } from '@airlock/pki';
 import pg from 'pg';
@@ -154,5 +154,13 @@ describeIfPostgres('stop()', () => {
     expect(existsSync(db.dir)).toBe(false);
     const error = await refusal({ connectionString: db.url, ssl: { ca: db.caPem, servername: 'localhost' } });
     expect(error.code).toBe('ECONNREFUSED');
+  });
+
+  it('still cleans up after the server was killed with SIGKILL', async () => {
+    const db = await startTempPostgres({ auth: 'trust' });
+    const pid = Number((await readFile(join(db.dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+    process.kill(pid, 'SIGKILL');
+    await db.stop();
+    expect(existsSync(db.dir)).toBe(false);
   });
 });
