@@ -307,17 +307,22 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
   const waiters = new Map<string, Set<Waiter>>();
 
   // ---- rows ⇄ entries
-  function toEntry(row: ActionRow): ActionEntry {
-    const spec = sealer.openJson<SealedSpec>(cell(row.action_id, 'spec_sealed'), row.spec_sealed);
-    const entry: ActionEntry = {
+  /**
+   * An entry for `row`. The sealed parts (task reference, history, error) are opened only when
+   * something reads them: leasing needs the task but not the history, recording an outcome needs
+   * the history but not the task, so each operation pays only for the values it uses.
+   */
+  function toEntry(row: ActionRow, knownCluster?: string): ActionEntry {
+    let spec: SealedSpec | undefined;
+    let history: ActionEntry['history'] | undefined;
+    let error: ActionErrorRecord | null | undefined;
+    const specOf = (): SealedSpec => (spec ??= sealer.openJson<SealedSpec>(cell(row.action_id, 'spec_sealed'), row.spec_sealed));
+    const entry = {
       actionId: row.action_id,
-      cluster: spec.cluster,
       clusterId: row.cluster_id,
       runId: row.run_id,
       ...(row.parent_action_id === null ? {} : { parentActionId: row.parent_action_id }),
-      task: spec.task,
       attempt: row.attempt,
-      timeoutMs: spec.timeoutMs,
       hasInputs: row.has_inputs !== 0,
       inputsLost: row.inputs_lost !== 0,
       phase: row.phase as ActionPhaseName,
@@ -325,17 +330,39 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
       updatedAt: row.updated_at,
       cancelRequested: row.cancel_requested !== 0,
       deliveries: row.deliveries,
-      history: sealer.openJson<ActionEntry['history']>(cell(row.action_id, 'history_sealed'), row.history_sealed),
       sealedChanged: false,
       finishedNow: false,
-    };
+    } as ActionEntry;
+    Object.defineProperties(entry, {
+      cluster: { enumerable: true, get: () => knownCluster ?? specOf().cluster },
+      task: { enumerable: true, get: () => specOf().task },
+      timeoutMs: { enumerable: true, get: () => specOf().timeoutMs },
+      history: {
+        enumerable: true,
+        // A row without a sealed history has been through QUEUED only, at queued_at.
+        get: () =>
+          (history ??=
+            row.history_sealed === null
+              ? [{ phase: 'QUEUED', at: row.queued_at }]
+              : sealer.openJson<ActionEntry['history']>(cell(row.action_id, 'history_sealed'), row.history_sealed)),
+      },
+      error: {
+        enumerable: true,
+        get: () => {
+          if (error === undefined) error = row.error_sealed === null ? null : sealer.openJson<ActionErrorRecord>(cell(row.action_id, 'error_sealed'), row.error_sealed);
+          return error ?? undefined;
+        },
+        set: (value: ActionErrorRecord | undefined) => {
+          error = value ?? null;
+        },
+      },
+    });
     const leasedAt = optional(row.leased_at);
     const leaseExpiresAt = optional(row.lease_expires_at);
     const completedAt = optional(row.completed_at);
     if (leasedAt !== undefined) entry.leasedAt = leasedAt;
     if (leaseExpiresAt !== undefined) entry.leaseExpiresAt = leaseExpiresAt;
     if (completedAt !== undefined) entry.completedAt = completedAt;
-    if (row.error_sealed !== null) entry.error = sealer.openJson<ActionErrorRecord>(cell(row.action_id, 'error_sealed'), row.error_sealed);
     return entry;
   }
 
@@ -383,7 +410,8 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
 
   function snapshot(entry: ActionEntry): QueuedAction {
     const sealed = inputs.get(entry.actionId);
-    return Object.freeze({
+    const error = entry.error;
+    const view = {
       actionId: entry.actionId,
       cluster: entry.cluster,
       runId: entry.runId,
@@ -401,11 +429,18 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
       ...(entry.completedAt === undefined ? {} : { completedAt: new Date(entry.completedAt) }),
       cancelRequested: entry.cancelRequested,
       deliveries: entry.deliveries,
-      ...(entry.error === undefined ? {} : { error: entry.error }),
-      history: Object.freeze(
-        entry.history.map((item) => Object.freeze({ phase: item.phase, at: new Date(item.at), ...(item.eventId === undefined ? {} : { eventId: item.eventId }) })),
-      ),
+      ...(error === undefined ? {} : { error }),
+    } as QueuedAction;
+    // Opened on first read: a leased action's history is rarely looked at.
+    let history: QueuedAction['history'] | undefined;
+    Object.defineProperty(view, 'history', {
+      enumerable: true,
+      get: () =>
+        (history ??= Object.freeze(
+          entry.history.map((item) => Object.freeze({ phase: item.phase, at: new Date(item.at), ...(item.eventId === undefined ? {} : { eventId: item.eventId }) })),
+        )),
     });
+    return Object.freeze(view);
   }
 
   // ---- transitions (on entries; the caller saves them)
@@ -454,7 +489,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
     const woken = new Set<string>();
     await db.transaction().execute(async (trx) => {
       const rows = await selectForChange(trx).where('lease_expires_at', '<=', now).where('completed_at', 'is', null).execute();
-      const entries = rows.map(toEntry);
+      const entries = rows.map((row) => toEntry(row));
       for (const entry of entries) {
         if (entry.cancelRequested) {
           // The agent is gone and the user wanted it stopped: nothing left to stop.
@@ -506,7 +541,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
         .where('lease_expires_at', '<', now + config.leaseMs)
         .execute();
       const rows = await selectForChange(trx).where('completed_at', 'is', null).where('has_inputs', '=', 1).execute();
-      const entries = rows.map(toEntry);
+      const entries = rows.map((row) => toEntry(row));
       for (const entry of entries) {
         entry.inputsLost = true;
         lost += 1;
@@ -636,7 +671,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
               has_inputs: sealed === undefined ? 0 : 1,
               inputs_lost: 0,
               error_sealed: null,
-              history_sealed: sealer.sealJson(cell(actionId, 'history_sealed'), [{ phase: 'QUEUED', at: now }]),
+              history_sealed: null,
             })
             .execute();
           await trx
@@ -692,7 +727,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
           return rows.map((row) => ({ ...row, leased_at: now, lease_expires_at: now + config.leaseMs, updated_at: now, deliveries: row.deliveries + 1 }));
         });
         if (taken.length > 0) {
-          const entries = taken.map(toEntry);
+          const entries = taken.map((row) => toEntry(row, cluster));
           log.info({ event: 'queue.leased', cluster, actionIds: entries.map((entry) => entry.actionId) }, 'actions leased');
           return entries.map(snapshot);
         }
@@ -785,7 +820,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
       const completed: ActionEntry[] = [];
       const applied = await db.transaction().execute(async (trx) => {
         const rows = await selectForChange(trx).where('action_id', 'in', [...new Set(checked.map((item) => item.actionId))]).execute();
-        const entries = new Map(rows.map((row) => [row.action_id, row.cluster_id === id ? toEntry(row) : undefined]));
+        const entries = new Map(rows.map((row) => [row.action_id, row.cluster_id === id ? toEntry(row, cluster) : undefined]));
         const seenRows =
           entries.size === 0
             ? []

@@ -99,7 +99,7 @@ const STEPS: ReadonlyArray<readonly [name: string, up: Step]> = [
         .addColumn('has_inputs', 'integer', (c) => c.notNull())
         .addColumn('inputs_lost', 'integer', (c) => c.notNull())
         .addColumn('error_sealed', t.bytes)
-        .addColumn('history_sealed', t.bytes, (c) => c.notNull())
+        .addColumn('history_sealed', t.bytes)
         .execute();
       // Leasing scans one cluster's queued actions oldest first; expiry scans leases by deadline.
       await db.schema.createIndex('actions_queue').on('actions').columns(['cluster_id', 'phase', 'queued_at']).execute();

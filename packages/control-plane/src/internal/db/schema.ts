@@ -72,8 +72,8 @@ export interface ActionsTable {
   inputs_lost: number;
   /** Sealed JSON error record. */
   error_sealed: Buffer | null;
-  /** Sealed JSON list of the phases the action went through, with their times and event ids. */
-  history_sealed: Buffer;
+  /** Sealed JSON list of the phases the action went through, with their times and event ids; null while it has only been queued (at queued_at). */
+  history_sealed: Buffer | null;
 }
 
 /** Event ids already applied to an action, so that a redelivered event is ignored. */
