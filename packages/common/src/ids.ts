@@ -11,18 +11,19 @@ let counter = 0;
  * runs out within one millisecond, the timestamp is advanced by one rather than repeat an order.
  */
 export function uuidV7(now: number = Date.now()): string {
+  // One generator call: bytes 6–7 seed the counter, the rest of 8–15 is the random tail.
+  const bytes = randomBytes(16);
   let ms = Math.max(Math.floor(now), lastMs);
   if (ms === lastMs) {
     counter += 1;
     if (counter > 0xfff) {
       ms += 1;
-      counter = randomBytes(2).readUInt16BE(0) & 0x7ff;
+      counter = bytes.readUInt16BE(6) & 0x7ff;
     }
   } else {
-    counter = randomBytes(2).readUInt16BE(0) & 0x7ff;
+    counter = bytes.readUInt16BE(6) & 0x7ff;
   }
   lastMs = ms;
-  const bytes = randomBytes(16);
   bytes.writeUIntBE(ms, 0, 6);
   bytes[6] = 0x70 | (counter >> 8);
   bytes[7] = counter & 0xff;

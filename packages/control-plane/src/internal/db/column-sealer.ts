@@ -1,6 +1,7 @@
 // Column encryption for the control-plane database: AES-256-GCM per value, bound to its table, column and row, and keyed blind indexes for lookups.
+import { randomFillSync } from 'node:crypto';
 import { AirlockError } from '@airlock/common';
-import { aesGcmDecrypt, aesGcmEncrypt, encodeEncryptionContext, GCM_NONCE_LENGTH, hkdfSha256, hmacSha256, randomBytes } from '@airlock/crypto';
+import { aesGcmDecrypt, aesGcmEncrypt, encodeEncryptionContext, GCM_NONCE_LENGTH, hkdfSha256, hmacSha256 } from '@airlock/crypto';
 
 /**
  * Sealed value layout (all big-endian):
@@ -54,6 +55,24 @@ export interface ColumnSealerKeys {
   readonly indexKey: number;
 }
 
+/**
+ * Salts come from a pool refilled from the CSPRNG 256 at a time: one generator call per value cost
+ * as much as the HKDF itself. Salts are public (they sit in the value's header); they only need to
+ * be unpredictable and unique, which the pool keeps.
+ */
+const saltPool = Buffer.alloc(SALT_LENGTH * 256);
+let saltOffset = saltPool.length;
+function fillSalt(target: Buffer, offset: number): void {
+  if (saltOffset + SALT_LENGTH > saltPool.length) {
+    randomFillSync(saltPool);
+    saltOffset = 0;
+  }
+  saltPool.copy(target, offset, saltOffset, saltOffset + SALT_LENGTH);
+  // Each salt is handed out once: overwrite it so no later reader of the pool sees it again.
+  saltPool.fill(0, saltOffset, saltOffset + SALT_LENGTH);
+  saltOffset += SALT_LENGTH;
+}
+
 function cellAad(header: Uint8Array, cell: SealedCell): Buffer {
   return Buffer.concat([header, encodeEncryptionContext({ table: cell.table, column: cell.column, row: cell.row })]);
 }
@@ -83,7 +102,7 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
     const header = Buffer.allocUnsafe(HEADER_LENGTH);
     header[0] = VERSION;
     header.writeUInt32BE(options.sealWith, 1);
-    randomBytes(SALT_LENGTH).copy(header, 5);
+    fillSalt(header, 5);
     const derived = deriveValueKey(sealKey, header.subarray(5));
     try {
       const body = aesGcmEncrypt(derived.subarray(0, 32), derived.subarray(32), plaintext, cellAad(header, cell));
