@@ -14,7 +14,7 @@ import {
 import { layout, LOCAL_CLUSTER_NAME, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { ensureLocalCa, issueLocalServerCertificate } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
-import { announceReady, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
+import { announceReady, restrictFileCreationMode, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
 
 export interface ControlPlaneServeOptions {
   readonly dataDir?: string;
@@ -161,6 +161,7 @@ export async function startLocalControlPlane(
 }
 
 export async function runControlPlaneServe(options: ControlPlaneServeOptions): Promise<void> {
+  restrictFileCreationMode();
   const dataDir = resolveDataDir(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const log = createLogger({ name: 'control-plane', level: options.logLevel });
