@@ -9,13 +9,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openApiTokenStore, openClusterRegistry, startApiServer, startTunnelEndpoint } from '@airlock/control-plane';
+import { createClient } from '@connectrpc/connect';
+import { openApiTokenStore, openClusterRegistry, startApiServer, startTunnelEndpoint, type TunnelEndpoint } from '@airlock/control-plane';
+import { startTunnelAgent } from '@airlock/data-plane';
 import { signRequest } from '@airlock/crypto';
 import { createAwsKms } from '@airlock/kms';
 import { createKmsServer, resolveKmsServerConfig, type KmsServer } from '@airlock/kms/server';
 import { createS3ObjectStore } from '@airlock/objectstore';
 import { createObjectStoreServer, resolveObjectStoreServerConfig, type ObjectStoreServer } from '@airlock/objectstore/server';
-import { createCertificateAuthority, issueServerCertificate, type CertificateKeyPair, type ListenerLimitsOptions } from '@airlock/pki';
+import {
+  clusterIdentityUri,
+  createCertificateAuthority,
+  issueClientCertificate,
+  issueServerCertificate,
+  type CertificateKeyPair,
+  type ListenerLimitsOptions,
+} from '@airlock/pki';
+import { EchoService } from '@airlock/protocol';
 import { captureLogger } from './helpers.js';
 import { floodWithPartialHellos, until } from './listener-flood.js';
 
@@ -82,7 +92,7 @@ async function startApi(limits: ListenerLimitsOptions): Promise<{ url: string; p
   return server;
 }
 
-async function startTunnel(limits: ListenerLimitsOptions): Promise<{ url: string; port: number }> {
+async function startTunnel(limits: ListenerLimitsOptions): Promise<TunnelEndpoint> {
   const endpoint = await startTunnelEndpoint({ tls: leaf, ca: ca.cert, log: logs.log, isClusterAllowed: () => true, limits });
   closers.push(() => endpoint.close());
   return endpoint;
@@ -232,6 +242,62 @@ describe('HTTP/2 stream cap', () => {
     for (const id of streams.slice(0, 5)) expect(refused.has(id)).toBe(false);
     if (!goaway) expect([...refused].sort((a, b) => a - b)).toEqual(streams.slice(5));
     socket.destroy();
+  });
+});
+
+describe('HTTP/2 stream cap over the tunnel, where the data-plane agent is the HTTP/2 server', () => {
+  it('the control plane never has more calls in flight on a tunnel than the agent allows; the rest wait, none fail', async () => {
+    const endpoint = await startTunnel({});
+    const cluster = 'stream-cap';
+    const credentials = await issueClientCertificate({ ca, uri: clusterIdentityUri(cluster) });
+    let inFlight = 0;
+    let most = 0;
+    const agent = startTunnelAgent({
+      endpoint: endpoint.url,
+      ca: ca.cert,
+      getCredentials: () => ({ cert: credentials.cert, key: credentials.key }),
+      routes: (router) => {
+        router.service(EchoService, {
+          echo: async (request) => {
+            inFlight++;
+            most = Math.max(most, inFlight);
+            await new Promise((resolve) => setTimeout(resolve, 200));
+            inFlight--;
+            return { payload: request.payload };
+          },
+        });
+      },
+      log: logs.log,
+      maxConcurrentStreams: 2,
+    });
+    closers.push(() => agent.stop());
+    await endpoint.waitForCluster(cluster, 20_000);
+    const echo = createClient(EchoService, endpoint.transportFor(cluster));
+    const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => echo.echo({ payload: new Uint8Array([i]) })));
+    expect(answers.map((answer) => answer.payload[0])).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(most).toBe(2);
+  });
+});
+
+describe('header timeout', () => {
+  it('KMS: a request head sent one byte at a time gets 408 and its connection closed', async () => {
+    const kms = await startKms({ headersTimeoutMs: 500 });
+    const socket = await tlsHandshake(kms.port);
+    socket.on('error', () => undefined);
+    let answer = '';
+    let closed = false;
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+    socket.once('close', () => (closed = true));
+    socket.write('POST / HTTP/1.1\r\nHost: localhost\r\n');
+    const trickle = setInterval(() => {
+      if (!socket.destroyed) socket.write('x');
+    }, 100);
+    try {
+      await until('the server to close the slow head', 10_000, () => closed);
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(answer.startsWith('HTTP/1.1 408')).toBe(true);
   });
 });
 
