@@ -123,6 +123,10 @@ describe('partial ClientHello floods: the handshake timeout destroys the socket 
     const result = await floodWithPartialHellos(kms.port, FLOOD, RELEASE_WITHIN_MS);
     expect(result.closedByServer).toBe(FLOOD);
     expect(await health(kms.port)).toBe(200);
+    // The flood is logged, but boundedly: the first 20 per window, then one summary line.
+    const logged = logs.lines.filter((line) => line.event === 'kms.handshake_timeout').length;
+    expect(logged).toBeGreaterThan(0);
+    expect(logged).toBeLessThanOrEqual(20);
   });
 
   it('object store', async () => {

@@ -269,7 +269,10 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
     { name: 'kms', log, limits: config.limits },
   );
   const { server } = listener;
-  server.on('tlsClientError', (error) => log.debug({ err: error }, 'TLS handshake refused'));
+  server.on('tlsClientError', (error: NodeJS.ErrnoException) => {
+    // Handshake timeouts are counted by the listener limits, whose log stays bounded under a flood.
+    if (error.code !== 'ERR_TLS_HANDSHAKE_TIMEOUT') log.debug({ err: error }, 'TLS handshake refused');
+  });
 
   try {
     await new Promise<void>((resolve, reject) => {

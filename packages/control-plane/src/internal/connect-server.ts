@@ -205,6 +205,8 @@ export async function startConnectServer(options: ConnectServerOptions): Promise
   );
   const { server } = listener;
   server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
+    // Handshake timeouts are counted by the listener limits, whose log stays bounded under a flood.
+    if (errorCodeOf(error) === 'ERR_TLS_HANDSHAKE_TIMEOUT') return;
     log.debug({ event: `${name}.handshake_failed`, code: errorCodeOf(error), remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }, 'TLS handshake failed');
   });
   server.on('secureConnection', (socket: TLSSocket) => {

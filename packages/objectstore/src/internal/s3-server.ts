@@ -80,7 +80,10 @@ export async function startS3Listener(options: S3ListenerOptions): Promise<S3Lis
     { name: 's3', log, limits: options.limits ?? resolveListenerLimits(undefined, 'objectStore.limits', OBJECT_STORE_LISTENER_LIMIT_DEFAULTS) },
   );
   const { server } = listener;
-  server.on('tlsClientError', (error: NodeJS.ErrnoException) => log.debug({ code: error.code }, 'S3 TLS handshake refused'));
+  server.on('tlsClientError', (error: NodeJS.ErrnoException) => {
+    // Handshake timeouts are counted by the listener limits, whose log stays bounded under a flood.
+    if (error.code !== 'ERR_TLS_HANDSHAKE_TIMEOUT') log.debug({ code: error.code }, 'S3 TLS handshake refused');
+  });
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) => reject(AirlockError.from(error)));
