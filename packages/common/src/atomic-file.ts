@@ -5,7 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import { AirlockError } from './errors.js';
 
 export interface AtomicWriteOptions {
-  /** File mode of the new file. @default 0o600 */
+  /** File mode of the new file, applied whatever the process umask. @default 0o600 */
   readonly mode?: number;
 }
 
@@ -14,8 +14,12 @@ export async function writeFileAtomic(path: string, content: string | Uint8Array
   const directory = dirname(path);
   const temporary = join(directory, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    const handle = await open(temporary, 'wx', options.mode ?? 0o600);
+    const mode = options.mode ?? 0o600;
+    const handle = await open(temporary, 'wx', mode);
     try {
+      // The plane processes run with umask 077, which would turn a public 0644 file (a CA
+      // certificate, an endpoint file) into 0600; the mode asked for is the mode written.
+      await handle.chmod(mode);
       await handle.writeFile(content);
       await handle.sync();
     } finally {

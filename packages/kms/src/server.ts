@@ -3,12 +3,11 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { AirlockError, configCheck, configError, createLogger, freezeConfig, KEEP_ALIVE_TIMEOUT_MS, type DeepReadonly, type Logger } from '@airlock/common';
+import { AirlockError, configCheck, configError, createLogger, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
 import { loadRootKey, resolveRootKeySource, verifyRequest, type RootKeyOptions, type RootKeySource } from '@airlock/crypto';
-import { tlsServerOptions } from '@airlock/pki';
+import { createLimitedHttpsServer, resolveListenerLimits, tlsServerOptions, type ListenerLimitsOptions, type ResolvedListenerLimits } from '@airlock/pki';
 import { AccessKeys, type AccessKey } from './internal/access-keys.js';
 import { AuditLog, verifyAuditLog, type AuditAnchor, type AuditVerification } from './internal/audit-log.js';
 import { KmsEngine, type OperationAudit } from './internal/engine.js';
@@ -41,8 +40,17 @@ export interface KmsServerOptions {
   readonly maxSkewSeconds?: number;
   /** Key-lifecycle clock in epoch milliseconds: deletion windows and rotation dates (tests move it). Signatures are always checked against real time. @default Date.now */
   readonly now?: () => number;
+  /**
+   * Timeouts and connection caps of the listener (see @airlock/pki ListenerLimitsOptions). KMS
+   * requests are small, so a request's head must arrive in 10 s and the whole request in 30 s.
+   * @default DEFAULT_LISTENER_LIMITS with headersTimeoutMs 10000 and requestTimeoutMs 30000
+   */
+  readonly limits?: ListenerLimitsOptions;
   readonly logger?: Logger;
 }
+
+/** The KMS's own defaults over DEFAULT_LISTENER_LIMITS. */
+export const KMS_LISTENER_LIMIT_DEFAULTS: ListenerLimitsOptions = Object.freeze({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000 });
 
 export type ResolvedKmsServerConfig = DeepReadonly<{
   dataDir: string;
@@ -55,7 +63,7 @@ export type ResolvedKmsServerConfig = DeepReadonly<{
   maxBodyBytes: number;
   maxSkewSeconds: number;
   now: () => number;
-}> & { readonly logger: Logger };
+}> & { readonly limits: ResolvedListenerLimits; readonly logger: Logger };
 
 export function resolveKmsServerConfig(options: KmsServerOptions, env: NodeJS.ProcessEnv = process.env): ResolvedKmsServerConfig {
   const dataDir = configCheck.nonEmptyString('kms.dataDir', options.dataDir);
@@ -77,7 +85,8 @@ export function resolveKmsServerConfig(options: KmsServerOptions, env: NodeJS.Pr
     maxSkewSeconds: configCheck.integer('kms.maxSkewSeconds', options.maxSkewSeconds ?? 900, 1, 3600),
     now: options.now ?? Date.now,
   });
-  return Object.freeze({ ...resolved, logger });
+  const limits = resolveListenerLimits(options.limits, 'kms.limits', KMS_LISTENER_LIMIT_DEFAULTS);
+  return Object.freeze({ ...resolved, limits, logger });
 }
 
 export interface KmsServer {
@@ -229,27 +238,30 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
     log.debug({ operation, status, outcome, accessKeyId, ms: Math.round(performance.now() - started), requestId }, 'KMS request');
   };
 
-  const server: Server = createServer({ ...tlsServerOptions({ cert: config.tls.cert, key: config.tls.key }), requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
-    // Liveness over TLS like everything else; it does no authentication and touches no key.
-    if (req.method === 'GET' && req.url === '/health') {
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': 15 });
-      res.end('{"status":"ok"}');
-      return;
-    }
-    handle(req, res).catch((error: unknown) => {
-      log.error({ err: error }, 'KMS request handler crashed');
-      if (!res.headersSent) res.writeHead(500, { 'content-type': CONTENT_TYPE });
-      res.end(JSON.stringify({ __type: 'KMSInternalException', message: 'An internal error occurred' }));
-    });
+  const listener = createLimitedHttpsServer(
+    tlsServerOptions({ cert: config.tls.cert, key: config.tls.key }),
+    {
+      request: (req, res) => {
+        // Liveness over TLS like everything else; it does no authentication and touches no key.
+        if (req.method === 'GET' && req.url === '/health') {
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': 15 });
+          res.end('{"status":"ok"}');
+          return;
+        }
+        handle(req, res).catch((error: unknown) => {
+          log.error({ err: error }, 'KMS request handler crashed');
+          if (!res.headersSent) res.writeHead(500, { 'content-type': CONTENT_TYPE });
+          res.end(JSON.stringify({ __type: 'KMSInternalException', message: 'An internal error occurred' }));
+        });
+      },
+    },
+    { name: 'kms', log, limits: config.limits },
+  );
+  const { server } = listener;
+  server.on('tlsClientError', (error: NodeJS.ErrnoException) => {
+    // Handshake timeouts are counted by the listener limits, whose log stays bounded under a flood.
+    if (error.code !== 'ERR_TLS_HANDSHAKE_TIMEOUT') log.debug({ err: error }, 'TLS handshake refused');
   });
-  // Longer than clients' pooled-connection idle time, so a reused connection is not closed under them.
-  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
-  server.on('clientError', (error, socket) => {
-    log.debug({ err: error }, 'malformed client request');
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    else socket.destroy();
-  });
-  server.on('tlsClientError', (error) => log.debug({ err: error }, 'TLS handshake refused'));
 
   try {
     await new Promise<void>((resolve, reject) => {

@@ -1,8 +1,11 @@
 // The embedded S3-compatible object store: HTTPS only, SigV4, every object encrypted under KMS keys.
 import { configCheck, configError, createLogger, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
+import { resolveListenerLimits, type ListenerLimitsOptions, type ResolvedListenerLimits } from '@airlock/pki';
 import type { Kms, KmsAdmin } from '@airlock/kms';
 import { StorageEngine } from './internal/engine.js';
-import { startS3Listener } from './internal/s3-server.js';
+import { OBJECT_STORE_LISTENER_LIMIT_DEFAULTS, startS3Listener } from './internal/s3-server.js';
+
+export { OBJECT_STORE_LISTENER_LIMIT_DEFAULTS } from './internal/s3-server.js';
 
 export type { BucketEncryption, ObjectEngine } from './internal/engine-types.js';
 
@@ -25,8 +28,16 @@ export interface ObjectStoreServerOptions {
   readonly defaultKeyId?: string;
   /** Bench-only: store bodies unencrypted, to measure the cost of encryption. @default false */
   readonly benchmarkPlaintextBodies?: boolean;
+  /**
+   * Timeouts and connection caps of the listener (see @airlock/pki ListenerLimitsOptions). There is
+   * no whole-request timeout: a 5 GiB upload may rightly take long; a body that stops progressing is
+   * cut off by the body-progress timeout instead.
+   * @default DEFAULT_LISTENER_LIMITS with requestTimeoutMs 0
+   */
+  readonly limits?: ListenerLimitsOptions;
   readonly logger?: Logger;
 }
+
 
 export type ResolvedObjectStoreServerConfig = DeepReadonly<{
   dataDir: string;
@@ -39,6 +50,7 @@ export type ResolvedObjectStoreServerConfig = DeepReadonly<{
 }> & {
   readonly kms: Kms | KmsAdmin;
   readonly lookupSecret: ObjectStoreServerOptions['lookupSecret'];
+  readonly limits: ResolvedListenerLimits;
   readonly logger: Logger;
 };
 
@@ -57,7 +69,8 @@ export function resolveObjectStoreServerConfig(options: ObjectStoreServerOptions
     defaultKeyId: configCheck.nonEmptyString('objectStore.defaultKeyId', options.defaultKeyId ?? 'alias/airlock/s3'),
     benchmarkPlaintextBodies: options.benchmarkPlaintextBodies ?? false,
   });
-  return Object.freeze({ ...resolved, kms: options.kms, lookupSecret: options.lookupSecret, logger: options.logger ?? createLogger({ name: 'objectstore' }) });
+  const limits = resolveListenerLimits(options.limits, 'objectStore.limits', OBJECT_STORE_LISTENER_LIMIT_DEFAULTS);
+  return Object.freeze({ ...resolved, limits, kms: options.kms, lookupSecret: options.lookupSecret, logger: options.logger ?? createLogger({ name: 'objectstore' }) });
 }
 
 export interface ObjectStoreServer {
@@ -85,6 +98,7 @@ export async function createObjectStoreServer(config: ResolvedObjectStoreServerC
       host: config.host,
       port: config.port,
       region: config.region,
+      limits: config.limits,
       log: config.logger,
     });
     config.logger.info({ url: listener.url, region: config.region }, 'object store listening');

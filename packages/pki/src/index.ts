@@ -47,3 +47,17 @@ export {
 } from './tls-policy.js';
 export { describeTlsSocket, getPeerIdentity, type TlsConnectionDescription } from './tls-socket.js';
 export { startHttp2Heartbeat, type Http2HeartbeatOptions } from './http2-heartbeat.js';
+export {
+  createLimitedHttp2Server,
+  createLimitedHttpsServer,
+  createLimitedTlsServer,
+  DEFAULT_LISTENER_LIMITS,
+  http2ServerSettings,
+  resolveListenerLimits,
+  type HttpsListenerHandlers,
+  type LimitedListener,
+  type LimitedTlsListener,
+  type ListenerContext,
+  type ListenerLimitsOptions,
+  type ResolvedListenerLimits,
+} from './listener-limits.js';

@@ -21,7 +21,7 @@ import { layout, LOCAL_CLUSTER_NAME, readDataFile, resolveDataDir } from '../int
 import { ensureLocalCa, issueLocalServerCertificate, openLocalControlPlaneKey, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
 import type { ControlPlaneDatabaseInfo } from '@airlock/verify';
-import { announceReady, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
+import { announceReady, restrictFileCreationMode, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
 
 /** Where the control plane keeps its state. PostgreSQL when a URL is given, else the data directory's encrypted SQLite file. */
 export interface DatabaseFlags extends ControlPlaneKeyFlags {
@@ -239,6 +239,7 @@ export async function startLocalControlPlane(
 }
 
 export async function runControlPlaneServe(options: ControlPlaneServeOptions): Promise<void> {
+  restrictFileCreationMode();
   const dataDir = resolveDataDir(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const log = createLogger({ name: 'control-plane', level: options.logLevel });

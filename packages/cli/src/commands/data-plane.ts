@@ -5,7 +5,7 @@ import { startDataPlaneAgent, tunnelServiceRoutes, type DataPlaneAgent } from '@
 import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { pickControlPlaneKeyFlags, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
-import { announceReady, planeFlagsHint, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
+import { announceReady, planeFlagsHint, restrictFileCreationMode, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
 import type { ControlPlaneEndpointFile } from './control-plane.js';
 import { startLocalKms } from './kms.js';
 import { startLocalObjectStore } from './objectstore.js';
@@ -94,6 +94,7 @@ export async function startLocalDataPlane(dataDir: string, options: Omit<DataPla
 }
 
 export async function runDataPlaneServe(options: DataPlaneServeOptions): Promise<void> {
+  restrictFileCreationMode();
   const dataDir = resolveDataDir(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const log = createLogger({ name: 'data-plane', level: options.logLevel });

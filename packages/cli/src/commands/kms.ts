@@ -6,7 +6,7 @@ import { layout, resolveDataDir } from '../internal/data-dir.js';
 import { issueLocalServerCertificate, loadLocalCa, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
 import type { KmsEndpointFile } from '../internal/kms-client.js';
 import { print, printJson } from '../internal/output.js';
-import { serveUntilSignalled } from '../internal/plane-process.js';
+import { restrictFileCreationMode, serveUntilSignalled } from '../internal/plane-process.js';
 
 export interface RootKeyFlags {
   readonly rootKeyFile?: string;
@@ -74,6 +74,7 @@ export async function startLocalKms(dataDir: string, options: Omit<KmsServeOptio
 }
 
 export async function runKmsServe(options: KmsServeOptions): Promise<void> {
+  restrictFileCreationMode();
   const dataDir = resolveDataDir(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const log = createLogger({ name: 'kms', level: options.logLevel });

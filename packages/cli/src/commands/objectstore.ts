@@ -7,7 +7,7 @@ import { layout, resolveDataDir } from '../internal/data-dir.js';
 import { parseCredentialsFile, readKmsEndpoint } from '../internal/kms-client.js';
 import { issueLocalServerCertificate, loadLocalCa, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
-import { planeFlagsHint, serveUntilSignalled } from '../internal/plane-process.js';
+import { planeFlagsHint, restrictFileCreationMode, serveUntilSignalled } from '../internal/plane-process.js';
 
 export interface ObjectStoreEndpointFile {
   readonly endpoint: string;
@@ -79,6 +79,7 @@ export async function startLocalObjectStore(
 }
 
 export async function runObjectStoreServe(options: ObjectStoreServeOptions): Promise<void> {
+  restrictFileCreationMode();
   const dataDir = resolveDataDir(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const log = createLogger({ name: 'objectstore', level: options.logLevel });

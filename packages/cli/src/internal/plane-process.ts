@@ -65,6 +65,19 @@ export function announceReady(plane: 'control' | 'data', endpoints: readonly Pla
  * Resolves after SIGINT or SIGTERM (or the parent's IPC channel closing, so a plane never outlives
  * a killed `airlock up`) once `close` has finished.
  */
+/**
+ * Every file a plane process creates holds secret or encrypted material (keys, sealed records,
+ * encrypted objects, the KMS database and its WAL and SHM files), so a plane process creates files
+ * 0600 and directories 0700 whatever umask it was started with. Files meant to be public (the CA
+ * certificate, endpoint files) are written with their mode set explicitly.
+ */
+export const PLANE_UMASK = 0o077;
+
+/** Sets PLANE_UMASK for this process; called first thing by every plane's serve command. */
+export function restrictFileCreationMode(): void {
+  process.umask(PLANE_UMASK);
+}
+
 export async function serveUntilSignalled(what: string, close: () => Promise<void>, options: { quiet?: boolean } = {}): Promise<void> {
   await new Promise<void>((resolve) => {
     let stopping = false;

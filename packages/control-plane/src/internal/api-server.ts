@@ -1,6 +1,6 @@
 // The control plane's public API listener: AirlockService over Connect, gRPC and gRPC-web, plus GET /health, on one TLS port.
 import { configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
-import type { PemInput } from '@airlock/pki';
+import { resolveListenerLimits, type ListenerLimitsOptions, type PemInput, type ResolvedListenerLimits } from '@airlock/pki';
 import { createApiService, type ClusterStatusSource } from './api-service.js';
 import type { ApiTokenStore } from './api-tokens.js';
 import type { ClusterRegistry } from './cluster-registry.js';
@@ -23,6 +23,8 @@ export interface ApiServerOptions {
   readonly log: Logger;
   /** Largest request message, in bytes; larger ones get `resource_exhausted`. @default 4194304 (4 MiB) */
   readonly readMaxBytes?: number;
+  /** Timeouts, connection caps and the HTTP/2 stream cap (see @airlock/pki ListenerLimitsOptions). @default DEFAULT_LISTENER_LIMITS */
+  readonly limits?: ListenerLimitsOptions;
 }
 
 /** Plain settings are deeply frozen; the collaborators (objects with behaviour) are passed through as given. */
@@ -32,6 +34,7 @@ export type ResolvedApiServerConfig = DeepReadonly<{
   port: number;
   version: string;
   readMaxBytes: number;
+  limits: ResolvedListenerLimits;
 }> & {
   readonly tokens: ApiTokenStore;
   readonly registry: ClusterRegistry;
@@ -57,6 +60,7 @@ export function resolveApiServerConfig(options: ApiServerOptions): ResolvedApiSe
     port: configCheck.integer('api.port', options.port ?? 0, 0, 65_535),
     version,
     readMaxBytes: configCheck.integer('api.readMaxBytes', options.readMaxBytes ?? 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+    limits: resolveListenerLimits(options.limits, 'api.limits'),
   });
   return Object.freeze({ ...settings, tokens: options.tokens, registry: options.registry, clusterStatus: options.clusterStatus, log: options.log });
 }
@@ -80,6 +84,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<Connect
     interceptors: [service.interceptor],
     readMaxBytes: config.readMaxBytes,
     fallback: healthFallback(config.version),
+    limits: config.limits,
     log: config.log,
   });
 }

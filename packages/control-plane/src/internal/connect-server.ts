@@ -1,6 +1,5 @@
 // One HTTPS listener (HTTP/2, with HTTP/1.1 for gRPC-web and curl) serving Connect, gRPC and gRPC-web under the Airlock TLS policy.
-import http2 from 'node:http2';
-import { isIPv6, type AddressInfo, type Socket } from 'node:net';
+import { isIPv6, type AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import {
   Code,
@@ -24,7 +23,16 @@ import { codeToHttpStatus, errorFromJsonBytes, errorToJsonBytes } from '@connect
 import { findTrailerError, setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
 import { trailerFlag, trailerParse, trailerSerialize } from '@connectrpc/connect/protocol-grpc-web';
 import { AirlockError, configCheck, configError, type DeepReadonly, errorCodeOf, freezeConfig, type Logger } from '@airlock/common';
-import { describeTlsSocket, tlsServerOptions, type PemInput, type TlsConnectionDescription } from '@airlock/pki';
+import {
+  createLimitedHttp2Server,
+  describeTlsSocket,
+  resolveListenerLimits,
+  tlsServerOptions,
+  type ListenerLimitsOptions,
+  type PemInput,
+  type ResolvedListenerLimits,
+  type TlsConnectionDescription,
+} from '@airlock/pki';
 import { airlockErrorInterceptor, toConnectError } from '@airlock/protocol';
 
 /** A Node request handler, as connect-node's adapter takes for its fallback. */
@@ -74,8 +82,11 @@ export interface ConnectServerOptions {
   readonly maxTimeoutMs?: number;
   /** Serves requests that match no RPC (for example `GET /health`). @default 404 */
   readonly fallback?: NodeHandlerFn;
-  /** A client that has not finished the TLS handshake in this time is disconnected. @default 10000 */
-  readonly handshakeTimeoutMs?: number;
+  /**
+   * Timeouts, connection caps and the HTTP/2 stream cap (see @airlock/pki ListenerLimitsOptions).
+   * @default DEFAULT_LISTENER_LIMITS
+   */
+  readonly limits?: ListenerLimitsOptions;
   readonly log: Logger;
 }
 
@@ -90,7 +101,7 @@ export type ResolvedConnectServerConfig = DeepReadonly<{
   readMaxBytes: number;
   maxTimeoutMs: number;
   fallback: NodeHandlerFn | undefined;
-  handshakeTimeoutMs: number;
+  limits: ResolvedListenerLimits;
   log: Logger;
 }>;
 
@@ -122,7 +133,7 @@ export function resolveConnectServerConfig(options: ConnectServerOptions): Resol
     readMaxBytes: configCheck.integer(`${name}.readMaxBytes`, options.readMaxBytes ?? 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     maxTimeoutMs: configCheck.integer(`${name}.maxTimeoutMs`, options.maxTimeoutMs ?? 300_000, 1, 86_400_000),
     fallback: options.fallback,
-    handshakeTimeoutMs: configCheck.integer(`${name}.handshakeTimeoutMs`, options.handshakeTimeoutMs ?? 10_000, 100, 600_000),
+    limits: resolveListenerLimits(options.limits, `${name}.limits`),
     log: options.log,
   });
 }
@@ -181,24 +192,21 @@ export async function startConnectServer(options: ConnectServerOptions): Promise
   const handler = createNodeHandler(config, (req) => contextValuesWithPeer(req, describe));
 
   const clientCerts = config.clientCertificates;
-  const server = http2.createSecureServer(
+  const listener = createLimitedHttp2Server(
     {
       ...tlsServerOptions({ cert: config.tls.cert, key: config.tls.key, ...(clientCerts === undefined ? {} : { ca: clientCerts.ca }) }),
       // Certificates are requested but optional at the handshake (see ClientCertificateOptions);
       // an untrusted one is refused in 'secureConnection' below, before any request is read.
       ...(clientCerts === undefined ? {} : { requestCert: true, rejectUnauthorized: false }),
       allowHTTP1: true,
-      handshakeTimeout: config.handshakeTimeoutMs,
     },
     handler,
+    { name, log: options.log, limits: config.limits },
   );
-
-  const sockets = new Set<Socket>();
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
+  const { server } = listener;
   server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
+    // Handshake timeouts are counted by the listener limits, whose log stays bounded under a flood.
+    if (errorCodeOf(error) === 'ERR_TLS_HANDSHAKE_TIMEOUT') return;
     log.debug({ event: `${name}.handshake_failed`, code: errorCodeOf(error), remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }, 'TLS handshake failed');
   });
   server.on('secureConnection', (socket: TLSSocket) => {
@@ -270,7 +278,7 @@ export async function startConnectServer(options: ConnectServerOptions): Promise
     close() {
       closed ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
+        listener.destroyAll();
       }).then(() => log.info({ event: `${name}.closed`, url }, `${name} closed`));
       return closed;
     },

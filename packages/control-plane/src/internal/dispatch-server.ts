@@ -1,6 +1,14 @@
 // The control plane's dispatch listener: DispatchService over gRPC (and Connect) on TLS, with cluster client certificates checked at every handshake.
 import { configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
-import { parseClusterIdentity, type PemInput, type TlsConnectionDescription } from '@airlock/pki';
+import {
+  DEFAULT_LISTENER_LIMITS,
+  parseClusterIdentity,
+  resolveListenerLimits,
+  type ListenerLimitsOptions,
+  type PemInput,
+  type ResolvedListenerLimits,
+  type TlsConnectionDescription,
+} from '@airlock/pki';
 import type { ActionQueue } from './action-queue.js';
 import type { ClusterRegistry } from './cluster-registry.js';
 import { healthFallback, startConnectServer, type ConnectServer } from './connect-server.js';
@@ -24,6 +32,12 @@ export interface DispatchServerOptions {
   readonly maxPollWaitMs?: number;
   /** Largest request message, in bytes. @default 4194304 (4 MiB) */
   readonly readMaxBytes?: number;
+  /**
+   * Timeouts, connection caps and the HTTP/2 stream cap (see @airlock/pki ListenerLimitsOptions).
+   * The idle timeout outlasts the longest poll, which sends nothing while it waits.
+   * @default DEFAULT_LISTENER_LIMITS with idleTimeoutMs at least maxPollWaitMs + 60000
+   */
+  readonly limits?: ListenerLimitsOptions;
 }
 
 export type ResolvedDispatchServerConfig = DeepReadonly<{
@@ -34,6 +48,7 @@ export type ResolvedDispatchServerConfig = DeepReadonly<{
   heartbeatIntervalMs: number;
   maxPollWaitMs: number;
   readMaxBytes: number;
+  limits: ResolvedListenerLimits;
 }> & { readonly registry: ClusterRegistry; readonly queue: ActionQueue; readonly log: Logger };
 
 /** The dispatch listener, plus what it learns about agents (a ClusterStatusSource for the API server). */
@@ -53,14 +68,16 @@ export function resolveDispatchServerConfig(options: DispatchServerOptions): Res
   if (typeof options.registry?.isClusterAllowed !== 'function') throw configError('dispatch.registry', 'must be a ClusterRegistry');
   if (typeof options.queue?.lease !== 'function') throw configError('dispatch.queue', 'must be an ActionQueue');
   if (typeof options.log !== 'object' || options.log === null) throw configError('dispatch.log', 'is required');
+  const maxPollWaitMs = configCheck.integer('dispatch.maxPollWaitMs', options.maxPollWaitMs ?? DEFAULT_MAX_POLL_WAIT_MS, 0, 600_000);
   const settings = freezeConfig({
     tls: { cert: options.tls.cert, key: options.tls.key },
     ca: options.ca,
     host: configCheck.nonEmptyString('dispatch.host', options.host ?? '127.0.0.1'),
     port: configCheck.integer('dispatch.port', options.port ?? 0, 0, 65_535),
     heartbeatIntervalMs: configCheck.integer('dispatch.heartbeatIntervalMs', options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS, 100, 3_600_000),
-    maxPollWaitMs: configCheck.integer('dispatch.maxPollWaitMs', options.maxPollWaitMs ?? DEFAULT_MAX_POLL_WAIT_MS, 0, 600_000),
+    maxPollWaitMs,
     readMaxBytes: configCheck.integer('dispatch.readMaxBytes', options.readMaxBytes ?? 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+    limits: resolveListenerLimits(options.limits, 'dispatch.limits', { idleTimeoutMs: Math.max(DEFAULT_LISTENER_LIMITS.idleTimeoutMs, maxPollWaitMs + 60_000) }),
   });
   return Object.freeze({ ...settings, registry: options.registry, queue: options.queue, log: options.log });
 }
@@ -96,6 +113,7 @@ export async function startDispatchServer(options: DispatchServerOptions): Promi
     // plane is down" from "the control plane refuses my certificate" (connections presenting a
     // revoked certificate are closed, this is not).
     fallback: healthFallback(),
+    limits: config.limits,
     log,
   });
   return Object.freeze({

@@ -1,11 +1,23 @@
 // The control plane's tunnel endpoint: accepts data-plane mTLS connections, then reverses roles and calls data-plane services over them.
 import { EventEmitter } from 'node:events';
 import http2 from 'node:http2';
-import { isIPv6, type AddressInfo, type Socket } from 'node:net';
-import tls, { type TLSSocket } from 'node:tls';
+import { isIPv6, type AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { Code, ConnectError, type Transport } from '@connectrpc/connect';
 import { AirlockError, configCheck, configError, type DeepReadonly, errorCodeOf, freezeConfig, type Logger } from '@airlock/common';
-import { describeTlsSocket, getPeerIdentity, parseClusterIdentity, startHttp2Heartbeat, tlsServerOptions, type PemInput, type TlsConnectionDescription } from '@airlock/pki';
+import {
+  createLimitedTlsServer,
+  describeTlsSocket,
+  getPeerIdentity,
+  parseClusterIdentity,
+  resolveListenerLimits,
+  startHttp2Heartbeat,
+  tlsServerOptions,
+  type ListenerLimitsOptions,
+  type PemInput,
+  type ResolvedListenerLimits,
+  type TlsConnectionDescription,
+} from '@airlock/pki';
 import { createTunnelTransports, type TunnelProtocol, type TunnelSession, type TunnelTransportOptions } from './tunnel-transport.js';
 
 export interface TunnelEndpointOptions {
@@ -28,8 +40,13 @@ export interface TunnelEndpointOptions {
   readonly pingIntervalMs?: number;
   /** A PING unanswered for this long drops the tunnel, in milliseconds. @default 2000 */
   readonly pingTimeoutMs?: number;
-  /** A client that has not finished the TLS handshake in this time is disconnected, in milliseconds. @default 10000 */
-  readonly handshakeTimeoutMs?: number;
+  /**
+   * Handshake timeout, connection caps and the idle timeout before a connection becomes a tunnel
+   * (see @airlock/pki ListenerLimitsOptions). Over the tunnel the control plane is the HTTP/2
+   * client; the stream cap is applied by the data-plane agent, the HTTP/2 server.
+   * @default DEFAULT_LISTENER_LIMITS
+   */
+  readonly limits?: ListenerLimitsOptions;
   /** Options for the transports that `transportFor` returns. @default connect-es defaults */
   readonly transport?: TunnelTransportOptions;
 }
@@ -43,7 +60,7 @@ export type ResolvedTunnelEndpointConfig = DeepReadonly<{
   isClusterAllowed: (cluster: string, certFingerprintSha256: string) => boolean | Promise<boolean>;
   pingIntervalMs: number;
   pingTimeoutMs: number;
-  handshakeTimeoutMs: number;
+  limits: ResolvedListenerLimits;
   transport: TunnelTransportOptions;
 }>;
 
@@ -83,7 +100,6 @@ export interface TunnelEndpoint {
 /** Defaults chosen so a dead tunnel is noticed within about three seconds. */
 const DEFAULT_PING_INTERVAL_MS = 1000;
 const DEFAULT_PING_TIMEOUT_MS = 2000;
-const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Failed handshakes logged one by one per window; the rest are counted in one summary line. */
 const HANDSHAKE_FAILURES_LOGGED_PER_WINDOW = 20;
 const HANDSHAKE_FAILURE_WINDOW_MS = 10_000;
@@ -103,7 +119,7 @@ export function resolveTunnelEndpointConfig(options: TunnelEndpointOptions): Res
     isClusterAllowed: options.isClusterAllowed,
     pingIntervalMs,
     pingTimeoutMs: configCheck.integer('tunnelEndpoint.pingTimeoutMs', options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS, 10, 3_600_000),
-    handshakeTimeoutMs: configCheck.integer('tunnelEndpoint.handshakeTimeoutMs', options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS, 100, 600_000),
+    limits: resolveListenerLimits(options.limits, 'tunnelEndpoint.limits'),
     transport: { ...(options.transport ?? {}) },
   });
 }
@@ -209,14 +225,15 @@ const PROTOCOLS: readonly TunnelProtocol[] = ['connect', 'grpc'];
 export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promise<TunnelEndpoint> {
   const config = resolveTunnelEndpointConfig(options);
   const log = config.log;
-  const server = tls.createServer({
-    ...tlsServerOptions({ cert: config.tls.cert, key: config.tls.key, ca: config.ca, requestClientCert: true }),
-    // Only HTTP/2 runs over the tunnel; a client that cannot speak it fails in the handshake.
-    ALPNProtocols: ['h2'],
-    handshakeTimeout: config.handshakeTimeoutMs,
-  });
-
-  const rawSockets = new Set<Socket>();
+  const listener = createLimitedTlsServer(
+    {
+      ...tlsServerOptions({ cert: config.tls.cert, key: config.tls.key, ca: config.ca, requestClientCert: true }),
+      // Only HTTP/2 runs over the tunnel; a client that cannot speak it fails in the handshake.
+      ALPNProtocols: ['h2'],
+    },
+    { name: 'tunnel', log: options.log, limits: config.limits },
+  );
+  const { server } = listener;
   const clusters = new Map<string, ClusterEntry>();
   const events = new EventEmitter();
   events.setMaxListeners(0);
@@ -254,6 +271,8 @@ export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promi
   };
 
   const openReverseConnection = (cluster: string, socket: TLSSocket, description: TlsConnectionDescription): void => {
+    // From here the tunnel's PING heartbeat watches the connection, not the listener's idle timeout.
+    listener.handOver(socket);
     // The role reversal: this process accepted the TCP/TLS connection, and now starts HTTP/2 as the
     // CLIENT on it. createConnection hands http2 the existing socket instead of dialling; any bytes
     // the agent's server side already sent (its SETTINGS) are replayed into the session by Node.
@@ -339,10 +358,6 @@ export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promi
     openReverseConnection(cluster, socket, description);
   };
 
-  server.on('connection', (socket: Socket) => {
-    rawSockets.add(socket);
-    socket.once('close', () => rawSockets.delete(socket));
-  });
   // A scanner (sslscan, `airlock verify`) fails a hundred handshakes in a second: log the first few
   // of each window at warn, then one summary line with the count, so the log stays readable.
   let loggedFailures = 0;
@@ -459,7 +474,7 @@ export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promi
         for (const connection of [...entry.connections]) connection.destroy('endpoint closed');
       }
       // Sockets still in their TLS handshake are not tunnels yet, but they hold the port.
-      for (const socket of rawSockets) socket.destroy();
+      listener.destroyAll();
       await stopped;
       log.info({ event: 'tunnel.endpoint_closed', url }, 'tunnel endpoint closed');
     },

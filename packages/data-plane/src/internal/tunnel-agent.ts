@@ -6,7 +6,17 @@ import tls, { type TLSSocket } from 'node:tls';
 import type { ConnectRouter, ConnectRouterOptions } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { AirlockError, configCheck, configError, type DeepReadonly, errorCodeOf, freezeConfig, type Logger } from '@airlock/common';
-import { certificateFingerprint, describeTlsSocket, startHttp2Heartbeat, tlsClientOptions, type PemInput, type TlsConnectionDescription } from '@airlock/pki';
+import {
+  certificateFingerprint,
+  describeTlsSocket,
+  http2ServerSettings,
+  resolveListenerLimits,
+  startHttp2Heartbeat,
+  tlsClientOptions,
+  type PemInput,
+  type ResolvedListenerLimits,
+  type TlsConnectionDescription,
+} from '@airlock/pki';
 import { fullJitterBackoffMs } from './backoff.js';
 
 /** The agent's client certificate and key for one connection. The key is secret and never logged. */
@@ -45,6 +55,13 @@ export interface TunnelAgentOptions {
   readonly backoffMaxMs?: number;
   /** Options for the Connect handler (message size limits and so on). @default connect-es defaults */
   readonly connect?: ConnectRouterOptions;
+  /**
+   * Concurrent calls the control plane may have in flight over one tunnel: the agent is the HTTP/2
+   * server there, so this is its SETTINGS_MAX_CONCURRENT_STREAMS (the listener limit of @airlock/pki).
+   * Calls beyond it wait in the control plane's HTTP/2 client for a free stream.
+   * @default DEFAULT_LISTENER_LIMITS.maxConcurrentStreams (100)
+   */
+  readonly maxConcurrentStreams?: number;
 }
 
 export type ResolvedTunnelAgentConfig = DeepReadonly<{
@@ -62,6 +79,7 @@ export type ResolvedTunnelAgentConfig = DeepReadonly<{
   drainTimeoutMs: number;
   backoffInitialMs: number;
   backoffMaxMs: number;
+  limits: ResolvedListenerLimits;
 }> & {
   // Handed to connect-es as is, whose option types are mutable.
   readonly connect: ConnectRouterOptions;
@@ -150,6 +168,10 @@ export function resolveTunnelAgentConfig(options: TunnelAgentOptions): ResolvedT
     drainTimeoutMs: ms('drainTimeoutMs', 0),
     backoffInitialMs,
     backoffMaxMs,
+    limits: resolveListenerLimits(
+      options.maxConcurrentStreams === undefined ? undefined : { maxConcurrentStreams: options.maxConcurrentStreams },
+      'tunnelAgent',
+    ),
   });
   return Object.freeze({ ...resolved, connect: Object.freeze({ ...(options.connect ?? {}) }) });
 }
@@ -247,7 +269,7 @@ class TunnelAgentImpl implements TunnelAgent {
     this.events.setMaxListeners(0);
     // An HTTP/2 server that never listens: it is handed the sockets this agent dials out with
     // (emit('connection')), so the data plane serves the control plane without an open port.
-    this.server = http2.createServer({}, connectNodeAdapter({ ...config.connect, routes: config.routes }));
+    this.server = http2.createServer({ settings: http2ServerSettings(config.limits) }, connectNodeAdapter({ ...config.connect, routes: config.routes }));
     this.server.on('sessionError', (error) => config.log.debug({ event: 'tunnel.session_error', code: errorCodeOf(error) }, 'tunnel session error'));
   }
 

@@ -1,4 +1,5 @@
 // The KMS's durable state: one SQLite file whose rows are sealed with keys derived from the root key.
+import { chmodSync, closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { AirlockError } from '@airlock/common';
 import { aesGcmDecrypt, aesGcmEncrypt, constantTimeEqual, hkdfSha256, hmacSha256, randomBytes, zeroize } from '@airlock/crypto';
@@ -7,6 +8,24 @@ import { aesGcmDecrypt, aesGcmEncrypt, constantTimeEqual, hkdfSha256, hmacSha256
 export type RecordKind = 'key' | 'alias' | 'access-key' | 'meta';
 
 const ROOT_CHECK_LABEL = 'airlock kms root key check v1';
+
+/** Tightens an existing file to 0600; a missing one is fine. */
+function restrictMode(path: string): void {
+  try {
+    chmodSync(path, 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+}
+
+/**
+ * Creates the database file 0600 before SQLite opens it: SQLite would create it 0644 (less the
+ * umask), and it gives the -wal and -shm files the database file's mode.
+ */
+function createPrivately(path: string): void {
+  closeSync(openSync(path, 'a', 0o600));
+  restrictMode(path);
+}
 
 /**
  * Rows are `(id, kind, body)` with id = HMAC-SHA256(index key, kind ‖ 0 ‖ name) and body =
@@ -36,8 +55,13 @@ export class RecordStore {
   static open(path: string, rootKey: Buffer): RecordStore {
     let db: Database.Database;
     try {
+      createPrivately(path);
       db = new Database(path);
       db.pragma('journal_mode = WAL');
+      // SQLite creates -wal and -shm with the database file's mode, so they are 0600 too; files left
+      // by an older version (created 0644) are tightened here.
+      restrictMode(`${path}-wal`);
+      restrictMode(`${path}-shm`);
       db.pragma('synchronous = FULL');
       db.pragma('secure_delete = ON');
       db.exec('CREATE TABLE IF NOT EXISTS records (id BLOB PRIMARY KEY, kind TEXT NOT NULL, body BLOB NOT NULL) WITHOUT ROWID');

@@ -1,11 +1,9 @@
 // The object store's HTTPS listener: Airlock TLS policy, timeouts and limits that keep bad clients from hurting good ones.
-import { STATUS_CODES, type ServerResponse } from 'node:http';
-import { createServer, type Server } from 'node:https';
+import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
-import { AirlockError, KEEP_ALIVE_TIMEOUT_MS, type Logger } from '@airlock/common';
+import { AirlockError, type Logger } from '@airlock/common';
 import type { SecretLookup } from '@airlock/crypto';
-import { tlsServerOptions } from '@airlock/pki';
+import { createLimitedHttpsServer, resolveListenerLimits, tlsServerOptions, type ListenerLimitsOptions, type ResolvedListenerLimits } from '@airlock/pki';
 import type { ObjectEngine } from './engine-types.js';
 import { createS3RequestHandler } from './s3-http.js';
 
@@ -25,6 +23,8 @@ export interface S3ListenerOptions {
   readonly maxHeaderSize?: number;
   /** Largest PutObject / UploadPart body. @default 5 GiB */
   readonly maxObjectBytes?: number;
+  /** Timeouts and connection caps. @default resolveListenerLimits(undefined, …, OBJECT_STORE_LISTENER_LIMIT_DEFAULTS) */
+  readonly limits?: ResolvedListenerLimits;
 }
 
 export interface S3Listener {
@@ -35,10 +35,12 @@ export interface S3Listener {
   close(): Promise<void>;
 }
 
-/** How long a client may take to send its request head (slowloris guard). */
-const HEADERS_TIMEOUT_MS = 30_000;
-/** How long a connection may sit with no bytes moving either way. */
-const IDLE_TIMEOUT_MS = 120_000;
+/**
+ * The object store's defaults over DEFAULT_LISTENER_LIMITS: no whole-request timeout, since a 5 GiB
+ * upload may rightly take long; a body that stops progressing is cut off by the body-progress timeout.
+ */
+export const OBJECT_STORE_LISTENER_LIMIT_DEFAULTS: ListenerLimitsOptions = Object.freeze({ requestTimeoutMs: 0 });
+
 /** How long close() waits for in-flight requests before cutting them off. */
 const CLOSE_GRACE_MS = 10_000;
 
@@ -53,19 +55,6 @@ export async function startS3Listener(options: S3ListenerOptions): Promise<S3Lis
     ...(options.now === undefined ? {} : { now: options.now }),
     ...(options.maxObjectBytes === undefined ? {} : { maxObjectBytes: options.maxObjectBytes }),
   });
-  const server: Server = createServer({
-    ...tlsServerOptions({ cert: options.tls.cert, key: options.tls.key }),
-    maxHeaderSize: options.maxHeaderSize ?? 16 * 1024,
-    headersTimeout: HEADERS_TIMEOUT_MS,
-    // No cap on a whole request: a 5 GiB upload may rightly take long. Stalls are caught by the idle timeout.
-    requestTimeout: 0,
-    keepAlive: true,
-    keepAliveInitialDelay: 30_000,
-  });
-  server.setTimeout(IDLE_TIMEOUT_MS);
-  // Longer than clients' pooled-connection idle time, so a reused connection is not closed under them.
-  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
-
   const crashed = (error: unknown, res: ServerResponse): void => {
     // The handler maps every error itself; reaching here is a bug, and the connection is all that is left to end.
     log.error({ err: error }, 'S3 request handler crashed');
@@ -76,25 +65,25 @@ export async function startS3Listener(options: S3ListenerOptions): Promise<S3Lis
       res.destroy();
     }
   };
-  server.on('request', (req, res) => {
-    handler(req, res).catch((error: unknown) => crashed(error, res));
+  const listener = createLimitedHttpsServer(
+    { ...tlsServerOptions({ cert: options.tls.cert, key: options.tls.key }), maxHeaderSize: options.maxHeaderSize ?? 16 * 1024 },
+    {
+      request: (req, res) => {
+        handler(req, res).catch((error: unknown) => crashed(error, res));
+      },
+      // With this handler Node no longer answers `Expect: 100-continue` itself: the handler sends
+      // 100 only once the request is authenticated and about to read the body.
+      checkContinue: (req, res) => {
+        handler.checkContinue(req, res).catch((error: unknown) => crashed(error, res));
+      },
+    },
+    { name: 's3', log, limits: options.limits ?? resolveListenerLimits(undefined, 'objectStore.limits', OBJECT_STORE_LISTENER_LIMIT_DEFAULTS) },
+  );
+  const { server } = listener;
+  server.on('tlsClientError', (error: NodeJS.ErrnoException) => {
+    // Handshake timeouts are counted by the listener limits, whose log stays bounded under a flood.
+    if (error.code !== 'ERR_TLS_HANDSHAKE_TIMEOUT') log.debug({ code: error.code }, 'S3 TLS handshake refused');
   });
-  // With a listener here Node no longer answers `Expect: 100-continue` itself: the handler sends
-  // 100 only once the request is authenticated and about to read the body.
-  server.on('checkContinue', (req, res) => {
-    handler.checkContinue(req, res).catch((error: unknown) => crashed(error, res));
-  });
-  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-    log.debug({ code: error.code }, 'malformed S3 client request');
-    const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-    if (error.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent === true) {
-      socket.destroy();
-      return;
-    }
-    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-  });
-  server.on('tlsClientError', (error: NodeJS.ErrnoException) => log.debug({ code: error.code }, 'S3 TLS handshake refused'));
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) => reject(AirlockError.from(error)));
@@ -110,7 +99,7 @@ export async function startS3Listener(options: S3ListenerOptions): Promise<S3Lis
     port,
     close() {
       closing ??= new Promise<void>((resolve) => {
-        const force = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+        const force = setTimeout(() => listener.destroyAll(), CLOSE_GRACE_MS);
         force.unref();
         server.close(() => {
           clearTimeout(force);
