@@ -8,7 +8,7 @@ import { createKmsServer, resolveKmsServerConfig, type KmsServer } from '@airloc
 import { createS3ObjectStore } from '@airlock/objectstore';
 import { createObjectStoreServer, resolveObjectStoreServerConfig, type ObjectStoreServer } from '@airlock/objectstore/server';
 import { createCertificateAuthority, issueServerCertificate } from '@airlock/pki';
-import { captureLogger } from './helpers.js';
+import { captureLogger } from '@airlock/testing';
 
 /** Every path under `root` with its permission bits, directories marked. */
 async function modes(root: string): Promise<Array<{ path: string; mode: number; directory: boolean }>> {

@@ -1,7 +1,7 @@
 // Attacks on every listener's limits, with real servers and sockets: partial-ClientHello floods counted in descriptors, connection and stream caps, a trickled body.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import http2 from 'node:http2';
 import { request as httpsRequest } from 'node:https';
 import net from 'node:net';
@@ -26,7 +26,8 @@ import {
   type ListenerLimitsOptions,
 } from '@airlock/pki';
 import { EchoService } from '@airlock/protocol';
-import { captureLogger } from './helpers.js';
+import { captureLogger } from '@airlock/testing';
+import { openTestDatabase } from './helpers.js';
 import { floodWithPartialHellos, until } from './listener-flood.js';
 
 /** Short server-side timeouts so the attacks play out in seconds; the test waits are generous. */
@@ -85,8 +86,12 @@ async function startStore(limits: ListenerLimitsOptions): Promise<{ server: Obje
 }
 
 async function startApi(limits: ListenerLimitsOptions): Promise<{ url: string; port: number }> {
-  const tokens = await openApiTokenStore({ path: join(dir, `tokens-${kmsCount}.json`), log: logs.log });
-  const registry = await openClusterRegistry({ ca, path: join(dir, `clusters-${kmsCount++}.json`), log: logs.log });
+  const stateDir = join(dir, `cp-${kmsCount++}`);
+  await mkdir(stateDir, { recursive: true });
+  const database = await openTestDatabase(stateDir, logs.log);
+  closers.push(() => database.close());
+  const tokens = openApiTokenStore({ database, log: logs.log });
+  const registry = openClusterRegistry({ ca, database, log: logs.log });
   const server = await startApiServer({ tls: leaf, tokens, registry, log: logs.log, limits });
   closers.push(() => server.close());
   return server;

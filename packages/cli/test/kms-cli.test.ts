@@ -29,7 +29,10 @@ describe('airlock kms serve + airlock keys', () => {
     expect(secret).toBeDefined();
     expect(JSON.stringify(endpoint)).not.toContain(secret as string);
     expect(serve.output()).not.toContain(secret as string);
-    expect((await stat(join(dir, 'ca', 'ca-key.pem'))).mode & 0o777).toBe(0o600);
+    // The CA key exists only sealed under the control plane's key.
+    expect((await stat(join(dir, 'ca', 'ca-key.sealed'))).mode & 0o777).toBe(0o600);
+    expect((await readFile(join(dir, 'ca', 'ca-key.sealed'))).includes('PRIVATE KEY')).toBe(false);
+    await expect(stat(join(dir, 'ca', 'ca-key.pem'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('creates, lists, describes, disables, enables, rotates, schedules and cancels deletion, with --json', async () => {

@@ -1,0 +1,140 @@
+// `airlock control-plane serve` on its database: PostgreSQL over TLS with --db, refusals of an untrusted server, and kill -9 in the middle of a burst of API writes.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger } from '@airlock/common';
+import { openControlPlaneKey, openDatabase, resolveDatabaseConfig } from '@airlock/control-plane';
+import { tlsClientOptions } from '@airlock/pki';
+import { startTempPostgres, type TempPostgres } from '@airlock/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { interrupt, runCli, startCli } from './run-cli.js';
+
+const READY = /Press Ctrl-C to stop/;
+
+let root: string;
+let server: TempPostgres;
+let caFile: string;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'airlock-cp-db-'));
+  server = await startTempPostgres();
+  caFile = join(root, 'db-ca.pem');
+  await writeFile(caFile, server.caPem);
+});
+
+afterAll(async () => {
+  await server.stop();
+  await rm(root, { recursive: true, force: true });
+});
+
+const serveArgs = (dataDir: string): string[] => ['control-plane', 'serve', '--data-dir', dataDir, '--api-port', '0', '--dispatch-port', '0', '--tunnel-port', '0', '--log-level', 'warn'];
+
+/** POSTs a Connect JSON call to the data directory's API with its admin token. */
+async function call(dataDir: string, method: string, body: unknown): Promise<{ status: number; json: unknown }> {
+  const endpoint = JSON.parse(await readFile(join(dataDir, 'control-plane', 'endpoint.json'), 'utf8')) as { api: string; caBundle: string; tokenFile: string };
+  const token = (await readFile(endpoint.tokenFile, 'utf8')).trim();
+  const ca = await readFile(endpoint.caBundle, 'utf8');
+  const payload = Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = request(
+      new URL(`/airlock.v1.AirlockService/${method}`, endpoint.api),
+      { ...tlsClientOptions({ ca }), method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'content-length': payload.length } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as unknown }));
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+describe('airlock control-plane serve --db postgres://…', () => {
+  it('keeps its state in PostgreSQL over verify-full TLS, across a restart, and never prints the password', async () => {
+    const dataDir = join(root, 'pg');
+    const url = new URL(server.url);
+    url.searchParams.set('schema', 'cli_test');
+    const env = { AIRLOCK_DB_URL: url.toString() };
+    const first = await startCli([...serveArgs(dataDir), '--db-ca', caFile], READY, env);
+    try {
+      expect(first.output()).toMatch(/database:\s+PostgreSQL 127\.0\.0\.1:\d+\/airlock schema cli_test \(TLS, verify-full\)/);
+      if (server.password !== undefined) expect(first.output()).not.toContain(server.password);
+      expect((await call(dataDir, 'CreateBootstrapToken', { cluster: 'edge-1', reason: 'kept across restarts' })).status).toBe(200);
+    } finally {
+      expect(await interrupt(first.child)).toBe(0);
+    }
+    // No SQLite file was made: the state is in PostgreSQL.
+    await expect(readFile(join(dataDir, 'control-plane', 'control-plane.db'))).rejects.toMatchObject({ code: 'ENOENT' });
+    const tokenBefore = await readFile(join(dataDir, 'client', 'token'), 'utf8');
+    const second = await startCli([...serveArgs(dataDir), '--db-ca', caFile], READY, env);
+    try {
+      // The admin token issued on the first start still authenticates: it was not re-issued.
+      expect(await readFile(join(dataDir, 'client', 'token'), 'utf8')).toBe(tokenBefore);
+      expect((await call(dataDir, 'WhoAmI', {})).json).toMatchObject({ subject: 'local-admin' });
+    } finally {
+      expect(await interrupt(second.child)).toBe(0);
+    }
+  });
+
+  it('refuses to start against a server it cannot verify, saying why', async () => {
+    const other = await startTempPostgres({ certificateFromOtherCa: true });
+    try {
+      const result = await runCli([...serveArgs(join(root, 'untrusted')), '--db-ca', caFile], { AIRLOCK_DB_URL: other.url });
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toMatch(/DB_CONNECTION_INSECURE|does not chain to the configured CA/);
+      const noCa = await runCli(serveArgs(join(root, 'no-ca')), { AIRLOCK_DB_URL: server.url });
+      expect(noCa.code).not.toBe(0);
+      expect(noCa.stderr).toMatch(/needs the CA that signed the server certificate/);
+    } finally {
+      await other.stop();
+    }
+  });
+});
+
+describe('kill -9 of the control plane in the middle of a burst of API writes', () => {
+  it('loses no acknowledged write, and the database passes its integrity check', async () => {
+    const dataDir = join(root, 'crash');
+    const cp = await startCli(serveArgs(dataDir), READY);
+    const acknowledged: string[] = [];
+    let stop = false;
+    const writer = async (worker: number): Promise<void> => {
+      for (let index = 0; !stop; index += 1) {
+        const reason = `burst-${worker}-${index}`;
+        try {
+          const { status } = await call(dataDir, 'CreateBootstrapToken', { cluster: 'burst', reason });
+          if (status === 200) acknowledged.push(reason);
+        } catch {
+          return;
+        }
+      }
+    };
+    const writers = [0, 1, 2, 3].map(writer);
+    while (acknowledged.length < 150) await new Promise((resolve) => setTimeout(resolve, 20));
+    cp.child.kill('SIGKILL');
+    stop = true;
+    await Promise.all(writers);
+    await new Promise((resolve) => (cp.child.exitCode === null && cp.child.signalCode === null ? cp.child.once('exit', resolve) : resolve(undefined)));
+
+    // Restarted, it opens the same database.
+    const again = await startCli(serveArgs(dataDir), READY);
+    expect(await interrupt(again.child)).toBe(0);
+
+    const log = createLogger({ name: 'test', level: 'silent' });
+    const key = await openControlPlaneKey({ dir: join(dataDir, 'control-plane') }, log);
+    const database = await openDatabase(resolveDatabaseConfig({ path: join(dataDir, 'control-plane', 'control-plane.db'), key, log }));
+    try {
+      expect(await database.integrityCheck()).toEqual([]);
+      const rows = await database.db.selectFrom('bootstrap_tokens').select(['token_hash', 'reason_sealed']).execute();
+      const stored = new Set(
+        rows.flatMap((row) => (row.reason_sealed === null ? [] : [database.sealer.openText({ table: 'bootstrap_tokens', column: 'reason_sealed', row: row.token_hash }, row.reason_sealed)])),
+      );
+      expect(acknowledged.length).toBeGreaterThanOrEqual(150);
+      expect(acknowledged.filter((reason) => !stored.has(reason))).toEqual([]);
+    } finally {
+      await database.close();
+      key.dispose();
+    }
+  });
+});
