@@ -158,7 +158,7 @@ Each row pushes ${ACTIONS} actions through the action queue: ${PRODUCERS} concur
 \`enqueue\` one action at a time while one agent loop leases up to ${LEASE_BATCH} at a time and reports
 each leased batch SUCCEEDED in one \`record\` call (what the data-plane agent does). The figure is
 actions per second from the first enqueue to the last SUCCEEDED, the median of ${ROUNDS} rounds, the rows
-alternated within each round. Every write is a committed transaction (SQLite: WAL, synchronous=FULL).
+alternated within each round. Every write is a committed, durable transaction (SQLite: WAL with group commit, one fdatasync shared by the commits waiting for it).
 PostgreSQL is a temporary local cluster (\`initdb\`, PostgreSQL 15) reached over TLS with verify-full;
 graphile-worker runs against the same server, over TLS too.
 
