@@ -1,9 +1,10 @@
 // `airlock kms serve` and `airlock kms audit verify`: run the embedded KMS alone and check its audit chain.
 import { access, mkdir } from 'node:fs/promises';
-import { AirlockError, createLogger, writeFileAtomic, type Logger } from '@airlock/common';
+import { createLogger, writeFileAtomic, type Logger } from '@airlock/common';
 import { createKmsServer, resolveKmsServerConfig, verifyKmsAudit, type KmsServer, type RootKeyOptions } from '@airlock/kms/server';
 import { layout, resolveDataDir } from '../internal/data-dir.js';
 import { issueLocalServerCertificate, loadLocalCa, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
+import { rootKeySourceFromFlags } from '../internal/root-key-flags.js';
 import type { KmsEndpointFile } from '../internal/kms-client.js';
 import { print, printJson } from '../internal/output.js';
 import { restrictFileCreationMode, serveUntilSignalled } from '../internal/plane-process.js';
@@ -14,18 +15,9 @@ export interface RootKeyFlags {
   readonly rootKeyPassphraseEnv?: string;
 }
 
-/** Root key source from flags. A passphrase is read from the named environment variable, never from argv. */
+/** The KMS's root key source from its --root-key-* flags. */
 export function rootKeyFromFlags(flags: RootKeyFlags, env: NodeJS.ProcessEnv = process.env): RootKeyOptions | undefined {
-  const chosen = [flags.rootKeyFile, flags.rootKeyEnv, flags.rootKeyPassphraseEnv].filter((f) => f !== undefined);
-  if (chosen.length > 1) throw new AirlockError('CONFIG_INVALID', 'choose one of --root-key-file, --root-key-env and --root-key-passphrase-env');
-  if (flags.rootKeyFile !== undefined) return { file: flags.rootKeyFile };
-  if (flags.rootKeyEnv !== undefined) return { env: flags.rootKeyEnv };
-  if (flags.rootKeyPassphraseEnv !== undefined) {
-    const passphrase = env[flags.rootKeyPassphraseEnv];
-    if (passphrase === undefined) throw new AirlockError('CONFIG_INVALID', `environment variable ${flags.rootKeyPassphraseEnv} is not set`);
-    return { passphrase };
-  }
-  return undefined;
+  return rootKeySourceFromFlags('root-key', { file: flags.rootKeyFile, env: flags.rootKeyEnv, passphraseEnv: flags.rootKeyPassphraseEnv }, env);
 }
 
 export interface KmsServeOptions extends RootKeyFlags, ControlPlaneKeyFlags {

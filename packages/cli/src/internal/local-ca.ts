@@ -6,6 +6,7 @@ import { openControlPlaneKey, type ControlPlaneKey } from '@airlock/control-plan
 import { envelopeDecrypt, envelopeEncrypt, type EncryptionContext, type RootKeyOptions } from '@airlock/crypto';
 import { createCertificateAuthority, issueServerCertificate, type CertificateAuthority, type CertificateKeyPair } from '@airlock/pki';
 import { layout, readDataFile } from './data-dir.js';
+import { rootKeySourceFromFlags } from './root-key-flags.js';
 
 /** What the sealed CA key is bound to: moved anywhere else, it does not open. */
 const CA_KEY_CONTEXT: EncryptionContext = { purpose: 'airlock/ca-key' };
@@ -73,16 +74,7 @@ export interface ControlPlaneKeyFlags {
 
 /** The flags as a root key source; a passphrase is read from the named environment variable, never from argv. */
 export function controlPlaneRootFromFlags(flags: ControlPlaneKeyFlags, env: NodeJS.ProcessEnv = process.env): RootKeyOptions | undefined {
-  const chosen = [flags.cpKeyFile, flags.cpKeyEnv, flags.cpKeyPassphraseEnv].filter((flag) => flag !== undefined);
-  if (chosen.length > 1) throw new AirlockError('CONFIG_INVALID', 'choose one of --cp-key-file, --cp-key-env and --cp-key-passphrase-env');
-  if (flags.cpKeyFile !== undefined) return { file: flags.cpKeyFile };
-  if (flags.cpKeyEnv !== undefined) return { env: flags.cpKeyEnv };
-  if (flags.cpKeyPassphraseEnv !== undefined) {
-    const passphrase = env[flags.cpKeyPassphraseEnv];
-    if (passphrase === undefined) throw new AirlockError('CONFIG_INVALID', `environment variable ${flags.cpKeyPassphraseEnv} is not set`);
-    return { passphrase };
-  }
-  return undefined;
+  return rootKeySourceFromFlags('cp-key', { file: flags.cpKeyFile, env: flags.cpKeyEnv, passphraseEnv: flags.cpKeyPassphraseEnv }, env);
 }
 
 /** Just the control-plane key flags of a larger options object, the unset ones left out. */
