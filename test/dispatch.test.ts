@@ -30,7 +30,7 @@ import { createCertificateAuthority, createCertificateRequest, issueServerCertif
 import { DispatchService, EchoService, fromConnectError } from '@airlock/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { captureLogger, type LogLine } from '@airlock/testing';
-import { eventually, openTestDatabase } from './helpers.js';
+import { eventually, openTestDatabase, startTestKeyVault } from './helpers.js';
 
 const AGENT_VERSION = '9.8.7-test';
 
@@ -42,10 +42,13 @@ const planes: ControlPlane[] = [];
 const managers: Http2SessionManager[] = [];
 /** Every secret the tests handle; none may appear in a log. */
 const secrets: string[] = [];
+/** The data plane's KMS: agents seal their private keys under its key. */
+let keyVault: Awaited<ReturnType<typeof startTestKeyVault>>;
 
 beforeAll(async () => {
   ca = await createCertificateAuthority({ commonName: 'dispatch test CA' });
   server = await issueServerCertificate({ ca, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+  keyVault = await startTestKeyVault(await tempDir('kms'), ca);
 });
 
 afterEach(async () => {
@@ -55,6 +58,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
+  await keyVault.close();
   await Promise.all(directories.map((directory) => rm(directory, { recursive: true, force: true })));
 });
 
@@ -153,6 +157,7 @@ async function startAgent(
   const agent = await startDataPlaneAgent({
     clusterName: cluster,
     stateDir,
+    keyVault: keyVault.vault,
     dispatchUrl: plane.dispatch.url,
     tunnelUrl: plane.tunnel.url,
     ca: ca.cert,
@@ -328,11 +333,13 @@ describe('the data-plane agent', () => {
     await plane.tunnel.waitForCluster('agent-1', 10_000);
     await eventually('a heartbeat', 5000, () => plane.dispatch.lastHeartbeatAt('agent-1'));
 
-    // Credentials persisted: one 0600 file, key generated locally.
+    // Credentials persisted: one 0600 file, key generated locally and stored only sealed under the data plane's KMS key.
     const credentialsFile = agentCredentialsPath(stateDir);
     expect((await stat(credentialsFile)).mode & 0o777).toBe(0o600);
-    const stored = JSON.parse(await readFile(credentialsFile, 'utf8')) as { keyPem: string; certPem: string };
+    const stored = JSON.parse(await readFile(credentialsFile, 'utf8')) as { sealedKey: { keyId: string }; certPem: string };
     expect(stored.certPem).toBe(agent.credentials().cert);
+    expect(stored.sealedKey.keyId).toBe(keyVault.vault.keyId);
+    expect(JSON.stringify(stored)).not.toContain('PRIVATE KEY');
     secrets.push(agent.credentials().key);
 
     const ok = await plane.queue.enqueue('agent-1', { runId: 'run-ok', task, attempt: 2 });

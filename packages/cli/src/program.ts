@@ -130,6 +130,7 @@ export function createProgram(): Command {
     .option('--dispatch-url <url>', "the control plane's dispatch URL (default: from the data directory)")
     .option('--tunnel-url <url>', "the control plane's tunnel URL (default: from the data directory)")
     .option('--cluster <name>', 'this data plane\'s cluster name', 'local')
+    .option('--agent-key-id <key>', "the data plane's KMS key that seals the agent's private key (created if it is a missing alias)", 'alias/airlock/data-plane')
     .option('--register-timeout <ms>', 'how long to wait for registration and the tunnel', positiveInteger, 60_000)
     .addOption(logLevelOption('info'))
     .action(async (options: Omit<Parameters<typeof runDataPlaneServe>[0], 'registerTimeoutMs'> & { registerTimeout: number }) => {

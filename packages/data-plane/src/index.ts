@@ -39,8 +39,10 @@ export {
   checkCredentials,
   loadAgentCredentials,
   saveAgentCredentials,
+  type LoadAgentCredentialsOptions,
   type StoredCredentials,
 } from './internal/agent-state.js';
+export { createKeyVault, DEFAULT_DATA_PLANE_KEY_ID, openKmsKeyVault, type DataPlaneKeyVault } from './internal/key-vault.js';
 export {
   createDispatchClient,
   resolveDispatchClientConfig,

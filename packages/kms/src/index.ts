@@ -10,4 +10,5 @@ export {
   type ResolvedDataKeyCacheConfig,
 } from './data-key-cache.js';
 export { createKmsKeyWrapper } from './kms-key-wrapper.js';
+export { ensureKey } from './ensure-key.js';
 export { kmsErrorFromWire, kmsWireError } from './wire-errors.js';

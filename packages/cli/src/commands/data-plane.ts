@@ -1,8 +1,9 @@
 // `airlock data-plane serve`: the data plane of a data directory — KMS, object store, and the agent that dials the control plane.
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { AirlockError, createLogger, type Logger } from '@airlock/common';
-import { startDataPlaneAgent, tunnelServiceRoutes, type DataPlaneAgent } from '@airlock/data-plane';
+import { DEFAULT_DATA_PLANE_KEY_ID, openKmsKeyVault, startDataPlaneAgent, tunnelServiceRoutes, type DataPlaneAgent } from '@airlock/data-plane';
 import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
+import { connectLocalKms } from '../internal/kms-client.js';
 import { pickControlPlaneKeyFlags, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
 import { announceReady, planeFlagsHint, restrictFileCreationMode, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
@@ -20,6 +21,8 @@ export interface DataPlaneServeOptions extends ControlPlaneKeyFlags {
   /** The control plane's tunnel URL. @default from <data-dir>/control-plane/endpoint.json */
   readonly tunnelUrl?: string;
   readonly cluster: string;
+  /** The KMS key that seals the agent's private key at rest. @default "alias/airlock/data-plane" (created on first start) */
+  readonly agentKeyId?: string;
   /** How long to wait for registration and the tunnel before giving up, in milliseconds. */
   readonly registerTimeoutMs: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -34,6 +37,21 @@ async function readControlPlaneEndpoint(dataDir: string): Promise<ControlPlaneEn
 async function readBootstrapToken(dataDir: string): Promise<string | undefined> {
   const token = (await readDataFile(layout.bootstrapToken(dataDir)))?.trim();
   return token === undefined || token.length === 0 ? undefined : token;
+}
+
+/**
+ * A key-state refusal (the agent's key sealed under a disabled key) says how to fix it on a local data
+ * directory, where the KMS runs inside the data plane that just failed to start.
+ */
+function withLocalKeyHint(error: unknown, dataDir: string): unknown {
+  const e = AirlockError.from(error);
+  const keyId = e.details?.keyId;
+  if (typeof keyId !== 'string' || !['KMS_KEY_DISABLED', 'KMS_KEY_PENDING_DELETION'].includes(e.code)) return error;
+  const fix = e.code === 'KMS_KEY_DISABLED' ? `airlock keys enable ${keyId}` : `airlock keys cancel-deletion ${keyId}\` and \`airlock keys enable ${keyId}`;
+  return new AirlockError(e.code, `${e.message} (here: run the KMS alone with \`airlock kms serve --data-dir ${dataDir}\`, then \`${fix} --data-dir ${dataDir}\`)`, {
+    details: e.details,
+    cause: error,
+  });
 }
 
 export interface LocalDataPlane {
@@ -63,16 +81,25 @@ export async function startLocalDataPlane(dataDir: string, options: Omit<DataPla
     const store = await startLocalObjectStore(dataDir, { host: options.host, port: options.s3Port, ...keyFlags }, log);
     closers.push(() => store.close());
 
+    // The agent's private key is sealed under a data-plane KMS key: disabling that key stops the agent from starting.
+    const agentKms = await connectLocalKms(dataDir, { maxAttempts: 3 });
+    closers.push(() => Promise.resolve(agentKms.destroy()));
+    const keyVault = await openKmsKeyVault(agentKms, options.agentKeyId ?? DEFAULT_DATA_PLANE_KEY_ID, { create: true });
+    if (keyVault.created) log.info({ event: 'agent.key_created', alias: keyVault.keyId, keyArn: keyVault.keyArn }, 'created the data-plane key that seals the agent\'s private key');
+
     const bootstrapToken = await readBootstrapToken(dataDir);
     const agent = await startDataPlaneAgent({
       clusterName: options.cluster,
       stateDir: layout.agentStateDir(dataDir),
+      keyVault,
       dispatchUrl,
       tunnelUrl,
       ca: await readFile(layout.caCert(dataDir), 'utf8'),
       ...(bootstrapToken === undefined ? {} : { bootstrapToken }),
       routes: tunnelServiceRoutes(),
       log,
+    }).catch((error: unknown) => {
+      throw withLocalKeyHint(error, dataDir);
     });
     closers.push(() => agent.stop());
     await agent.waitForRegistered(options.registerTimeoutMs);

@@ -46,7 +46,8 @@ export async function readKmsEndpoint(dataDir: string): Promise<KmsEndpointFile>
   }
 }
 
-export async function connectLocalKms(dataDir: string): Promise<KmsAdmin & { destroy(): void }> {
+/** A client of the data directory's KMS with its access key. @param maxAttempts tries per call (1: fail fast, for commands) */
+export async function connectLocalKms(dataDir: string, options: { readonly maxAttempts?: number } = {}): Promise<KmsAdmin & { destroy(): void }> {
   const endpoint = await readKmsEndpoint(dataDir);
   const credentials = parseCredentialsFile(await readFile(endpoint.credentialsFile, 'utf8'), endpoint.profile);
   return createAwsKms({
@@ -54,6 +55,6 @@ export async function connectLocalKms(dataDir: string): Promise<KmsAdmin & { des
     region: endpoint.region,
     credentials,
     caBundle: await readFile(endpoint.caBundle, 'utf8'),
-    maxAttempts: 1,
+    maxAttempts: options.maxAttempts ?? 1,
   });
 }

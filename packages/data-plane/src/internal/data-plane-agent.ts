@@ -9,6 +9,7 @@ import { AirlockError, configCheck, configError, freezeConfig, registerSecretVal
 import { isValidClusterName, type PemInput } from '@airlock/pki';
 import { ActionPhase, type Action, type ActionEventSchema } from '@airlock/protocol';
 import { loadAgentCredentials, saveAgentCredentials } from './agent-state.js';
+import type { DataPlaneKeyVault } from './key-vault.js';
 import { fullJitterBackoffMs } from './backoff.js';
 import { createDispatchClient, type DispatchClient } from './dispatch-client.js';
 import { registerWithBootstrapToken, startCertificateRenewer, type CertificateRenewer, type IssuedClusterCertificate, type RegisteredCredentials } from './registration.js';
@@ -33,8 +34,10 @@ export interface DataPlaneAgentTunnelOptions {
 export interface DataPlaneAgentOptions {
   /** The cluster this data plane is registered as (its certificate's `spiffe://airlock/cluster/<name>`). */
   readonly clusterName: string;
-  /** Holds the agent's key (0600), certificate and CA; created (0700) if missing. */
+  /** Holds the agent's key (sealed by `keyVault`), certificate and CA in a 0600 file; created (0700) if missing. */
   readonly stateDir: string;
+  /** Seals the agent's private key at rest under a data-plane KMS key (`openKmsKeyVault`). */
+  readonly keyVault: DataPlaneKeyVault;
   /** The control plane's dispatch listener, `https://host:port`. */
   readonly dispatchUrl: string;
   /** The control plane's tunnel endpoint, `https://host:port`. */
@@ -98,6 +101,7 @@ export type ResolvedDataPlaneAgentConfig = DeepReadonly<{
   tunnel: DataPlaneAgentTunnelOptions;
 }> & {
   readonly bootstrapToken: string | undefined;
+  readonly keyVault: DataPlaneKeyVault;
   readonly routes: (router: ConnectRouter) => void;
   readonly onAction: ActionHandler | undefined;
   readonly log: Logger;
@@ -209,6 +213,7 @@ export function resolveDataPlaneAgentConfig(options: DataPlaneAgentOptions): Res
   return Object.freeze({
     ...settings,
     bootstrapToken: options.bootstrapToken,
+    keyVault: options.keyVault,
     routes: options.routes ?? tunnelServiceRoutes(),
     onAction: options.onAction,
     log: options.log,
@@ -306,7 +311,7 @@ class DataPlaneAgentImpl implements DataPlaneAgent {
   async start(): Promise<void> {
     const { config } = this;
     await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
-    const stored = await loadAgentCredentials(config.stateDir, config.clusterName, { log: this.log });
+    const stored = await loadAgentCredentials(config.stateDir, config.clusterName, { vault: config.keyVault, log: this.log });
     let credentials: RegisteredCredentials;
     if (stored.status === 'valid') {
       credentials = stored.credentials;
@@ -356,7 +361,7 @@ class DataPlaneAgentImpl implements DataPlaneAgent {
     try {
       const credentials = await registerWithBootstrapToken({ clusterName: this.config.clusterName, token, redeem, log: this.log });
       this.tokenAvailable = false;
-      await saveAgentCredentials(this.config.stateDir, this.config.clusterName, credentials);
+      await saveAgentCredentials(this.config.stateDir, this.config.clusterName, credentials, this.config.keyVault);
       return credentials;
     } catch (error) {
       const airlock = AirlockError.from(error);
@@ -415,7 +420,7 @@ class DataPlaneAgentImpl implements DataPlaneAgent {
 
   private async persist(credentials: RegisteredCredentials): Promise<void> {
     try {
-      await saveAgentCredentials(this.config.stateDir, this.config.clusterName, credentials);
+      await saveAgentCredentials(this.config.stateDir, this.config.clusterName, credentials, this.config.keyVault);
     } catch (error) {
       // The certificate still works from memory; a restart before the next successful save needs a new token.
       this.log.error({ event: 'agent.credentials_save_failed', code: AirlockError.from(error).code, stateDir: this.config.stateDir }, 'agent credentials not saved');

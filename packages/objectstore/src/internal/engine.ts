@@ -16,7 +16,7 @@ import {
   encodeEncryptionContext,
   type EncryptionContext,
 } from '@airlock/crypto';
-import { createCachingKms, type Kms, type KmsAdmin } from '@airlock/kms';
+import { createCachingKms, ensureKey, type Kms, type KmsAdmin } from '@airlock/kms';
 import { BodyMeter } from './checksums.js';
 import {
   listingPage,
@@ -223,17 +223,9 @@ export class StorageEngine implements ObjectEngine {
   }
 
   static async #ensureDefaultKey(options: EngineOptions): Promise<string> {
-    try {
-      return (await options.kms.describeKey(options.defaultKeyId)).arn;
-    } catch (error) {
-      const e = AirlockError.from(error);
-      const admin = options.kms as Partial<KmsAdmin>;
-      if (e.code !== 'KMS_KEY_NOT_FOUND' || !options.defaultKeyId.startsWith('alias/') || admin.createKey === undefined || admin.createAlias === undefined) throw e;
-      const key = await admin.createKey({ description: 'Airlock object store: SSE-S3 (AES256) and store metadata' });
-      await admin.createAlias(options.defaultKeyId, key.keyId);
-      options.log.info({ keyArn: key.arn, alias: options.defaultKeyId }, 'created the object store key');
-      return key.arn;
-    }
+    const key = await ensureKey(options.kms, options.defaultKeyId, 'Airlock object store: SSE-S3 (AES256) and store metadata');
+    if (key.created) options.log.info({ keyArn: key.arn, alias: options.defaultKeyId }, 'created the object store key');
+    return key.arn;
   }
 
   /** The store's metadata key: a KMS data key under the store key, kept wrapped in store.key. */
