@@ -5,6 +5,7 @@ import { keysAlias, keysChangeState, keysCreate, keysDescribe, keysList, keysSch
 import { runKmsAuditVerify, runKmsServe } from './commands/kms.js';
 import { runControlPlaneServe } from './commands/control-plane.js';
 import { runDataPlaneServe } from './commands/data-plane.js';
+import { runControlPlaneRotateKey } from './commands/rotate-key.js';
 import { runObjectStoreServe } from './commands/objectstore.js';
 import { runDown, runEnv, runStatus, runUp } from './commands/up.js';
 import { runVerify } from './commands/verify.js';
@@ -102,10 +103,9 @@ export function createProgram(): Command {
 
   const logLevelOption = (fallback: string): Option =>
     new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(fallback);
+  const controlPlane = program.command('control-plane').description('The control plane: API, dispatch and tunnel endpoints.');
   addControlPlaneKeyOptions(addDatabaseOptions(
-    program
-      .command('control-plane')
-      .description('The control plane: API, dispatch and tunnel endpoints.')
+    controlPlane
       .command('serve')
       .description("Run the control plane of the data directory (what `airlock up` starts); writes control-plane/endpoint.json."),
   ))
@@ -116,6 +116,19 @@ export function createProgram(): Command {
     .option('--tunnel-port <port>', 'tunnel port (0 = any free port)', port, 8445)
     .addOption(logLevelOption('info'))
     .action(async (options: Parameters<typeof runControlPlaneServe>[0]) => runControlPlaneServe(options));
+  addControlPlaneKeyOptions(addDatabaseOptions(
+    controlPlane
+      .command('rotate-key')
+      .description(
+        "Rotate the control plane's key: re-wrap the database's data keys and the CA key under a new key, without rewriting a row. Stop the stack first. Without --to-key-*, a new default key file replaces control-plane/cp-root.key.",
+      ),
+  ))
+    .addOption(dataDirOption())
+    .option('--to-key-file <path>', 'the new root key file (base64, 0600; created if missing)')
+    .option('--to-key-env <var>', 'read the new root key (base64) from this environment variable')
+    .option('--to-key-passphrase-env <var>', 'derive the new root key with scrypt from the passphrase in this environment variable')
+    .option('--json', 'print the result as JSON', false)
+    .action(async (options: Parameters<typeof runControlPlaneRotateKey>[0]) => runControlPlaneRotateKey(options));
   addControlPlaneKeyOptions(
     program
       .command('data-plane')

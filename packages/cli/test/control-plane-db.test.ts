@@ -138,3 +138,105 @@ describe('kill -9 of the control plane in the middle of a burst of API writes', 
     }
   });
 });
+
+describe('airlock control-plane rotate-key', () => {
+  /** Starts the control plane, lists clusters through the API, and stops it: what a rotation must leave readable. */
+  async function clustersAfterRestart(dataDir: string, extra: readonly string[] = [], env: NodeJS.ProcessEnv = {}): Promise<unknown> {
+    const plane = await startCli([...serveArgs(dataDir), ...extra], READY, env);
+    try {
+      const listed = await call(dataDir, 'ListClusters', {});
+      expect(listed.status).toBe(200);
+      return listed.json;
+    } finally {
+      expect(await interrupt(plane.child)).toBe(0);
+    }
+  }
+
+  it('SQLite: replaces the default key file, re-wraps the data keys and the CA key, keeps every row; the old key no longer opens anything', async () => {
+    const dataDir = join(root, 'rotate-sqlite');
+    const first = await startCli(serveArgs(dataDir), READY);
+    try {
+      expect((await call(dataDir, 'CreateBootstrapToken', { cluster: 'rotated-1', reason: 'before the rotation' })).status).toBe(200);
+    } finally {
+      expect(await interrupt(first.child)).toBe(0);
+    }
+    const before = await clustersAfterRestart(dataDir);
+    const keyFile = join(dataDir, 'control-plane', 'cp-root.key');
+    const oldKey = await readFile(keyFile, 'utf8');
+    const token = await readFile(join(dataDir, 'client', 'token'), 'utf8');
+
+    // Refused while a stack runs from the directory (this test process stands in for it).
+    await writeFile(join(dataDir, 'endpoints.json'), JSON.stringify({ pid: process.pid }));
+    const refused = await runCli(['control-plane', 'rotate-key', '--data-dir', dataDir]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('must be stopped first');
+    await rm(join(dataDir, 'endpoints.json'));
+    expect(await readFile(keyFile, 'utf8')).toBe(oldKey);
+
+    const rotated = await runCli(['control-plane', 'rotate-key', '--data-dir', dataDir, '--json']);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    expect(JSON.parse(rotated.stdout)).toMatchObject({ rewrappedDataKeys: expect.any(Number), caKey: true, rowsRewritten: 0 });
+    expect((JSON.parse(rotated.stdout) as { rewrappedDataKeys: number }).rewrappedDataKeys).toBeGreaterThan(0);
+    const newKey = await readFile(keyFile, 'utf8');
+    expect(newKey).not.toBe(oldKey);
+    await expect(readFile(`${keyFile}.next`)).rejects.toMatchObject({ code: 'ENOENT' });
+
+    // Same state, same admin token (a token that no longer authenticated would have been replaced).
+    expect(await clustersAfterRestart(dataDir)).toEqual(before);
+    expect(await readFile(join(dataDir, 'client', 'token'), 'utf8')).toBe(token);
+
+    // The old key opens neither the database nor the CA key.
+    const oldKeyFile = join(root, 'rotate-sqlite-old.key');
+    await writeFile(oldKeyFile, oldKey, { mode: 0o600 });
+    const withOld = await runCli([...serveArgs(dataDir), '--cp-key-file', oldKeyFile]);
+    expect(withOld.code).not.toBe(0);
+    expect(withOld.stderr).toContain('DB_KEY_INVALID');
+
+    // To a key in the environment, named explicitly; the control plane then starts with it.
+    const env = { AIRLOCK_TEST_NEW_CP_KEY: Buffer.alloc(32, 7).toString('base64') };
+    const toEnv = await runCli(['control-plane', 'rotate-key', '--data-dir', dataDir, '--to-key-env', 'AIRLOCK_TEST_NEW_CP_KEY'], env);
+    expect(toEnv.code, toEnv.stderr).toBe(0);
+    expect(toEnv.stdout).toContain('no row rewritten');
+    expect(await clustersAfterRestart(dataDir, ['--cp-key-env', 'AIRLOCK_TEST_NEW_CP_KEY'], env)).toEqual(before);
+    expect((await runCli(serveArgs(dataDir))).code).not.toBe(0);
+  }, 120_000);
+
+  it('PostgreSQL: re-wraps the data keys in the database; the control plane starts with the new key and reads the same rows', async () => {
+    const dataDir = join(root, 'rotate-pg');
+    const url = new URL(server.url);
+    url.searchParams.set('schema', 'cli_rotate');
+    const env = { AIRLOCK_DB_URL: url.toString() };
+    const first = await startCli([...serveArgs(dataDir), '--db-ca', caFile], READY, env);
+    try {
+      expect((await call(dataDir, 'CreateBootstrapToken', { cluster: 'rotated-pg', reason: 'before the rotation' })).status).toBe(200);
+    } finally {
+      expect(await interrupt(first.child)).toBe(0);
+    }
+    const before = await clustersAfterRestart(dataDir, ['--db-ca', caFile], env);
+    const rotated = await runCli(['control-plane', 'rotate-key', '--data-dir', dataDir, '--db-ca', caFile, '--json'], env);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    expect((JSON.parse(rotated.stdout) as { rewrappedDataKeys: number }).rewrappedDataKeys).toBeGreaterThan(0);
+    expect(await clustersAfterRestart(dataDir, ['--db-ca', caFile], env)).toEqual(before);
+  }, 120_000);
+});
+
+describe('airlock up --db postgres://…', () => {
+  it('brings the whole stack up on PostgreSQL over TLS: endpoints.json names it, no SQLite file is made, the URL never reaches a command line', async () => {
+    const dataDir = join(root, 'up-pg');
+    const url = new URL(server.url);
+    url.searchParams.set('schema', 'cli_up');
+    const ports = ['--api-port', '0', '--dispatch-port', '0', '--tunnel-port', '0', '--kms-port', '0', '--s3-port', '0'];
+    const up = await startCli(['up', '--data-dir', dataDir, ...ports, '--db', url.toString(), '--db-ca', caFile], /Press Ctrl-C/);
+    try {
+      const endpoints = JSON.parse(await readFile(join(dataDir, 'endpoints.json'), 'utf8')) as { database?: { backend: string; description: string }; pids: { controlPlane: number } };
+      expect(endpoints.database).toMatchObject({ backend: 'postgres' });
+      expect(endpoints.database?.description).toMatch(/PostgreSQL 127\.0\.0\.1:\d+\/airlock schema cli_up \(TLS, verify-full\)/);
+      const argv = (await readFile(`/proc/${endpoints.pids.controlPlane}/cmdline`, 'utf8')).split('\0');
+      expect(argv.join(' ')).not.toContain('postgres://');
+      expect((await call(dataDir, 'ListClusters', {})).json).toMatchObject({ clusters: [expect.objectContaining({ name: 'local' })] });
+    } finally {
+      expect(await interrupt(up.child)).toBe(0);
+    }
+    await expect(readFile(join(dataDir, 'control-plane', 'control-plane.db'))).rejects.toMatchObject({ code: 'ENOENT' });
+  }, 120_000);
+});

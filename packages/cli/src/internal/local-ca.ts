@@ -9,7 +9,7 @@ import { layout, readDataFile } from './data-dir.js';
 import { rootKeySourceFromFlags } from './root-key-flags.js';
 
 /** What the sealed CA key is bound to: moved anywhere else, it does not open. */
-const CA_KEY_CONTEXT: EncryptionContext = { purpose: 'airlock/ca-key' };
+export const CA_KEY_CONTEXT: EncryptionContext = { purpose: 'airlock/ca-key' };
 
 async function sealCaKey(key: ControlPlaneKey, pem: string): Promise<Buffer> {
   return envelopeEncrypt(Buffer.from(pem, 'utf8'), { wrapper: key.wrapper, context: CA_KEY_CONTEXT });
