@@ -1,5 +1,6 @@
 // Unit tests of column sealing: round trips, binding to table, column and row, tampering, key numbers, blind indexes.
 import { randomBytes } from 'node:crypto';
+import { aesGcmEncrypt, encodeEncryptionContext, hkdfSha256 } from '@airlock/crypto';
 import { describe, expect, it } from 'vitest';
 import { createColumnSealer } from './column-sealer.js';
 
@@ -77,5 +78,33 @@ describe('column sealer', () => {
     const sealed = s.sealText(cell, 'x');
     s.dispose();
     expect(code(() => s.open(cell, sealed))).toBe('UNAVAILABLE');
+  });
+
+  it('draws a new salt after valuesPerSubKey values, a fresh nonce for every value, and opens values of every sub-key', () => {
+    const s = createColumnSealer({ keys: new Map([[1, randomBytes(32)]]), sealWith: 1, indexKey: 1, valuesPerSubKey: 3 });
+    const values = Array.from({ length: 7 }, (_, i) => s.sealText(cell, `value ${i}`));
+    const salts = values.map((v) => v.subarray(5, 21).toString('hex'));
+    const nonces = values.map((v) => v.subarray(21, 33).toString('hex'));
+    expect(values.every((v) => v[0] === 2)).toBe(true);
+    expect(new Set(salts.slice(0, 3)).size).toBe(1);
+    expect(new Set(salts.slice(3, 6)).size).toBe(1);
+    expect(new Set([salts[0], salts[3], salts[6]]).size).toBe(3);
+    expect(new Set(nonces).size).toBe(7);
+    values.forEach((v, i) => expect(s.openText(cell, v)).toBe(`value ${i}`));
+    expect(code(() => createColumnSealer({ keys: new Map([[1, randomBytes(32)]]), sealWith: 1, indexKey: 1, valuesPerSubKey: 0 }))).toBe('INVALID_ARGUMENT');
+  });
+
+  it('still opens version-1 values (a key and nonce derived per value), bound to their cell like version 2', () => {
+    const dataKey = randomBytes(32);
+    const s = sealer([[1, dataKey]]);
+    const header = Buffer.alloc(21);
+    header[0] = 1;
+    header.writeUInt32BE(1, 1);
+    randomBytes(16).copy(header, 5);
+    const derived = hkdfSha256(dataKey, header.subarray(5), Buffer.from('airlock/cp-db/v1/value', 'utf8'), 44);
+    const aad = Buffer.concat([header, encodeEncryptionContext({ table: cell.table, column: cell.column, row: cell.row })]);
+    const v1 = Buffer.concat([header, aesGcmEncrypt(derived.subarray(0, 32), derived.subarray(32), Buffer.from('from release 1'), aad)]);
+    expect(s.openText(cell, v1)).toBe('from release 1');
+    expect(code(() => s.openText({ ...cell, row: 'id-2' }, v1))).toBe('CIPHERTEXT_AUTH_FAILED');
   });
 });

@@ -4,23 +4,36 @@ import { AirlockError } from '@airlock/common';
 import { aesGcmDecrypt, aesGcmEncrypt, encodeEncryptionContext, GCM_NONCE_LENGTH, hkdfSha256, hmacSha256 } from '@airlock/crypto';
 
 /**
- * Sealed value layout (all big-endian):
+ * Sealed value layout (all big-endian), version 2:
  *
- *   u8 version (1) ‖ u32 data-key number ‖ 16-byte salt ‖ AES-256-GCM ciphertext ‖ 16-byte tag
+ *   u8 version (2) ‖ u32 data-key number ‖ 16-byte salt ‖ 12-byte nonce ‖ AES-256-GCM ciphertext ‖ 16-byte tag
  *
- * Each value gets its own key and nonce, derived with HKDF-SHA256 (RFC 5869) from the data key and
- * the fresh random salt. With one key and random 96-bit nonces, NIST SP 800-38D §8.3 caps a key at
- * 2^32 messages; a busy control plane rewrites rows fast enough to reach that in weeks, and
- * per-value keys take the bound off the table. The associated data binds the header, the table,
- * the column and the row id, so a value copied to another row, column or table does not open.
+ * Values are sealed under a sub-key derived with HKDF-SHA256 (RFC 5869) from the data key and a
+ * random salt, with a random 96-bit nonce each. A sub-key seals at most 2^20 values before a new salt
+ * is drawn: NIST SP 800-38D §8.3 caps one key with random nonces at 2^32 messages, and a busy
+ * control plane rewrites rows fast enough to reach that on a single data key, so the cap is kept per
+ * sub-key instead, 4,096 times below the bound. Deriving once per sub-key rather than once per value
+ * keeps HKDF off the hot path; readers cache the sub-keys they derive. The associated data binds the
+ * header, the table, the column and the row id, so a value copied to another row, column or table
+ * does not open.
+ *
+ * Version 1 (still opened): u8 1 ‖ u32 key number ‖ 16-byte salt ‖ ciphertext ‖ tag, with a key and
+ * nonce derived per value from the salt.
  */
-const VERSION = 1;
+const VERSION = 2;
+const VERSION_1 = 1;
 const SALT_LENGTH = 16;
-const HEADER_LENGTH = 1 + 4 + SALT_LENGTH;
+const V1_HEADER_LENGTH = 1 + 4 + SALT_LENGTH;
+const HEADER_LENGTH = V1_HEADER_LENGTH + GCM_NONCE_LENGTH;
 const TAG_LENGTH = 16;
 const VALUE_INFO = Buffer.from('airlock/cp-db/v1/value', 'utf8');
+const SUBKEY_INFO = Buffer.from('airlock/cp-db/v2/sub-key', 'utf8');
 const INDEX_INFO = Buffer.from('airlock/cp-db/v1/blind-index', 'utf8');
 const EMPTY = Buffer.alloc(0);
+/** Values sealed under one sub-key before a fresh salt is drawn (see above). */
+export const VALUES_PER_SUBKEY = 2 ** 20;
+/** Sub-keys a sealer keeps derived for reading; rows written together share one, so a few suffice. */
+const SUBKEY_CACHE = 64;
 
 /** Where a sealed value lives; all three are bound into its authentication. */
 export interface SealedCell {
@@ -53,24 +66,26 @@ export interface ColumnSealerKeys {
   readonly sealWith: number;
   /** The key blind indexes are derived from. It never changes, since indexes must stay comparable. */
   readonly indexKey: number;
+  /** Values sealed under one sub-key before a new salt is drawn. @default VALUES_PER_SUBKEY (2^20) */
+  readonly valuesPerSubKey?: number;
 }
 
 /**
- * Salts come from a pool refilled from the CSPRNG 256 at a time: one generator call per value cost
- * as much as the HKDF itself. Salts are public (they sit in the value's header); they only need to
- * be unpredictable and unique, which the pool keeps.
+ * Salts and nonces come from a pool refilled from the CSPRNG 4 KiB at a time: one generator call per
+ * value cost as much as the sealing itself. Both are public (they sit in the value's header); they
+ * only need to be unpredictable and unique, which the pool keeps.
  */
-const saltPool = Buffer.alloc(SALT_LENGTH * 256);
-let saltOffset = saltPool.length;
-function fillSalt(target: Buffer, offset: number): void {
-  if (saltOffset + SALT_LENGTH > saltPool.length) {
-    randomFillSync(saltPool);
-    saltOffset = 0;
+const randomPool = Buffer.alloc(4096);
+let randomOffset = randomPool.length;
+function fillRandom(target: Buffer, offset: number, length: number): void {
+  if (randomOffset + length > randomPool.length) {
+    randomFillSync(randomPool);
+    randomOffset = 0;
   }
-  saltPool.copy(target, offset, saltOffset, saltOffset + SALT_LENGTH);
-  // Each salt is handed out once: overwrite it so no later reader of the pool sees it again.
-  saltPool.fill(0, saltOffset, saltOffset + SALT_LENGTH);
-  saltOffset += SALT_LENGTH;
+  randomPool.copy(target, offset, randomOffset, randomOffset + length);
+  // Each byte is handed out once: overwrite it so no later reader of the pool sees it again.
+  randomPool.fill(0, randomOffset, randomOffset + length);
+  randomOffset += length;
 }
 
 function cellAad(header: Uint8Array, cell: SealedCell): Buffer {
@@ -79,6 +94,10 @@ function cellAad(header: Uint8Array, cell: SealedCell): Buffer {
 
 function deriveValueKey(dataKey: Uint8Array, salt: Uint8Array): Buffer {
   return hkdfSha256(dataKey, salt, VALUE_INFO, 32 + GCM_NONCE_LENGTH);
+}
+
+function deriveSubKey(dataKey: Uint8Array, salt: Uint8Array): Buffer {
+  return hkdfSha256(dataKey, salt, SUBKEY_INFO, 32);
 }
 
 /** Creates a sealer over unwrapped data keys. It copies them, so the caller may zero its own copies. */
@@ -92,48 +111,82 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
   const indexSource = keys.get(options.indexKey);
   if (sealKey === undefined || indexSource === undefined) throw new AirlockError('INVALID_ARGUMENT', 'the sealing and index keys must be among the keys', { details: { argument: 'keys' } });
   const indexKey = hkdfSha256(indexSource, EMPTY, INDEX_INFO, 32);
+  const perSubKey = options.valuesPerSubKey ?? VALUES_PER_SUBKEY;
+  if (!Number.isInteger(perSubKey) || perSubKey < 1 || perSubKey > VALUES_PER_SUBKEY) {
+    throw new AirlockError('INVALID_ARGUMENT', `valuesPerSubKey must be an integer from 1 to ${VALUES_PER_SUBKEY}`, { details: { argument: 'valuesPerSubKey' } });
+  }
   let disposed = false;
   const live = (): void => {
     if (disposed) throw new AirlockError('UNAVAILABLE', 'The database is closed');
   };
 
+  // The sub-key new values are sealed under, and how many more values it may seal.
+  let writing: { salt: Buffer; key: Buffer; remaining: number } | undefined;
+  // Sub-keys derived for reading, by key number and salt; the oldest is dropped (and zeroed) first.
+  const reading = new Map<string, Buffer>();
+  const readKey = (keyNo: number, key: Buffer, salt: Buffer): Buffer => {
+    const id = `${keyNo}:${salt.toString('hex')}`;
+    let subKey = reading.get(id);
+    if (subKey === undefined) {
+      subKey = deriveSubKey(key, salt);
+      if (reading.size >= SUBKEY_CACHE) {
+        const [oldest, value] = reading.entries().next().value as [string, Buffer];
+        reading.delete(oldest);
+        value.fill(0);
+      }
+      reading.set(id, subKey);
+    }
+    return subKey;
+  };
+
   const seal = (cell: SealedCell, plaintext: Uint8Array): Buffer => {
     live();
+    if (writing === undefined || writing.remaining === 0) {
+      writing?.key.fill(0);
+      const salt = Buffer.allocUnsafe(SALT_LENGTH);
+      fillRandom(salt, 0, SALT_LENGTH);
+      writing = { salt, key: deriveSubKey(sealKey, salt), remaining: perSubKey };
+    }
+    writing.remaining -= 1;
     const header = Buffer.allocUnsafe(HEADER_LENGTH);
     header[0] = VERSION;
     header.writeUInt32BE(options.sealWith, 1);
-    fillSalt(header, 5);
-    const derived = deriveValueKey(sealKey, header.subarray(5));
-    try {
-      const body = aesGcmEncrypt(derived.subarray(0, 32), derived.subarray(32), plaintext, cellAad(header, cell));
-      return Buffer.concat([header, body]);
-    } finally {
-      derived.fill(0);
-    }
+    writing.salt.copy(header, 5);
+    fillRandom(header, V1_HEADER_LENGTH, GCM_NONCE_LENGTH);
+    const body = aesGcmEncrypt(writing.key, header.subarray(V1_HEADER_LENGTH), plaintext, cellAad(header, cell));
+    return Buffer.concat([header, body]);
   };
 
   const open = (cell: SealedCell, sealed: Uint8Array): Buffer => {
     live();
     const bytes = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
     const where = { table: cell.table, column: cell.column };
-    if (bytes.byteLength < HEADER_LENGTH + TAG_LENGTH || bytes[0] !== VERSION) {
+    const version = bytes[0];
+    const headerLength = version === VERSION ? HEADER_LENGTH : V1_HEADER_LENGTH;
+    if ((version !== VERSION && version !== VERSION_1) || bytes.byteLength < headerLength + TAG_LENGTH) {
       throw new AirlockError('CIPHERTEXT_MALFORMED', `A sealed database value in ${cell.table}.${cell.column} is malformed`, { details: where });
     }
-    const key = keys.get(bytes.readUInt32BE(1));
+    const keyNo = bytes.readUInt32BE(1);
+    const key = keys.get(keyNo);
     if (key === undefined) {
       throw new AirlockError('CIPHERTEXT_AUTH_FAILED', `A sealed database value in ${cell.table}.${cell.column} names an unknown data key`, { details: where });
     }
-    const header = bytes.subarray(0, HEADER_LENGTH);
-    const derived = deriveValueKey(key, header.subarray(5));
+    const header = bytes.subarray(0, headerLength);
+    const salt = header.subarray(5, V1_HEADER_LENGTH);
+    const derived = version === VERSION_1 ? deriveValueKey(key, salt) : undefined;
     try {
-      return aesGcmDecrypt(derived.subarray(0, 32), derived.subarray(32), bytes.subarray(HEADER_LENGTH), cellAad(header, cell));
+      const aad = cellAad(header, cell);
+      const body = bytes.subarray(headerLength);
+      return derived === undefined
+        ? aesGcmDecrypt(readKey(keyNo, key, salt), header.subarray(V1_HEADER_LENGTH), body, aad)
+        : aesGcmDecrypt(derived.subarray(0, 32), derived.subarray(32), body, aad);
     } catch (error) {
       const code = AirlockError.from(error).code;
       throw new AirlockError(code === 'CIPHERTEXT_AUTH_FAILED' ? code : 'CIPHERTEXT_MALFORMED', `A sealed database value in ${cell.table}.${cell.column} failed authentication (tampered, or moved from another row)`, {
         details: where,
       });
     } finally {
-      derived.fill(0);
+      derived?.fill(0);
     }
   };
 
@@ -154,6 +207,9 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
       if (disposed) return;
       disposed = true;
       for (const key of keys.values()) key.fill(0);
+      for (const key of reading.values()) key.fill(0);
+      reading.clear();
+      writing?.key.fill(0);
       indexKey.fill(0);
     },
   };
