@@ -107,7 +107,9 @@ export function createAwsKms(options: AwsKmsOptions | ResolvedAwsKmsConfig = {})
     ...(config.endpoint === undefined ? {} : { endpoint: config.endpoint }),
     ...(config.credentials === undefined ? {} : { credentials: { ...config.credentials } }),
     maxAttempts: config.maxAttempts,
-    requestHandler: new NodeHttpHandler({ httpsAgent: agent, requestTimeout: config.requestTimeoutMs, connectionTimeout: config.requestTimeoutMs }),
+    // throwOnRequestTimeout: without it the handler only logs a warning and the call waits for ever
+    // on a KMS that accepted the connection but never answers (a stopped or descriptor-starved process).
+    requestHandler: new NodeHttpHandler({ httpsAgent: agent, requestTimeout: config.requestTimeoutMs, connectionTimeout: config.requestTimeoutMs, throwOnRequestTimeout: true }),
   });
   const call = async <T>(send: () => Promise<T>): Promise<T> => {
     try {

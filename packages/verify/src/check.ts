@@ -168,7 +168,8 @@ export async function runChecks(checks: readonly Check[], ctx: CheckContext, opt
   const rest = indexed.filter(({ check }) => check.gate !== true);
   if (blockedBy.length > 0) {
     for (const { check, index } of rest) {
-      finish(index, { ...checkResult(check, 'skip', { notRun: true, blockedBy }, { details: `not run: ${blockedBy.join(', ')} failed` }), durationMs: 0 });
+      const why = `not run: ${blockedBy.join(', ')} failed`;
+      finish(index, { ...checkResult(check, 'skip', { notRun: true, blockedBy }, { summary: why, details: why }), durationMs: 0 });
     }
     return results.map((result, index) => result ?? crashed(checks[index] as Check, new AirlockError('INTERNAL'), 0));
   }
