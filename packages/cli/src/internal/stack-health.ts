@@ -62,7 +62,7 @@ function exchange(url: URL, options: RequestOptions, body: string | undefined, t
   });
 }
 
-const tlsOptions = (ctx: StackHealthContext): RequestOptions => tlsClientOptions({ ca: ctx.ca }) as RequestOptions;
+const tlsOptions = (ctx: StackHealthContext): RequestOptions => tlsClientOptions({ ca: ctx.ca });
 
 /** The KMS: an authenticated ListKeys with the stack's own access key. */
 async function kmsHealth(endpoint: StackEndpoint, ctx: StackHealthContext, timeoutMs: number): Promise<EndpointHealth> {
