@@ -69,15 +69,18 @@ export function createProgram(): Command {
     .action(async (options: Parameters<typeof runUp>[0]) => runUp(options));
   program
     .command('down')
-    .description('Stop the stack running from the data directory.')
-    .addOption(dataDirOption())
-    .action(async (options: { dataDir?: string }) => runDown(options));
-  program
-    .command('status')
-    .description('Show whether the stack runs, its endpoints and their TLS health.')
+    .description('Stop the stack running from the data directory, and report per process what was running, what was signalled and what had to be killed.')
     .addOption(dataDirOption())
     .addOption(jsonOption())
-    .action(async (options: { dataDir?: string; json: boolean }) => runStatus(options));
+    .option('--stop-timeout <ms>', 'how long the processes may take to stop before they are killed (SIGKILL)', positiveInteger, 15_000)
+    .action(async (options: { dataDir?: string; json: boolean; stopTimeout: number }) => runDown({ ...options, stopTimeoutMs: options.stopTimeout }));
+  program
+    .command('status')
+    .description('Make a real request on each service (KMS ListKeys, S3 ListBuckets, API Health) and show it healthy, degraded or down with the reason; exit 1 unless all are healthy, 3 when no stack runs.')
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .option('--timeout <ms>', 'time limit of each request', positiveInteger, 5000)
+    .action(async (options: { dataDir?: string; json: boolean; timeout: number }) => runStatus({ ...options, timeoutMs: options.timeout }));
   program
     .command('env')
     .description('Print shell exports for the AWS CLI and SDKs: eval "$(airlock env)".')

@@ -63,7 +63,8 @@ describe('airlock verify', () => {
     expect(result.stdout).toMatch(/tunnel\.refuses-unauthenticated\s+PASS\s+no certificate: refused; foreign-CA certificate: refused/);
     expect(result.stdout).toMatch(/dataplane\.outbound-only\s+PASS\s+\d+ connections dialled by the data plane/);
     expect(result.stdout).toMatch(/controlplane\.database-sealed\s+PASS\s+canary written as a bootstrap-token reason; absent from \d+ files/);
-    expect(result.stdout).toMatch(/6 passed, 0 failed, 0 skipped\. Verification passed\./);
+    expect(result.stdout).toMatch(/stack\.reachable\s+PASS\s+5 endpoints answer; plane processes running/);
+    expect(result.stdout).toMatch(/7 passed, 0 failed, 0 skipped\. Verification passed\./);
   });
 
   it('--json parses, is ok, and carries each endpoint\'s negotiated protocol and cipher and the plane processes', async () => {
@@ -72,6 +73,7 @@ describe('airlock verify', () => {
     const report = JSON.parse(result.stdout) as JsonReport;
     expect(report.ok).toBe(true);
     expect(report.checks.map((c) => [c.id, c.status])).toEqual([
+      ['stack.reachable', 'pass'],
       ['tls.versions', 'pass'],
       ['tls.aead-only', 'pass'],
       ['transport.no-plaintext', 'pass'],
@@ -79,8 +81,8 @@ describe('airlock verify', () => {
       ['dataplane.outbound-only', 'pass'],
       ['controlplane.database-sealed', 'pass'],
     ]);
-    const versions = report.checks[0]?.evidence ?? {};
-    const aead = report.checks[1]?.evidence ?? {};
+    const versions = report.checks[1]?.evidence ?? {};
+    const aead = report.checks[2]?.evidence ?? {};
     const endpoints = await readUpEndpoints();
     expect(endpoints.endpoints.map((e) => e.name)).toEqual(ENDPOINT_NAMES);
     for (const { name } of endpoints.endpoints) {
@@ -96,11 +98,11 @@ describe('airlock verify', () => {
       expect(((aead[`${name}.tls12`] as string[] | undefined) ?? []).every((suite) => /GCM|CHACHA20/.test(suite))).toBe(true);
     }
     // Every listening socket of the stack's processes was found, each endpoint among them, and each owned by one of them.
-    const sockets = report.checks[2]?.evidence.sockets as string[];
+    const sockets = report.checks[3]?.evidence.sockets as string[];
     for (const { url } of endpoints.endpoints) expect(sockets.some((s) => s.startsWith(`${new URL(url).host} `))).toBe(true);
     const stackPids = [endpoints.pid, endpoints.pids.controlPlane, endpoints.pids.dataPlane];
     expect(sockets.every((s) => stackPids.some((pid) => s.endsWith(`/${pid})`)))).toBe(true);
-    const outbound = report.checks[4]?.evidence ?? {};
+    const outbound = report.checks[5]?.evidence ?? {};
     expect(outbound.controlPlanePid).toBe(endpoints.pids.controlPlane);
     expect(outbound.dataPlanePid).toBe(endpoints.pids.dataPlane);
     expect(outbound.controlPlaneToDataPlane).toEqual([]);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES, isAirlockErrorCode, type AirlockErrorCode } from './error-codes.js';
-import { AirlockError, airlockErrorFromJSON, errorCodeOf } from './errors.js';
+import { AirlockError, airlockErrorFromJSON, errorCodeOf, failureReason } from './errors.js';
 
 /** A unique value that must never show up in a message that is safe to send. */
 const CANARY = 'CANARY-e7b1-customer-data';
@@ -245,5 +245,19 @@ describe('errorCodeOf', () => {
     expect(errorCodeOf(canary)).toBe('unknown');
     expect(errorCodeOf(undefined)).toBe('unknown');
     expect(errorCodeOf(null)).toBe('unknown');
+  });
+});
+
+describe('failureReason', () => {
+  it('finds the deepest errno along the cause chain, else the outer code', () => {
+    const emfile = Object.assign(new Error('too many open files'), { code: 'EMFILE' });
+    const wrapped = new AirlockError('KMS_UNAVAILABLE', undefined, { cause: new AirlockError('UNAVAILABLE', undefined, { cause: emfile }) });
+    expect(failureReason(wrapped)).toBe('EMFILE');
+    expect(failureReason(AirlockError.from(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' })))).toBe('ECONNREFUSED');
+    expect(failureReason(new AirlockError('KMS_UNAVAILABLE'))).toBe('KMS_UNAVAILABLE');
+    expect(failureReason(Object.assign(new Error('x'), { name: 'TimeoutError' }))).toBe('ETIMEDOUT');
+    const loop: { code: string; cause?: unknown } = { code: 'INTERNAL' };
+    loop.cause = loop;
+    expect(failureReason(loop)).toBe('INTERNAL');
   });
 });

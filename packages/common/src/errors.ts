@@ -122,3 +122,24 @@ export function errorCodeOf(error: unknown): string {
   const code = (error as { code?: unknown } | null | undefined)?.code;
   return typeof code === 'string' ? code : error instanceof Error ? error.name : 'unknown';
 }
+
+/**
+ * The most specific reason for a failure, for health reports: the deepest operating-system errno
+ * (`EMFILE`, `ECONNREFUSED`, `ETIMEDOUT`) or Node/OpenSSL code (`ERR_…`) along the `cause` chain
+ * (and an AirlockError's `details.errno`), else the outermost `code` (errorCodeOf). Never a message.
+ */
+export function failureReason(error: unknown): string {
+  let specific: string | undefined;
+  const seen = new Set<unknown>();
+  for (let current: unknown = error; current !== null && current !== undefined && !seen.has(current); current = (current as { cause?: unknown }).cause) {
+    seen.add(current);
+    const code = (current as { code?: unknown }).code;
+    const errno = (current as { details?: { errno?: unknown } }).details?.errno;
+    for (const candidate of [code, errno]) {
+      if (typeof candidate === 'string' && /^(E[A-Z0-9]+|ERR_[A-Z0-9_]+)$/.test(candidate)) specific = candidate;
+    }
+    if (current instanceof Error && current.name === 'TimeoutError') specific ??= 'ETIMEDOUT';
+    if (typeof current !== 'object') break;
+  }
+  return specific ?? errorCodeOf(error);
+}

@@ -1,6 +1,6 @@
 // Public API of @airlock/common: errors, configuration resolution and logging.
 export { ERROR_CODES, isAirlockErrorCode, type AirlockErrorCode, type ErrorCodeInfo } from './error-codes.js';
-export { AirlockError, airlockErrorFromJSON, errorCodeOf, type AirlockErrorOptions, type ErrorDetails } from './errors.js';
+export { AirlockError, airlockErrorFromJSON, errorCodeOf, failureReason, type AirlockErrorOptions, type ErrorDetails } from './errors.js';
 export { configCheck, configError, freezeConfig, type DeepReadonly } from './config.js';
 export { defaultRedactor, isSensitiveKey, Redactor, REDACTED, registerSecretValue } from './redact.js';
 export { createLogger, LOG_LEVELS, resolveLoggerConfig, type Logger, type LoggerOptions, type ResolvedLoggerConfig } from './logger.js';

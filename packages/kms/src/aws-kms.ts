@@ -1,5 +1,4 @@
 // The Kms adapter over @aws-sdk/client-kms: talks to Airlock's embedded KMS and, unchanged, to AWS KMS.
-import { Agent } from 'node:https';
 import {
   CancelKeyDeletionCommand,
   CreateAliasCommand,
@@ -26,7 +25,7 @@ import {
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { AirlockError, configCheck, freezeConfig, type DeepReadonly } from '@airlock/common';
 import type { EncryptionContext } from '@airlock/crypto';
-import { tlsClientOptions } from '@airlock/pki';
+import { createInternalHttpsAgent, resolveInternalPoolConfig, tlsClientOptions, type InternalPoolOptions, type ResolvedInternalPoolConfig } from '@airlock/pki';
 import type { KmsAdmin, KmsAlias, KmsKeyMetadata, KmsKeyState } from './kms.js';
 import { kmsErrorFromWire } from './wire-errors.js';
 
@@ -43,6 +42,13 @@ export interface AwsKmsOptions {
   readonly requestTimeoutMs?: number;
   /** SDK retry attempts, including the first. @default 3 */
   readonly maxAttempts?: number;
+  /**
+   * The client's own bounded connection pool (see @airlock/pki InternalPoolOptions). A listener of
+   * the same process (the embedded KMS next to the object store) admits these connections past its
+   * public caps and the process's connection budget.
+   * @default DEFAULT_INTERNAL_POOL (64 sockets, 16 kept idle, idle ones closed after 30 s)
+   */
+  readonly pool?: InternalPoolOptions;
 }
 
 export type ResolvedAwsKmsConfig = DeepReadonly<{
@@ -52,13 +58,14 @@ export type ResolvedAwsKmsConfig = DeepReadonly<{
   caBundle: string | undefined;
   requestTimeoutMs: number;
   maxAttempts: number;
-}>;
+}> & { readonly pool: ResolvedInternalPoolConfig };
 
 export function resolveAwsKmsConfig(options: AwsKmsOptions = {}): ResolvedAwsKmsConfig {
   if (options.endpoint !== undefined && !/^https:\/\//.test(options.endpoint)) {
     throw new AirlockError('CONFIG_INVALID', 'kms.endpoint must be an https:// URL', { details: { option: 'kms.endpoint' } });
   }
-  return freezeConfig({
+  const pool = resolveInternalPoolConfig(options.pool, 'kms.pool');
+  const resolved = freezeConfig({
     endpoint: options.endpoint,
     region: configCheck.nonEmptyString('kms.region', options.region ?? 'us-east-1'),
     credentials: options.credentials === undefined ? undefined : { ...options.credentials },
@@ -66,6 +73,7 @@ export function resolveAwsKmsConfig(options: AwsKmsOptions = {}): ResolvedAwsKms
     requestTimeoutMs: configCheck.integer('kms.requestTimeoutMs', options.requestTimeoutMs ?? 10_000, 100, 600_000),
     maxAttempts: configCheck.integer('kms.maxAttempts', options.maxAttempts ?? 3, 1, 10),
   });
+  return Object.freeze({ ...resolved, pool });
 }
 
 const toDate = (value: Date | undefined): Date | undefined => (value === undefined ? undefined : new Date(value));
@@ -93,17 +101,15 @@ function bytes(value: Uint8Array | undefined, what: string): Buffer {
 /** A KmsAdmin over the AWS KMS JSON protocol, with keep-alive TLS and the Airlock TLS policy. */
 export function createAwsKms(options: AwsKmsOptions | ResolvedAwsKmsConfig = {}): KmsAdmin & { destroy(): void } {
   const config = resolveAwsKmsConfig(options);
-  const agent = new Agent({
-    keepAlive: true,
-    maxSockets: 64,
-    ...(config.caBundle === undefined ? {} : tlsClientOptions({ ca: config.caBundle })),
-  });
+  const agent = createInternalHttpsAgent(config.pool, config.caBundle === undefined ? {} : tlsClientOptions({ ca: config.caBundle }));
   const client = new KMSClient({
     region: config.region,
     ...(config.endpoint === undefined ? {} : { endpoint: config.endpoint }),
     ...(config.credentials === undefined ? {} : { credentials: { ...config.credentials } }),
     maxAttempts: config.maxAttempts,
-    requestHandler: new NodeHttpHandler({ httpsAgent: agent, requestTimeout: config.requestTimeoutMs, connectionTimeout: config.requestTimeoutMs }),
+    // throwOnRequestTimeout: without it the handler only logs a warning and the call waits for ever
+    // on a KMS that accepted the connection but never answers (a stopped or descriptor-starved process).
+    requestHandler: new NodeHttpHandler({ httpsAgent: agent, requestTimeout: config.requestTimeoutMs, connectionTimeout: config.requestTimeoutMs, throwOnRequestTimeout: true }),
   });
   const call = async <T>(send: () => Promise<T>): Promise<T> => {
     try {

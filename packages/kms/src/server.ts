@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { AirlockError, configCheck, configError, createLogger, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
 import { loadRootKey, resolveRootKeySource, verifyRequest, type RootKeyOptions, type RootKeySource } from '@airlock/crypto';
-import { createLimitedHttpsServer, resolveListenerLimits, tlsServerOptions, type ListenerLimitsOptions, type ResolvedListenerLimits } from '@airlock/pki';
+import { createLimitedHttpsServer, resolveListenerLimits, tlsServerOptions, type ConnectionBudget, type ListenerLimitsOptions, type ResolvedListenerLimits } from '@airlock/pki';
 import { AccessKeys, type AccessKey } from './internal/access-keys.js';
 import { AuditLog, verifyAuditLog, type AuditAnchor, type AuditVerification } from './internal/audit-log.js';
 import { KmsEngine, type OperationAudit } from './internal/engine.js';
@@ -46,6 +46,11 @@ export interface KmsServerOptions {
    * @default DEFAULT_LISTENER_LIMITS with headersTimeoutMs 10000 and requestTimeoutMs 30000
    */
   readonly limits?: ListenerLimitsOptions;
+  /**
+   * The process-wide budget of public connections, shared with the process's other listeners
+   * (see @airlock/pki ConnectionBudget). @default none: only this listener's own caps
+   */
+  readonly connectionBudget?: ConnectionBudget;
   readonly logger?: Logger;
 }
 
@@ -63,7 +68,7 @@ export type ResolvedKmsServerConfig = DeepReadonly<{
   maxBodyBytes: number;
   maxSkewSeconds: number;
   now: () => number;
-}> & { readonly limits: ResolvedListenerLimits; readonly logger: Logger };
+}> & { readonly limits: ResolvedListenerLimits; readonly connectionBudget: ConnectionBudget | undefined; readonly logger: Logger };
 
 export function resolveKmsServerConfig(options: KmsServerOptions, env: NodeJS.ProcessEnv = process.env): ResolvedKmsServerConfig {
   const dataDir = configCheck.nonEmptyString('kms.dataDir', options.dataDir);
@@ -86,7 +91,7 @@ export function resolveKmsServerConfig(options: KmsServerOptions, env: NodeJS.Pr
     now: options.now ?? Date.now,
   });
   const limits = resolveListenerLimits(options.limits, 'kms.limits', KMS_LISTENER_LIMIT_DEFAULTS);
-  return Object.freeze({ ...resolved, limits, logger });
+  return Object.freeze({ ...resolved, limits, connectionBudget: options.connectionBudget, logger });
 }
 
 export interface KmsServer {
@@ -255,7 +260,7 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
         });
       },
     },
-    { name: 'kms', log, limits: config.limits },
+    { name: 'kms', log, limits: config.limits, ...(config.connectionBudget === undefined ? {} : { budget: config.connectionBudget }) },
   );
   const { server } = listener;
   server.on('tlsClientError', (error: NodeJS.ErrnoException) => {

@@ -1,6 +1,6 @@
 // The embedded S3-compatible object store: HTTPS only, SigV4, every object encrypted under KMS keys.
 import { configCheck, configError, createLogger, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
-import { resolveListenerLimits, type ListenerLimitsOptions, type ResolvedListenerLimits } from '@airlock/pki';
+import { resolveListenerLimits, type ConnectionBudget, type ListenerLimitsOptions, type ResolvedListenerLimits } from '@airlock/pki';
 import type { Kms, KmsAdmin } from '@airlock/kms';
 import { StorageEngine } from './internal/engine.js';
 import { OBJECT_STORE_LISTENER_LIMIT_DEFAULTS, startS3Listener } from './internal/s3-server.js';
@@ -35,6 +35,11 @@ export interface ObjectStoreServerOptions {
    * @default DEFAULT_LISTENER_LIMITS with requestTimeoutMs 0
    */
   readonly limits?: ListenerLimitsOptions;
+  /**
+   * The process-wide budget of public connections, shared with the process's other listeners
+   * (see @airlock/pki ConnectionBudget). @default none: only this listener's own caps
+   */
+  readonly connectionBudget?: ConnectionBudget;
   readonly logger?: Logger;
 }
 
@@ -51,6 +56,7 @@ export type ResolvedObjectStoreServerConfig = DeepReadonly<{
   readonly kms: Kms | KmsAdmin;
   readonly lookupSecret: ObjectStoreServerOptions['lookupSecret'];
   readonly limits: ResolvedListenerLimits;
+  readonly connectionBudget: ConnectionBudget | undefined;
   readonly logger: Logger;
 };
 
@@ -70,7 +76,7 @@ export function resolveObjectStoreServerConfig(options: ObjectStoreServerOptions
     benchmarkPlaintextBodies: options.benchmarkPlaintextBodies ?? false,
   });
   const limits = resolveListenerLimits(options.limits, 'objectStore.limits', OBJECT_STORE_LISTENER_LIMIT_DEFAULTS);
-  return Object.freeze({ ...resolved, limits, kms: options.kms, lookupSecret: options.lookupSecret, logger: options.logger ?? createLogger({ name: 'objectstore' }) });
+  return Object.freeze({ ...resolved, limits, connectionBudget: options.connectionBudget, kms: options.kms, lookupSecret: options.lookupSecret, logger: options.logger ?? createLogger({ name: 'objectstore' }) });
 }
 
 export interface ObjectStoreServer {
@@ -99,6 +105,7 @@ export async function createObjectStoreServer(config: ResolvedObjectStoreServerC
       port: config.port,
       region: config.region,
       limits: config.limits,
+      ...(config.connectionBudget === undefined ? {} : { connectionBudget: config.connectionBudget }),
       log: config.logger,
     });
     config.logger.info({ url: listener.url, region: config.region }, 'object store listening');

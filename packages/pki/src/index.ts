@@ -52,8 +52,12 @@ export {
   createLimitedHttpsServer,
   createLimitedTlsServer,
   DEFAULT_LISTENER_LIMITS,
+  createConnectionBudget,
   http2ServerSettings,
+  parseDescriptorLimit,
   resolveListenerLimits,
+  type ConnectionBudget,
+  type ConnectionBudgetOptions,
   type HttpsListenerHandlers,
   type LimitedListener,
   type LimitedTlsListener,
@@ -61,3 +65,10 @@ export {
   type ListenerLimitsOptions,
   type ResolvedListenerLimits,
 } from './listener-limits.js';
+export {
+  createInternalHttpsAgent,
+  DEFAULT_INTERNAL_POOL,
+  resolveInternalPoolConfig,
+  type InternalPoolOptions,
+  type ResolvedInternalPoolConfig,
+} from './internal-pool.js';

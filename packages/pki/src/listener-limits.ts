@@ -5,6 +5,7 @@ import https from 'node:https';
 import type { Server as NetServer, Socket } from 'node:net';
 import tls, { type TLSSocket, type TlsOptions } from 'node:tls';
 import { configCheck, configError, errorCodeOf, freezeConfig, KEEP_ALIVE_TIMEOUT_MS, type DeepReadonly, type Logger } from '@airlock/common';
+import { isInternalPeer } from './internal/internal-peers.js';
 
 /**
  * Limits applied to one listener. Every Airlock listener (API, dispatch, tunnel, KMS, object store)
@@ -104,12 +105,70 @@ export function http2ServerSettings(limits: ResolvedListenerLimits): Settings {
   return { maxConcurrentStreams: limits.maxConcurrentStreams, enablePush: false };
 }
 
+/**
+ * How many public connections all the listeners of one process may hold together. It is the
+ * process's descriptor limit less a reserve, so that when the process nears the limit its public
+ * listeners refuse new connections (`process-budget`) while descriptors remain for what the process
+ * needs itself: the internal pool's connections (object store → KMS, agent → control plane), the
+ * KMS database, object files and logs. Connections from this process's own internal pool
+ * (internal-pool.ts) never count against it.
+ */
+export interface ConnectionBudgetOptions {
+  /** The process's descriptor limit (the soft RLIMIT_NOFILE); an entry point reads it, e.g. with parseDescriptorLimit. */
+  readonly descriptorLimit: number;
+  /** Descriptors never given to public connections. @default min(1024, floor(descriptorLimit / 4)) */
+  readonly reserve?: number;
+}
+
+export interface ConnectionBudget {
+  /** descriptorLimit − reserve. */
+  readonly maxPublicConnections: number;
+  readonly reserve: number;
+  /** Public connections held right now, over every listener sharing the budget. */
+  inUse(): number;
+  /** Takes a slot for a new public connection; false when none is left. */
+  tryAcquire(): boolean;
+  release(): void;
+}
+
+/** A budget shared by every listener of a process (pass the same one to each listener's options). */
+export function createConnectionBudget(options: ConnectionBudgetOptions): ConnectionBudget {
+  const descriptorLimit = configCheck.integer('connectionBudget.descriptorLimit', options.descriptorLimit, 16, Number.MAX_SAFE_INTEGER);
+  const reserve = configCheck.integer('connectionBudget.reserve', options.reserve ?? Math.min(1024, Math.floor(descriptorLimit / 4)), 0, descriptorLimit - 1);
+  const maxPublicConnections = descriptorLimit - reserve;
+  let held = 0;
+  return Object.freeze({
+    maxPublicConnections,
+    reserve,
+    inUse: () => held,
+    tryAcquire() {
+      if (held >= maxPublicConnections) return false;
+      held++;
+      return true;
+    },
+    release() {
+      if (held > 0) held--;
+    },
+  });
+}
+
+/** The soft "Max open files" limit from the text of /proc/self/limits (Linux); undefined when absent or unlimited. */
+export function parseDescriptorLimit(procSelfLimits: string): number | undefined {
+  const match = /^Max open files\s+(\d+|unlimited)\s/m.exec(procSelfLimits);
+  const value = match?.[1];
+  if (value === undefined || value === 'unlimited') return undefined;
+  const limit = Number(value);
+  return Number.isSafeInteger(limit) && limit > 0 ? limit : undefined;
+}
+
 /** What identifies a listener in its log events, and its limits. */
 export interface ListenerContext {
   /** Short name used as the log event prefix, e.g. `kms`, `s3`, `api`, `dispatch`, `tunnel`. */
   readonly name: string;
   readonly log: Logger;
   readonly limits: ResolvedListenerLimits;
+  /** The process-wide budget this listener's public connections count against. @default none (only this listener's caps) */
+  readonly budget?: ConnectionBudget;
 }
 
 /** A server created by this module, with the connections it tracks. */
@@ -160,23 +219,43 @@ type Report = ReturnType<typeof createLimitReporter>;
  * that fail or time out in the TLS handshake. Installed before anything reads from a socket.
  */
 function guardConnections(server: tls.Server, context: ListenerContext, report: Report): { sockets: Set<Socket>; secured: WeakSet<object> } {
-  const { limits } = context;
-  // net.Server closes connections above this before any JS object exists for them: the cheapest refusal.
-  server.maxConnections = limits.maxConnections;
-  server.on('drop', (data?: { remoteAddress?: string }) => report('connection_refused', { reason: 'listener-cap', remoteAddress: data?.remoteAddress }));
-
+  const { limits, budget } = context;
   const sockets = new Set<Socket>();
   const perAddress = new Map<string, number>();
-  // Node's own 'connection' listeners (the TLS wrapper) are moved behind the per-address check, so a
-  // refused socket is destroyed before any TLS state is created for it.
+  // Connections from this process's own internal pool: admitted past every public cap (they are
+  // bounded by the pool's maxSockets), so that a flood of public clients cannot lock the object
+  // store out of its own KMS.
+  let internal = 0;
+  // Node's own 'connection' listeners (the TLS wrapper) are moved behind the caps, so a refused
+  // socket is destroyed before any TLS state is created for it. The caps are checked here rather
+  // than with net.Server#maxConnections, which would refuse internal connections too.
   const inner = server.rawListeners('connection') as Array<(this: NetServer, socket: Socket) => void>;
   server.removeAllListeners('connection');
   server.on('connection', function admit(this: NetServer, socket: Socket) {
     const address = socket.remoteAddress;
-    const count = address === undefined ? 0 : (perAddress.get(address) ?? 0);
-    if (address === undefined || count >= limits.maxConnectionsPerAddress) {
-      // undefined: the peer already went away between accept and here.
-      if (address !== undefined) report('connection_refused', { reason: 'address-cap', remoteAddress: address });
+    if (address === undefined) {
+      // The peer already went away between accept and here.
+      socket.destroy();
+      return;
+    }
+    if (isInternalPeer(address, socket.remotePort)) {
+      internal++;
+      sockets.add(socket);
+      socket.once('close', () => {
+        sockets.delete(socket);
+        internal--;
+      });
+      for (const listener of inner) listener.call(this, socket);
+      return;
+    }
+    const count = perAddress.get(address) ?? 0;
+    const refusal =
+      sockets.size - internal >= limits.maxConnections ? 'listener-cap'
+      : count >= limits.maxConnectionsPerAddress ? 'address-cap'
+      : budget !== undefined && !budget.tryAcquire() ? 'process-budget'
+      : undefined;
+    if (refusal !== undefined) {
+      report('connection_refused', { reason: refusal, remoteAddress: address });
       socket.destroy();
       return;
     }
@@ -184,6 +263,7 @@ function guardConnections(server: tls.Server, context: ListenerContext, report: 
     sockets.add(socket);
     socket.once('close', () => {
       sockets.delete(socket);
+      budget?.release();
       const left = (perAddress.get(address) ?? 1) - 1;
       if (left <= 0) perAddress.delete(address);
       else perAddress.set(address, left);

@@ -34,6 +34,12 @@ export interface Check {
    * run at the same time: it runs alone, after the concurrent checks. @default false
    */
   readonly exclusive?: boolean;
+  /**
+   * A precondition of every other check (stack.reachable): gates run first, alone, and when one
+   * fails, every other check is reported as `skip`, not run, with `notRun` and `blockedBy` as
+   * evidence, so that an outage is not reported as TLS-policy failures. @default false
+   */
+  readonly gate?: boolean;
   /** Per-check time limit. @default the runner's `timeoutMs` */
   readonly timeoutMs?: number;
   /** Runs the check. `signal` aborts when the time limit passes. May throw: the runner turns that into a fail. */
@@ -135,7 +141,8 @@ async function runOne(check: Check, ctx: CheckContext, defaultTimeoutMs: number)
 }
 
 /**
- * Runs checks against one stack and returns their results in the order given. Checks run
+ * Runs checks against one stack and returns their results in the order given. `gate` checks run
+ * first; if one fails, the others are skipped (not run). Checks run
  * concurrently, except `exclusive` ones, which run one at a time after the others. Each check has
  * a time limit. Never throws: a check that throws or times out is a `fail` with the error code as
  * evidence.
@@ -152,10 +159,24 @@ export async function runChecks(checks: readonly Check[], ctx: CheckContext, opt
     }
   };
   const indexed = checks.map((check, index) => ({ check, index }));
+  const blockedBy: string[] = [];
+  for (const { check, index } of indexed.filter(({ check }) => check.gate === true)) {
+    const result = await runOne(check, ctx, timeoutMs);
+    finish(index, result);
+    if (result.status === 'fail') blockedBy.push(check.id);
+  }
+  const rest = indexed.filter(({ check }) => check.gate !== true);
+  if (blockedBy.length > 0) {
+    for (const { check, index } of rest) {
+      const why = `not run: ${blockedBy.join(', ')} failed`;
+      finish(index, { ...checkResult(check, 'skip', { notRun: true, blockedBy }, { summary: why, details: why }), durationMs: 0 });
+    }
+    return results.map((result, index) => result ?? crashed(checks[index] as Check, new AirlockError('INTERNAL'), 0));
+  }
   await Promise.all(
-    indexed.filter(({ check }) => check.exclusive !== true).map(async ({ check, index }) => finish(index, await runOne(check, ctx, timeoutMs))),
+    rest.filter(({ check }) => check.exclusive !== true).map(async ({ check, index }) => finish(index, await runOne(check, ctx, timeoutMs))),
   );
-  for (const { check, index } of indexed.filter(({ check }) => check.exclusive === true)) {
+  for (const { check, index } of rest.filter(({ check }) => check.exclusive === true)) {
     finish(index, await runOne(check, ctx, timeoutMs));
   }
   return results.map((result, index) => result ?? crashed(checks[index] as Check, new AirlockError('INTERNAL'), 0));

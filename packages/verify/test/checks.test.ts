@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import {
   aeadOnlyCheck,
+  allPassed,
   createAeadOnlyCheck,
   databaseSealedCheck,
   defaultChecks,
@@ -18,6 +19,7 @@ import {
   noPlaintextCheck,
   NO_TUNNEL_DETAILS,
   outboundOnlyCheck,
+  stackReachableCheck,
   runChecks,
   tlsVersionsCheck,
   tunnelRefusesUnauthenticatedCheck,
@@ -176,6 +178,7 @@ describe('a stack built with the pki TLS policy', () => {
 
   it('passes every check', () => {
     expect(results.map((r) => [r.id, r.status, r.details])).toEqual([
+      ['stack.reachable', 'pass', undefined],
       ['tls.versions', 'pass', undefined],
       ['tls.aead-only', 'pass', undefined],
       ['transport.no-plaintext', 'pass', undefined],
@@ -254,6 +257,7 @@ describe('a deliberately weak stack', () => {
 
   it('fails the TLS and plaintext checks, and the tunnel checks of a stack without a tunnel', () => {
     expect(results.map((r) => [r.id, r.status])).toEqual([
+      ['stack.reachable', 'pass'],
       ['tls.versions', 'fail'],
       ['tls.aead-only', 'fail'],
       ['transport.no-plaintext', 'fail'],
@@ -370,9 +374,56 @@ describe('tunnel and outbound-only failures', () => {
   });
 });
 
+describe('stack.reachable: an outage is reported as an outage', () => {
+  const sockets = new Set<Socket>();
+  const servers: AnyServer[] = [];
+  afterAll(async () => {
+    for (const server of servers) await close(server, sockets);
+  });
+
+  it('fails when an endpoint is a closed port or a plane process is gone, and every other check is not run', async () => {
+    // A port that was just bound and released: nothing listens there.
+    const closed = await listen(createNetServer());
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const answering = await listen(track(createTlsServer(tlsServerOptions({ cert: leaf.cert, key: leaf.key }), (s) => s.end()), sockets));
+    servers.push(answering);
+    const ctx = await stack(
+      [
+        { name: 'kms', plane: 'data', url: `https://127.0.0.1:${closed.port}` },
+        { name: 'api', plane: 'control', url: `https://127.0.0.1:${answering.port}` },
+      ],
+      { controlPlane: process.pid, dataPlane: 2 ** 22 + 1 },
+    );
+    const results = await runChecks(transportChecks(), ctx);
+    const reachable = byId(results, 'stack.reachable');
+    expect(reachable.status).toBe('fail');
+    expect(reachable.evidence.kms).toBe('unreachable (ECONNREFUSED)');
+    expect(reachable.evidence.api).toMatch(/^answered \(TLSv1\.3\)$/);
+    expect(reachable.evidence.dataPlaneRunning).toBe(false);
+    expect(problems(reachable)).toMatch(/kms \(127\.0\.0\.1:\d+\) is unreachable: ECONNREFUSED/);
+    expect(problems(reachable)).toMatch(/the data plane process \(pid \d+\) is not running/);
+    // No TLS-policy verdict on an outage: every other check is skipped, marked not run.
+    for (const result of results.filter((r) => r.id !== 'stack.reachable')) {
+      expect([result.id, result.status, result.evidence.notRun, result.details]).toEqual([result.id, 'skip', true, 'not run: stack.reachable failed']);
+    }
+    expect(allPassed(results)).toBe(false);
+  });
+
+  it('counts a server that answers with a TLS alert as reachable: the TLS checks judge it', async () => {
+    const foreign = await createCertificateAuthority();
+    const other = await issueServerCertificate({ ca: foreign, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+    const server = await listen(track(createTlsServer(tlsServerOptions({ cert: other.cert, key: other.key }), (s) => s.end()), sockets));
+    servers.push(server);
+    const ctx = await stack([{ name: 'kms', plane: 'data', url: `https://127.0.0.1:${server.port}` }]);
+    const [result] = await runChecks([stackReachableCheck], ctx);
+    expect(result?.status).toBe('pass');
+    expect(result?.evidence.kms).toMatch(/^answered; handshake failed \(/);
+  });
+});
+
 describe('the individual checks are usable on their own', () => {
   it('exports each check with a stable id', () => {
-    expect([tlsVersionsCheck, aeadOnlyCheck, noPlaintextCheck, tunnelRefusesUnauthenticatedCheck, outboundOnlyCheck, databaseSealedCheck].map((c) => c.id)).toEqual(
+    expect([stackReachableCheck, tlsVersionsCheck, aeadOnlyCheck, noPlaintextCheck, tunnelRefusesUnauthenticatedCheck, outboundOnlyCheck, databaseSealedCheck].map((c) => c.id)).toEqual(
       defaultChecks().map((c) => c.id),
     );
   });

@@ -2,6 +2,7 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { AirlockError, createLogger, type Logger } from '@airlock/common';
 import { DEFAULT_DATA_PLANE_KEY_ID, openKmsKeyVault, startDataPlaneAgent, tunnelServiceRoutes, type DataPlaneAgent } from '@airlock/data-plane';
+import { processConnectionBudget } from '../internal/connection-budget.js';
 import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { connectLocalKms } from '../internal/kms-client.js';
 import { pickControlPlaneKeyFlags, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
@@ -76,9 +77,13 @@ export async function startLocalDataPlane(dataDir: string, options: Omit<DataPla
   };
   try {
     const keyFlags = pickControlPlaneKeyFlags(options);
-    const kms = await startLocalKms(dataDir, { host: options.host, port: options.kmsPort, region: 'us-east-1', ...keyFlags }, log);
+    // One budget for both public listeners: near the descriptor limit they refuse new clients while
+    // the reserve stays for the store's KMS pool, the agent's connections, files and logs.
+    const budget = await processConnectionBudget();
+    const shared = budget === undefined ? {} : { connectionBudget: budget };
+    const kms = await startLocalKms(dataDir, { host: options.host, port: options.kmsPort, region: 'us-east-1', ...keyFlags, ...shared }, log);
     closers.push(() => kms.server.close());
-    const store = await startLocalObjectStore(dataDir, { host: options.host, port: options.s3Port, ...keyFlags }, log);
+    const store = await startLocalObjectStore(dataDir, { host: options.host, port: options.s3Port, ...keyFlags, ...shared }, log);
     closers.push(() => store.close());
 
     // The agent's private key is sealed under a data-plane KMS key: disabling that key stops the agent from starting.

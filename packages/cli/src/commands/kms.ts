@@ -2,6 +2,8 @@
 import { access, mkdir } from 'node:fs/promises';
 import { createLogger, writeFileAtomic, type Logger } from '@airlock/common';
 import { createKmsServer, resolveKmsServerConfig, verifyKmsAudit, type KmsServer, type RootKeyOptions } from '@airlock/kms/server';
+import type { ConnectionBudget } from '@airlock/pki';
+import { processConnectionBudget } from '../internal/connection-budget.js';
 import { layout, resolveDataDir } from '../internal/data-dir.js';
 import { issueLocalServerCertificate, loadLocalCa, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
 import { rootKeySourceFromFlags } from '../internal/root-key-flags.js';
@@ -29,7 +31,11 @@ export interface KmsServeOptions extends RootKeyFlags, ControlPlaneKeyFlags {
 }
 
 /** Starts the KMS for a data directory and writes its endpoint file and (first time) credentials. */
-export async function startLocalKms(dataDir: string, options: Omit<KmsServeOptions, 'dataDir' | 'logLevel'>, log: Logger): Promise<{ server: KmsServer; endpoint: KmsEndpointFile }> {
+export async function startLocalKms(
+  dataDir: string,
+  options: Omit<KmsServeOptions, 'dataDir' | 'logLevel'> & { readonly connectionBudget?: ConnectionBudget },
+  log: Logger,
+): Promise<{ server: KmsServer; endpoint: KmsEndpointFile }> {
   const ca = await loadLocalCa(dataDir, options, log);
   const tls = await issueLocalServerCertificate(ca);
   const rootKey = rootKeyFromFlags(options);
@@ -42,6 +48,7 @@ export async function startLocalKms(dataDir: string, options: Omit<KmsServeOptio
       region: options.region,
       logger: log,
       ...(rootKey === undefined ? {} : { rootKey }),
+      ...(options.connectionBudget === undefined ? {} : { connectionBudget: options.connectionBudget }),
     }),
   );
   const credentialsFile = layout.kmsCredentials(dataDir);
@@ -70,7 +77,8 @@ export async function runKmsServe(options: KmsServeOptions): Promise<void> {
   const dataDir = resolveDataDir(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const log = createLogger({ name: 'kms', level: options.logLevel });
-  const { server, endpoint } = await startLocalKms(dataDir, options, log);
+  const budget = await processConnectionBudget();
+  const { server, endpoint } = await startLocalKms(dataDir, { ...options, ...(budget === undefined ? {} : { connectionBudget: budget }) }, log);
   print(`Airlock KMS listening on ${endpoint.endpoint} (region ${endpoint.region})`);
   print(`  CA bundle:   ${endpoint.caBundle}`);
   print(`  credentials: ${endpoint.credentialsFile}  (AWS shared-credentials format, profile "${endpoint.profile}")`);

@@ -2,7 +2,9 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { createLogger, writeFileAtomic, type Logger } from '@airlock/common';
 import { createAwsKms } from '@airlock/kms';
+import type { ConnectionBudget } from '@airlock/pki';
 import { createObjectStoreServer, resolveObjectStoreServerConfig, type ObjectStoreServer } from '@airlock/objectstore/server';
+import { processConnectionBudget } from '../internal/connection-budget.js';
 import { layout, resolveDataDir } from '../internal/data-dir.js';
 import { parseCredentialsFile, readKmsEndpoint } from '../internal/kms-client.js';
 import { issueLocalServerCertificate, loadLocalCa, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
@@ -32,12 +34,14 @@ export interface ObjectStoreServeOptions extends ControlPlaneKeyFlags {
  */
 export async function startLocalObjectStore(
   dataDir: string,
-  options: Omit<ObjectStoreServeOptions, 'dataDir' | 'logLevel'>,
+  options: Omit<ObjectStoreServeOptions, 'dataDir' | 'logLevel'> & { readonly connectionBudget?: ConnectionBudget },
   log: Logger,
 ): Promise<{ server: ObjectStoreServer; endpoint: ObjectStoreEndpointFile; close: () => Promise<void> }> {
   const kmsEndpoint = await readKmsEndpoint(dataDir);
   const credentials = parseCredentialsFile(await readFile(kmsEndpoint.credentialsFile, 'utf8'), kmsEndpoint.profile);
   const ca = await loadLocalCa(dataDir, options, log);
+  // The store's KMS calls come from the client's own bounded pool (DEFAULT_INTERNAL_POOL): when the
+  // KMS runs in this process (airlock data-plane serve), its listener admits them past its public caps.
   const kms = createAwsKms({
     endpoint: options.kms ?? kmsEndpoint.endpoint,
     region: kmsEndpoint.region,
@@ -55,6 +59,7 @@ export async function startLocalObjectStore(
       port: options.port,
       region: kmsEndpoint.region,
       logger: log,
+      ...(options.connectionBudget === undefined ? {} : { connectionBudget: options.connectionBudget }),
     }),
   ).catch((error: unknown) => {
     kms.destroy();
@@ -83,7 +88,8 @@ export async function runObjectStoreServe(options: ObjectStoreServeOptions): Pro
   const dataDir = resolveDataDir(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const log = createLogger({ name: 'objectstore', level: options.logLevel });
-  const { endpoint, close } = await startLocalObjectStore(dataDir, options, log);
+  const budget = await processConnectionBudget();
+  const { endpoint, close } = await startLocalObjectStore(dataDir, { ...options, ...(budget === undefined ? {} : { connectionBudget: budget }) }, log);
   print(`Airlock object store listening on ${endpoint.endpoint} (region ${endpoint.region}, path-style)`);
   print(`  CA bundle:   ${endpoint.caBundle}`);
   print(`  credentials: ${endpoint.credentialsFile}  (the KMS access key; profile "${endpoint.profile}")`);

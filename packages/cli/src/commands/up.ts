@@ -1,16 +1,14 @@
 // `airlock up | down | status | env`: run the local stack — control plane and data plane as separate processes — and tell clients how to reach it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, rm } from 'node:fs/promises';
-import { request } from 'node:https';
-import type { TLSSocket } from 'node:tls';
 import { AirlockError, createLogger, writeFileAtomic } from '@airlock/common';
-import { tlsClientOptions } from '@airlock/pki';
 import { parseEndpointsFile, type EndpointsFile } from '@airlock/verify';
 import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { parseCredentialsFile, readKmsEndpoint } from '../internal/kms-client.js';
 import { controlPlaneKeyArgs, loadLocalCa } from '../internal/local-ca.js';
 import { formatTable, print, printJson } from '../internal/output.js';
-import { isPlaneReadyMessage, planeExecArgv, type PlaneEndpoint, type PlaneReadyMessage } from '../internal/plane-process.js';
+import { isPlaneReadyMessage, planeExecArgv, type PlaneReadyMessage } from '../internal/plane-process.js';
+import { overallHealth, probeStack, type ServiceHealth } from '../internal/stack-health.js';
 import type { ControlPlaneEndpointFile, DatabaseFlags } from './control-plane.js';
 
 /** What `airlock up` writes to endpoints.json: the shape verify reads, with the plane pids and the token file always set. */
@@ -264,62 +262,154 @@ export async function runUp(options: UpOptions): Promise<void> {
   });
 }
 
-export async function runDown(options: { dataDir?: string }): Promise<void> {
+/** What `airlock down` found and did for one process of the stack. */
+export interface StoppedProcess {
+  readonly name: 'airlock up' | 'control plane' | 'data plane';
+  readonly pid: number;
+  /**
+   * already-exited: not running when `down` started; stopped: exited after the signal `down` sent
+   * it (or, for a plane, after `airlock up` stopped it); killed: still running after the stop
+   * timeout, so `down` sent SIGKILL; survived: still running even after SIGKILL.
+   */
+  readonly outcome: 'already-exited' | 'stopped' | 'killed' | 'survived';
+  /** The signals `down` itself sent this process. */
+  readonly signalled: readonly NodeJS.Signals[];
+}
+
+/** Is the process running? A zombie (exited, not yet reaped by its parent) is not. */
+async function isRunning(pid: number): Promise<boolean> {
+  if (pid <= 0 || !isAlive(pid)) return false;
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  // Field 3, after the parenthesised command name (which may contain spaces), is the state.
+  const state = stat === undefined ? undefined : stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state !== 'Z' && state !== 'X';
+}
+
+async function waitForExit(pids: readonly number[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const running = await Promise.all(pids.map(isRunning));
+    if (!running.some(Boolean) || Date.now() >= deadline) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Stops the stack: SIGTERM to `airlock up`, which stops its planes (or, when `airlock up` is gone,
+ * SIGTERM to each plane still running), then SIGKILL to whatever still runs after `stopTimeoutMs`.
+ * Reports, per process, what it found and what it did.
+ */
+export async function runDown(options: { dataDir?: string; json?: boolean; stopTimeoutMs?: number }): Promise<void> {
   const dataDir = resolveDataDir(options.dataDir);
+  const stopTimeoutMs = options.stopTimeoutMs ?? STOP_TIMEOUT_MS;
   const running = await readEndpoints(dataDir);
-  if (running === undefined || !isAlive(running.pid)) {
-    print(`No stack is running from ${dataDir}.`);
-    if (running !== undefined) await rm(layout.endpoints(dataDir), { force: true });
+  if (running === undefined) {
+    if (options.json === true) printJson({ dataDir, running: false, processes: [] });
+    else print(`No stack is running from ${dataDir}.`);
     return;
   }
-  process.kill(running.pid, 'SIGTERM');
-  const deadline = Date.now() + 15_000;
-  while (isAlive(running.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  if (isAlive(running.pid)) throw new AirlockError('TIMEOUT', `the stack (pid ${running.pid}) did not stop within 15 s`);
-  print(`Stopped the stack running from ${dataDir} (pid ${running.pid}).`);
+  const targets: Array<{ name: StoppedProcess['name']; pid: number; signalled: NodeJS.Signals[]; wasRunning: boolean }> = [
+    { name: 'airlock up', pid: running.pid, signalled: [], wasRunning: false },
+    { name: 'control plane', pid: running.pids?.controlPlane ?? 0, signalled: [], wasRunning: false },
+    { name: 'data plane', pid: running.pids?.dataPlane ?? 0, signalled: [], wasRunning: false },
+  ];
+  const present = targets.filter((t) => t.pid > 0);
+  for (const target of present) target.wasRunning = await isRunning(target.pid);
+  const [up, ...planes] = present;
+  const send = (target: (typeof targets)[number], sig: NodeJS.Signals): void => {
+    if (signal(target.pid, sig)) target.signalled.push(sig);
+  };
+  if (up?.wasRunning === true) send(up, 'SIGTERM');
+  else for (const plane of planes) if (plane.wasRunning) send(plane, 'SIGTERM');
+  const alive = present.filter((t) => t.wasRunning).map((t) => t.pid);
+  await waitForExit(alive, stopTimeoutMs);
+  for (const target of present) if (target.wasRunning && (await isRunning(target.pid))) send(target, 'SIGKILL');
+  if (present.some((t) => t.signalled.includes('SIGKILL'))) await waitForExit(alive, 2000);
+
+  const processes: StoppedProcess[] = [];
+  for (const target of present) {
+    const still = target.wasRunning && (await isRunning(target.pid));
+    const outcome: StoppedProcess['outcome'] = !target.wasRunning ? 'already-exited' : still ? 'survived' : target.signalled.includes('SIGKILL') ? 'killed' : 'stopped';
+    processes.push({ name: target.name, pid: target.pid, outcome, signalled: target.signalled });
+  }
+  const stopped = processes.every((p) => p.outcome !== 'survived');
+  // endpoints.json is removed by `airlock up` as it stops; when up was gone or killed, it is left behind.
+  if (stopped) await rm(layout.endpoints(dataDir), { force: true });
+  if (options.json === true) printJson({ dataDir, running: processes.some((p) => p.outcome !== 'already-exited'), stopped, processes });
+  else {
+    const describe = (p: StoppedProcess): string => {
+      switch (p.outcome) {
+        case 'already-exited':
+          return 'had already exited';
+        case 'stopped':
+          return p.signalled.length > 0 ? `sent ${p.signalled.join(', ')}; exited` : 'stopped by airlock up; exited';
+        case 'killed':
+          return `sent ${p.signalled.join(', ')}: still running after ${stopTimeoutMs / 1000} s, killed`;
+        case 'survived':
+          return `sent ${p.signalled.join(', ')}; STILL RUNNING`;
+      }
+    };
+    print(`Stack in ${dataDir}:`);
+    for (const p of processes) print(`  ${p.name.padEnd(13)} pid ${String(p.pid).padEnd(8)} ${describe(p)}`);
+    print(
+      processes.every((p) => p.outcome === 'already-exited')
+        ? 'Nothing was running; removed the stale endpoints.json.'
+        : stopped
+          ? 'Stopped.'
+          : 'Some processes are still running.',
+    );
+  }
+  if (!stopped) throw new AirlockError('TIMEOUT', `pid ${processes.filter((p) => p.outcome === 'survived').map((p) => p.pid).join(', ')} still running after SIGKILL`);
 }
 
-/** The unauthenticated health path of each endpoint; the others are probed with a TLS handshake only. */
-const HEALTH_PATHS: Readonly<Record<string, string>> = { api: '/health', dispatch: '/health', kms: '/health', objectstore: '/health' };
+const HEALTH_LABEL: Readonly<Record<ServiceHealth, string>> = { healthy: 'healthy', degraded: 'DEGRADED', down: 'DOWN' };
 
-/** A TLS health probe with the data directory's CA: GET the health path, or for the mTLS tunnel just the handshake. */
-async function probe(endpoint: PlaneEndpoint, ca: string): Promise<string> {
-  const path = HEALTH_PATHS[endpoint.name] ?? '/';
-  return new Promise((resolve) => {
-    const req = request(`${endpoint.url}${path}`, { ...tlsClientOptions({ ca }), timeout: 3000 }, (res) => {
-      res.resume();
-      const tls = res.socket as TLSSocket;
-      const negotiated = `${tls.getProtocol?.() ?? '?'}, ${tls.getCipher?.().name ?? '?'}`;
-      if (HEALTH_PATHS[endpoint.name] === undefined) resolve(`TLS ok (${negotiated})`);
-      else resolve(`${res.statusCode === 200 ? 'healthy' : `HTTP ${res.statusCode ?? '?'}`} (${negotiated})`);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (error) => {
-      // The tunnel wants a client certificate: a refusal after a completed handshake still shows it is up.
-      if (endpoint.name === 'tunnel' && req.socket !== null && (req.socket as TLSSocket).getProtocol?.() !== null) resolve('TLS ok (client certificate required)');
-      else resolve(`unreachable: ${AirlockError.from(error).code}`);
-    });
-    req.end();
-  });
-}
-
-export async function runStatus(options: { dataDir?: string; json: boolean }): Promise<void> {
+/**
+ * Makes a real request on each service (stack-health.ts) and prints healthy, degraded or down with
+ * the reason. Exit status: 0 when every service is healthy, 1 when one is degraded or down, 3 when
+ * no stack runs.
+ */
+export async function runStatus(options: { dataDir?: string; json: boolean; timeoutMs?: number }): Promise<void> {
   const dataDir = resolveDataDir(options.dataDir);
   const running = await readEndpoints(dataDir);
-  if (running === undefined || !isAlive(running.pid)) {
+  if (running === undefined || !(await isRunning(running.pid))) {
     if (options.json) printJson({ running: false, dataDir });
     else print(`No stack is running from ${dataDir}. Start one with \`npm start\` or \`npx airlock up\`.`);
     process.exitCode = 3;
     return;
   }
   const ca = await readFile(running.caBundle, 'utf8');
-  const health = await Promise.all(running.endpoints.map(async (e) => ({ ...e, health: await probe(e, ca) })));
+  const credentials = parseCredentialsFile(await readFile(running.credentials.file, 'utf8'), running.credentials.profile);
+  const endpoints = await probeStack(running.endpoints, { ca, region: running.region, credentials, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
+  const planes = {
+    controlPlane: { pid: running.pids?.controlPlane ?? 0, running: await isRunning(running.pids?.controlPlane ?? 0) },
+    dataPlane: { pid: running.pids?.dataPlane ?? 0, running: await isRunning(running.pids?.dataPlane ?? 0) },
+  };
+  const health = overallHealth(endpoints);
+  process.exitCode = health === 'healthy' ? 0 : 1;
   if (options.json) {
-    printJson({ running: true, dataDir, pid: running.pid, pids: running.pids, startedAt: running.startedAt, endpoints: health });
+    printJson({ running: true, health, dataDir, pid: running.pid, pids: running.pids, planes, startedAt: running.startedAt, endpoints });
     return;
   }
-  print(`Stack running from ${dataDir} (pid ${running.pid}, since ${running.startedAt}; control plane pid ${running.pids?.controlPlane ?? '?'}, data plane pid ${running.pids?.dataPlane ?? '?'})`);
-  print(formatTable(['SERVICE', 'PLANE', 'ENDPOINT', 'HEALTH'], health.map((e) => [e.name, e.plane, e.url, e.health])));
+  const pidText = (p: { pid: number; running: boolean }): string => `${p.pid}${p.running ? '' : ' (not running)'}`;
+  print(`Stack running from ${dataDir} (pid ${running.pid}, since ${running.startedAt}; control plane pid ${pidText(planes.controlPlane)}, data plane pid ${pidText(planes.dataPlane)})`);
+  print(
+    formatTable(
+      ['SERVICE', 'PLANE', 'ENDPOINT', 'HEALTH', 'DETAILS'],
+      endpoints.map((e) => [e.name, e.plane, e.url, HEALTH_LABEL[e.health], [e.reason ?? e.check, e.tls === undefined ? undefined : `(${e.tls})`].filter(Boolean).join(' ')]),
+    ),
+  );
+  print();
+  print(`Overall: ${HEALTH_LABEL[health]}`);
 }
 
 const shellQuote = (value: string): string => `'${value.replace(/'/g, `'\\''`)}'`;

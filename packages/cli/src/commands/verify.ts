@@ -73,10 +73,13 @@ function printReport(dataDir: string, results: readonly CheckResult[]): void {
   }
   print();
   const passed = results.length - failed.length - skipped.length;
+  const outage = results.some((r) => r.id === 'stack.reachable' && r.status === 'fail');
   print(
     `${passed} passed, ${failed.length} failed, ${skipped.length} skipped. ` +
-      (failed.length === 0 ? 'Verification passed' : 'Verification FAILED') +
-      (skipped.length === 0 ? '.' : ' (skipped checks do not apply to this stack yet and do not fail verification).'),
+      (outage
+        ? 'Verification FAILED: the stack is not reachable (an outage), so the other checks were not run.'
+        : (failed.length === 0 ? 'Verification passed' : 'Verification FAILED') +
+          (skipped.length === 0 ? '.' : ' (skipped checks do not apply to this stack yet and do not fail verification).')),
   );
 }
 

@@ -217,7 +217,12 @@ export interface UploadInfo {
  * KMS_INVALID_STATE, KMS_KEY_NOT_FOUND), DISK_FULL, PERMISSION_DENIED, INTERNAL.
  * Writes are atomic: a failed or interrupted write leaves no partial object visible.
  */
+/** Whether the store can reach its KMS right now; `reason` is an errno or error code (failureReason), never a message. */
+export type KmsHealth = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+
 export interface ObjectEngine {
+  /** A real, uncached KMS call (DescribeKey of the store key), at most one in flight and its answer reused for 1 s. */
+  kmsHealth(): Promise<KmsHealth>;
   listBuckets(): BucketInfo[];
   createBucket(name: string): Promise<BucketInfo>;
   headBucket(name: string): BucketInfo;

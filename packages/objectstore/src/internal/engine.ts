@@ -5,7 +5,7 @@ import { link, mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:f
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AirlockError, syncDirectory, writeFileAtomic, type Logger } from '@airlock/common';
+import { AirlockError, failureReason, syncDirectory, writeFileAtomic, type Logger } from '@airlock/common';
 import {
   asf1OpeningReadBytes,
   createAsf1EncryptStream,
@@ -25,6 +25,7 @@ import {
   type BucketInfo,
   type ChecksumAlgorithm,
   type GetObjectResult,
+  type KmsHealth,
   type ListObjectsInput,
   type ListObjectsResult,
   type ObjectEngine,
@@ -122,6 +123,9 @@ type KeyRef =
   | { readonly v: 1; readonly m: 'bk'; readonly id: string; readonly s: string }
   | { readonly v: 1; readonly m: 'kms'; readonly b: string };
 
+/** How long a KMS health answer is reused, and how long the KMS call behind it may take. */
+const KMS_HEALTH_REUSE_MS = 1000;
+const KMS_HEALTH_TIMEOUT_MS = 3000;
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 const MAX_PARTS = 10_000;
 const DEFAULT_ENCRYPTION: BucketEncryption = { algorithm: 'AES256', kmsKeyArn: undefined, bucketKeyEnabled: true };
@@ -195,6 +199,7 @@ export class StorageEngine implements ObjectEngine {
   readonly #sortedKeys = new Map<string, string[]>();
   readonly #uploads = new Map<string, { record: UploadRecord; parts: Map<number, PartRecord> }>();
   readonly #locks = new Locks();
+  #kmsHealth: { readonly at: number; readonly result: Promise<KmsHealth> } | undefined;
 
   private constructor(options: EngineOptions, defaultKeyArn: string, metadataKey: Buffer) {
     this.#root = options.dataDir;
@@ -908,6 +913,27 @@ export class StorageEngine implements ObjectEngine {
       .sort((a, b) => a.partNumber - b.partNumber)
       .map((p) => ({ partNumber: p.partNumber, etag: p.etag, size: p.size, lastModified: new Date(p.lastModified) }));
     return { upload: this.#uploadInfo(upload.record), parts };
+  }
+
+  kmsHealth(): Promise<KmsHealth> {
+    const now = Date.now();
+    // An unauthenticated /health must not turn into a KMS call per request: one in flight, reused for 1 s.
+    if (this.#kmsHealth !== undefined && now - this.#kmsHealth.at < KMS_HEALTH_REUSE_MS) return this.#kmsHealth.result;
+    const result = (async (): Promise<KmsHealth> => {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<KmsHealth>((resolve) => {
+        timer = setTimeout(() => resolve({ ok: false, reason: 'ETIMEDOUT' }), KMS_HEALTH_TIMEOUT_MS);
+      });
+      try {
+        return await Promise.race([this.#kms.describeKey(this.#defaultKeyArn).then((): KmsHealth => ({ ok: true })), timedOut]);
+      } catch (error) {
+        return { ok: false, reason: failureReason(error) };
+      } finally {
+        clearTimeout(timer);
+      }
+    })();
+    this.#kmsHealth = { at: now, result };
+    return result;
   }
 
   close(): Promise<void> {

@@ -257,7 +257,7 @@ describe('listener basics', () => {
   it('serves GET /health without authentication, and tags every response with request ids', async () => {
     const reply = await send('GET', '/health');
     expect(reply.status).toBe(200);
-    expect(JSON.parse(reply.text)).toEqual({ status: 'ok' });
+    expect(JSON.parse(reply.text)).toEqual({ status: 'ok', kms: 'ok' });
     expect(reply.headers['x-amz-request-id']).toMatch(/^[0-9A-F]{16}$/);
     expect(reply.headers['x-amz-id-2']).toBeTruthy();
   });

@@ -921,8 +921,12 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       // Liveness, unauthenticated (a request that carries a signature is S3, for a bucket called "health").
       if (method === 'GET' && req.url === '/health' && req.headers.authorization === undefined) {
         context.operation = 'Health';
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': 15 });
-        res.end('{"status":"ok"}');
+        // Liveness of the store and of its path to the KMS: a store that cannot reach its KMS can
+        // list buckets but neither read nor write an object, so it is degraded, and says why.
+        const kms = await engine.kmsHealth();
+        const body = JSON.stringify(kms.ok ? { status: 'ok', kms: 'ok' } : { status: 'degraded', kms: 'unreachable', reason: kms.reason });
+        res.writeHead(kms.ok ? 200 : 503, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
         return;
       }
       const target = splitTarget(req.url);

@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AirlockError, type Logger } from '@airlock/common';
 import type { SecretLookup } from '@airlock/crypto';
-import { createLimitedHttpsServer, resolveListenerLimits, tlsServerOptions, type ListenerLimitsOptions, type ResolvedListenerLimits } from '@airlock/pki';
+import { createLimitedHttpsServer, resolveListenerLimits, tlsServerOptions, type ConnectionBudget, type ListenerLimitsOptions, type ResolvedListenerLimits } from '@airlock/pki';
 import type { ObjectEngine } from './engine-types.js';
 import { createS3RequestHandler } from './s3-http.js';
 
@@ -25,6 +25,8 @@ export interface S3ListenerOptions {
   readonly maxObjectBytes?: number;
   /** Timeouts and connection caps. @default resolveListenerLimits(undefined, …, OBJECT_STORE_LISTENER_LIMIT_DEFAULTS) */
   readonly limits?: ResolvedListenerLimits;
+  /** The process-wide budget of public connections. @default none */
+  readonly connectionBudget?: ConnectionBudget;
 }
 
 export interface S3Listener {
@@ -77,7 +79,12 @@ export async function startS3Listener(options: S3ListenerOptions): Promise<S3Lis
         handler.checkContinue(req, res).catch((error: unknown) => crashed(error, res));
       },
     },
-    { name: 's3', log, limits: options.limits ?? resolveListenerLimits(undefined, 'objectStore.limits', OBJECT_STORE_LISTENER_LIMIT_DEFAULTS) },
+    {
+      name: 's3',
+      log,
+      limits: options.limits ?? resolveListenerLimits(undefined, 'objectStore.limits', OBJECT_STORE_LISTENER_LIMIT_DEFAULTS),
+      ...(options.connectionBudget === undefined ? {} : { budget: options.connectionBudget }),
+    },
   );
   const { server } = listener;
   server.on('tlsClientError', (error: NodeJS.ErrnoException) => {
