@@ -25,7 +25,7 @@ import {
   type CertificateKeyPair,
   type ListenerLimitsOptions,
 } from '@airlock/pki';
-import { EchoService } from '@airlock/protocol';
+import { EchoService, HealthStatus, TunnelHealthService } from '@airlock/protocol';
 import { captureLogger } from '@airlock/testing';
 import { openTestDatabase } from './helpers.js';
 import { floodWithPartialHellos, until } from './listener-flood.js';
@@ -266,6 +266,8 @@ describe('HTTP/2 stream cap over the tunnel, where the data-plane agent is the H
       ca: ca.cert,
       getCredentials: () => ({ cert: credentials.cert, key: credentials.key }),
       routes: (router) => {
+        // The control plane's proof call on every new tunnel connection.
+        router.service(TunnelHealthService, { check: () => ({ status: HealthStatus.SERVING, agentVersion: 'test' }) });
         router.service(EchoService, {
           echo: async (request) => {
             inFlight++;

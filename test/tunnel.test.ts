@@ -1,11 +1,13 @@
 // Cross-plane tests of the reverse mTLS tunnel: real TLS sockets, a real agent process, the real socket table (ss).
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import http2 from 'node:http2';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import tls from 'node:tls';
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
-import { startTunnelEndpoint, type TunnelEndpoint, type TunnelProtocol } from '@airlock/control-plane';
+import { startTunnelEndpoint, type TunnelEndpoint, type TunnelEndpointOptions, type TunnelProtocol } from '@airlock/control-plane';
 import { ECHO_DELAY_HEADER, startTunnelAgent, tunnelServiceRoutes, type TunnelAgent, type TunnelAgentOptions } from '@airlock/data-plane';
 import {
   clusterIdentityUri,
@@ -67,10 +69,14 @@ beforeAll(async () => {
 });
 
 /** An endpoint with captured logs and a mutable revocation list. */
-async function startEndpoint(port = 0): Promise<{ endpoint: TunnelEndpoint; logs: ReturnType<typeof captureLogger>; revoked: Set<string> }> {
+async function startEndpoint(
+  port = 0,
+  options: Partial<TunnelEndpointOptions> = {},
+): Promise<{ endpoint: TunnelEndpoint; logs: ReturnType<typeof captureLogger>; revoked: Set<string> }> {
   const logs = captureLogger('tunnel-endpoint');
   const revoked = new Set<string>();
   const endpoint = await startTunnelEndpoint({
+    ...options,
     tls: { cert: pki.server.cert, key: pki.server.key },
     ca: pki.ca.cert,
     port,
@@ -497,5 +503,175 @@ describe('tunnel endpoint under a handshake scan', () => {
     } finally {
       await endpoint.close();
     }
+  });
+});
+
+describe('tunnel ownership: a new connection carries calls only once it has proven itself', () => {
+  let endpoint: TunnelEndpoint;
+  let logs: ReturnType<typeof captureLogger>;
+  const agents: TunnelAgent[] = [];
+  const cleanups: Array<() => void | Promise<void>> = [];
+
+  beforeAll(async () => {
+    // A short proof timeout, so that the connection which never answers is dropped quickly.
+    ({ endpoint, logs } = await startEndpoint(0, { proofTimeoutMs: 1500 }));
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0)) await cleanup();
+    await Promise.all(agents.splice(0).map((agent) => agent.stop()));
+  });
+  afterAll(async () => {
+    await endpoint.close();
+  });
+
+  /** What the control plane's cluster status reports as `tunnelConnected` (the CLI wires it so). */
+  const tunnelConnected = (cluster: string): boolean => endpoint.connection(cluster) !== undefined;
+
+  async function echoThrough(cluster: string, byte: number): Promise<void> {
+    const echo = createClient(EchoService, endpoint.transportFor(cluster));
+    const response = await echo.echo({ payload: new Uint8Array([byte]) });
+    expect(sameBytes(response.payload, new Uint8Array([byte]))).toBe(true);
+  }
+
+  /** A TLS connection to the tunnel port with the cluster's own certificate and key, as its agent would open. */
+  function impostor(credentials: CertificateKeyPair): tls.TLSSocket {
+    const socket = tls.connect({
+      ...tlsClientOptions({ ca: pki.ca.cert, cert: credentials.cert, key: credentials.key }),
+      host: '127.0.0.1',
+      port: endpoint.port,
+      ALPNProtocols: ['h2'],
+    });
+    socket.on('error', () => undefined);
+    cleanups.push(() => void socket.destroy());
+    return socket;
+  }
+
+  function closedLogged(remotePort: number | undefined): true | undefined {
+    return logs.lines.some((line) => line.event === 'tunnel.closed' && line.remotePort === remotePort) ? true : undefined;
+  }
+
+  it('replays the bogus-connection attack: the cluster\'s own certificate, then garbage, then close; the agent\'s tunnel stays in use', async () => {
+    const cluster = 'own-garbage';
+    const credentials = await pki.client(cluster);
+    const { agent } = inProcessAgent(endpoint, { getCredentials: () => ({ cert: credentials.cert, key: credentials.key }) });
+    agents.push(agent);
+    const agentSide = await agent.waitForConnected(10_000);
+    expect(endpoint.connection(cluster)?.remotePort).toBe(agentSide.localPort);
+
+    const bogus = impostor(credentials);
+    // The control plane's HTTP/2 connection preface arriving proves it accepted the certificate
+    // (cluster identity, revocation check) and opened its reverse session on this connection.
+    const preface = (await once(bogus, 'data')) as [Buffer];
+    expect(preface[0].subarray(0, 14).toString('latin1')).toBe('PRI * HTTP/2.0');
+    const bogusPort = bogus.localPort;
+
+    // During: the call goes down the agent's connection, not the bogus one.
+    await echoThrough(cluster, 1);
+    expect(endpoint.connection(cluster)?.remotePort).toBe(agentSide.localPort);
+    expect(tunnelConnected(cluster)).toBe(true);
+
+    bogus.end(Buffer.concat([Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), randomBytes(4096)]));
+    await eventually('the endpoint to drop the bogus connection', 10_000, () => closedLogged(bogusPort));
+    expect(logs.lines.find((line) => line.event === 'tunnel.closed' && line.remotePort === bogusPort)).toMatchObject({ cluster, proven: false });
+
+    // After: still the agent's connection, the one it opened first; it never had to reconnect.
+    expect(tunnelConnected(cluster)).toBe(true);
+    expect(endpoint.connection(cluster)?.remotePort).toBe(agentSide.localPort);
+    await echoThrough(cluster, 2);
+    expect(agent.stats().established).toBe(1);
+    expect(agent.connection()?.localPort).toBe(agentSide.localPort);
+  });
+
+  it('a connection that speaks HTTP/2 but does not answer the health check is dropped and never carries a call', async () => {
+    const cluster = 'own-mute';
+    const credentials = await pki.client(cluster);
+    const { agent } = inProcessAgent(endpoint, { getCredentials: () => ({ cert: credentials.cert, key: credentials.key }) });
+    agents.push(agent);
+    const agentSide = await agent.waitForConnected(10_000);
+
+    // An HTTP/2 server on the impostor's side that answers PINGs (so the heartbeat keeps it) and
+    // holds every request without an answer.
+    const paths: string[] = [];
+    const mute = http2.createServer();
+    mute.on('stream', (stream, headers) => {
+      paths.push(String(headers[':path']));
+      stream.on('error', () => undefined);
+    });
+    mute.on('sessionError', () => undefined);
+    const bogus = impostor(credentials);
+    await once(bogus, 'secureConnect');
+    mute.emit('connection', bogus);
+    const bogusPort = bogus.localPort;
+
+    await eventually('the proof call to reach the impostor', 10_000, () => (paths.length > 0 ? true : undefined));
+    // While its proof is pending, calls keep going to the agent.
+    for (let i = 0; i < 5; i++) await echoThrough(cluster, 10 + i);
+    expect(endpoint.connection(cluster)?.remotePort).toBe(agentSide.localPort);
+
+    await eventually('the unproven connection to be dropped', 10_000, () => closedLogged(bogusPort));
+    expect(logs.lines.find((line) => line.event === 'tunnel.unproven' && line.remotePort === bogusPort)).toMatchObject({ cluster, code: 'TIMEOUT' });
+    // The only request the impostor ever saw was the proof call.
+    expect(paths).toEqual(['/airlock.v1.TunnelHealthService/Check']);
+    expect(tunnelConnected(cluster)).toBe(true);
+    await echoThrough(cluster, 20);
+    expect(agent.stats().established).toBe(1);
+  });
+
+  it('when the current connection drains (GOAWAY), another live connection of the cluster takes over at once', async () => {
+    const cluster = 'own-drain';
+    const credentials = await pki.client(cluster);
+    const getCredentials = (): { cert: string; key: string } => ({ cert: credentials.cert, key: credentials.key });
+    const first = inProcessAgent(endpoint, { getCredentials });
+    agents.push(first.agent);
+    const firstSide = await first.agent.waitForConnected(10_000);
+    const second = inProcessAgent(endpoint, { getCredentials });
+    agents.push(second.agent);
+    // The agent counts its connection as up only once the control plane routes calls to it.
+    const secondSide = await second.agent.waitForConnected(10_000);
+    expect(endpoint.connection(cluster)?.remotePort).toBe(secondSide.localPort);
+
+    await second.agent.stop();
+    await eventually('the first agent\'s connection to take over', 5000, () =>
+      endpoint.connection(cluster)?.remotePort === firstSide.localPort ? true : undefined,
+    );
+    await echoThrough(cluster, 30);
+    // Taken over, not re-dialled: the first agent still has the one connection it opened.
+    expect(first.agent.stats().established).toBe(1);
+    expect(logs.lines.some((line) => line.event === 'tunnel.failover' && line.cluster === cluster && line.remotePort === firstSide.localPort)).toBe(true);
+  });
+
+  it('when the current connection is cut, another live connection of the cluster takes over at once', async () => {
+    const cluster = 'own-cut';
+    const credentials = await pki.client(cluster);
+    const getCredentials = (): { cert: string; key: string } => ({ cert: credentials.cert, key: credentials.key });
+    const first = inProcessAgent(endpoint, { getCredentials });
+    agents.push(first.agent);
+    const firstSide = await first.agent.waitForConnected(10_000);
+
+    // The second agent reaches the endpoint through a relay that can cut its connection.
+    const pipes: Socket[] = [];
+    const relay: Server = net.createServer((a) => {
+      const b = net.connect(endpoint.port, '127.0.0.1');
+      a.pipe(b).pipe(a);
+      a.on('error', () => b.destroy());
+      b.on('error', () => a.destroy());
+      pipes.push(a, b);
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => relay.close(() => resolve())));
+    const second = inProcessAgent(endpoint, { getCredentials, endpoint: `https://127.0.0.1:${(relay.address() as AddressInfo).port}`, servername: 'localhost' });
+    agents.push(second.agent);
+    await second.agent.waitForConnected(10_000);
+    const secondRemotePort = endpoint.connection(cluster)?.remotePort;
+    expect(secondRemotePort).not.toBe(firstSide.localPort);
+
+    // No more connections through the relay, then cut the one it carries (a reset, no GOAWAY).
+    relay.close();
+    for (const socket of pipes) socket.resetAndDestroy();
+    await eventually('the first agent\'s connection to take over', 5000, () =>
+      endpoint.connection(cluster)?.remotePort === firstSide.localPort ? true : undefined,
+    );
+    await echoThrough(cluster, 40);
+    expect(first.agent.stats().established).toBe(1);
   });
 });

@@ -13,3 +13,4 @@ export {
   fromConnectError,
   toConnectError,
 } from './connect-errors.js';
+export { isTunnelAcceptedPing, tunnelAcceptedPing } from './tunnel-acceptance.js';

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import http2 from 'node:http2';
 import { isIPv6, type AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { Code, ConnectError, type Transport } from '@connectrpc/connect';
+import { Code, ConnectError, createClient, type Transport } from '@connectrpc/connect';
 import { AirlockError, configCheck, configError, type DeepReadonly, errorCodeOf, freezeConfig, type Logger } from '@airlock/common';
 import {
   createLimitedTlsServer,
@@ -18,7 +18,14 @@ import {
   type ResolvedListenerLimits,
   type TlsConnectionDescription,
 } from '@airlock/pki';
-import { createTunnelTransports, type TunnelProtocol, type TunnelSession, type TunnelTransportOptions } from './tunnel-transport.js';
+import { tunnelAcceptedPing, TunnelHealthService } from '@airlock/protocol';
+import {
+  createConnectionTransport,
+  createTunnelTransports,
+  type TunnelProtocol,
+  type TunnelSession,
+  type TunnelTransportOptions,
+} from './tunnel-transport.js';
 
 export interface TunnelEndpointOptions {
   /** The endpoint's server certificate chain and key, issued by the Airlock CA. The key is secret and never logged. */
@@ -41,6 +48,12 @@ export interface TunnelEndpointOptions {
   /** A PING unanswered for this long drops the tunnel, in milliseconds. @default 2000 */
   readonly pingTimeoutMs?: number;
   /**
+   * A new connection must answer TunnelHealthService.Check within this time, in milliseconds, before
+   * it may carry the cluster's calls; one that fails or is late is dropped. Until it has answered,
+   * the cluster's current tunnel (if any) keeps carrying every call. @default 5000
+   */
+  readonly proofTimeoutMs?: number;
+  /**
    * Handshake timeout, connection caps and the idle timeout before a connection becomes a tunnel
    * (see @airlock/pki ListenerLimitsOptions). Over the tunnel the control plane is the HTTP/2
    * client; the stream cap is applied by the data-plane agent, the HTTP/2 server.
@@ -60,6 +73,7 @@ export type ResolvedTunnelEndpointConfig = DeepReadonly<{
   isClusterAllowed: (cluster: string, certFingerprintSha256: string) => boolean | Promise<boolean>;
   pingIntervalMs: number;
   pingTimeoutMs: number;
+  proofTimeoutMs: number;
   limits: ResolvedListenerLimits;
   transport: TunnelTransportOptions;
 }>;
@@ -100,6 +114,8 @@ export interface TunnelEndpoint {
 /** Defaults chosen so a dead tunnel is noticed within about three seconds. */
 const DEFAULT_PING_INTERVAL_MS = 1000;
 const DEFAULT_PING_TIMEOUT_MS = 2000;
+/** Half the agent's default connect timeout (10 s), which covers TCP, TLS and this proof. */
+const DEFAULT_PROOF_TIMEOUT_MS = 5000;
 /** Failed handshakes logged one by one per window; the rest are counted in one summary line. */
 const HANDSHAKE_FAILURES_LOGGED_PER_WINDOW = 20;
 const HANDSHAKE_FAILURE_WINDOW_MS = 10_000;
@@ -119,6 +135,7 @@ export function resolveTunnelEndpointConfig(options: TunnelEndpointOptions): Res
     isClusterAllowed: options.isClusterAllowed,
     pingIntervalMs,
     pingTimeoutMs: configCheck.integer('tunnelEndpoint.pingTimeoutMs', options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS, 10, 3_600_000),
+    proofTimeoutMs: configCheck.integer('tunnelEndpoint.proofTimeoutMs', options.proofTimeoutMs ?? DEFAULT_PROOF_TIMEOUT_MS, 10, 3_600_000),
     limits: resolveListenerLimits(options.limits, 'tunnelEndpoint.limits'),
     transport: { ...(options.transport ?? {}) },
   });
@@ -137,6 +154,12 @@ class ReverseConnection implements TunnelSession {
   readonly info: TunnelConnectionInfo;
   /** Set once GOAWAY arrives: in-flight calls finish, new ones go to the cluster's next connection. */
   private draining = false;
+  /**
+   * When the connection answered the proof call (TunnelHealthService.Check); until then it carries
+   * no call but that one. A connection that presents the cluster's certificate and then sends
+   * garbage, or nothing, never gets here, so it can never displace the cluster's working tunnel.
+   */
+  provenAt: number | undefined;
   private closed = false;
   private closeReason: string | undefined;
   private readonly heartbeat: { stop(): void };
@@ -185,6 +208,16 @@ class ReverseConnection implements TunnelSession {
     return !this.draining && !this.lost();
   }
 
+  /** Usable and proven: fit to be the cluster's tunnel. */
+  eligible(): boolean {
+    return this.provenAt !== undefined && this.usable();
+  }
+
+  /** Takes the connection out of the running for new calls at once (it is about to be destroyed). */
+  retire(): void {
+    this.draining = true;
+  }
+
   lost(): boolean {
     return this.closed || this.session.destroyed || this.session.closed || this.socket.destroyed;
   }
@@ -213,7 +246,10 @@ class ReverseConnection implements TunnelSession {
 }
 
 interface ClusterEntry {
-  /** The connection new calls use; undefined while the cluster has no usable tunnel. */
+  /**
+   * The connection new calls use: the most recently proven one that is still usable; undefined
+   * while the cluster has none.
+   */
   current: ReverseConnection | undefined;
   readonly connections: Set<ReverseConnection>;
   readonly transports: Readonly<Record<TunnelProtocol, Transport>>;
@@ -253,21 +289,100 @@ export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promi
     return entry;
   };
 
+  /**
+   * Called when the current connection stops being usable (closed, or draining after GOAWAY): the
+   * most recently proven other connection of the cluster that is still usable takes over at once,
+   * without waiting for the agent to dial again.
+   */
+  const failOver = (entry: ClusterEntry, leaving: ReverseConnection): void => {
+    if (entry.current !== leaving) return;
+    let next: ReverseConnection | undefined;
+    for (const candidate of entry.connections) {
+      if (candidate === leaving || !candidate.eligible()) continue;
+      if (next === undefined || (candidate.provenAt ?? 0) >= (next.provenAt ?? 0)) next = candidate;
+    }
+    entry.current = next;
+    if (next === undefined) return;
+    log.info(
+      { event: 'tunnel.failover', cluster: leaving.cluster, remotePort: next.info.remotePort, peerFingerprintSha256: next.info.tls.peerFingerprintSha256 },
+      'tunnel connection gone; another live connection of the cluster took over',
+    );
+    events.emit('connected', leaving.cluster);
+  };
+
   const onGone = (connection: ReverseConnection, reason: string): void => {
     const entry = clusters.get(connection.cluster);
     if (entry === undefined) return;
     entry.connections.delete(connection);
-    if (entry.current === connection) entry.current = undefined;
+    failOver(entry, connection);
     log.info(
       {
         event: 'tunnel.closed',
         cluster: connection.cluster,
         reason,
+        proven: connection.provenAt !== undefined,
         durationMs: Date.now() - connection.info.connectedAt.getTime(),
+        remoteAddress: connection.info.remoteAddress,
+        remotePort: connection.info.remotePort,
         peerFingerprintSha256: connection.info.tls.peerFingerprintSha256,
       },
       'tunnel closed',
     );
+  };
+
+  /** Makes a connection that just proved itself the cluster's tunnel, and tells the agent so. */
+  const promote = (entry: ClusterEntry, connection: ReverseConnection, proofMs: number): void => {
+    const previous = entry.current;
+    entry.current = connection;
+    try {
+      // After the switch, on the same connection: when the agent reads it, calls already come here.
+      connection.session.ping(tunnelAcceptedPing(), () => undefined);
+    } catch {
+      // The session died just now; its 'close' fails over.
+    }
+    log.info(
+      {
+        event: 'tunnel.connected',
+        cluster: connection.cluster,
+        remotePort: connection.info.remotePort,
+        peerFingerprintSha256: connection.info.tls.peerFingerprintSha256,
+        replaced: previous !== undefined && previous !== connection,
+        proofMs,
+      },
+      'tunnel connected; calling the data plane over it',
+    );
+    events.emit('connected', connection.cluster);
+  };
+
+  /**
+   * The proof: the new connection must answer TunnelHealthService.Check, sent down that connection
+   * only, within proofTimeoutMs. Any answer (SERVING or NOT_SERVING) proves that a working agent
+   * serves it; an error, a timeout or garbage drops the connection.
+   */
+  const prove = async (entry: ClusterEntry, connection: ReverseConnection): Promise<void> => {
+    const started = Date.now();
+    const health = createClient(TunnelHealthService, createConnectionTransport(connection.cluster, tunnelAuthority(connection.cluster), connection));
+    try {
+      await health.check({}, { timeoutMs: config.proofTimeoutMs });
+    } catch (error) {
+      if (connection.lost() || closing) return;
+      log.warn(
+        {
+          event: 'tunnel.unproven',
+          cluster: connection.cluster,
+          code: ConnectError.from(error).code === Code.DeadlineExceeded ? 'TIMEOUT' : errorCodeOf(error),
+          remoteAddress: connection.info.remoteAddress,
+          remotePort: connection.info.remotePort,
+          peerFingerprintSha256: connection.info.tls.peerFingerprintSha256,
+        },
+        'new tunnel connection did not answer the health check; dropped, the current tunnel stays',
+      );
+      connection.destroy('did not answer the proof call');
+      return;
+    }
+    if (!connection.usable() || closing) return;
+    connection.provenAt = Date.now();
+    promote(entry, connection, connection.provenAt - started);
   };
 
   const openReverseConnection = (cluster: string, socket: TLSSocket, description: TlsConnectionDescription): void => {
@@ -283,26 +398,16 @@ export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promi
     const entry = entryFor(cluster);
     const connection = new ReverseConnection(cluster, socket, session, description, config, onGone);
     entry.connections.add(connection);
+    // Not the cluster's tunnel yet: it becomes so only once it has answered the proof call.
     session.once('connect', () => {
       if (connection.lost()) return;
-      const previous = entry.current;
-      entry.current = connection;
-      log.info(
-        {
-          event: 'tunnel.connected',
-          cluster,
-          peerFingerprintSha256: description.peerFingerprintSha256,
-          replaced: previous !== undefined,
-        },
-        'tunnel connected; calling the data plane over it',
-      );
-      events.emit('connected', cluster);
+      void prove(entry, connection);
     });
     session.on('goaway', () => {
       // The agent is draining this connection (certificate rotation, shutdown): stop routing new
-      // calls to it at once; the agent's next connection takes over.
-      if (entry.current === connection) entry.current = undefined;
-      log.info({ event: 'tunnel.draining', cluster }, 'data plane is draining the tunnel');
+      // calls to it at once; the agent's newer connection, or another live one, takes over.
+      failOver(entry, connection);
+      log.info({ event: 'tunnel.draining', cluster, remotePort: connection.info.remotePort }, 'data plane is draining the tunnel');
     });
   };
 
@@ -411,7 +516,7 @@ export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promi
 
   const usableConnection = (cluster: string): ReverseConnection | undefined => {
     const current = clusters.get(cluster)?.current;
-    return current !== undefined && current.usable() ? current : undefined;
+    return current !== undefined && current.eligible() ? current : undefined;
   };
 
   const endpoint: TunnelEndpoint = {
@@ -461,6 +566,8 @@ export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promi
     disconnect(cluster) {
       const entry = clusters.get(cluster);
       if (entry === undefined || entry.connections.size === 0) return false;
+      // Retired first, so that none of them is failed over to while the others go.
+      for (const connection of entry.connections) connection.retire();
       for (const connection of [...entry.connections]) connection.destroy('disconnected by the control plane');
       return true;
     },
@@ -471,6 +578,7 @@ export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promi
       events.emit('closed');
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const entry of clusters.values()) {
+        for (const connection of entry.connections) connection.retire();
         for (const connection of [...entry.connections]) connection.destroy('endpoint closed');
       }
       // Sockets still in their TLS handshake are not tunnels yet, but they hold the port.

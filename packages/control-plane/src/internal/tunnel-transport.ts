@@ -126,3 +126,15 @@ export function createTunnelTransports(
     grpc: createGrpcTransport(common),
   });
 }
+
+/**
+ * A Connect transport pinned to one connection, whether or not it is the cluster's tunnel: the
+ * endpoint's proof call goes down a new connection before that connection may carry other calls.
+ */
+export function createConnectionTransport(cluster: string, authority: string, connection: TunnelSession): Transport {
+  return createConnectTransport({
+    baseUrl: authority,
+    httpVersion: '2',
+    sessionManager: createTunnelSessionManager(cluster, authority, () => connection),
+  });
+}

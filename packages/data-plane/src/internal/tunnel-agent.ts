@@ -17,6 +17,7 @@ import {
   type ResolvedListenerLimits,
   type TlsConnectionDescription,
 } from '@airlock/pki';
+import { isTunnelAcceptedPing } from '@airlock/protocol';
 import { fullJitterBackoffMs } from './backoff.js';
 
 /** The agent's client certificate and key for one connection. The key is secret and never logged. */
@@ -36,7 +37,11 @@ export interface TunnelAgentOptions {
    * connection (or by `rotate()`) while the current connection keeps serving its in-flight calls.
    */
   readonly getCredentials: () => TunnelCredentials | Promise<TunnelCredentials>;
-  /** The Connect services the control plane may call, as for `connectNodeAdapter`. */
+  /**
+   * The Connect services the control plane may call, as for `connectNodeAdapter`. Must include
+   * TunnelHealthService (as `tunnelServiceRoutes()` does): the control plane calls its Check on every
+   * new connection and uses the connection only once it has answered.
+   */
   readonly routes: (router: ConnectRouter) => void;
   readonly log: Logger;
   /** Name the endpoint's certificate must match (and SNI). @default the endpoint's host name; its IP SAN for an IP address */
@@ -45,7 +50,11 @@ export interface TunnelAgentOptions {
   readonly heartbeatIntervalMs?: number;
   /** A PING unanswered for this long drops the tunnel and starts a reconnect, in milliseconds. @default 2000 */
   readonly heartbeatTimeoutMs?: number;
-  /** Limit for TCP connect, TLS handshake and the control plane's first HTTP/2 SETTINGS, in milliseconds. @default 10000 */
+  /**
+   * Limit for TCP connect, TLS handshake, and the control plane's acceptance of the connection (it
+   * calls TunnelHealthService.Check, then signals with a PING that the connection carries its
+   * calls), in milliseconds. @default 10000
+   */
   readonly connectTimeoutMs?: number;
   /** How long a connection being replaced or stopped may finish in-flight calls, in milliseconds. @default 30000 */
   readonly drainTimeoutMs?: number;
@@ -115,8 +124,9 @@ export interface TunnelAgent {
   /** Resolves once a tunnel is up; rejects with TIMEOUT after `timeoutMs`, or UNAVAILABLE if the agent stops. */
   waitForConnected(timeoutMs: number): Promise<TunnelAgentConnectionInfo>;
   /**
-   * Make-before-break: dials a new connection with fresh `getCredentials()`, switches to it once it
-   * is up, then drains the old one (GOAWAY; its in-flight calls complete). For certificate renewal.
+   * Make-before-break: dials a new connection with fresh `getCredentials()`, switches to it once the
+   * control plane has accepted it (and so routes new calls to it), then drains the old one (GOAWAY;
+   * its in-flight calls complete). For certificate renewal.
    */
   rotate(): Promise<TunnelAgentConnectionInfo>;
   stats(): TunnelAgentStats;
@@ -399,10 +409,11 @@ class TunnelAgentImpl implements TunnelAgent {
 
   /**
    * Opens one connection: TCP, then TLS with the client certificate, then HTTP/2 with this process
-   * as the server. Resolves once the control plane's SETTINGS arrive, which proves it accepted the
-   * certificate (with TLS 1.3 a client's handshake completes before the server has checked the
-   * client certificate, so 'secureConnect' alone proves nothing) and that it passed the control
-   * plane's revocation check.
+   * as the server. Resolves once the control plane's acceptance PING arrives (@airlock/protocol
+   * tunnelAcceptedPing). The control plane sends it after the connection passed its certificate and
+   * revocation checks (with TLS 1.3 a client's handshake completes before the server has checked the
+   * client certificate, so 'secureConnect' alone proves nothing), answered its TunnelHealthService
+   * proof call, and became the cluster's tunnel: from then on the control plane's calls come here.
    */
   private async dial(): Promise<AgentConnection> {
     let credentials: TunnelCredentials;
@@ -437,9 +448,17 @@ class TunnelAgentImpl implements TunnelAgent {
         reject(error);
       };
       const timer = setTimeout(
-        () => fail(new AirlockError('TIMEOUT', `Tunnel not established within ${this.config.connectTimeoutMs} ms`)),
+        () =>
+          fail(
+            new AirlockError(
+              'TIMEOUT',
+              `Tunnel not established within ${this.config.connectTimeoutMs} ms` +
+                (session === undefined ? '' : ' (the control plane did not accept the connection: does the agent serve TunnelHealthService?)'),
+            ),
+          ),
         this.config.connectTimeoutMs,
       );
+      let session: http2.ServerHttp2Session | undefined;
       // Kept after the tunnel is up: the HTTP/2 session reports socket errors, but a listener here
       // guarantees a late reset can never surface as an unhandled 'error' event.
       socket.on('error', (error) => {
@@ -471,7 +490,6 @@ class TunnelAgentImpl implements TunnelAgent {
           fail(new AirlockError('UNAVAILABLE', 'The tunnel endpoint did not negotiate HTTP/2 (ALPN h2)'));
           return;
         }
-        let session: http2.ServerHttp2Session | undefined;
         const capture = (created: http2.ServerHttp2Session): void => {
           session = created;
         };
@@ -485,7 +503,7 @@ class TunnelAgentImpl implements TunnelAgent {
         }
         const established = session;
         established.on('error', (error) => this.config.log.debug({ event: 'tunnel.session_error', code: errorCodeOf(error) }, 'tunnel session error'));
-        established.once('remoteSettings', () => {
+        const accepted = (): void => {
           if (settled) return;
           settled = true;
           clearTimeout(timer);
@@ -510,7 +528,14 @@ class TunnelAgentImpl implements TunnelAgent {
             'tunnel up; serving the control plane over it',
           );
           resolve(connection);
-        });
+        };
+        // Node's typings declare 'ping' without its payload argument.
+        const onPing = (...args: unknown[]): void => {
+          if (!isTunnelAcceptedPing(args[0])) return;
+          established.off('ping', onPing);
+          accepted();
+        };
+        established.on('ping', onPing);
       });
     });
   }
