@@ -98,7 +98,7 @@ describe('task definition errors', () => {
     ['a name starting with a digit', () => task({ name: '1task', inputs, outputs }, () => ({}))],
     ['a schema that is not a Standard Schema', () => task({ name: 't', inputs: { parse: () => 1 } as never, outputs }, () => ({}))],
     ['inputs JSON cannot carry (a Date)', () => task({ name: 't', inputs: z.object({ when: z.date() }), outputs }, () => ({}))],
-    ['outputs JSON Schema cannot express (a transform)', () => task({ name: 't', inputs, outputs: z.string().transform((s) => s.length) }, () => 0)],
+    ['outputs JSON Schema cannot express (a transform)', () => task({ name: 't', inputs, outputs: z.string().transform((s) => s.length) }, () => '')],
     ['a validator without a JSON Schema converter', () => task({ name: 't', inputs: bareSchema(isObject), outputs }, () => ({}))],
     ['negative retries', () => task({ name: 't', inputs, outputs, retries: -1 }, () => ({}))],
     ['a timeout of 0', () => task({ name: 't', inputs, outputs, timeout: 0 }, () => ({}))],
