@@ -230,7 +230,7 @@ describe('commandTask', () => {
     ['no output files', { files: {} }],
     ['an unknown outputsFrom', 'stdout' as never],
   ])('refuses %s with TASK_DEFINITION_INVALID', (_what, outputsFrom) => {
-    expect(() => commandTask({ name: 'bad', inputs: z.object({}), outputs: z.object({ out: z.string() }), command: () => ['true'], outputsFrom: outputsFrom as never })).toThrowError(
+    expect(() => commandTask({ name: 'bad', inputs: z.object({}), outputs: z.object({ out: z.string() }), command: () => ['true'], outputsFrom })).toThrowError(
       expect.objectContaining({ code: 'TASK_DEFINITION_INVALID' }),
     );
   });

@@ -138,7 +138,7 @@ export function commandTask<I extends StandardSchemaV1, O extends StandardSchema
       const text = await readOutputFile(name, ctx.workDir, field, file.path);
       outputs[field] = file.format === 'json' ? parseJson(name, field, text) : text;
     }
-    return outputs as StandardSchemaV1.InferInput<O>;
+    return outputs;
   });
 }
 

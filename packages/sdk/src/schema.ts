@@ -46,7 +46,7 @@ export function jsonIssue(value: unknown): SchemaIssue | undefined {
 
 /**
  * The JSON Schema of a validator's input or output type, from its Standard JSON Schema converter
- * (`~standard.jsonSchema`, zod ≥ 4.2 and others), or `override` when given. Throws
+ * (`~standard.jsonSchema`, as recent zod 4 releases implement it), or `override` when given. Throws
  * TASK_DEFINITION_INVALID naming `what` when neither is available, or when the validator cannot
  * express the type in JSON Schema (a Date, a transform): such a value could not be sent as JSON.
  */
@@ -59,7 +59,7 @@ export function jsonSchemaOf(schema: StandardSchemaV1, io: 'input' | 'output', w
   if (converter === undefined || typeof converter[io] !== 'function') {
     throw new AirlockError(
       'TASK_DEFINITION_INVALID',
-      `${what}: the validator (${schema['~standard'].vendor}) has no Standard JSON Schema converter (~standard.jsonSchema); use zod ≥ 4.2, or pass jsonSchema.${what} explicitly`,
+      `${what}: the validator (${schema['~standard'].vendor}) has no Standard JSON Schema converter (~standard.jsonSchema); use a recent zod 4, or pass jsonSchema.${what} explicitly`,
     );
   }
   let document: Record<string, unknown>;

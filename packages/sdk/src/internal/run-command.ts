@@ -29,7 +29,7 @@ export function runCommand(options: RunCommandOptions): Promise<Buffer> {
   const [executable, ...args] = options.argv;
   return new Promise<Buffer>((resolve, reject) => {
     if (options.signal.aborted) {
-      reject(options.signal.reason);
+      reject(asError(options.signal.reason));
       return;
     }
     const child = spawn(executable, args, {
@@ -44,7 +44,7 @@ export function runCommand(options: RunCommandOptions): Promise<Buffer> {
     const stdout: Buffer[] = [];
     let stdoutBytes = 0;
     let stderrTail = Buffer.alloc(0);
-    let failure: unknown;
+    let failure: Error | undefined;
     let killTimer: NodeJS.Timeout | undefined;
 
     const killGroup = (signal: NodeJS.Signals): void => {
@@ -56,7 +56,7 @@ export function runCommand(options: RunCommandOptions): Promise<Buffer> {
       }
     };
     const terminate = (reason: unknown): void => {
-      failure ??= reason;
+      failure ??= asError(reason);
       killGroup('SIGTERM');
       killTimer ??= setTimeout(() => killGroup('SIGKILL'), options.killGraceMs);
     };
@@ -109,4 +109,9 @@ export function runCommand(options: RunCommandOptions): Promise<Buffer> {
       else reject(new CommandFailedError(executable, exitCode, signal, stderrTail.toString('utf8').replace(/^\uFFFD+/, '')));
     });
   });
+}
+
+/** An abort reason as an Error (AbortSignal reasons can be anything). */
+function asError(reason: unknown): Error {
+  return reason instanceof Error ? reason : new AirlockError('ABORTED', undefined, { cause: reason });
 }
