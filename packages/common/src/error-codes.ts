@@ -75,6 +75,18 @@ export const ERROR_CODES = deepFreeze({
   DB_KEY_INVALID: { description: 'The control-plane database key is missing, wrong, or could not be unwrapped from its key source.', retryable: false },
   DB_SCHEMA_UNSUPPORTED: { description: 'The database schema was written by a newer (or unknown) release than this one.', retryable: false },
   DB_CONNECTION_INSECURE: { description: 'The database connection is not protected by verified TLS.', retryable: false },
+
+  // Tasks (@airlock/sdk). The record an action fails with carries one of these; a user error's message is data.
+  TASK_DEFINITION_INVALID: { description: 'A task definition is invalid (name, schemas, retries, timeout or resources).', retryable: false },
+  TASK_NOT_FOUND: { description: 'The module exports no task with the requested name.', retryable: false },
+  TASK_INPUT_INVALID: { description: "The inputs do not match the task's input schema.", retryable: false },
+  TASK_OUTPUT_INVALID: { description: "The outputs do not match the task's output schema.", retryable: false },
+  TASK_FAILED: { description: 'The task code threw an error.', retryable: true },
+  TASK_FAILED_FINAL: { description: 'The task code threw an error that it marked as not worth retrying.', retryable: false },
+  TASK_TIMED_OUT: { description: "The task attempt ran longer than the task's timeout.", retryable: true },
+  TASK_ABORTED: { description: 'The task attempt was aborted.', retryable: false },
+  COMMAND_START_FAILED: { description: "A command task's executable could not be started (not found or not executable).", retryable: false },
+  COMMAND_FAILED: { description: "A command task's executable exited with a non-zero status or was killed by a signal.", retryable: true },
 } as const satisfies Record<string, ErrorCodeInfo>);
 
 function deepFreeze<T extends Record<string, ErrorCodeInfo>>(catalogue: T): Readonly<T> {

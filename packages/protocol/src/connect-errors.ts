@@ -69,6 +69,16 @@ const CONNECT_CODES: Readonly<Record<AirlockErrorCode, Code>> = Object.freeze({
   DB_KEY_INVALID: Code.Internal,
   DB_SCHEMA_UNSUPPORTED: Code.Internal,
   DB_CONNECTION_INSECURE: Code.Internal,
+  TASK_DEFINITION_INVALID: Code.InvalidArgument,
+  TASK_NOT_FOUND: Code.NotFound,
+  TASK_INPUT_INVALID: Code.InvalidArgument,
+  TASK_OUTPUT_INVALID: Code.FailedPrecondition,
+  TASK_FAILED: Code.FailedPrecondition,
+  TASK_FAILED_FINAL: Code.FailedPrecondition,
+  TASK_TIMED_OUT: Code.DeadlineExceeded,
+  TASK_ABORTED: Code.Aborted,
+  COMMAND_START_FAILED: Code.FailedPrecondition,
+  COMMAND_FAILED: Code.FailedPrecondition,
 });
 
 /** The AirlockError code a Connect code stands for when the peer sent no AIRLOCK_ERROR_HEADER. */
