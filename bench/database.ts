@@ -116,7 +116,7 @@ async function main(): Promise<void> {
   const server = await startTempPostgres({ settings: { max_connections: 100 } });
   const admin = new pg.Client({ host: server.socketDir, port: server.port, user: server.user, database: server.database });
   await admin.connect();
-  const rows = { sqlite: [] as number[], sqlitePlain: [] as number[], postgres: [] as number[], graphile: [] as number[] };
+  const rows = { sqlite: [] as number[], sqlitePlain: [] as number[], fileOnly: [] as number[], columnsOnly: [] as number[], postgres: [] as number[], graphile: [] as number[] };
   try {
     for (let round = 0; round < ROUNDS; round += 1) {
       // Alternated within each round, so that a busy moment of the machine hits every row alike.
@@ -128,6 +128,14 @@ async function main(): Promise<void> {
       rows.sqlitePlain.push(await airlockThroughput(plain));
       await plain.close();
 
+      // Each layer alone: where the cost of encryption goes.
+      const fileOnly = await openUnencryptedSqliteForBenchmark(join(dir, `file-${round}.db`), log, { fileCipher: true });
+      rows.fileOnly.push(await airlockThroughput(fileOnly));
+      await fileOnly.close();
+      const columnsOnly = await openUnencryptedSqliteForBenchmark(join(dir, `columns-${round}.db`), log, { sealColumns: true });
+      rows.columnsOnly.push(await airlockThroughput(columnsOnly));
+      await columnsOnly.close();
+
       const url = new URL(server.url);
       url.searchParams.set('schema', `airlock_${round}`);
       const postgres = await openDatabase(resolveDatabaseConfig({ url: url.toString(), caPem: server.caPem, key: testKey(), log }));
@@ -138,7 +146,7 @@ async function main(): Promise<void> {
       await admin.query(`create database ${graphileDb} strategy = file_copy`);
       rows.graphile.push(await graphileThroughput(server, graphileDb));
       process.stderr.write(
-        `round ${round + 1}: sqlite ${rows.sqlite.at(-1)?.toFixed(0)} plain ${rows.sqlitePlain.at(-1)?.toFixed(0)} postgres ${rows.postgres.at(-1)?.toFixed(0)} graphile ${rows.graphile.at(-1)?.toFixed(0)} actions/s\n`,
+        `round ${round + 1}: sqlite ${rows.sqlite.at(-1)?.toFixed(0)} plain ${rows.sqlitePlain.at(-1)?.toFixed(0)} file-only ${rows.fileOnly.at(-1)?.toFixed(0)} columns-only ${rows.columnsOnly.at(-1)?.toFixed(0)} postgres ${rows.postgres.at(-1)?.toFixed(0)} graphile ${rows.graphile.at(-1)?.toFixed(0)} actions/s\n`,
       );
     }
   } finally {
@@ -146,7 +154,7 @@ async function main(): Promise<void> {
     await server.stop();
     await rm(dir, { recursive: true, force: true });
   }
-  const m = { sqlite: median(rows.sqlite), sqlitePlain: median(rows.sqlitePlain), postgres: median(rows.postgres), graphile: median(rows.graphile) };
+  const m = { sqlite: median(rows.sqlite), sqlitePlain: median(rows.sqlitePlain), fileOnly: median(rows.fileOnly), columnsOnly: median(rows.columnsOnly), postgres: median(rows.postgres), graphile: median(rows.graphile) };
   const all = (values: number[]): string => values.map((value) => value.toFixed(0)).join(', ');
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
   const report = `# Control-plane database benchmark
@@ -166,12 +174,16 @@ graphile-worker runs against the same server, over TLS too.
 |---|---|---|---|
 | Airlock on SQLite, encrypted (SQLCipher + column sealing) | ${m.sqlite.toFixed(0)} | ${all(rows.sqlite)} | ≥ 1,000 |
 | Airlock on SQLite, unencrypted (benchmark-only opener) | ${m.sqlitePlain.toFixed(0)} | ${all(rows.sqlitePlain)} | |
+| … SQLCipher file encryption only (columns stored as they are) | ${m.fileOnly.toFixed(0)} | ${all(rows.fileOnly)} | |
+| … column sealing only (no file cipher) | ${m.columnsOnly.toFixed(0)} | ${all(rows.columnsOnly)} | |
 | Airlock on PostgreSQL, TLS, column sealing | ${m.postgres.toFixed(0)} | ${all(rows.postgres)} | |
 | graphile-worker ${(await import('graphile-worker/package.json', { with: { type: 'json' } })).default.version} on the same PostgreSQL (add_job → done, no-op task) | ${m.graphile.toFixed(0)} | ${all(rows.graphile)} | |
 
 | ratio | value | target |
 |---|---|---|
 | SQLite encryption on ÷ off | ${(m.sqlite / m.sqlitePlain).toFixed(2)} | ≥ 0.8 |
+| … SQLCipher alone ÷ off (the library's floor under the issue's required cipher) | ${(m.fileOnly / m.sqlitePlain).toFixed(2)} | |
+| … column sealing alone ÷ off | ${(m.columnsOnly / m.sqlitePlain).toFixed(2)} | |
 | Airlock on PostgreSQL ÷ graphile-worker | ${(m.postgres / m.graphile).toFixed(2)} | ≥ 0.5 |
 `;
   await writeFile(join(ROOT, 'bench/results/database.md'), report);

@@ -52,10 +52,11 @@ export async function startCli(args: readonly string[], ready: RegExp, env: Node
   return { child, output: () => out + err };
 }
 
-/** Sends SIGINT (Ctrl-C) and resolves with the exit code. */
-export async function interrupt(child: ChildProcessWithoutNullStreams): Promise<number | null> {
+/** Sends SIGINT (Ctrl-C) and resolves with the exit code, or the name of the signal that ended the process. */
+export async function interrupt(child: ChildProcessWithoutNullStreams): Promise<number | string | null> {
   if (child.exitCode !== null) return child.exitCode;
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  if (child.signalCode !== null) return child.signalCode;
+  const exited = new Promise<number | string | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
   child.kill('SIGINT');
   return exited;
 }

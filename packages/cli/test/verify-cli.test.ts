@@ -2,7 +2,9 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openKmsKeyVault } from '@airlock/data-plane';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectLocalKms } from '../src/internal/kms-client.js';
 import { interrupt, runCli, startCli } from './run-cli.js';
 
 /** Polls an async check until it returns a value; fails after `timeoutMs`. */
@@ -138,9 +140,18 @@ describe('airlock verify', () => {
     const token = (await readFile(join(dir, 'client', 'token'), 'utf8')).trim();
     const credentials = await readFile(join(dir, 'kms', 'credentials'), 'utf8');
     const secret = /aws_secret_access_key = (\S+)/.exec(credentials)?.[1] ?? 'unreachable';
-    // The agent's private key: its second base64 line holds the private scalar (the first is the common ASN.1 header).
-    const stored = JSON.parse(await readFile(join(dir, 'data-plane', 'agent', 'credentials.json'), 'utf8')) as { keyPem: string };
-    const agentKey = stored.keyPem.split('\n')[2] ?? 'unreachable';
+    // The agent's private key, opened through the data plane's KMS (it is stored only sealed): its second base64 line
+    // holds the private scalar (the first is the common ASN.1 header).
+    const stored = JSON.parse(await readFile(join(dir, 'data-plane', 'agent', 'credentials.json'), 'utf8')) as { sealedKey: { ciphertext: string } };
+    const kms = await connectLocalKms(dir);
+    let agentKeyPem: string;
+    try {
+      const vault = await openKmsKeyVault(kms);
+      agentKeyPem = (await vault.open(Buffer.from(stored.sealedKey.ciphertext, 'base64'), { purpose: 'airlock/agent-private-key', cluster: 'local' }, 'the agent key')).toString('utf8');
+    } finally {
+      kms.destroy();
+    }
+    const agentKey = agentKeyPem.split('\n')[2] ?? 'unreachable';
     expect(agentKey.length).toBeGreaterThan(40);
     for (const canary of [token, secret, agentKey]) expect(up.output()).not.toContain(canary);
     expect(up.output()).not.toMatch(/alb_[A-Za-z0-9_-]{20}/);

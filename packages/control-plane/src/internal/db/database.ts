@@ -7,7 +7,7 @@ import SqliteDatabase from 'better-sqlite3-multiple-ciphers';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { AirlockError, configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
-import { zeroize } from '@airlock/crypto';
+import { randomBytes, zeroize } from '@airlock/crypto';
 import { tlsClientOptions } from '@airlock/pki';
 import { createColumnSealer, type ColumnSealer } from './column-sealer.js';
 import { FIRST_DATA_KEY, loadDataKeys, rewrapDataKeys, type ControlPlaneKey } from './keyring.js';
@@ -327,16 +327,26 @@ export async function openDatabase(config: ResolvedDatabaseConfig): Promise<Cont
 
 /**
  * For `bench/database.ts` only, to measure what encryption costs: the same SQLite database without
- * the file cipher, and a "sealer" that stores values as they are. Not exported from the package, so
- * no deployment can reach it.
+ * the file cipher, and a "sealer" that stores values as they are. `fileCipher` or `sealColumns`
+ * turns one of the two layers back on (with a random key), so that each layer's cost shows alone.
+ * Not exported from the package, so no deployment can reach it.
  */
-export async function openUnencryptedSqliteForBenchmark(path: string, log: Logger): Promise<ControlPlaneDatabase> {
+export async function openUnencryptedSqliteForBenchmark(
+  path: string,
+  log: Logger,
+  layers: { readonly fileCipher?: boolean; readonly sealColumns?: boolean } = {},
+): Promise<ControlPlaneDatabase> {
   const raw = new SqliteDatabase(path);
+  if (layers.fileCipher === true) {
+    raw.pragma(`cipher='sqlcipher'`);
+    raw.pragma('legacy=4');
+    raw.pragma(`key="x'${randomBytes(32).toString('hex')}'"`);
+  }
   walMode(raw);
   const db = new Kysely<DatabaseSchema>({ dialect: new GroupCommitSqliteDialect(raw, `${path}-wal`) });
   const { version } = await migrateToLatest(db as Kysely<unknown>, 'sqlite');
   const plain = (bytes: Uint8Array): Buffer => Buffer.from(bytes);
-  const sealer: ColumnSealer = {
+  const sealer: ColumnSealer = layers.sealColumns === true ? createColumnSealer({ keys: new Map([[FIRST_DATA_KEY, randomBytes(32)]]), sealWith: FIRST_DATA_KEY, indexKey: FIRST_DATA_KEY }) : {
     seal: (_cell, plaintext) => plain(plaintext),
     open: (_cell, sealed) => plain(sealed),
     sealText: (_cell, text) => Buffer.from(text, 'utf8'),
