@@ -57,14 +57,16 @@ function nobody(): { uid: number; gid: number } {
  */
 async function asUnprivileged<T>(action: () => Promise<T>): Promise<T> {
   if (process.geteuid?.() !== 0) return action();
+  const { seteuid, setegid } = process;
+  if (seteuid === undefined || setegid === undefined) throw new Error('running as root without seteuid: cannot drop privileges for the permission test');
   const { uid, gid } = nobody();
-  process.setegid(gid);
-  process.seteuid(uid);
+  setegid(gid);
+  seteuid(uid);
   try {
-    expect(process.geteuid()).toBe(uid);
+    expect(process.geteuid?.()).toBe(uid);
     return await action();
   } finally {
-    process.seteuid(0);
-    process.setegid(0);
+    seteuid(0);
+    setegid(0);
   }
 }
