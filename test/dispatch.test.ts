@@ -1,5 +1,6 @@
 // Cross-plane tests of dispatch: Bootstrap over gRPC, mTLS authentication, the agent's action loop, revocation, renewal, and control-plane restarts.
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
@@ -26,7 +27,16 @@ import {
   type DataPlaneAgentOptions,
 } from '@airlock/data-plane';
 import { AirlockError } from '@airlock/common';
-import { createCertificateAuthority, createCertificateRequest, issueServerCertificate, parseCertificate, tlsClientOptions, type CertificateKeyPair } from '@airlock/pki';
+import {
+  clusterIdentityUri,
+  createCertificateAuthority,
+  createCertificateRequest,
+  issueClientCertificate,
+  issueServerCertificate,
+  parseCertificate,
+  tlsClientOptions,
+  type CertificateKeyPair,
+} from '@airlock/pki';
 import { DispatchService, EchoService, fromConnectError } from '@airlock/protocol';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { captureLogger, type LogLine } from '@airlock/testing';
@@ -314,6 +324,53 @@ describe('dispatch authentication', () => {
     expect(await failure(client.pollActions({ cluster: 'bravo' }))).toMatchObject(mismatch);
     expect(await failure(client.reportEvents({ cluster: 'bravo' }))).toMatchObject(mismatch);
     expect(plane.dispatch.agentVersion('bravo')).toBeUndefined();
+  });
+  it('refuses a client certificate from a foreign CA at the handshake, even one naming a registered cluster', async () => {
+    const plane = await startControlPlane();
+    const genuine = await bootstrapOverRpc(plane, 'foreign-1');
+    // The control: the registered cluster's own certificate is accepted.
+    await dispatchClient(plane.dispatch.url, genuine).register({ cluster: 'foreign-1', agentVersion: AGENT_VERSION });
+
+    // Same identity, same shape, signed by a CA the control plane does not trust.
+    const foreignCa = await createCertificateAuthority({ commonName: 'dispatch test CA' });
+    const foreign = await issueClientCertificate({ ca: foreignCa, uri: clusterIdentityUri('foreign-1') });
+    secrets.push(foreign.key);
+
+    // Every RPC on such a connection fails without an answer from the service, Bootstrap included.
+    const client = dispatchClient(plane.dispatch.url, foreign);
+    const token = await bootstrapToken(plane, 'foreign-2');
+    const csrPem = (await createCertificateRequest({ commonName: 'foreign-2' })).csr;
+    for (const call of [
+      () => client.register({ cluster: 'foreign-1', agentVersion: AGENT_VERSION }),
+      () => client.heartbeat({ cluster: 'foreign-1', sequence: 1n }),
+      () => client.bootstrap({ bootstrapToken: token, cluster: 'foreign-2', csrPem }),
+    ]) {
+      const refused = await failure(call());
+      expect(refused.connect).not.toBe(Code.PermissionDenied);
+      expect(refused.code).not.toBe('ACCESS_DENIED');
+    }
+    expect(await plane.registry.cluster('foreign-2')).toBeUndefined();
+
+    // On the wire: the handshake is closed by the server before it answers anything, /health included.
+    const received = await new Promise<{ data: number; secured: boolean }>((resolve, reject) => {
+      let data = 0;
+      let secured = false;
+      const socket = tls.connect({ ...tlsClientOptions({ ca: ca.cert, cert: foreign.cert, key: foreign.key }), host: '127.0.0.1', port: plane.dispatch.port, ALPNProtocols: ['http/1.1'] });
+      socket.on('secureConnect', () => {
+        secured = true;
+        socket.write('GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+      });
+      socket.on('data', (chunk: Buffer) => (data += chunk.length));
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve({ data, secured }));
+      socket.setTimeout(15_000, () => reject(new Error('the dispatch server kept a foreign-CA connection open')));
+    });
+    expect(received.data).toBe(0);
+    // The refusal is the untrusted certificate, found before the registry is consulted.
+    const refusals = plane.logs.lines.filter((line) => line.event === 'dispatch.client_refused');
+    expect(refusals.length).toBeGreaterThanOrEqual(2);
+    expect(refusals.every((line) => line.reason === 'untrusted-certificate')).toBe(true);
+    noSecretsIn(plane.logs.text());
   });
 });
 

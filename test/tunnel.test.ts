@@ -343,6 +343,42 @@ describe('tunnel endpoint refuses clients in the TLS handshake', () => {
   });
 });
 
+describe('the agent checks the control plane\'s name, not only its CA', () => {
+  it('refuses a tunnel endpoint whose certificate comes from the right CA but names another host', async () => {
+    // Signed by the cluster's CA, but for wrong.example only: no 127.0.0.1, no localhost.
+    const misnamed = await issueServerCertificate({ ca: pki.ca, dnsNames: ['wrong.example'] });
+    const logs = captureLogger('misnamed-endpoint');
+    const endpoint = await startTunnelEndpoint({
+      tls: { cert: misnamed.cert, key: misnamed.key },
+      ca: pki.ca.cert,
+      port: 0,
+      log: logs.log,
+      isClusterAllowed: async () => true,
+    });
+    const client = await pki.client('eu-9');
+    const { agent, logs: agentLogs } = inProcessAgent(endpoint, { getCredentials: () => ({ cert: client.cert, key: client.key }), backoffMaxMs: 200 });
+    try {
+      // Several attempts, each refused by the agent for the name, none of them a tunnel.
+      const failures = await eventually('three refused attempts', 30_000, () => {
+        const lines = agentLogs.lines.filter((line) => line.event === 'tunnel.connect_failed');
+        return lines.length >= 3 ? lines : undefined;
+      });
+      for (const line of failures) {
+        expect(line).toMatchObject({ code: 'UNAVAILABLE' });
+        expect(String(line.msg)).toContain('ERR_TLS_CERT_ALTNAME_INVALID');
+      }
+      expect(agent.connection()).toBeUndefined();
+      expect(agent.stats().established).toBe(0);
+      expect(agentLogs.lines.some((line) => line.event === 'tunnel.connected')).toBe(false);
+      expect(endpoint.clusters()).toEqual([]);
+      expect(() => endpoint.transportFor('eu-9')).toThrow(expect.objectContaining({ code: 'UNAVAILABLE' }));
+    } finally {
+      await agent.stop();
+      await endpoint.close();
+    }
+  });
+});
+
 describe('revocation, certificate rotation and silent network loss (agent in process)', () => {
   let endpoint: TunnelEndpoint;
   let logs: ReturnType<typeof captureLogger>;

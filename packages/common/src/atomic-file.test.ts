@@ -1,4 +1,5 @@
 // Atomic writes leave either the old or the new content, with the requested mode, and map OS errors.
+import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,8 +31,42 @@ describe('writeFileAtomic', () => {
     await expect(writeFileAtomic(join(dir, 'missing', 'f'), 'x')).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
-  it.skipIf(process.getuid?.() === 0)('maps an unwritable directory to PERMISSION_DENIED', async () => {
-    await chmod(dir, 0o500);
-    await expect(writeFileAtomic(join(dir, 'f'), 'x')).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+  it('maps an unwritable directory to PERMISSION_DENIED (as root too, with the effective uid dropped to nobody)', async () => {
+    // Readable and searchable by everyone, writable by no one: only the write is refused.
+    await chmod(dir, 0o555);
+    const outcome = await asUnprivileged(() => writeFileAtomic(join(dir, 'f'), 'x').then(() => undefined, (error: unknown) => error));
+    expect(outcome).toMatchObject({ code: 'PERMISSION_DENIED' });
+    expect(await readdir(dir)).toEqual([]);
   });
 });
+
+/** uid and gid of the `nobody` account, from /etc/passwd (Node has no getpwnam). */
+function nobody(): { uid: number; gid: number } {
+  for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+    const [name, , uid, gid] = line.split(':');
+    if (name === 'nobody' && uid !== undefined && gid !== undefined) return { uid: Number(uid), gid: Number(gid) };
+  }
+  throw new Error('no "nobody" account in /etc/passwd: cannot drop root privileges for the permission test');
+}
+
+/**
+ * Runs `action` without root's power to write anywhere: as root (as CI runs), the effective uid and
+ * gid become nobody's for its duration (seteuid applies to every thread, libuv's file-system pool
+ * included), then root's come back. Unprivileged users run it as they are. This test file runs in
+ * its own worker process, and nothing else runs in it meanwhile.
+ */
+async function asUnprivileged<T>(action: () => Promise<T>): Promise<T> {
+  if (process.geteuid?.() !== 0) return action();
+  const { seteuid, setegid } = process;
+  if (seteuid === undefined || setegid === undefined) throw new Error('running as root without seteuid: cannot drop privileges for the permission test');
+  const { uid, gid } = nobody();
+  setegid(gid);
+  seteuid(uid);
+  try {
+    expect(process.geteuid?.()).toBe(uid);
+    return await action();
+  } finally {
+    seteuid(0);
+    setegid(0);
+  }
+}

@@ -13,6 +13,7 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Ht
 import {
   createCertificateAuthority,
   createCertificateRequest,
+  issueClientCertificate,
   issueServerCertificate,
   tlsClientOptions,
   type CertificateKeyPair,
@@ -22,7 +23,7 @@ import { captureLogger } from '@airlock/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openClusterRegistry, openApiTokenStore, startApiServer, type ApiTokenStore, type ClusterRegistry, type ConnectServer, type ControlPlaneDatabase } from '../src/index.js';
 import { openAt } from './backends.js';
-import { startConnectServer } from '../src/internal/connect-server.js';
+import { startConnectServer, tlsPeerKey } from '../src/internal/connect-server.js';
 
 const run = promisify(execFile);
 
@@ -558,5 +559,64 @@ describe('the connect server keeps genuine internal errors and fixes streaming d
     // The end-stream message (flag 0x02) carries the error as JSON.
     expect(connect.body[0]).toBe(0x02);
     expect(JSON.parse(connect.body.subarray(5).toString('utf8'))).toMatchObject({ error: { code: 'invalid_argument' } });
+  });
+});
+
+describe('client certificates from a foreign CA', () => {
+  // A server that asks for client certificates but has no further check (no isAllowed): the CA is
+  // the only thing standing between a foreign certificate and the handler.
+  let guarded: ConnectServer;
+  let guardedLogs: ReturnType<typeof captureLogger>;
+  let own: CertificateKeyPair;
+  let foreign: CertificateKeyPair;
+  const handled: Array<boolean | undefined> = [];
+  beforeAll(async () => {
+    const leaf = await issueServerCertificate({ ca, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+    own = await issueClientCertificate({ ca, uri: 'spiffe://airlock/cluster/alpha' });
+    // Same subject and identity as the test CA's, but another key: only the signature tells them apart.
+    const foreignCa = await createCertificateAuthority({ commonName: 'api server test CA' });
+    foreign = await issueClientCertificate({ ca: foreignCa, uri: 'spiffe://airlock/cluster/alpha' });
+    guardedLogs = captureLogger('guarded');
+    guarded = await startConnectServer({
+      name: 'guarded',
+      tls: { cert: leaf.cert, key: leaf.key },
+      clientCertificates: { ca: ca.cert },
+      log: guardedLogs.log,
+      routes: (router) => {
+        router.service(EchoService, {
+          echo: (request, context) => {
+            handled.push(context.values.get(tlsPeerKey)?.authorized);
+            return { payload: request.payload };
+          },
+        });
+      },
+    });
+  });
+  afterAll(async () => {
+    await guarded?.close();
+  });
+
+  function echoClient(credentials: CertificateKeyPair): Client<typeof EchoService> {
+    const manager = new Http2SessionManager(guarded.url, {}, tlsClientOptions({ ca: ca.cert, cert: credentials.cert, key: credentials.key }));
+    managers.push(manager);
+    return createClient(EchoService, createGrpcTransport({ baseUrl: guarded.url, sessionManager: manager }));
+  }
+
+  it('the connect server closes the connection after the handshake, before any handler runs', async () => {
+    // The control: a certificate from the trusted CA reaches the handler.
+    expect((await echoClient(own).echo({ payload: new Uint8Array([1, 2]) })).payload).toEqual(new Uint8Array([1, 2]));
+    expect(handled).toEqual([true]);
+
+    // callError throws unless the call fails; the handler never saw it.
+    await callError(echoClient(foreign).echo({ payload: new Uint8Array([3]) }));
+    expect(handled).toEqual([true]);
+    expect(guardedLogs.lines.some((line) => line.event === 'guarded.client_refused' && line.reason === 'untrusted-certificate')).toBe(true);
+  });
+
+  it('the API server takes no identity from a client certificate: a foreign one with no token is unauthenticated', async () => {
+    const manager = new Http2SessionManager(server.url, {}, tlsClientOptions({ ca: ca.cert, cert: foreign.cert, key: foreign.key }));
+    managers.push(manager);
+    const client = createClient(AirlockService, createGrpcTransport({ baseUrl: server.url, sessionManager: manager }));
+    expect(await codes(client.whoAmI({}))).toEqual([Code.Unauthenticated, 'AUTH_MISSING']);
   });
 });
