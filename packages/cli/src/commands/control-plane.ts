@@ -245,6 +245,8 @@ export async function runControlPlaneServe(options: ControlPlaneServeOptions): P
   const log = createLogger({ name: 'control-plane', level: options.logLevel });
   const plane = await startLocalControlPlane(dataDir, options, log);
   const child = process.connected;
+  // Stop signals are trapped before anything says "Press Ctrl-C": a Ctrl-C right after it must stop the plane, not kill it.
+  const stopped = serveUntilSignalled('the control plane', () => plane.close(), { quiet: child });
   if (!child) {
     print(`Airlock control plane running from ${dataDir}`);
     print(`  database:  ${plane.database}`);
@@ -255,5 +257,5 @@ export async function runControlPlaneServe(options: ControlPlaneServeOptions): P
     print('Press Ctrl-C to stop.');
   }
   announceReady('control', plane.endpoints);
-  await serveUntilSignalled('the control plane', () => plane.close(), { quiet: child });
+  await stopped;
 }

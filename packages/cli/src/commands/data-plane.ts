@@ -132,6 +132,8 @@ export async function runDataPlaneServe(options: DataPlaneServeOptions): Promise
   const log = createLogger({ name: 'data-plane', level: options.logLevel });
   const plane = await startLocalDataPlane(dataDir, options, log);
   const child = process.connected;
+  // Stop signals are trapped before anything says "Press Ctrl-C": a Ctrl-C right after it must stop the plane, not kill it.
+  const stopped = serveUntilSignalled('the data plane', () => plane.close(), { quiet: child });
   if (!child) {
     print(`Airlock data plane "${options.cluster}" running from ${dataDir}`);
     for (const endpoint of plane.endpoints) print(`  ${endpoint.name.padEnd(12)} ${endpoint.url}`);
@@ -141,5 +143,5 @@ export async function runDataPlaneServe(options: DataPlaneServeOptions): Promise
     print('Press Ctrl-C to stop.');
   }
   announceReady('data', plane.endpoints);
-  await serveUntilSignalled('the data plane', () => plane.close(), { quiet: child });
+  await stopped;
 }

@@ -79,6 +79,7 @@ export async function runKmsServe(options: KmsServeOptions): Promise<void> {
   const log = createLogger({ name: 'kms', level: options.logLevel });
   const budget = await processConnectionBudget();
   const { server, endpoint } = await startLocalKms(dataDir, { ...options, ...(budget === undefined ? {} : { connectionBudget: budget }) }, log);
+  const stopped = serveUntilSignalled('the KMS', () => server.close());
   print(`Airlock KMS listening on ${endpoint.endpoint} (region ${endpoint.region})`);
   print(`  CA bundle:   ${endpoint.caBundle}`);
   print(`  credentials: ${endpoint.credentialsFile}  (AWS shared-credentials format, profile "${endpoint.profile}")`);
@@ -88,7 +89,7 @@ export async function runKmsServe(options: KmsServeOptions): Promise<void> {
   print(`  AWS_CA_BUNDLE=${endpoint.caBundle} AWS_SHARED_CREDENTIALS_FILE=${endpoint.credentialsFile} \\`);
   print(`    aws kms create-key --endpoint-url ${endpoint.endpoint} --region ${endpoint.region}`);
   print('Press Ctrl-C to stop.');
-  await serveUntilSignalled('the KMS', () => server.close());
+  await stopped;
 }
 
 export async function runKmsAuditVerify(options: RootKeyFlags & { dataDir?: string; json: boolean }): Promise<void> {

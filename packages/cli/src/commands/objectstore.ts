@@ -90,6 +90,7 @@ export async function runObjectStoreServe(options: ObjectStoreServeOptions): Pro
   const log = createLogger({ name: 'objectstore', level: options.logLevel });
   const budget = await processConnectionBudget();
   const { endpoint, close } = await startLocalObjectStore(dataDir, { ...options, ...(budget === undefined ? {} : { connectionBudget: budget }) }, log);
+  const stopped = serveUntilSignalled('the object store', () => close());
   print(`Airlock object store listening on ${endpoint.endpoint} (region ${endpoint.region}, path-style)`);
   print(`  CA bundle:   ${endpoint.caBundle}`);
   print(`  credentials: ${endpoint.credentialsFile}  (the KMS access key; profile "${endpoint.profile}")`);
@@ -101,5 +102,5 @@ export async function runObjectStoreServe(options: ObjectStoreServeOptions): Pro
   const hint = planeFlagsHint(process.execArgv, 'objectstore serve');
   if (hint !== undefined) print(hint);
   print('Press Ctrl-C to stop.');
-  await serveUntilSignalled('the object store', () => close());
+  await stopped;
 }

@@ -197,33 +197,35 @@ export async function runUp(options: UpOptions): Promise<void> {
   };
   const endpoints = await writeEndpoints();
 
-  print();
-  print(formatTable(['SERVICE', 'PLANE', 'ENDPOINT'], endpoints.endpoints.map((e) => [e.name, e.plane, e.url])));
-  print();
-  print(`Control plane: pid ${endpoints.pids.controlPlane}    Data plane (cluster "local"): pid ${endpoints.pids.dataPlane}`);
-  print(`CA bundle:     ${endpoints.caBundle}`);
-  print(`API token:     ${endpoints.client.tokenFile} (admin; send it as "Authorization: Bearer <token>" to the api endpoint)`);
-  print(`Credentials:   ${endpoints.credentials.file} (profile "${endpoints.credentials.profile}", for the KMS and the object store)`);
-  print(`Endpoints:     ${layout.endpoints(dataDir)}`);
-  print();
-  print('Log in to the API (in another terminal):');
-  const api = endpoints.endpoints.find((e) => e.name === 'api')?.url ?? '';
-  print(`  curl --cacert ${endpoints.caBundle} -H "Authorization: Bearer $(cat ${endpoints.client.tokenFile})" \\`);
-  print(`    -H 'Content-Type: application/json' -d '{}' ${api}/airlock.v1.AirlockService/WhoAmI`);
-  print('Use the AWS CLI against the data plane:');
-  print(`  eval "$(npx airlock env --data-dir ${dataDir})"`);
-  print('  aws s3 mb s3://reports --endpoint-url "$AWS_ENDPOINT_URL_S3"');
-  print('  aws s3api get-bucket-encryption --bucket reports --endpoint-url "$AWS_ENDPOINT_URL_S3"');
-  print('  aws kms list-keys --endpoint-url "$AWS_ENDPOINT_URL_KMS"');
-  print();
-  print(`Prove it: npx airlock verify --data-dir ${dataDir}`);
-  print('Press Ctrl-C to stop (or run `npx airlock down`).');
+  // Printed once the stop signals are trapped (below): a Ctrl-C right after "Press Ctrl-C" must stop the stack, not kill this process.
+  const printReady = (): void => {
+    print();
+    print(formatTable(['SERVICE', 'PLANE', 'ENDPOINT'], endpoints.endpoints.map((e) => [e.name, e.plane, e.url])));
+    print();
+    print(`Control plane: pid ${endpoints.pids.controlPlane}    Data plane (cluster "local"): pid ${endpoints.pids.dataPlane}`);
+    print(`CA bundle:     ${endpoints.caBundle}`);
+    print(`API token:     ${endpoints.client.tokenFile} (admin; send it as "Authorization: Bearer <token>" to the api endpoint)`);
+    print(`Credentials:   ${endpoints.credentials.file} (profile "${endpoints.credentials.profile}", for the KMS and the object store)`);
+    print(`Endpoints:     ${layout.endpoints(dataDir)}`);
+    print();
+    print('Log in to the API (in another terminal):');
+    const api = endpoints.endpoints.find((e) => e.name === 'api')?.url ?? '';
+    print(`  curl --cacert ${endpoints.caBundle} -H "Authorization: Bearer $(cat ${endpoints.client.tokenFile})" \\`);
+    print(`    -H 'Content-Type: application/json' -d '{}' ${api}/airlock.v1.AirlockService/WhoAmI`);
+    print('Use the AWS CLI against the data plane:');
+    print(`  eval "$(npx airlock env --data-dir ${dataDir})"`);
+    print('  aws s3 mb s3://reports --endpoint-url "$AWS_ENDPOINT_URL_S3"');
+    print('  aws s3api get-bucket-encryption --bucket reports --endpoint-url "$AWS_ENDPOINT_URL_S3"');
+    print('  aws kms list-keys --endpoint-url "$AWS_ENDPOINT_URL_KMS"');
+    print();
+    print(`Prove it: npx airlock verify --data-dir ${dataDir}`);
+    print('Press Ctrl-C to stop (or run `npx airlock down`).');
+  };
 
   await new Promise<void>((resolve) => {
     const shutdown = (reason?: string): void => {
+      // The signal handlers stay installed while stopping: a second Ctrl-C must not kill this process before its planes are down.
       if (stopping) return;
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
       print(reason === undefined ? '\nStopping Airlock …' : `\n${reason}; stopping Airlock …`);
       if (reason !== undefined) process.exitCode = 1;
       void (async () => {
@@ -236,6 +238,7 @@ export async function runUp(options: UpOptions): Promise<void> {
     const onSignal = (): void => shutdown();
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    printReady();
     // A plane that dies is restarted on the same ports: the agent reconnects and re-registers by itself.
     const watch = (plane: PlaneProcess): void => {
       plane.child?.once('exit', (code, signal) => {

@@ -82,11 +82,9 @@ export async function serveUntilSignalled(what: string, close: () => Promise<voi
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (): void => {
+      // The handlers stay installed while stopping, so a repeated signal cannot kill the process half-way through close().
       if (stopping) return;
       stopping = true;
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      process.off('disconnect', stop);
       if (options.quiet !== true) print(`\nStopping ${what} …`);
       close().then(resolve, resolve);
     };
