@@ -82,9 +82,11 @@ export async function serveUntilSignalled(what: string, close: () => Promise<voi
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (): void => {
-      // The handlers stay installed while stopping, so a repeated signal cannot kill the process half-way through close().
+      // The signal handlers stay installed while stopping, so a repeated signal cannot kill the process half-way through
+      // close(). The 'disconnect' listener goes: while it is there, the IPC channel to `airlock up` keeps the process alive.
       if (stopping) return;
       stopping = true;
+      process.off('disconnect', stop);
       if (options.quiet !== true) print(`\nStopping ${what} …`);
       close().then(resolve, resolve);
     };
