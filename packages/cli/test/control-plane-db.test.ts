@@ -166,7 +166,16 @@ describe('airlock control-plane rotate-key', () => {
     const token = await readFile(join(dataDir, 'client', 'token'), 'utf8');
 
     // Refused while a stack runs from the directory (this test process stands in for it).
-    await writeFile(join(dataDir, 'endpoints.json'), JSON.stringify({ pid: process.pid }));
+    const runningStack = {
+      version: 1,
+      region: 'us-east-1',
+      caBundle: join(dataDir, 'ca', 'ca.pem'),
+      credentials: { file: join(dataDir, 'kms', 'credentials'), profile: 'default' },
+      endpoints: [],
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+    };
+    await writeFile(join(dataDir, 'endpoints.json'), JSON.stringify(runningStack));
     const refused = await runCli(['control-plane', 'rotate-key', '--data-dir', dataDir]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain('must be stopped first');

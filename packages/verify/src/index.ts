@@ -25,6 +25,6 @@ export { aeadOnlyCheck, createAeadOnlyCheck, describeSuiteProblem } from './chec
 export { noPlaintextCheck } from './checks/no-plaintext.js';
 export { NO_PLANE_PIDS_DETAILS, outboundOnlyCheck } from './checks/outbound-only.js';
 export { databaseSealedCheck } from './checks/database-sealed.js';
-export { stackReachableCheck } from './checks/stack-reachable.js';
+export { processRunning, stackReachableCheck } from './checks/stack-reachable.js';
 export { tlsVersionsCheck } from './checks/tls-versions.js';
 export { NO_TUNNEL_DETAILS, tunnelRefusesUnauthenticatedCheck } from './checks/tunnel.js';

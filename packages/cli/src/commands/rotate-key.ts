@@ -3,11 +3,12 @@ import { readFile, rename, rm } from 'node:fs/promises';
 import { AirlockError, createLogger, writeFileAtomic, type Logger } from '@airlock/common';
 import { openControlPlaneKey, type ControlPlaneDatabase } from '@airlock/control-plane';
 import { envelopeDecrypt, envelopeEncrypt } from '@airlock/crypto';
-import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
+import { layout, resolveDataDir } from '../internal/data-dir.js';
 import { CA_KEY_CONTEXT, controlPlaneRootFromFlags, openLocalControlPlaneKey } from '../internal/local-ca.js';
 import { print, printJson } from '../internal/output.js';
 import { rootKeySourceFromFlags } from '../internal/root-key-flags.js';
 import { openLocalDatabase, type DatabaseFlags } from './control-plane.js';
+import { isAlive, readEndpoints } from './up.js';
 
 export interface RotateKeyOptions extends DatabaseFlags {
   readonly dataDir?: string;
@@ -22,16 +23,10 @@ type OpenedKey = Awaited<ReturnType<typeof openControlPlaneKey>>;
 
 /** Throws when a stack or control plane started by `airlock up` still runs from the data directory: it holds the old key's data keys in memory. */
 async function refuseWhileRunning(dataDir: string): Promise<void> {
-  const text = await readDataFile(layout.endpoints(dataDir));
-  if (text === undefined) return;
-  const pids = (JSON.parse(text) as { pid?: number; pids?: { controlPlane?: number } });
-  for (const pid of [pids.pid, pids.pids?.controlPlane]) {
-    if (typeof pid !== 'number' || pid <= 0) continue;
-    try {
-      process.kill(pid, 0);
-    } catch {
-      continue;
-    }
+  const running = await readEndpoints(dataDir);
+  if (running === undefined) return;
+  for (const pid of [running.pid, running.pids?.controlPlane]) {
+    if (pid === undefined || pid <= 0 || !isAlive(pid)) continue;
     throw new AirlockError('ALREADY_EXISTS', `the stack running from ${dataDir} (pid ${pid}) must be stopped first: \`airlock down --data-dir ${dataDir}\``);
   }
 }

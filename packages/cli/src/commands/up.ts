@@ -30,7 +30,7 @@ export interface UpOptions extends DatabaseFlags {
 }
 
 /** The stack's endpoints.json, checked by the same parser `airlock verify` uses; undefined when there is none. */
-async function readEndpoints(dataDir: string): Promise<EndpointsFile | undefined> {
+export async function readEndpoints(dataDir: string): Promise<EndpointsFile | undefined> {
   const text = await readDataFile(layout.endpoints(dataDir));
   if (text === undefined) return undefined;
   try {
@@ -40,7 +40,7 @@ async function readEndpoints(dataDir: string): Promise<EndpointsFile | undefined
   }
 }
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

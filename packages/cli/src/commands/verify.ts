@@ -1,6 +1,6 @@
 // `airlock verify`: runs the @airlock/verify checks against the local stack and reports pass/fail with evidence.
 import { AirlockError } from '@airlock/common';
-import { allPassed, defaultChecks, loadCheckContext, runChecks, type CheckContext, type CheckResult, type EvidenceValue } from '@airlock/verify';
+import { allPassed, defaultChecks, loadCheckContext, processRunning, runChecks, type CheckContext, type CheckResult, type EvidenceValue } from '@airlock/verify';
 import { layout, resolveDataDir } from '../internal/data-dir.js';
 import { formatTable, print, printJson } from '../internal/output.js';
 
@@ -9,15 +9,6 @@ export interface VerifyOptions {
   readonly json: boolean;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: the process exists but belongs to another user.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 async function loadRunningStack(dataDir: string): Promise<CheckContext> {
   let ctx: CheckContext;
@@ -29,7 +20,7 @@ async function loadRunningStack(dataDir: string): Promise<CheckContext> {
     }
     throw error;
   }
-  if (!isAlive(ctx.endpointsFile.pid)) {
+  if (!processRunning(ctx.endpointsFile.pid)) {
     throw new AirlockError(
       'UNAVAILABLE',
       `no running stack in ${dataDir}: endpoints.json names pid ${ctx.endpointsFile.pid}, which is not running; start one with \`npx airlock up --data-dir ${dataDir}\``,

@@ -10,7 +10,8 @@ const NO_ANSWER: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'T
 /** How long an endpoint may take to answer; a process out of descriptors leaves connections unanswered in the backlog. */
 const REACH_TIMEOUT_MS = 5000;
 
-function processRunning(pid: number): boolean {
+/** Whether a process with this pid exists (EPERM: it does, but belongs to another user). */
+export function processRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
