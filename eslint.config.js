@@ -16,8 +16,8 @@ export const AIRLOCK_LAYERS = Object.freeze({
   kms: ['common', 'crypto', 'pki'],
   objectstore: ['common', 'crypto', 'pki', 'kms'],
   protocol: ['common', 'crypto', 'pki'],
-  'data-plane': ['common', 'crypto', 'pki', 'kms', 'objectstore', 'protocol'],
-  'control-plane': ['common', 'crypto', 'pki', 'protocol', 'kms'],
+  'data-plane': ['common', 'crypto', 'pki', 'kms', 'objectstore', 'protocol', 'sdk'],
+  'control-plane': ['common', 'crypto', 'pki', 'protocol', 'kms', 'sdk'],
   sdk: ['common', 'crypto', 'protocol'],
   verify: ['common', 'crypto', 'pki', 'protocol'],
   cli: '*',
@@ -84,6 +84,12 @@ function restrictedImportPatterns(pkg, allowed, usage) {
     patterns.push({
       regex: '^@airlock/kms/.*(?:server|internal)',
       message: 'DESIGN §6: the control plane may use the Kms client interface only, never the embedded KMS server.',
+    });
+  }
+  if (pkg === 'control-plane' || pkg === 'data-plane') {
+    patterns.push({
+      regex: '^@airlock/sdk/.*(?:runtime|testing|internal)',
+      message: 'DESIGN §6: the planes use the SDK\'s definitions only, never the task runtime or the test harness.',
     });
   }
   return patterns;

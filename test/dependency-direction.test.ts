@@ -20,9 +20,10 @@ const LAYERS: Readonly<Record<string, Layer>> = {
   kms: ['common', 'crypto', 'pki'],
   objectstore: ['common', 'crypto', 'pki', 'kms'],
   protocol: ['common', 'crypto', 'pki'],
-  'data-plane': ['common', 'crypto', 'pki', 'kms', 'objectstore', 'protocol'],
+  // Both planes read task specs, retry policies and result records through the SDK's main entry (see SUBPATH_RULES).
+  'data-plane': ['common', 'crypto', 'pki', 'kms', 'objectstore', 'protocol', 'sdk'],
   // The control plane may use the Kms client interface for its own database keys (see SUBPATH_RULES).
-  'control-plane': ['common', 'crypto', 'pki', 'protocol', 'kms'],
+  'control-plane': ['common', 'crypto', 'pki', 'protocol', 'kms', 'sdk'],
   sdk: ['common', 'crypto', 'protocol'],
   verify: ['common', 'crypto', 'pki', 'protocol'],
   cli: '*',
@@ -55,6 +56,12 @@ const SUBPATH_RULES: ReadonlyArray<{ readonly from: string; readonly to: string;
     forbidden: /server|internal/i,
     reason: 'the control plane may use the Kms client interface only, never the embedded KMS server or its internals',
   },
+  ...(['control-plane', 'data-plane'] as const).map((from) => ({
+    from,
+    to: 'sdk',
+    forbidden: /runtime|testing|internal/i,
+    reason: 'the planes use the SDK\'s definitions (specs, retry policy, error records) only, never the task runtime or the test harness, which run in task processes and tests',
+  })),
 ];
 
 /** A deep import that bypasses another package's public surface (index.ts plus `exports` subpaths). */

@@ -87,6 +87,15 @@ export const ERROR_CODES = deepFreeze({
   TASK_ABORTED: { description: 'The task attempt was aborted.', retryable: false },
   COMMAND_START_FAILED: { description: "A command task's executable could not be started (not found or not executable).", retryable: false },
   COMMAND_FAILED: { description: "A command task's executable exited with a non-zero status or was killed by a signal.", retryable: true },
+  TASK_CRASHED: { description: "The task's process exited without writing a result (killed, out of memory, or the agent restarted under it).", retryable: true },
+
+  FAILED_PRECONDITION: { description: 'The resource is not in a state that allows the operation (e.g. outputs of a run that has not finished).', retryable: false },
+  CLUSTER_REVOKED: { description: 'The data plane was revoked and can no longer run anything or be reached.', retryable: false },
+  DATA_PLANE_PIN_MISMATCH: {
+    description: "The data plane's signed sealing keys do not verify against the pinned identity fingerprint (wrong key, bad signature, or another cluster's statement).",
+    retryable: false,
+  },
+  DATA_PLANE_LOST: { description: 'The data plane running the action was not heard from within the run lease.', retryable: true },
 } as const satisfies Record<string, ErrorCodeInfo>);
 
 function deepFreeze<T extends Record<string, ErrorCodeInfo>>(catalogue: T): Readonly<T> {

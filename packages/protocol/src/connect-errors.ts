@@ -79,6 +79,11 @@ const CONNECT_CODES: Readonly<Record<AirlockErrorCode, Code>> = Object.freeze({
   TASK_ABORTED: Code.Aborted,
   COMMAND_START_FAILED: Code.FailedPrecondition,
   COMMAND_FAILED: Code.FailedPrecondition,
+  TASK_CRASHED: Code.Aborted,
+  FAILED_PRECONDITION: Code.FailedPrecondition,
+  CLUSTER_REVOKED: Code.FailedPrecondition,
+  DATA_PLANE_PIN_MISMATCH: Code.FailedPrecondition,
+  DATA_PLANE_LOST: Code.Unavailable,
 });
 
 /** The AirlockError code a Connect code stands for when the peer sent no AIRLOCK_ERROR_HEADER. */

@@ -14,3 +14,4 @@ export {
   toConnectError,
 } from './connect-errors.js';
 export { isTunnelAcceptedPing, tunnelAcceptedPing } from './tunnel-acceptance.js';
+export { IO_SEALING_PURPOSE, runInputsAad, runResultAad } from './sealed-io.js';

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AirlockError } from '@airlock/common';
-import { childActionId, inputDigest } from './ids.js';
+import { childActionId, inputDigest, taskVersion } from './ids.js';
 import { canonicalJson } from './internal/canonical-json.js';
 
 const UUID_V8 = /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -108,5 +108,22 @@ describe('childActionId', () => {
     ['a fractional call sequence', () => childActionId(PARENT, 'hello', digest, 1.5)],
   ])('refuses %s with INVALID_ARGUMENT', (_what, call) => {
     expect(call).toThrowError(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+});
+
+describe('taskVersion', () => {
+  const spec = 'a'.repeat(64);
+  const bundle = 'b'.repeat(64);
+  it('is a stable digest of the spec digest and the bundle digest, changing with either', () => {
+    expect(taskVersion(spec, bundle)).toMatch(/^[0-9a-f]{64}$/);
+    expect(taskVersion(spec, bundle)).toBe(taskVersion(spec, bundle));
+    expect(taskVersion(spec, 'c'.repeat(64))).not.toBe(taskVersion(spec, bundle));
+    expect(taskVersion('c'.repeat(64), bundle)).not.toBe(taskVersion(spec, bundle));
+    // Field order matters: swapping the two digests is a different version.
+    expect(taskVersion(bundle, spec)).not.toBe(taskVersion(spec, bundle));
+  });
+  it('refuses anything but 64 lowercase hex digits', () => {
+    expect(() => taskVersion('A'.repeat(64), bundle)).toThrow(/specDigest/);
+    expect(() => taskVersion(spec, 'b'.repeat(63))).toThrow(/bundleSha256/);
   });
 });

@@ -44,3 +44,18 @@ export function childActionId(parentActionId: string, taskName: string, digest: 
   const hex = bytes.toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
+
+const TASK_VERSION_DOMAIN = 'airlock/v1/task-version\n';
+
+/**
+ * A task version: SHA-256 (lowercase hex) over the spec's digest (taskSpecDigest) and the code
+ * bundle's SHA-256. The CLI computes it before uploading anything, and the control plane computes
+ * it again on RegisterTask, so unchanged code and spec map to the same version and nothing is
+ * uploaded twice.
+ */
+export function taskVersion(specDigest: string, bundleSha256: string): string {
+  for (const [name, value] of [['specDigest', specDigest], ['bundleSha256', bundleSha256]] as const) {
+    if (!/^[0-9a-f]{64}$/.test(value)) throw new AirlockError('INVALID_ARGUMENT', `taskVersion: ${name} must be 64 lowercase hex digits`);
+  }
+  return createHash('sha256').update(TASK_VERSION_DOMAIN).update(specDigest).update('\n').update(bundleSha256).digest('hex');
+}

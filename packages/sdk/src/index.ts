@@ -43,5 +43,5 @@ export {
 export { CommandFailedError, formatIssuePath, NonRetryableError, TaskValidationError, type SchemaIssue } from './errors.js';
 export { durationMs, resolveRetryPolicy, retryDelayMs, shouldRetry, type Duration, type ResolvedRetryPolicy, type RetryOptions } from './retry.js';
 export { isStandardSchema, JSON_SCHEMA_TARGET, type JsonSchema } from './schema.js';
-export { childActionId, inputDigest } from './ids.js';
+export { childActionId, inputDigest, taskVersion } from './ids.js';
 export { SDK_VERSION } from './version.js';

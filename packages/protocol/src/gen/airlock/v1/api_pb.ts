@@ -6,7 +6,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { DataPlaneKeys, HealthStatus } from "./common_pb.js";
+import type { ActionPhase, CodeBundle, DataPlaneKeys, ErrorRecord, HealthStatus, PhaseTransition, SealedPayload, TaskRef } from "./common_pb.js";
 import { file_airlock_v1_common } from "./common_pb.js";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -16,7 +16,902 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file airlock/v1/api.proto.
  */
 export const file_airlock_v1_api: GenFile = /*@__PURE__*/
-  fileDesc("ChRhaXJsb2NrL3YxL2FwaS5wcm90bxIKYWlybG9jay52MSIPCg1IZWFsdGhSZXF1ZXN0InwKDkhlYWx0aFJlc3BvbnNlEigKBnN0YXR1cxgBIAEoDjIYLmFpcmxvY2sudjEuSGVhbHRoU3RhdHVzEg8KB3ZlcnNpb24YAiABKAkSLwoLc2VydmVyX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj4KC1Byb2plY3RSb2xlEg8KB3Byb2plY3QYASABKAkSHgoEcm9sZRgCIAEoDjIQLmFpcmxvY2sudjEuUm9sZSIPCg1XaG9BbUlSZXF1ZXN0In8KDldob0FtSVJlc3BvbnNlEg8KB3N1YmplY3QYASABKAkSJgoFcm9sZXMYAiADKAsyFy5haXJsb2NrLnYxLlByb2plY3RSb2xlEjQKEHRva2VuX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItsCCgdDbHVzdGVyEgwKBG5hbWUYASABKAkSJwoFc3RhdGUYAiABKA4yGC5haXJsb2NrLnYxLkNsdXN0ZXJTdGF0ZRIVCg1hZ2VudF92ZXJzaW9uGAMgASgJEicKBGtleXMYBCABKAsyGS5haXJsb2NrLnYxLkRhdGFQbGFuZUtleXMSMQoNcmVnaXN0ZXJlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRbGFzdF9oZWFydGJlYXRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEHR1bm5lbF9jb25uZWN0ZWQYByABKAgSGgoSY2VydGlmaWNhdGVfc2hhMjU2GAggASgJEjkKFWNlcnRpZmljYXRlX25vdF9hZnRlchgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPAoTTGlzdENsdXN0ZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJWChRMaXN0Q2x1c3RlcnNSZXNwb25zZRIlCghjbHVzdGVycxgBIAMoCzITLmFpcmxvY2sudjEuQ2x1c3RlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIQoRR2V0Q2x1c3RlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSI6ChJHZXRDbHVzdGVyUmVzcG9uc2USJAoHY2x1c3RlchgBIAEoCzITLmFpcmxvY2sudjEuQ2x1c3RlciI0ChRSZXZva2VDbHVzdGVyUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI9ChVSZXZva2VDbHVzdGVyUmVzcG9uc2USJAoHY2x1c3RlchgBIAEoCzITLmFpcmxvY2sudjEuQ2x1c3RlciJmChtDcmVhdGVCb290c3RyYXBUb2tlblJlcXVlc3QSDwoHY2x1c3RlchgBIAEoCRImCgN0dGwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDgoGcmVhc29uGAMgASgJIl0KHENyZWF0ZUJvb3RzdHJhcFRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqTgoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDwoLUk9MRV9WSUVXRVIQARIPCgtST0xFX1JVTk5FUhACEg4KClJPTEVfQURNSU4QAyp9CgxDbHVzdGVyU3RhdGUSHQoZQ0xVU1RFUl9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUNMVVNURVJfU1RBVEVfUEVORElORxABEhgKFENMVVNURVJfU1RBVEVfQUNUSVZFEAISGQoVQ0xVU1RFUl9TVEFURV9SRVZPS0VEEAMyhwQKDkFpcmxvY2tTZXJ2aWNlEkQKBkhlYWx0aBIZLmFpcmxvY2sudjEuSGVhbHRoUmVxdWVzdBoaLmFpcmxvY2sudjEuSGVhbHRoUmVzcG9uc2UiA5ACARJECgZXaG9BbUkSGS5haXJsb2NrLnYxLldob0FtSVJlcXVlc3QaGi5haXJsb2NrLnYxLldob0FtSVJlc3BvbnNlIgOQAgESVgoMTGlzdENsdXN0ZXJzEh8uYWlybG9jay52MS5MaXN0Q2x1c3RlcnNSZXF1ZXN0GiAuYWlybG9jay52MS5MaXN0Q2x1c3RlcnNSZXNwb25zZSIDkAIBElAKCkdldENsdXN0ZXISHS5haXJsb2NrLnYxLkdldENsdXN0ZXJSZXF1ZXN0Gh4uYWlybG9jay52MS5HZXRDbHVzdGVyUmVzcG9uc2UiA5ACARJUCg1SZXZva2VDbHVzdGVyEiAuYWlybG9jay52MS5SZXZva2VDbHVzdGVyUmVxdWVzdBohLmFpcmxvY2sudjEuUmV2b2tlQ2x1c3RlclJlc3BvbnNlEmkKFENyZWF0ZUJvb3RzdHJhcFRva2VuEicuYWlybG9jay52MS5DcmVhdGVCb290c3RyYXBUb2tlblJlcXVlc3QaKC5haXJsb2NrLnYxLkNyZWF0ZUJvb3RzdHJhcFRva2VuUmVzcG9uc2ViBnByb3RvMw", [file_airlock_v1_common, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChRhaXJsb2NrL3YxL2FwaS5wcm90bxIKYWlybG9jay52MSKnAQoEVGFzaxIgCgNyZWYYASABKAsyEy5haXJsb2NrLnYxLlRhc2tSZWYSEQoJc3BlY19qc29uGAIgASgMEiYKBmJ1bmRsZRgDIAEoCzIWLmFpcmxvY2sudjEuQ29kZUJ1bmRsZRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpjcmVhdGVkX2J5GAUgASgJImEKE1JlZ2lzdGVyVGFza1JlcXVlc3QSDwoHcHJvamVjdBgBIAEoCRIRCglzcGVjX2pzb24YAiABKAwSJgoGYnVuZGxlGAMgASgLMhYuYWlybG9jay52MS5Db2RlQnVuZGxlIkcKFFJlZ2lzdGVyVGFza1Jlc3BvbnNlEh4KBHRhc2sYASABKAsyEC5haXJsb2NrLnYxLlRhc2sSDwoHY3JlYXRlZBgCIAEoCCJACg5HZXRUYXNrUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEgwKBG5hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoCSIxCg9HZXRUYXNrUmVzcG9uc2USHgoEdGFzaxgBIAEoCzIQLmFpcmxvY2sudjEuVGFzayJKChBMaXN0VGFza3NSZXF1ZXN0Eg8KB3Byb2plY3QYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiTQoRTGlzdFRhc2tzUmVzcG9uc2USHwoFdGFza3MYASADKAsyEC5haXJsb2NrLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImcKG0NyZWF0ZVVwbG9hZExvY2F0aW9uUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEg8KB2NsdXN0ZXIYAiABKAkSJgoGYnVuZGxlGAMgASgLMhYuYWlybG9jay52MS5Db2RlQnVuZGxlIusBChxDcmVhdGVVcGxvYWRMb2NhdGlvblJlc3BvbnNlEhYKDmFscmVhZHlfc3RvcmVkGAEgASgIEgsKA3VybBgCIAEoCRJGCgdoZWFkZXJzGAMgAygLMjUuYWlybG9jay52MS5DcmVhdGVVcGxvYWRMb2NhdGlvblJlc3BvbnNlLkhlYWRlcnNFbnRyeRIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL6AgoDUnVuEg4KBnJ1bl9pZBgBIAEoCRIhCgR0YXNrGAIgASgLMhMuYWlybG9jay52MS5UYXNrUmVmEg8KB2NsdXN0ZXIYAyABKAkSJgoFcGhhc2UYBCABKA4yFy5haXJsb2NrLnYxLkFjdGlvblBoYXNlEisKBnBoYXNlcxgFIAMoCzIbLmFpcmxvY2sudjEuUGhhc2VUcmFuc2l0aW9uEiYKBWVycm9yGAYgASgLMhcuYWlybG9jay52MS5FcnJvclJlY29yZBIQCghhdHRlbXB0cxgHIAEoDRIRCglhY3Rpb25faWQYCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpjcmVhdGVkX2J5GAsgASgJEhcKD2Fib3J0X3JlcXVlc3RlZBgMIAEoCCKhAQoQQ3JlYXRlUnVuUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhEKCXRhc2tfbmFtZRgCIAEoCRIUCgx0YXNrX3ZlcnNpb24YAyABKAkSDwoHY2x1c3RlchgEIAEoCRIpCgZpbnB1dHMYBSABKAsyGS5haXJsb2NrLnYxLlNlYWxlZFBheWxvYWQSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJIkcKEUNyZWF0ZVJ1blJlc3BvbnNlEhwKA3J1bhgBIAEoCzIPLmFpcmxvY2sudjEuUnVuEhQKDGRlZHVwbGljYXRlZBgCIAEoCCIwCg1HZXRSdW5SZXF1ZXN0Eg8KB3Byb2plY3QYASABKAkSDgoGcnVuX2lkGAIgASgJIi4KDkdldFJ1blJlc3BvbnNlEhwKA3J1bhgBIAEoCzIPLmFpcmxvY2sudjEuUnVuIoQBCg9MaXN0UnVuc1JlcXVlc3QSDwoHcHJvamVjdBgBIAEoCRIRCgl0YXNrX25hbWUYAiABKAkSJgoFcGhhc2UYAyABKA4yFy5haXJsb2NrLnYxLkFjdGlvblBoYXNlEhEKCXBhZ2Vfc2l6ZRgEIAEoDRISCgpwYWdlX3Rva2VuGAUgASgJIkoKEExpc3RSdW5zUmVzcG9uc2USHQoEcnVucxgBIAMoCzIPLmFpcmxvY2sudjEuUnVuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIyCg9XYXRjaFJ1blJlcXVlc3QSDwoHcHJvamVjdBgBIAEoCRIOCgZydW5faWQYAiABKAkiMAoQV2F0Y2hSdW5SZXNwb25zZRIcCgNydW4YASABKAsyDy5haXJsb2NrLnYxLlJ1biIyCg9BYm9ydFJ1blJlcXVlc3QSDwoHcHJvamVjdBgBIAEoCRIOCgZydW5faWQYAiABKAkiMAoQQWJvcnRSdW5SZXNwb25zZRIcCgNydW4YASABKAsyDy5haXJsb2NrLnYxLlJ1biI1ChJMaXN0QWN0aW9uc1JlcXVlc3QSDwoHcHJvamVjdBgBIAEoCRIOCgZydW5faWQYAiABKAki6QEKCVJ1bkFjdGlvbhIRCglhY3Rpb25faWQYASABKAkSGAoQcGFyZW50X2FjdGlvbl9pZBgCIAEoCRIhCgR0YXNrGAMgASgLMhMuYWlybG9jay52MS5UYXNrUmVmEg8KB2F0dGVtcHQYBCABKA0SJgoFcGhhc2UYBSABKA4yFy5haXJsb2NrLnYxLkFjdGlvblBoYXNlEisKBnBoYXNlcxgGIAMoCzIbLmFpcmxvY2sudjEuUGhhc2VUcmFuc2l0aW9uEiYKBWVycm9yGAcgASgLMhcuYWlybG9jay52MS5FcnJvclJlY29yZCI9ChNMaXN0QWN0aW9uc1Jlc3BvbnNlEiYKB2FjdGlvbnMYASADKAsyFS5haXJsb2NrLnYxLlJ1bkFjdGlvbiJVChRHZXRSdW5PdXRwdXRzUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEg4KBnJ1bl9pZBgCIAEoCRIcChRyZWNpcGllbnRfcHVibGljX2tleRgDIAEoDCJVChVHZXRSdW5PdXRwdXRzUmVzcG9uc2USKQoGcmVzdWx0GAEgASgLMhkuYWlybG9jay52MS5TZWFsZWRQYXlsb2FkEhEKCWFjdGlvbl9pZBgCIAEoCSIPCg1IZWFsdGhSZXF1ZXN0InwKDkhlYWx0aFJlc3BvbnNlEigKBnN0YXR1cxgBIAEoDjIYLmFpcmxvY2sudjEuSGVhbHRoU3RhdHVzEg8KB3ZlcnNpb24YAiABKAkSLwoLc2VydmVyX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj4KC1Byb2plY3RSb2xlEg8KB3Byb2plY3QYASABKAkSHgoEcm9sZRgCIAEoDjIQLmFpcmxvY2sudjEuUm9sZSIPCg1XaG9BbUlSZXF1ZXN0In8KDldob0FtSVJlc3BvbnNlEg8KB3N1YmplY3QYASABKAkSJgoFcm9sZXMYAiADKAsyFy5haXJsb2NrLnYxLlByb2plY3RSb2xlEjQKEHRva2VuX2V4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItsCCgdDbHVzdGVyEgwKBG5hbWUYASABKAkSJwoFc3RhdGUYAiABKA4yGC5haXJsb2NrLnYxLkNsdXN0ZXJTdGF0ZRIVCg1hZ2VudF92ZXJzaW9uGAMgASgJEicKBGtleXMYBCABKAsyGS5haXJsb2NrLnYxLkRhdGFQbGFuZUtleXMSMQoNcmVnaXN0ZXJlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRbGFzdF9oZWFydGJlYXRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEHR1bm5lbF9jb25uZWN0ZWQYByABKAgSGgoSY2VydGlmaWNhdGVfc2hhMjU2GAggASgJEjkKFWNlcnRpZmljYXRlX25vdF9hZnRlchgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPAoTTGlzdENsdXN0ZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJWChRMaXN0Q2x1c3RlcnNSZXNwb25zZRIlCghjbHVzdGVycxgBIAMoCzITLmFpcmxvY2sudjEuQ2x1c3RlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIQoRR2V0Q2x1c3RlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSI6ChJHZXRDbHVzdGVyUmVzcG9uc2USJAoHY2x1c3RlchgBIAEoCzITLmFpcmxvY2sudjEuQ2x1c3RlciI0ChRSZXZva2VDbHVzdGVyUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI9ChVSZXZva2VDbHVzdGVyUmVzcG9uc2USJAoHY2x1c3RlchgBIAEoCzITLmFpcmxvY2sudjEuQ2x1c3RlciJmChtDcmVhdGVCb290c3RyYXBUb2tlblJlcXVlc3QSDwoHY2x1c3RlchgBIAEoCRImCgN0dGwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDgoGcmVhc29uGAMgASgJIl0KHENyZWF0ZUJvb3RzdHJhcFRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqTgoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDwoLUk9MRV9WSUVXRVIQARIPCgtST0xFX1JVTk5FUhACEg4KClJPTEVfQURNSU4QAyp9CgxDbHVzdGVyU3RhdGUSHQoZQ0xVU1RFUl9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUNMVVNURVJfU1RBVEVfUEVORElORxABEhgKFENMVVNURVJfU1RBVEVfQUNUSVZFEAISGQoVQ0xVU1RFUl9TVEFURV9SRVZPS0VEEAMygwsKDkFpcmxvY2tTZXJ2aWNlEkQKBkhlYWx0aBIZLmFpcmxvY2sudjEuSGVhbHRoUmVxdWVzdBoaLmFpcmxvY2sudjEuSGVhbHRoUmVzcG9uc2UiA5ACARJECgZXaG9BbUkSGS5haXJsb2NrLnYxLldob0FtSVJlcXVlc3QaGi5haXJsb2NrLnYxLldob0FtSVJlc3BvbnNlIgOQAgESVgoMTGlzdENsdXN0ZXJzEh8uYWlybG9jay52MS5MaXN0Q2x1c3RlcnNSZXF1ZXN0GiAuYWlybG9jay52MS5MaXN0Q2x1c3RlcnNSZXNwb25zZSIDkAIBElAKCkdldENsdXN0ZXISHS5haXJsb2NrLnYxLkdldENsdXN0ZXJSZXF1ZXN0Gh4uYWlybG9jay52MS5HZXRDbHVzdGVyUmVzcG9uc2UiA5ACARJUCg1SZXZva2VDbHVzdGVyEiAuYWlybG9jay52MS5SZXZva2VDbHVzdGVyUmVxdWVzdBohLmFpcmxvY2sudjEuUmV2b2tlQ2x1c3RlclJlc3BvbnNlEmkKFENyZWF0ZUJvb3RzdHJhcFRva2VuEicuYWlybG9jay52MS5DcmVhdGVCb290c3RyYXBUb2tlblJlcXVlc3QaKC5haXJsb2NrLnYxLkNyZWF0ZUJvb3RzdHJhcFRva2VuUmVzcG9uc2USVgoMUmVnaXN0ZXJUYXNrEh8uYWlybG9jay52MS5SZWdpc3RlclRhc2tSZXF1ZXN0GiAuYWlybG9jay52MS5SZWdpc3RlclRhc2tSZXNwb25zZSIDkAICEkcKB0dldFRhc2sSGi5haXJsb2NrLnYxLkdldFRhc2tSZXF1ZXN0GhsuYWlybG9jay52MS5HZXRUYXNrUmVzcG9uc2UiA5ACARJNCglMaXN0VGFza3MSHC5haXJsb2NrLnYxLkxpc3RUYXNrc1JlcXVlc3QaHS5haXJsb2NrLnYxLkxpc3RUYXNrc1Jlc3BvbnNlIgOQAgESaQoUQ3JlYXRlVXBsb2FkTG9jYXRpb24SJy5haXJsb2NrLnYxLkNyZWF0ZVVwbG9hZExvY2F0aW9uUmVxdWVzdBooLmFpcmxvY2sudjEuQ3JlYXRlVXBsb2FkTG9jYXRpb25SZXNwb25zZRJICglDcmVhdGVSdW4SHC5haXJsb2NrLnYxLkNyZWF0ZVJ1blJlcXVlc3QaHS5haXJsb2NrLnYxLkNyZWF0ZVJ1blJlc3BvbnNlEkQKBkdldFJ1bhIZLmFpcmxvY2sudjEuR2V0UnVuUmVxdWVzdBoaLmFpcmxvY2sudjEuR2V0UnVuUmVzcG9uc2UiA5ACARJKCghMaXN0UnVucxIbLmFpcmxvY2sudjEuTGlzdFJ1bnNSZXF1ZXN0GhwuYWlybG9jay52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESTAoIV2F0Y2hSdW4SGy5haXJsb2NrLnYxLldhdGNoUnVuUmVxdWVzdBocLmFpcmxvY2sudjEuV2F0Y2hSdW5SZXNwb25zZSIDkAIBMAESRQoIQWJvcnRSdW4SGy5haXJsb2NrLnYxLkFib3J0UnVuUmVxdWVzdBocLmFpcmxvY2sudjEuQWJvcnRSdW5SZXNwb25zZRJTCgtMaXN0QWN0aW9ucxIeLmFpcmxvY2sudjEuTGlzdEFjdGlvbnNSZXF1ZXN0Gh8uYWlybG9jay52MS5MaXN0QWN0aW9uc1Jlc3BvbnNlIgOQAgESWQoNR2V0UnVuT3V0cHV0cxIgLmFpcmxvY2sudjEuR2V0UnVuT3V0cHV0c1JlcXVlc3QaIS5haXJsb2NrLnYxLkdldFJ1bk91dHB1dHNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_airlock_v1_common, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+
+/**
+ * A registered task version.
+ *
+ * @generated from message airlock.v1.Task
+ */
+export type Task = Message<"airlock.v1.Task"> & {
+  /**
+   * The task's project, name and version.
+   *
+   * @generated from field: airlock.v1.TaskRef ref = 1;
+   */
+  ref?: TaskRef | undefined;
+
+  /**
+   * UTF-8 JSON of the SDK's TaskSpec (specVersion 1: JSON Schemas of inputs and outputs, retries,
+   * timeout, resources). Stored sealed by the control plane.
+   *
+   * @generated from field: bytes spec_json = 2;
+   */
+  specJson: Uint8Array;
+
+  /**
+   * The code.
+   *
+   * @generated from field: airlock.v1.CodeBundle bundle = 3;
+   */
+  bundle?: CodeBundle | undefined;
+
+  /**
+   * When this version was first registered.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 4;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * Who registered it first.
+   *
+   * @generated from field: string created_by = 5;
+   */
+  createdBy: string;
+};
+
+/**
+ * Describes the message airlock.v1.Task.
+ * Use `create(TaskSchema)` to create a new message.
+ */
+export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 0);
+
+/**
+ * A task version to record.
+ *
+ * @generated from message airlock.v1.RegisterTaskRequest
+ */
+export type RegisterTaskRequest = Message<"airlock.v1.RegisterTaskRequest"> & {
+  /**
+   * The project; the caller needs the runner role in it.
+   *
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * As in Task.spec_json; its `name` is the task's name. At most 256 KiB.
+   *
+   * @generated from field: bytes spec_json = 2;
+   */
+  specJson: Uint8Array;
+
+  /**
+   * The bundle, which should already be uploaded (CreateUploadLocation); the executor checks it.
+   *
+   * @generated from field: airlock.v1.CodeBundle bundle = 3;
+   */
+  bundle?: CodeBundle | undefined;
+};
+
+/**
+ * Describes the message airlock.v1.RegisterTaskRequest.
+ * Use `create(RegisterTaskRequestSchema)` to create a new message.
+ */
+export const RegisterTaskRequestSchema: GenMessage<RegisterTaskRequest> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 1);
+
+/**
+ * The task version.
+ *
+ * @generated from message airlock.v1.RegisterTaskResponse
+ */
+export type RegisterTaskResponse = Message<"airlock.v1.RegisterTaskResponse"> & {
+  /**
+   * The recorded version.
+   *
+   * @generated from field: airlock.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+
+  /**
+   * False when this exact version already existed.
+   *
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+};
+
+/**
+ * Describes the message airlock.v1.RegisterTaskResponse.
+ * Use `create(RegisterTaskResponseSchema)` to create a new message.
+ */
+export const RegisterTaskResponseSchema: GenMessage<RegisterTaskResponse> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 2);
+
+/**
+ * Which task.
+ *
+ * @generated from message airlock.v1.GetTaskRequest
+ */
+export type GetTaskRequest = Message<"airlock.v1.GetTaskRequest"> & {
+  /**
+   * The project.
+   *
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * The task's name.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * A version; empty means the newest.
+   *
+   * @generated from field: string version = 3;
+   */
+  version: string;
+};
+
+/**
+ * Describes the message airlock.v1.GetTaskRequest.
+ * Use `create(GetTaskRequestSchema)` to create a new message.
+ */
+export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 3);
+
+/**
+ * The task.
+ *
+ * @generated from message airlock.v1.GetTaskResponse
+ */
+export type GetTaskResponse = Message<"airlock.v1.GetTaskResponse"> & {
+  /**
+   * The task version.
+   *
+   * @generated from field: airlock.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+};
+
+/**
+ * Describes the message airlock.v1.GetTaskResponse.
+ * Use `create(GetTaskResponseSchema)` to create a new message.
+ */
+export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 4);
+
+/**
+ * A page of tasks.
+ *
+ * @generated from message airlock.v1.ListTasksRequest
+ */
+export type ListTasksRequest = Message<"airlock.v1.ListTasksRequest"> & {
+  /**
+   * The project.
+   *
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * Zero means the server's default; the server caps it.
+   *
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response; empty for the first page.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message airlock.v1.ListTasksRequest.
+ * Use `create(ListTasksRequestSchema)` to create a new message.
+ */
+export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 5);
+
+/**
+ * One page of tasks.
+ *
+ * @generated from message airlock.v1.ListTasksResponse
+ */
+export type ListTasksResponse = Message<"airlock.v1.ListTasksResponse"> & {
+  /**
+   * The newest version of each task, ordered by name.
+   *
+   * @generated from field: repeated airlock.v1.Task tasks = 1;
+   */
+  tasks: Task[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message airlock.v1.ListTasksResponse.
+ * Use `create(ListTasksResponseSchema)` to create a new message.
+ */
+export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 6);
+
+/**
+ * A bundle to upload.
+ *
+ * @generated from message airlock.v1.CreateUploadLocationRequest
+ */
+export type CreateUploadLocationRequest = Message<"airlock.v1.CreateUploadLocationRequest"> & {
+  /**
+   * The project; the caller needs the runner role in it.
+   *
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * The data plane that will run the task; empty means the only active cluster.
+   *
+   * @generated from field: string cluster = 2;
+   */
+  cluster: string;
+
+  /**
+   * The bundle's digest and length.
+   *
+   * @generated from field: airlock.v1.CodeBundle bundle = 3;
+   */
+  bundle?: CodeBundle | undefined;
+};
+
+/**
+ * Describes the message airlock.v1.CreateUploadLocationRequest.
+ * Use `create(CreateUploadLocationRequestSchema)` to create a new message.
+ */
+export const CreateUploadLocationRequestSchema: GenMessage<CreateUploadLocationRequest> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 7);
+
+/**
+ * Where to upload it.
+ *
+ * @generated from message airlock.v1.CreateUploadLocationResponse
+ */
+export type CreateUploadLocationResponse = Message<"airlock.v1.CreateUploadLocationResponse"> & {
+  /**
+   * True when the data plane already holds the bundle: nothing to upload.
+   *
+   * @generated from field: bool already_stored = 1;
+   */
+  alreadyStored: boolean;
+
+  /**
+   * The presigned PUT URL, straight to the data plane's object store.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * Headers to send exactly as given with the PUT.
+   *
+   * @generated from field: map<string, string> headers = 3;
+   */
+  headers: { [key: string]: string };
+
+  /**
+   * When the URL stops working.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 4;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message airlock.v1.CreateUploadLocationResponse.
+ * Use `create(CreateUploadLocationResponseSchema)` to create a new message.
+ */
+export const CreateUploadLocationResponseSchema: GenMessage<CreateUploadLocationResponse> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 8);
+
+/**
+ * One run of a task: its root action and that action's retries.
+ *
+ * @generated from message airlock.v1.Run
+ */
+export type Run = Message<"airlock.v1.Run"> & {
+  /**
+   * UUIDv7, so ids sort by creation time.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * The task version it runs (TaskRef.project is the run's project).
+   *
+   * @generated from field: airlock.v1.TaskRef task = 2;
+   */
+  task?: TaskRef | undefined;
+
+  /**
+   * The data plane it runs on.
+   *
+   * @generated from field: string cluster = 3;
+   */
+  cluster: string;
+
+  /**
+   * QUEUED, INITIALIZING, RUNNING, then SUCCEEDED, FAILED, ABORTED or TIMED_OUT. A retry between
+   * attempts shows as QUEUED again.
+   *
+   * @generated from field: airlock.v1.ActionPhase phase = 4;
+   */
+  phase: ActionPhase;
+
+  /**
+   * Every phase the run went through, in order, with its time.
+   *
+   * @generated from field: repeated airlock.v1.PhaseTransition phases = 5;
+   */
+  phases: PhaseTransition[];
+
+  /**
+   * Why it failed, for FAILED, TIMED_OUT and some ABORTED runs: a code, its kind and whether it
+   * was retryable; the task's own message stays in the data plane (GetRunOutputs).
+   *
+   * @generated from field: airlock.v1.ErrorRecord error = 6;
+   */
+  error?: ErrorRecord | undefined;
+
+  /**
+   * Attempts started so far (1 for the first).
+   *
+   * @generated from field: uint32 attempts = 7;
+   */
+  attempts: number;
+
+  /**
+   * The current attempt's action.
+   *
+   * @generated from field: string action_id = 8;
+   */
+  actionId: string;
+
+  /**
+   * When the run was created.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 9;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * When it reached a terminal phase; unset before.
+   *
+   * @generated from field: google.protobuf.Timestamp completed_at = 10;
+   */
+  completedAt?: Timestamp | undefined;
+
+  /**
+   * The subject of the token that created it.
+   *
+   * @generated from field: string created_by = 11;
+   */
+  createdBy: string;
+
+  /**
+   * Whether an abort was requested and has not taken effect yet.
+   *
+   * @generated from field: bool abort_requested = 12;
+   */
+  abortRequested: boolean;
+};
+
+/**
+ * Describes the message airlock.v1.Run.
+ * Use `create(RunSchema)` to create a new message.
+ */
+export const RunSchema: GenMessage<Run> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 9);
+
+/**
+ * A run to start.
+ *
+ * @generated from message airlock.v1.CreateRunRequest
+ */
+export type CreateRunRequest = Message<"airlock.v1.CreateRunRequest"> & {
+  /**
+   * The project; the caller needs the runner role in it.
+   *
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * The task's name.
+   *
+   * @generated from field: string task_name = 2;
+   */
+  taskName: string;
+
+  /**
+   * A version; empty means the newest.
+   *
+   * @generated from field: string task_version = 3;
+   */
+  taskVersion: string;
+
+  /**
+   * The data plane to run on; empty means the only active cluster.
+   *
+   * @generated from field: string cluster = 4;
+   */
+  cluster: string;
+
+  /**
+   * The inputs as JSON, sealed by the client to the data plane's I/O key (docs/runs.md gives the
+   * associated data). Unset for a task without inputs.
+   *
+   * @generated from field: airlock.v1.SealedPayload inputs = 5;
+   */
+  inputs?: SealedPayload | undefined;
+
+  /**
+   * Makes the call safe to retry: another CreateRun of the project with the same key within the
+   * key's lifetime (24 hours) returns the first run instead of starting a second. At most 128
+   * printable ASCII characters.
+   *
+   * @generated from field: string idempotency_key = 6;
+   */
+  idempotencyKey: string;
+};
+
+/**
+ * Describes the message airlock.v1.CreateRunRequest.
+ * Use `create(CreateRunRequestSchema)` to create a new message.
+ */
+export const CreateRunRequestSchema: GenMessage<CreateRunRequest> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 10);
+
+/**
+ * The run.
+ *
+ * @generated from message airlock.v1.CreateRunResponse
+ */
+export type CreateRunResponse = Message<"airlock.v1.CreateRunResponse"> & {
+  /**
+   * The new run, or the earlier one with the same idempotency key.
+   *
+   * @generated from field: airlock.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+
+  /**
+   * True when `run` is the earlier run of an idempotency key.
+   *
+   * @generated from field: bool deduplicated = 2;
+   */
+  deduplicated: boolean;
+};
+
+/**
+ * Describes the message airlock.v1.CreateRunResponse.
+ * Use `create(CreateRunResponseSchema)` to create a new message.
+ */
+export const CreateRunResponseSchema: GenMessage<CreateRunResponse> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 11);
+
+/**
+ * Which run.
+ *
+ * @generated from message airlock.v1.GetRunRequest
+ */
+export type GetRunRequest = Message<"airlock.v1.GetRunRequest"> & {
+  /**
+   * The project.
+   *
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * The run.
+   *
+   * @generated from field: string run_id = 2;
+   */
+  runId: string;
+};
+
+/**
+ * Describes the message airlock.v1.GetRunRequest.
+ * Use `create(GetRunRequestSchema)` to create a new message.
+ */
+export const GetRunRequestSchema: GenMessage<GetRunRequest> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 12);
+
+/**
+ * The run.
+ *
+ * @generated from message airlock.v1.GetRunResponse
+ */
+export type GetRunResponse = Message<"airlock.v1.GetRunResponse"> & {
+  /**
+   * The run as known now.
+   *
+   * @generated from field: airlock.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message airlock.v1.GetRunResponse.
+ * Use `create(GetRunResponseSchema)` to create a new message.
+ */
+export const GetRunResponseSchema: GenMessage<GetRunResponse> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 13);
+
+/**
+ * A page of runs.
+ *
+ * @generated from message airlock.v1.ListRunsRequest
+ */
+export type ListRunsRequest = Message<"airlock.v1.ListRunsRequest"> & {
+  /**
+   * The project.
+   *
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * Only runs of this task; empty for all.
+   *
+   * @generated from field: string task_name = 2;
+   */
+  taskName: string;
+
+  /**
+   * Only runs in this phase; unspecified for all.
+   *
+   * @generated from field: airlock.v1.ActionPhase phase = 3;
+   */
+  phase: ActionPhase;
+
+  /**
+   * Zero means the server's default; the server caps it.
+   *
+   * @generated from field: uint32 page_size = 4;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response; empty for the first page.
+   *
+   * @generated from field: string page_token = 5;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message airlock.v1.ListRunsRequest.
+ * Use `create(ListRunsRequestSchema)` to create a new message.
+ */
+export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 14);
+
+/**
+ * One page of runs.
+ *
+ * @generated from message airlock.v1.ListRunsResponse
+ */
+export type ListRunsResponse = Message<"airlock.v1.ListRunsResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated airlock.v1.Run runs = 1;
+   */
+  runs: Run[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message airlock.v1.ListRunsResponse.
+ * Use `create(ListRunsResponseSchema)` to create a new message.
+ */
+export const ListRunsResponseSchema: GenMessage<ListRunsResponse> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 15);
+
+/**
+ * Which run to watch.
+ *
+ * @generated from message airlock.v1.WatchRunRequest
+ */
+export type WatchRunRequest = Message<"airlock.v1.WatchRunRequest"> & {
+  /**
+   * The project.
+   *
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * The run.
+   *
+   * @generated from field: string run_id = 2;
+   */
+  runId: string;
+};
+
+/**
+ * Describes the message airlock.v1.WatchRunRequest.
+ * Use `create(WatchRunRequestSchema)` to create a new message.
+ */
+export const WatchRunRequestSchema: GenMessage<WatchRunRequest> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 16);
+
+/**
+ * The run after a change.
+ *
+ * @generated from message airlock.v1.WatchRunResponse
+ */
+export type WatchRunResponse = Message<"airlock.v1.WatchRunResponse"> & {
+  /**
+   * The run as it is now; the stream ends after the first terminal one.
+   *
+   * @generated from field: airlock.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message airlock.v1.WatchRunResponse.
+ * Use `create(WatchRunResponseSchema)` to create a new message.
+ */
+export const WatchRunResponseSchema: GenMessage<WatchRunResponse> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 17);
+
+/**
+ * Which run to abort.
+ *
+ * @generated from message airlock.v1.AbortRunRequest
+ */
+export type AbortRunRequest = Message<"airlock.v1.AbortRunRequest"> & {
+  /**
+   * The project; the caller needs the runner role in it.
+   *
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * The run.
+   *
+   * @generated from field: string run_id = 2;
+   */
+  runId: string;
+};
+
+/**
+ * Describes the message airlock.v1.AbortRunRequest.
+ * Use `create(AbortRunRequestSchema)` to create a new message.
+ */
+export const AbortRunRequestSchema: GenMessage<AbortRunRequest> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 18);
+
+/**
+ * The run after the request.
+ *
+ * @generated from message airlock.v1.AbortRunResponse
+ */
+export type AbortRunResponse = Message<"airlock.v1.AbortRunResponse"> & {
+  /**
+   * ABORTED already, or still running with abort_requested set.
+   *
+   * @generated from field: airlock.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message airlock.v1.AbortRunResponse.
+ * Use `create(AbortRunResponseSchema)` to create a new message.
+ */
+export const AbortRunResponseSchema: GenMessage<AbortRunResponse> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 19);
+
+/**
+ * Which run's actions.
+ *
+ * @generated from message airlock.v1.ListActionsRequest
+ */
+export type ListActionsRequest = Message<"airlock.v1.ListActionsRequest"> & {
+  /**
+   * The project.
+   *
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * The run.
+   *
+   * @generated from field: string run_id = 2;
+   */
+  runId: string;
+};
+
+/**
+ * Describes the message airlock.v1.ListActionsRequest.
+ * Use `create(ListActionsRequestSchema)` to create a new message.
+ */
+export const ListActionsRequestSchema: GenMessage<ListActionsRequest> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 20);
+
+/**
+ * One task attempt of a run.
+ *
+ * @generated from message airlock.v1.RunAction
+ */
+export type RunAction = Message<"airlock.v1.RunAction"> & {
+  /**
+   * The action.
+   *
+   * @generated from field: string action_id = 1;
+   */
+  actionId: string;
+
+  /**
+   * The action that called it; empty for the run's root actions.
+   *
+   * @generated from field: string parent_action_id = 2;
+   */
+  parentActionId: string;
+
+  /**
+   * The task version it ran.
+   *
+   * @generated from field: airlock.v1.TaskRef task = 3;
+   */
+  task?: TaskRef | undefined;
+
+  /**
+   * 1 for the first attempt.
+   *
+   * @generated from field: uint32 attempt = 4;
+   */
+  attempt: number;
+
+  /**
+   * Its phase now.
+   *
+   * @generated from field: airlock.v1.ActionPhase phase = 5;
+   */
+  phase: ActionPhase;
+
+  /**
+   * Its phases with their times.
+   *
+   * @generated from field: repeated airlock.v1.PhaseTransition phases = 6;
+   */
+  phases: PhaseTransition[];
+
+  /**
+   * Why it failed, if it did.
+   *
+   * @generated from field: airlock.v1.ErrorRecord error = 7;
+   */
+  error?: ErrorRecord | undefined;
+};
+
+/**
+ * Describes the message airlock.v1.RunAction.
+ * Use `create(RunActionSchema)` to create a new message.
+ */
+export const RunActionSchema: GenMessage<RunAction> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 21);
+
+/**
+ * A run's actions.
+ *
+ * @generated from message airlock.v1.ListActionsResponse
+ */
+export type ListActionsResponse = Message<"airlock.v1.ListActionsResponse"> & {
+  /**
+   * Oldest first.
+   *
+   * @generated from field: repeated airlock.v1.RunAction actions = 1;
+   */
+  actions: RunAction[];
+};
+
+/**
+ * Describes the message airlock.v1.ListActionsResponse.
+ * Use `create(ListActionsResponseSchema)` to create a new message.
+ */
+export const ListActionsResponseSchema: GenMessage<ListActionsResponse> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 22);
+
+/**
+ * Whose result to fetch, sealed to whom.
+ *
+ * @generated from message airlock.v1.GetRunOutputsRequest
+ */
+export type GetRunOutputsRequest = Message<"airlock.v1.GetRunOutputsRequest"> & {
+  /**
+   * The project.
+   *
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * The run; it must be terminal (SUCCEEDED, or FAILED with a USER error, which has details).
+   *
+   * @generated from field: string run_id = 2;
+   */
+  runId: string;
+
+  /**
+   * The caller's ephemeral X25519 public key (raw 32 bytes), fresh per request.
+   *
+   * @generated from field: bytes recipient_public_key = 3;
+   */
+  recipientPublicKey: Uint8Array;
+};
+
+/**
+ * Describes the message airlock.v1.GetRunOutputsRequest.
+ * Use `create(GetRunOutputsRequestSchema)` to create a new message.
+ */
+export const GetRunOutputsRequestSchema: GenMessage<GetRunOutputsRequest> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 23);
+
+/**
+ * The sealed result.
+ *
+ * @generated from message airlock.v1.GetRunOutputsResponse
+ */
+export type GetRunOutputsResponse = Message<"airlock.v1.GetRunOutputsResponse"> & {
+  /**
+   * The result document, sealed by the data plane to recipient_public_key (purpose `io`).
+   *
+   * @generated from field: airlock.v1.SealedPayload result = 1;
+   */
+  result?: SealedPayload | undefined;
+
+  /**
+   * The action whose result it is (the run's last attempt), part of the associated data.
+   *
+   * @generated from field: string action_id = 2;
+   */
+  actionId: string;
+};
+
+/**
+ * Describes the message airlock.v1.GetRunOutputsResponse.
+ * Use `create(GetRunOutputsResponseSchema)` to create a new message.
+ */
+export const GetRunOutputsResponseSchema: GenMessage<GetRunOutputsResponse> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_api, 24);
 
 /**
  * A readiness probe.
@@ -31,7 +926,7 @@ export type HealthRequest = Message<"airlock.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_api, 0);
+  messageDesc(file_airlock_v1_api, 25);
 
 /**
  * The control plane's readiness.
@@ -66,7 +961,7 @@ export type HealthResponse = Message<"airlock.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_api, 1);
+  messageDesc(file_airlock_v1_api, 26);
 
 /**
  * A role within one project; roles never span projects, which are the unit of tenancy.
@@ -94,7 +989,7 @@ export type ProjectRole = Message<"airlock.v1.ProjectRole"> & {
  * Use `create(ProjectRoleSchema)` to create a new message.
  */
 export const ProjectRoleSchema: GenMessage<ProjectRole> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_api, 2);
+  messageDesc(file_airlock_v1_api, 27);
 
 /**
  * Asks about the caller's own token.
@@ -109,7 +1004,7 @@ export type WhoAmIRequest = Message<"airlock.v1.WhoAmIRequest"> & {
  * Use `create(WhoAmIRequestSchema)` to create a new message.
  */
 export const WhoAmIRequestSchema: GenMessage<WhoAmIRequest> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_api, 3);
+  messageDesc(file_airlock_v1_api, 28);
 
 /**
  * The caller's identity and roles.
@@ -145,7 +1040,7 @@ export type WhoAmIResponse = Message<"airlock.v1.WhoAmIResponse"> & {
  * Use `create(WhoAmIResponseSchema)` to create a new message.
  */
 export const WhoAmIResponseSchema: GenMessage<WhoAmIResponse> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_api, 4);
+  messageDesc(file_airlock_v1_api, 29);
 
 /**
  * A registered data plane as the control plane knows it.
@@ -226,7 +1121,7 @@ export type Cluster = Message<"airlock.v1.Cluster"> & {
  * Use `create(ClusterSchema)` to create a new message.
  */
 export const ClusterSchema: GenMessage<Cluster> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_api, 5);
+  messageDesc(file_airlock_v1_api, 30);
 
 /**
  * A page of clusters.
@@ -254,7 +1149,7 @@ export type ListClustersRequest = Message<"airlock.v1.ListClustersRequest"> & {
  * Use `create(ListClustersRequestSchema)` to create a new message.
  */
 export const ListClustersRequestSchema: GenMessage<ListClustersRequest> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_api, 6);
+  messageDesc(file_airlock_v1_api, 31);
 
 /**
  * One page of clusters.
@@ -282,7 +1177,7 @@ export type ListClustersResponse = Message<"airlock.v1.ListClustersResponse"> & 
  * Use `create(ListClustersResponseSchema)` to create a new message.
  */
 export const ListClustersResponseSchema: GenMessage<ListClustersResponse> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_api, 7);
+  messageDesc(file_airlock_v1_api, 32);
 
 /**
  * Names one cluster.
@@ -303,7 +1198,7 @@ export type GetClusterRequest = Message<"airlock.v1.GetClusterRequest"> & {
  * Use `create(GetClusterRequestSchema)` to create a new message.
  */
 export const GetClusterRequestSchema: GenMessage<GetClusterRequest> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_api, 8);
+  messageDesc(file_airlock_v1_api, 33);
 
 /**
  * The cluster.
@@ -324,7 +1219,7 @@ export type GetClusterResponse = Message<"airlock.v1.GetClusterResponse"> & {
  * Use `create(GetClusterResponseSchema)` to create a new message.
  */
 export const GetClusterResponseSchema: GenMessage<GetClusterResponse> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_api, 9);
+  messageDesc(file_airlock_v1_api, 34);
 
 /**
  * A cluster to revoke.
@@ -352,7 +1247,7 @@ export type RevokeClusterRequest = Message<"airlock.v1.RevokeClusterRequest"> & 
  * Use `create(RevokeClusterRequestSchema)` to create a new message.
  */
 export const RevokeClusterRequestSchema: GenMessage<RevokeClusterRequest> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_api, 10);
+  messageDesc(file_airlock_v1_api, 35);
 
 /**
  * The revoked cluster.
@@ -373,7 +1268,7 @@ export type RevokeClusterResponse = Message<"airlock.v1.RevokeClusterResponse"> 
  * Use `create(RevokeClusterResponseSchema)` to create a new message.
  */
 export const RevokeClusterResponseSchema: GenMessage<RevokeClusterResponse> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_api, 11);
+  messageDesc(file_airlock_v1_api, 36);
 
 /**
  * A one-time token for a new data plane.
@@ -410,7 +1305,7 @@ export type CreateBootstrapTokenRequest = Message<"airlock.v1.CreateBootstrapTok
  * Use `create(CreateBootstrapTokenRequestSchema)` to create a new message.
  */
 export const CreateBootstrapTokenRequestSchema: GenMessage<CreateBootstrapTokenRequest> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_api, 12);
+  messageDesc(file_airlock_v1_api, 37);
 
 /**
  * The token, shown once.
@@ -439,7 +1334,7 @@ export type CreateBootstrapTokenResponse = Message<"airlock.v1.CreateBootstrapTo
  * Use `create(CreateBootstrapTokenResponseSchema)` to create a new message.
  */
 export const CreateBootstrapTokenResponseSchema: GenMessage<CreateBootstrapTokenResponse> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_api, 13);
+  messageDesc(file_airlock_v1_api, 38);
 
 /**
  * The three project roles, each including the ones before it.
@@ -596,6 +1491,120 @@ export const AirlockService: GenService<{
     methodKind: "unary";
     input: typeof CreateBootstrapTokenRequestSchema;
     output: typeof CreateBootstrapTokenResponseSchema;
+  },
+  /**
+   * Records a task version: its spec (as the SDK describes it) and the digest of its code bundle.
+   * Idempotent: registering the same spec and bundle again returns the existing version.
+   *
+   * @generated from rpc airlock.v1.AirlockService.RegisterTask
+   */
+  registerTask: {
+    methodKind: "unary";
+    input: typeof RegisterTaskRequestSchema;
+    output: typeof RegisterTaskResponseSchema;
+  },
+  /**
+   * One task version; the newest when no version is given.
+   *
+   * @generated from rpc airlock.v1.AirlockService.GetTask
+   */
+  getTask: {
+    methodKind: "unary";
+    input: typeof GetTaskRequestSchema;
+    output: typeof GetTaskResponseSchema;
+  },
+  /**
+   * The newest version of each task of a project.
+   *
+   * @generated from rpc airlock.v1.AirlockService.ListTasks
+   */
+  listTasks: {
+    methodKind: "unary";
+    input: typeof ListTasksRequestSchema;
+    output: typeof ListTasksResponseSchema;
+  },
+  /**
+   * Where to upload a code bundle: asks the data plane over the tunnel (PresignService), which
+   * signs a PUT URL bound to the bundle's digest and length. The control plane never sees the bundle.
+   *
+   * @generated from rpc airlock.v1.AirlockService.CreateUploadLocation
+   */
+  createUploadLocation: {
+    methodKind: "unary";
+    input: typeof CreateUploadLocationRequestSchema;
+    output: typeof CreateUploadLocationResponseSchema;
+  },
+  /**
+   * Starts a run of a registered task. Its inputs arrive sealed to the data plane's I/O key and go
+   * straight on to the data plane (SealedIoService.PutInputs); the run keeps only the reference.
+   *
+   * @generated from rpc airlock.v1.AirlockService.CreateRun
+   */
+  createRun: {
+    methodKind: "unary";
+    input: typeof CreateRunRequestSchema;
+    output: typeof CreateRunResponseSchema;
+  },
+  /**
+   * One run, with its phases and error record.
+   *
+   * @generated from rpc airlock.v1.AirlockService.GetRun
+   */
+  getRun: {
+    methodKind: "unary";
+    input: typeof GetRunRequestSchema;
+    output: typeof GetRunResponseSchema;
+  },
+  /**
+   * Runs of a project, newest first, filtered by task and phase.
+   *
+   * @generated from rpc airlock.v1.AirlockService.ListRuns
+   */
+  listRuns: {
+    methodKind: "unary";
+    input: typeof ListRunsRequestSchema;
+    output: typeof ListRunsResponseSchema;
+  },
+  /**
+   * The run now, then again at every change, until it is terminal; the stream then ends.
+   *
+   * @generated from rpc airlock.v1.AirlockService.WatchRun
+   */
+  watchRun: {
+    methodKind: "server_streaming";
+    input: typeof WatchRunRequestSchema;
+    output: typeof WatchRunResponseSchema;
+  },
+  /**
+   * Stops a run: a queued action is aborted at once, a running one at the agent's next heartbeat.
+   *
+   * @generated from rpc airlock.v1.AirlockService.AbortRun
+   */
+  abortRun: {
+    methodKind: "unary";
+    input: typeof AbortRunRequestSchema;
+    output: typeof AbortRunResponseSchema;
+  },
+  /**
+   * The actions (task attempts) of a run, oldest first.
+   *
+   * @generated from rpc airlock.v1.AirlockService.ListActions
+   */
+  listActions: {
+    methodKind: "unary";
+    input: typeof ListActionsRequestSchema;
+    output: typeof ListActionsResponseSchema;
+  },
+  /**
+   * The run's result (outputs, or the task's own error details), sealed by the data plane to the
+   * caller's ephemeral key; the control plane relays ciphertext only.
+   *
+   * @generated from rpc airlock.v1.AirlockService.GetRunOutputs
+   */
+  getRunOutputs: {
+    methodKind: "unary";
+    input: typeof GetRunOutputsRequestSchema;
+    output: typeof GetRunOutputsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_airlock_v1_api, 0);

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file airlock/v1/common.proto.
  */
 export const file_airlock_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("ChdhaXJsb2NrL3YxL2NvbW1vbi5wcm90bxIKYWlybG9jay52MSIvCg1TZWFsZWRQYXlsb2FkEg4KBnNlYWxlZBgBIAEoDBIOCgZrZXlfaWQYAiABKAkiNgoQU2VhbGluZ1B1YmxpY0tleRISCgpwdWJsaWNfa2V5GAEgASgMEg4KBmtleV9pZBgCIAEoCSK2AQoTU2VhbGluZ0tleVN0YXRlbWVudBIPCgdjbHVzdGVyGAEgASgJEiwKBmlvX2tleRgCIAEoCzIcLmFpcmxvY2sudjEuU2VhbGluZ1B1YmxpY0tleRIxCgtzZWNyZXRzX2tleRgDIAEoCzIcLmFpcmxvY2sudjEuU2VhbGluZ1B1YmxpY0tleRItCglzaWduZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlIKDURhdGFQbGFuZUtleXMSEQoJc3RhdGVtZW50GAEgASgMEhsKE2lkZW50aXR5X3B1YmxpY19rZXkYAiABKAwSEQoJc2lnbmF0dXJlGAMgASgMInAKC0Vycm9yUmVjb3JkEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIRCglyZXRyeWFibGUYAyABKAgSLwoLb2NjdXJyZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKugBCgtBY3Rpb25QaGFzZRIcChhBQ1RJT05fUEhBU0VfVU5TUEVDSUZJRUQQABIXChNBQ1RJT05fUEhBU0VfUVVFVUVEEAESHQoZQUNUSU9OX1BIQVNFX0lOSVRJQUxJWklORxACEhgKFEFDVElPTl9QSEFTRV9SVU5OSU5HEAMSGgoWQUNUSU9OX1BIQVNFX1NVQ0NFRURFRBAEEhcKE0FDVElPTl9QSEFTRV9GQUlMRUQQBRIYChRBQ1RJT05fUEhBU0VfQUJPUlRFRBAGEhoKFkFDVElPTl9QSEFTRV9USU1FRF9PVVQQBypnCgxIZWFsdGhTdGF0dXMSHQoZSEVBTFRIX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUhFQUxUSF9TVEFUVVNfU0VSVklORxABEh0KGUhFQUxUSF9TVEFUVVNfTk9UX1NFUlZJTkcQAmIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChdhaXJsb2NrL3YxL2NvbW1vbi5wcm90bxIKYWlybG9jay52MSIvCg1TZWFsZWRQYXlsb2FkEg4KBnNlYWxlZBgBIAEoDBIOCgZrZXlfaWQYAiABKAkiNgoQU2VhbGluZ1B1YmxpY0tleRISCgpwdWJsaWNfa2V5GAEgASgMEg4KBmtleV9pZBgCIAEoCSK2AQoTU2VhbGluZ0tleVN0YXRlbWVudBIPCgdjbHVzdGVyGAEgASgJEiwKBmlvX2tleRgCIAEoCzIcLmFpcmxvY2sudjEuU2VhbGluZ1B1YmxpY0tleRIxCgtzZWNyZXRzX2tleRgDIAEoCzIcLmFpcmxvY2sudjEuU2VhbGluZ1B1YmxpY0tleRItCglzaWduZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlIKDURhdGFQbGFuZUtleXMSEQoJc3RhdGVtZW50GAEgASgMEhsKE2lkZW50aXR5X3B1YmxpY19rZXkYAiABKAwSEQoJc2lnbmF0dXJlGAMgASgMIpUBCgtFcnJvclJlY29yZBIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSEQoJcmV0cnlhYmxlGAMgASgIEi8KC29jY3VycmVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIjCgRraW5kGAUgASgOMhUuYWlybG9jay52MS5FcnJvcktpbmQiKgoKQ29kZUJ1bmRsZRIOCgZzaGEyNTYYASABKAkSDAoEc2l6ZRgCIAEoBCI5CgdUYXNrUmVmEg8KB3Byb2plY3QYASABKAkSDAoEbmFtZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJImEKD1BoYXNlVHJhbnNpdGlvbhImCgVwaGFzZRgBIAEoDjIXLmFpcmxvY2sudjEuQWN0aW9uUGhhc2USJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKugBCgtBY3Rpb25QaGFzZRIcChhBQ1RJT05fUEhBU0VfVU5TUEVDSUZJRUQQABIXChNBQ1RJT05fUEhBU0VfUVVFVUVEEAESHQoZQUNUSU9OX1BIQVNFX0lOSVRJQUxJWklORxACEhgKFEFDVElPTl9QSEFTRV9SVU5OSU5HEAMSGgoWQUNUSU9OX1BIQVNFX1NVQ0NFRURFRBAEEhcKE0FDVElPTl9QSEFTRV9GQUlMRUQQBRIYChRBQ1RJT05fUEhBU0VfQUJPUlRFRBAGEhoKFkFDVElPTl9QSEFTRV9USU1FRF9PVVQQBypnCgxIZWFsdGhTdGF0dXMSHQoZSEVBTFRIX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUhFQUxUSF9TVEFUVVNfU0VSVklORxABEh0KGUhFQUxUSF9TVEFUVVNfTk9UX1NFUlZJTkcQAipTCglFcnJvcktpbmQSGgoWRVJST1JfS0lORF9VTlNQRUNJRklFRBAAEhMKD0VSUk9SX0tJTkRfVVNFUhABEhUKEUVSUk9SX0tJTkRfU1lTVEVNEAJiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * An opaque HPKE-sealed message (docs/formats/sealed.md, "ASM1"). Whoever relays it, the control
@@ -203,6 +203,15 @@ export type ErrorRecord = Message<"airlock.v1.ErrorRecord"> & {
    * @generated from field: google.protobuf.Timestamp occurred_at = 4;
    */
   occurredAt?: Timestamp | undefined;
+
+  /**
+   * Whose failure it is. For ERROR_KIND_USER the message here is a fixed text chosen by the data
+   * plane: the task's own message and stack trace often quote inputs, so they stay in the data plane
+   * and reach the client only sealed, inside the run's result (SealedIoService.GetOutputs).
+   *
+   * @generated from field: airlock.v1.ErrorKind kind = 5;
+   */
+  kind: ErrorKind;
 };
 
 /**
@@ -211,6 +220,99 @@ export type ErrorRecord = Message<"airlock.v1.ErrorRecord"> & {
  */
 export const ErrorRecordSchema: GenMessage<ErrorRecord> = /*@__PURE__*/
   messageDesc(file_airlock_v1_common, 4);
+
+/**
+ * A task's code: one esbuild bundle, named by its content. The data plane stores it in its own object
+ * store; the executor verifies the digest before running anything.
+ *
+ * @generated from message airlock.v1.CodeBundle
+ */
+export type CodeBundle = Message<"airlock.v1.CodeBundle"> & {
+  /**
+   * SHA-256 of the bundle's bytes, 64 lowercase hex characters.
+   *
+   * @generated from field: string sha256 = 1;
+   */
+  sha256: string;
+
+  /**
+   * The bundle's length in bytes.
+   *
+   * @generated from field: uint64 size = 2;
+   */
+  size: bigint;
+};
+
+/**
+ * Describes the message airlock.v1.CodeBundle.
+ * Use `create(CodeBundleSchema)` to create a new message.
+ */
+export const CodeBundleSchema: GenMessage<CodeBundle> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_common, 5);
+
+/**
+ * Names an immutable, versioned task spec.
+ *
+ * @generated from message airlock.v1.TaskRef
+ */
+export type TaskRef = Message<"airlock.v1.TaskRef"> & {
+  /**
+   * The project that owns the task; it scopes roles, keys and secrets.
+   *
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * The task's name within the project.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * The immutable version, so a re-registered task never changes a run already under way: 64
+   * lowercase hex characters, SHA-256 over the spec's digest and the bundle's digest (docs/runs.md).
+   *
+   * @generated from field: string version = 3;
+   */
+  version: string;
+};
+
+/**
+ * Describes the message airlock.v1.TaskRef.
+ * Use `create(TaskRefSchema)` to create a new message.
+ */
+export const TaskRefSchema: GenMessage<TaskRef> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_common, 6);
+
+/**
+ * When an action or a run entered a phase.
+ *
+ * @generated from message airlock.v1.PhaseTransition
+ */
+export type PhaseTransition = Message<"airlock.v1.PhaseTransition"> & {
+  /**
+   * The phase entered.
+   *
+   * @generated from field: airlock.v1.ActionPhase phase = 1;
+   */
+  phase: ActionPhase;
+
+  /**
+   * When, on the clock of whoever observed it (the data plane for its own phases).
+   *
+   * @generated from field: google.protobuf.Timestamp at = 2;
+   */
+  at?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message airlock.v1.PhaseTransition.
+ * Use `create(PhaseTransitionSchema)` to create a new message.
+ */
+export const PhaseTransitionSchema: GenMessage<PhaseTransition> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_common, 7);
 
 /**
  * The lifecycle of one action (one task attempt within a run), DESIGN.md §9.
@@ -315,4 +417,40 @@ export enum HealthStatus {
  */
 export const HealthStatusSchema: GenEnum<HealthStatus> = /*@__PURE__*/
   enumDesc(file_airlock_v1_common, 1);
+
+/**
+ * Whose failure an ErrorRecord describes.
+ *
+ * @generated from enum airlock.v1.ErrorKind
+ */
+export enum ErrorKind {
+  /**
+   * Never sent on purpose; a receiver treats it as ERROR_KIND_SYSTEM.
+   *
+   * @generated from enum value: ERROR_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The task's code failed: it threw, its inputs or outputs failed the schema, its command exited
+   * non-zero. The details are data and are sealed to the client.
+   *
+   * @generated from enum value: ERROR_KIND_USER = 1;
+   */
+  USER = 1,
+
+  /**
+   * The platform failed: a disabled key, a bundle that does not match its digest, a data plane that
+   * disappeared, a timeout imposed by the executor.
+   *
+   * @generated from enum value: ERROR_KIND_SYSTEM = 2;
+   */
+  SYSTEM = 2,
+}
+
+/**
+ * Describes the enum airlock.v1.ErrorKind.
+ */
+export const ErrorKindSchema: GenEnum<ErrorKind> = /*@__PURE__*/
+  enumDesc(file_airlock_v1_common, 2);
 

@@ -6,7 +6,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { ActionPhase, DataPlaneKeys, ErrorRecord, SealedPayload } from "./common_pb.js";
+import type { ActionPhase, CodeBundle, DataPlaneKeys, ErrorRecord, SealedPayload, TaskRef } from "./common_pb.js";
 import { file_airlock_v1_common } from "./common_pb.js";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file airlock/v1/dispatch.proto.
  */
 export const file_airlock_v1_dispatch: GenFile = /*@__PURE__*/
-  fileDesc("ChlhaXJsb2NrL3YxL2Rpc3BhdGNoLnByb3RvEgphaXJsb2NrLnYxIk0KEEJvb3RzdHJhcFJlcXVlc3QSFwoPYm9vdHN0cmFwX3Rva2VuGAEgASgJEg8KB2NsdXN0ZXIYAiABKAkSDwoHY3NyX3BlbRgDIAEoCSJhChFCb290c3RyYXBSZXNwb25zZRIdChVjZXJ0aWZpY2F0ZV9jaGFpbl9wZW0YASABKAkSLQoJbm90X2FmdGVyGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIqChdSZW5ld0NlcnRpZmljYXRlUmVxdWVzdBIPCgdjc3JfcGVtGAEgASgJImgKGFJlbmV3Q2VydGlmaWNhdGVSZXNwb25zZRIdChVjZXJ0aWZpY2F0ZV9jaGFpbl9wZW0YASABKAkSLQoJbm90X2FmdGVyGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJiCg9SZWdpc3RlclJlcXVlc3QSDwoHY2x1c3RlchgBIAEoCRIVCg1hZ2VudF92ZXJzaW9uGAIgASgJEicKBGtleXMYAyABKAsyGS5haXJsb2NrLnYxLkRhdGFQbGFuZUtleXMiegoQUmVnaXN0ZXJSZXNwb25zZRIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoSaGVhcnRiZWF0X2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlMKEEhlYXJ0YmVhdFJlcXVlc3QSDwoHY2x1c3RlchgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIcChRpbl9mbGlnaHRfYWN0aW9uX2lkcxgDIAMoCSKVAQoRSGVhcnRiZWF0UmVzcG9uc2USLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIYChBhYm9ydF9hY3Rpb25faWRzGAMgAygJImMKElBvbGxBY3Rpb25zUmVxdWVzdBIPCgdjbHVzdGVyGAEgASgJEhMKC21heF9hY3Rpb25zGAIgASgNEicKBHdhaXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iOgoTUG9sbEFjdGlvbnNSZXNwb25zZRIjCgdhY3Rpb25zGAEgAygLMhIuYWlybG9jay52MS5BY3Rpb24iOQoHVGFza1JlZhIPCgdwcm9qZWN0GAEgASgJEgwKBG5hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoCSLlAQoGQWN0aW9uEhEKCWFjdGlvbl9pZBgBIAEoCRIOCgZydW5faWQYAiABKAkSIQoEdGFzaxgDIAEoCzITLmFpcmxvY2sudjEuVGFza1JlZhIPCgdhdHRlbXB0GAQgASgNEikKBmlucHV0cxgFIAEoCzIZLmFpcmxvY2sudjEuU2VhbGVkUGF5bG9hZBIqCgd0aW1lb3V0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KCXF1ZXVlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTwoTUmVwb3J0RXZlbnRzUmVxdWVzdBIPCgdjbHVzdGVyGAEgASgJEicKBmV2ZW50cxgCIAMoCzIXLmFpcmxvY2sudjEuQWN0aW9uRXZlbnQixAEKC0FjdGlvbkV2ZW50EhAKCGV2ZW50X2lkGAEgASgJEhEKCWFjdGlvbl9pZBgCIAEoCRIPCgdhdHRlbXB0GAMgASgNEiYKBXBoYXNlGAQgASgOMhcuYWlybG9jay52MS5BY3Rpb25QaGFzZRIvCgtvY2N1cnJlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoFZXJyb3IYBiABKAsyFy5haXJsb2NrLnYxLkVycm9yUmVjb3JkIi4KFFJlcG9ydEV2ZW50c1Jlc3BvbnNlEhYKDnJlY29yZGVkX2NvdW50GAEgASgNMu4DCg9EaXNwYXRjaFNlcnZpY2USSAoJQm9vdHN0cmFwEhwuYWlybG9jay52MS5Cb290c3RyYXBSZXF1ZXN0Gh0uYWlybG9jay52MS5Cb290c3RyYXBSZXNwb25zZRJdChBSZW5ld0NlcnRpZmljYXRlEiMuYWlybG9jay52MS5SZW5ld0NlcnRpZmljYXRlUmVxdWVzdBokLmFpcmxvY2sudjEuUmVuZXdDZXJ0aWZpY2F0ZVJlc3BvbnNlEkUKCFJlZ2lzdGVyEhsuYWlybG9jay52MS5SZWdpc3RlclJlcXVlc3QaHC5haXJsb2NrLnYxLlJlZ2lzdGVyUmVzcG9uc2USSAoJSGVhcnRiZWF0EhwuYWlybG9jay52MS5IZWFydGJlYXRSZXF1ZXN0Gh0uYWlybG9jay52MS5IZWFydGJlYXRSZXNwb25zZRJOCgtQb2xsQWN0aW9ucxIeLmFpcmxvY2sudjEuUG9sbEFjdGlvbnNSZXF1ZXN0Gh8uYWlybG9jay52MS5Qb2xsQWN0aW9uc1Jlc3BvbnNlElEKDFJlcG9ydEV2ZW50cxIfLmFpcmxvY2sudjEuUmVwb3J0RXZlbnRzUmVxdWVzdBogLmFpcmxvY2sudjEuUmVwb3J0RXZlbnRzUmVzcG9uc2ViBnByb3RvMw", [file_airlock_v1_common, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChlhaXJsb2NrL3YxL2Rpc3BhdGNoLnByb3RvEgphaXJsb2NrLnYxIk0KEEJvb3RzdHJhcFJlcXVlc3QSFwoPYm9vdHN0cmFwX3Rva2VuGAEgASgJEg8KB2NsdXN0ZXIYAiABKAkSDwoHY3NyX3BlbRgDIAEoCSJhChFCb290c3RyYXBSZXNwb25zZRIdChVjZXJ0aWZpY2F0ZV9jaGFpbl9wZW0YASABKAkSLQoJbm90X2FmdGVyGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIqChdSZW5ld0NlcnRpZmljYXRlUmVxdWVzdBIPCgdjc3JfcGVtGAEgASgJImgKGFJlbmV3Q2VydGlmaWNhdGVSZXNwb25zZRIdChVjZXJ0aWZpY2F0ZV9jaGFpbl9wZW0YASABKAkSLQoJbm90X2FmdGVyGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJiCg9SZWdpc3RlclJlcXVlc3QSDwoHY2x1c3RlchgBIAEoCRIVCg1hZ2VudF92ZXJzaW9uGAIgASgJEicKBGtleXMYAyABKAsyGS5haXJsb2NrLnYxLkRhdGFQbGFuZUtleXMiegoQUmVnaXN0ZXJSZXNwb25zZRIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoSaGVhcnRiZWF0X2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlMKEEhlYXJ0YmVhdFJlcXVlc3QSDwoHY2x1c3RlchgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIcChRpbl9mbGlnaHRfYWN0aW9uX2lkcxgDIAMoCSKVAQoRSGVhcnRiZWF0UmVzcG9uc2USLwoLc2VydmVyX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIYChBhYm9ydF9hY3Rpb25faWRzGAMgAygJImMKElBvbGxBY3Rpb25zUmVxdWVzdBIPCgdjbHVzdGVyGAEgASgJEhMKC21heF9hY3Rpb25zGAIgASgNEicKBHdhaXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iOgoTUG9sbEFjdGlvbnNSZXNwb25zZRIjCgdhY3Rpb25zGAEgAygLMhIuYWlybG9jay52MS5BY3Rpb24iuwIKBkFjdGlvbhIRCglhY3Rpb25faWQYASABKAkSDgoGcnVuX2lkGAIgASgJEiEKBHRhc2sYAyABKAsyEy5haXJsb2NrLnYxLlRhc2tSZWYSDwoHYXR0ZW1wdBgEIAEoDRIpCgZpbnB1dHMYBSABKAsyGS5haXJsb2NrLnYxLlNlYWxlZFBheWxvYWQSKgoHdGltZW91dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCglxdWV1ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmlucHV0c19yZWYYCCABKAkSJgoGYnVuZGxlGAkgASgLMhYuYWlybG9jay52MS5Db2RlQnVuZGxlEhgKEHBhcmVudF9hY3Rpb25faWQYCiABKAkiTwoTUmVwb3J0RXZlbnRzUmVxdWVzdBIPCgdjbHVzdGVyGAEgASgJEicKBmV2ZW50cxgCIAMoCzIXLmFpcmxvY2sudjEuQWN0aW9uRXZlbnQixAEKC0FjdGlvbkV2ZW50EhAKCGV2ZW50X2lkGAEgASgJEhEKCWFjdGlvbl9pZBgCIAEoCRIPCgdhdHRlbXB0GAMgASgNEiYKBXBoYXNlGAQgASgOMhcuYWlybG9jay52MS5BY3Rpb25QaGFzZRIvCgtvY2N1cnJlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoFZXJyb3IYBiABKAsyFy5haXJsb2NrLnYxLkVycm9yUmVjb3JkIi4KFFJlcG9ydEV2ZW50c1Jlc3BvbnNlEhYKDnJlY29yZGVkX2NvdW50GAEgASgNMu4DCg9EaXNwYXRjaFNlcnZpY2USSAoJQm9vdHN0cmFwEhwuYWlybG9jay52MS5Cb290c3RyYXBSZXF1ZXN0Gh0uYWlybG9jay52MS5Cb290c3RyYXBSZXNwb25zZRJdChBSZW5ld0NlcnRpZmljYXRlEiMuYWlybG9jay52MS5SZW5ld0NlcnRpZmljYXRlUmVxdWVzdBokLmFpcmxvY2sudjEuUmVuZXdDZXJ0aWZpY2F0ZVJlc3BvbnNlEkUKCFJlZ2lzdGVyEhsuYWlybG9jay52MS5SZWdpc3RlclJlcXVlc3QaHC5haXJsb2NrLnYxLlJlZ2lzdGVyUmVzcG9uc2USSAoJSGVhcnRiZWF0EhwuYWlybG9jay52MS5IZWFydGJlYXRSZXF1ZXN0Gh0uYWlybG9jay52MS5IZWFydGJlYXRSZXNwb25zZRJOCgtQb2xsQWN0aW9ucxIeLmFpcmxvY2sudjEuUG9sbEFjdGlvbnNSZXF1ZXN0Gh8uYWlybG9jay52MS5Qb2xsQWN0aW9uc1Jlc3BvbnNlElEKDFJlcG9ydEV2ZW50cxIfLmFpcmxvY2sudjEuUmVwb3J0RXZlbnRzUmVxdWVzdBogLmFpcmxvY2sudjEuUmVwb3J0RXZlbnRzUmVzcG9uc2ViBnByb3RvMw", [file_airlock_v1_common, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * The first call a new data plane makes.
@@ -338,41 +338,6 @@ export const PollActionsResponseSchema: GenMessage<PollActionsResponse> = /*@__P
   messageDesc(file_airlock_v1_dispatch, 9);
 
 /**
- * Names an immutable, versioned task spec.
- *
- * @generated from message airlock.v1.TaskRef
- */
-export type TaskRef = Message<"airlock.v1.TaskRef"> & {
-  /**
-   * The project that owns the task; it scopes roles, keys and secrets.
-   *
-   * @generated from field: string project = 1;
-   */
-  project: string;
-
-  /**
-   * The task's name within the project.
-   *
-   * @generated from field: string name = 2;
-   */
-  name: string;
-
-  /**
-   * The immutable version, so a re-registered task never changes a run already under way.
-   *
-   * @generated from field: string version = 3;
-   */
-  version: string;
-};
-
-/**
- * Describes the message airlock.v1.TaskRef.
- * Use `create(TaskRefSchema)` to create a new message.
- */
-export const TaskRefSchema: GenMessage<TaskRef> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_dispatch, 10);
-
-/**
  * One task attempt to execute.
  *
  * @generated from message airlock.v1.Action
@@ -429,6 +394,29 @@ export type Action = Message<"airlock.v1.Action"> & {
    * @generated from field: google.protobuf.Timestamp queued_at = 7;
    */
   queuedAt?: Timestamp | undefined;
+
+  /**
+   * The reference SealedIoService.PutInputs returned for the run's inputs: the executor reads them
+   * from the data plane's own store. Empty for a task without inputs. The control plane stores only
+   * this reference, never the inputs.
+   *
+   * @generated from field: string inputs_ref = 8;
+   */
+  inputsRef: string;
+
+  /**
+   * The code to run, verified against its digest before it runs.
+   *
+   * @generated from field: airlock.v1.CodeBundle bundle = 9;
+   */
+  bundle?: CodeBundle | undefined;
+
+  /**
+   * The action that called this one (tasks calling tasks); empty for a run's root action.
+   *
+   * @generated from field: string parent_action_id = 10;
+   */
+  parentActionId: string;
 };
 
 /**
@@ -436,7 +424,7 @@ export type Action = Message<"airlock.v1.Action"> & {
  * Use `create(ActionSchema)` to create a new message.
  */
 export const ActionSchema: GenMessage<Action> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_dispatch, 11);
+  messageDesc(file_airlock_v1_dispatch, 10);
 
 /**
  * Phase changes to record.
@@ -465,7 +453,7 @@ export type ReportEventsRequest = Message<"airlock.v1.ReportEventsRequest"> & {
  * Use `create(ReportEventsRequestSchema)` to create a new message.
  */
 export const ReportEventsRequestSchema: GenMessage<ReportEventsRequest> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_dispatch, 12);
+  messageDesc(file_airlock_v1_dispatch, 11);
 
 /**
  * One phase change of one action.
@@ -523,7 +511,7 @@ export type ActionEvent = Message<"airlock.v1.ActionEvent"> & {
  * Use `create(ActionEventSchema)` to create a new message.
  */
 export const ActionEventSchema: GenMessage<ActionEvent> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_dispatch, 13);
+  messageDesc(file_airlock_v1_dispatch, 12);
 
 /**
  * Acknowledgement of a batch of events.
@@ -545,7 +533,7 @@ export type ReportEventsResponse = Message<"airlock.v1.ReportEventsResponse"> & 
  * Use `create(ReportEventsResponseSchema)` to create a new message.
  */
 export const ReportEventsResponseSchema: GenMessage<ReportEventsResponse> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_dispatch, 14);
+  messageDesc(file_airlock_v1_dispatch, 13);
 
 /**
  * Served by the control plane, called by the data-plane agent (DESIGN.md §2, "DP → CP dispatch").

@@ -6,7 +6,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { HealthStatus, SealedPayload } from "./common_pb.js";
+import type { CodeBundle, HealthStatus, SealedPayload, TaskRef } from "./common_pb.js";
 import { file_airlock_v1_common } from "./common_pb.js";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file airlock/v1/tunnel.proto.
  */
 export const file_airlock_v1_tunnel: GenFile = /*@__PURE__*/
-  fileDesc("ChdhaXJsb2NrL3YxL3R1bm5lbC5wcm90bxIKYWlybG9jay52MSIOCgxDaGVja1JlcXVlc3QigQEKDUNoZWNrUmVzcG9uc2USKAoGc3RhdHVzGAEgASgOMhguYWlybG9jay52MS5IZWFsdGhTdGF0dXMSFQoNYWdlbnRfdmVyc2lvbhgCIAEoCRIvCgtzZXJ2ZXJfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiHgoLRWNob1JlcXVlc3QSDwoHcGF5bG9hZBgBIAEoDCIfCgxFY2hvUmVzcG9uc2USDwoHcGF5bG9hZBgBIAEoDCKvAQoOUHJlc2lnblJlcXVlc3QSDwoHcHJvamVjdBgBIAEoCRIOCgZidWNrZXQYAiABKAkSCwoDa2V5GAMgASgJEikKBm1ldGhvZBgEIAEoDjIZLmFpcmxvY2sudjEuUHJlc2lnbk1ldGhvZBImCgN0dGwYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHAoUcmVjaXBpZW50X3B1YmxpY19rZXkYBiABKAwiiwEKD1ByZXNpZ25SZXNwb25zZRINCgN1cmwYASABKAlIABIvCgpzZWFsZWRfdXJsGAIgASgLMhkuYWlybG9jay52MS5TZWFsZWRQYXlsb2FkSAASLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGcmVzdWx0Il4KEFB1dElucHV0c1JlcXVlc3QSDwoHcHJvamVjdBgBIAEoCRIOCgZydW5faWQYAiABKAkSKQoGaW5wdXRzGAMgASgLMhkuYWlybG9jay52MS5TZWFsZWRQYXlsb2FkIjcKEVB1dElucHV0c1Jlc3BvbnNlEhIKCmlucHV0c19yZWYYASABKAkSDgoGc2hhMjU2GAIgASgJImUKEUdldE91dHB1dHNSZXF1ZXN0Eg8KB3Byb2plY3QYASABKAkSDgoGcnVuX2lkGAIgASgJEhEKCWFjdGlvbl9pZBgDIAEoCRIcChRyZWNpcGllbnRfcHVibGljX2tleRgEIAEoDCJAChJHZXRPdXRwdXRzUmVzcG9uc2USKgoHb3V0cHV0cxgBIAEoCzIZLmFpcmxvY2sudjEuU2VhbGVkUGF5bG9hZCKgAQoOU2VjcmV0TWV0YWRhdGESDwoHcHJvamVjdBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAQSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiXgoTQ3JlYXRlU2VjcmV0UmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEgwKBG5hbWUYAiABKAkSKAoFdmFsdWUYAyABKAsyGS5haXJsb2NrLnYxLlNlYWxlZFBheWxvYWQiQgoUQ3JlYXRlU2VjcmV0UmVzcG9uc2USKgoGc2VjcmV0GAEgASgLMhouYWlybG9jay52MS5TZWNyZXRNZXRhZGF0YSJeChNVcGRhdGVTZWNyZXRSZXF1ZXN0Eg8KB3Byb2plY3QYASABKAkSDAoEbmFtZRgCIAEoCRIoCgV2YWx1ZRgDIAEoCzIZLmFpcmxvY2sudjEuU2VhbGVkUGF5bG9hZCJCChRVcGRhdGVTZWNyZXRSZXNwb25zZRIqCgZzZWNyZXQYASABKAsyGi5haXJsb2NrLnYxLlNlY3JldE1ldGFkYXRhIjQKE0RlbGV0ZVNlY3JldFJlcXVlc3QSDwoHcHJvamVjdBgBIAEoCRIMCgRuYW1lGAIgASgJIhYKFERlbGV0ZVNlY3JldFJlc3BvbnNlIkwKEkxpc3RTZWNyZXRzUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIlsKE0xpc3RTZWNyZXRzUmVzcG9uc2USKwoHc2VjcmV0cxgBIAMoCzIaLmFpcmxvY2sudjEuU2VjcmV0TWV0YWRhdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIoMBCg9UYWlsTG9nc1JlcXVlc3QSDwoHcHJvamVjdBgBIAEoCRIOCgZydW5faWQYAiABKAkSEQoJYWN0aW9uX2lkGAMgASgJEg4KBm9mZnNldBgEIAEoBBIOCgZmb2xsb3cYBSABKAgSHAoUcmVjaXBpZW50X3B1YmxpY19rZXkYBiABKAwiTAoQVGFpbExvZ3NSZXNwb25zZRIOCgZvZmZzZXQYASABKAQSKAoFY2h1bmsYAiABKAsyGS5haXJsb2NrLnYxLlNlYWxlZFBheWxvYWQqeAoNUHJlc2lnbk1ldGhvZBIeChpQUkVTSUdOX01FVEhPRF9VTlNQRUNJRklFRBAAEhYKElBSRVNJR05fTUVUSE9EX0dFVBABEhYKElBSRVNJR05fTUVUSE9EX1BVVBACEhcKE1BSRVNJR05fTUVUSE9EX0hFQUQQAzJYChNUdW5uZWxIZWFsdGhTZXJ2aWNlEkEKBUNoZWNrEhguYWlybG9jay52MS5DaGVja1JlcXVlc3QaGS5haXJsb2NrLnYxLkNoZWNrUmVzcG9uc2UiA5ACATJNCgtFY2hvU2VydmljZRI+CgRFY2hvEhcuYWlybG9jay52MS5FY2hvUmVxdWVzdBoYLmFpcmxvY2sudjEuRWNob1Jlc3BvbnNlIgOQAgEyVAoOUHJlc2lnblNlcnZpY2USQgoHUHJlc2lnbhIaLmFpcmxvY2sudjEuUHJlc2lnblJlcXVlc3QaGy5haXJsb2NrLnYxLlByZXNpZ25SZXNwb25zZTKtAQoPU2VhbGVkSW9TZXJ2aWNlEkgKCVB1dElucHV0cxIcLmFpcmxvY2sudjEuUHV0SW5wdXRzUmVxdWVzdBodLmFpcmxvY2sudjEuUHV0SW5wdXRzUmVzcG9uc2USUAoKR2V0T3V0cHV0cxIdLmFpcmxvY2sudjEuR2V0T3V0cHV0c1JlcXVlc3QaHi5haXJsb2NrLnYxLkdldE91dHB1dHNSZXNwb25zZSIDkAIBMt4CCg5TZWNyZXRzU2VydmljZRJRCgxDcmVhdGVTZWNyZXQSHy5haXJsb2NrLnYxLkNyZWF0ZVNlY3JldFJlcXVlc3QaIC5haXJsb2NrLnYxLkNyZWF0ZVNlY3JldFJlc3BvbnNlElEKDFVwZGF0ZVNlY3JldBIfLmFpcmxvY2sudjEuVXBkYXRlU2VjcmV0UmVxdWVzdBogLmFpcmxvY2sudjEuVXBkYXRlU2VjcmV0UmVzcG9uc2USUQoMRGVsZXRlU2VjcmV0Eh8uYWlybG9jay52MS5EZWxldGVTZWNyZXRSZXF1ZXN0GiAuYWlybG9jay52MS5EZWxldGVTZWNyZXRSZXNwb25zZRJTCgtMaXN0U2VjcmV0cxIeLmFpcmxvY2sudjEuTGlzdFNlY3JldHNSZXF1ZXN0Gh8uYWlybG9jay52MS5MaXN0U2VjcmV0c1Jlc3BvbnNlIgOQAgEyVQoKTG9nU2VydmljZRJHCghUYWlsTG9ncxIbLmFpcmxvY2sudjEuVGFpbExvZ3NSZXF1ZXN0GhwuYWlybG9jay52MS5UYWlsTG9nc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_airlock_v1_common, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChdhaXJsb2NrL3YxL3R1bm5lbC5wcm90bxIKYWlybG9jay52MSIOCgxDaGVja1JlcXVlc3QigQEKDUNoZWNrUmVzcG9uc2USKAoGc3RhdHVzGAEgASgOMhguYWlybG9jay52MS5IZWFsdGhTdGF0dXMSFQoNYWdlbnRfdmVyc2lvbhgCIAEoCRIvCgtzZXJ2ZXJfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiHgoLRWNob1JlcXVlc3QSDwoHcGF5bG9hZBgBIAEoDCIfCgxFY2hvUmVzcG9uc2USDwoHcGF5bG9hZBgBIAEoDCJ9ChpQcmVzaWduQnVuZGxlVXBsb2FkUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEiYKBmJ1bmRsZRgCIAEoCzIWLmFpcmxvY2sudjEuQ29kZUJ1bmRsZRImCgN0dGwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i6QEKG1ByZXNpZ25CdW5kbGVVcGxvYWRSZXNwb25zZRIWCg5hbHJlYWR5X3N0b3JlZBgBIAEoCBILCgN1cmwYAiABKAkSRQoHaGVhZGVycxgDIAMoCzI0LmFpcmxvY2sudjEuUHJlc2lnbkJ1bmRsZVVwbG9hZFJlc3BvbnNlLkhlYWRlcnNFbnRyeRIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKvAQoOUHJlc2lnblJlcXVlc3QSDwoHcHJvamVjdBgBIAEoCRIOCgZidWNrZXQYAiABKAkSCwoDa2V5GAMgASgJEikKBm1ldGhvZBgEIAEoDjIZLmFpcmxvY2sudjEuUHJlc2lnbk1ldGhvZBImCgN0dGwYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHAoUcmVjaXBpZW50X3B1YmxpY19rZXkYBiABKAwiiwEKD1ByZXNpZ25SZXNwb25zZRINCgN1cmwYASABKAlIABIvCgpzZWFsZWRfdXJsGAIgASgLMhkuYWlybG9jay52MS5TZWFsZWRQYXlsb2FkSAASLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGcmVzdWx0IoEBChBQdXRJbnB1dHNSZXF1ZXN0Eg8KB3Byb2plY3QYASABKAkSDgoGcnVuX2lkGAIgASgJEikKBmlucHV0cxgDIAEoCzIZLmFpcmxvY2sudjEuU2VhbGVkUGF5bG9hZBIhCgR0YXNrGAQgASgLMhMuYWlybG9jay52MS5UYXNrUmVmIjcKEVB1dElucHV0c1Jlc3BvbnNlEhIKCmlucHV0c19yZWYYASABKAkSDgoGc2hhMjU2GAIgASgJImUKEUdldE91dHB1dHNSZXF1ZXN0Eg8KB3Byb2plY3QYASABKAkSDgoGcnVuX2lkGAIgASgJEhEKCWFjdGlvbl9pZBgDIAEoCRIcChRyZWNpcGllbnRfcHVibGljX2tleRgEIAEoDCJAChJHZXRPdXRwdXRzUmVzcG9uc2USKgoHb3V0cHV0cxgBIAEoCzIZLmFpcmxvY2sudjEuU2VhbGVkUGF5bG9hZCKgAQoOU2VjcmV0TWV0YWRhdGESDwoHcHJvamVjdBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAQSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiXgoTQ3JlYXRlU2VjcmV0UmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEgwKBG5hbWUYAiABKAkSKAoFdmFsdWUYAyABKAsyGS5haXJsb2NrLnYxLlNlYWxlZFBheWxvYWQiQgoUQ3JlYXRlU2VjcmV0UmVzcG9uc2USKgoGc2VjcmV0GAEgASgLMhouYWlybG9jay52MS5TZWNyZXRNZXRhZGF0YSJeChNVcGRhdGVTZWNyZXRSZXF1ZXN0Eg8KB3Byb2plY3QYASABKAkSDAoEbmFtZRgCIAEoCRIoCgV2YWx1ZRgDIAEoCzIZLmFpcmxvY2sudjEuU2VhbGVkUGF5bG9hZCJCChRVcGRhdGVTZWNyZXRSZXNwb25zZRIqCgZzZWNyZXQYASABKAsyGi5haXJsb2NrLnYxLlNlY3JldE1ldGFkYXRhIjQKE0RlbGV0ZVNlY3JldFJlcXVlc3QSDwoHcHJvamVjdBgBIAEoCRIMCgRuYW1lGAIgASgJIhYKFERlbGV0ZVNlY3JldFJlc3BvbnNlIkwKEkxpc3RTZWNyZXRzUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIlsKE0xpc3RTZWNyZXRzUmVzcG9uc2USKwoHc2VjcmV0cxgBIAMoCzIaLmFpcmxvY2sudjEuU2VjcmV0TWV0YWRhdGESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIoMBCg9UYWlsTG9nc1JlcXVlc3QSDwoHcHJvamVjdBgBIAEoCRIOCgZydW5faWQYAiABKAkSEQoJYWN0aW9uX2lkGAMgASgJEg4KBm9mZnNldBgEIAEoBBIOCgZmb2xsb3cYBSABKAgSHAoUcmVjaXBpZW50X3B1YmxpY19rZXkYBiABKAwiTAoQVGFpbExvZ3NSZXNwb25zZRIOCgZvZmZzZXQYASABKAQSKAoFY2h1bmsYAiABKAsyGS5haXJsb2NrLnYxLlNlYWxlZFBheWxvYWQqeAoNUHJlc2lnbk1ldGhvZBIeChpQUkVTSUdOX01FVEhPRF9VTlNQRUNJRklFRBAAEhYKElBSRVNJR05fTUVUSE9EX0dFVBABEhYKElBSRVNJR05fTUVUSE9EX1BVVBACEhcKE1BSRVNJR05fTUVUSE9EX0hFQUQQAzJYChNUdW5uZWxIZWFsdGhTZXJ2aWNlEkEKBUNoZWNrEhguYWlybG9jay52MS5DaGVja1JlcXVlc3QaGS5haXJsb2NrLnYxLkNoZWNrUmVzcG9uc2UiA5ACATJNCgtFY2hvU2VydmljZRI+CgRFY2hvEhcuYWlybG9jay52MS5FY2hvUmVxdWVzdBoYLmFpcmxvY2sudjEuRWNob1Jlc3BvbnNlIgOQAgEyvAEKDlByZXNpZ25TZXJ2aWNlEkIKB1ByZXNpZ24SGi5haXJsb2NrLnYxLlByZXNpZ25SZXF1ZXN0GhsuYWlybG9jay52MS5QcmVzaWduUmVzcG9uc2USZgoTUHJlc2lnbkJ1bmRsZVVwbG9hZBImLmFpcmxvY2sudjEuUHJlc2lnbkJ1bmRsZVVwbG9hZFJlcXVlc3QaJy5haXJsb2NrLnYxLlByZXNpZ25CdW5kbGVVcGxvYWRSZXNwb25zZTKtAQoPU2VhbGVkSW9TZXJ2aWNlEkgKCVB1dElucHV0cxIcLmFpcmxvY2sudjEuUHV0SW5wdXRzUmVxdWVzdBodLmFpcmxvY2sudjEuUHV0SW5wdXRzUmVzcG9uc2USUAoKR2V0T3V0cHV0cxIdLmFpcmxvY2sudjEuR2V0T3V0cHV0c1JlcXVlc3QaHi5haXJsb2NrLnYxLkdldE91dHB1dHNSZXNwb25zZSIDkAIBMt4CCg5TZWNyZXRzU2VydmljZRJRCgxDcmVhdGVTZWNyZXQSHy5haXJsb2NrLnYxLkNyZWF0ZVNlY3JldFJlcXVlc3QaIC5haXJsb2NrLnYxLkNyZWF0ZVNlY3JldFJlc3BvbnNlElEKDFVwZGF0ZVNlY3JldBIfLmFpcmxvY2sudjEuVXBkYXRlU2VjcmV0UmVxdWVzdBogLmFpcmxvY2sudjEuVXBkYXRlU2VjcmV0UmVzcG9uc2USUQoMRGVsZXRlU2VjcmV0Eh8uYWlybG9jay52MS5EZWxldGVTZWNyZXRSZXF1ZXN0GiAuYWlybG9jay52MS5EZWxldGVTZWNyZXRSZXNwb25zZRJTCgtMaXN0U2VjcmV0cxIeLmFpcmxvY2sudjEuTGlzdFNlY3JldHNSZXF1ZXN0Gh8uYWlybG9jay52MS5MaXN0U2VjcmV0c1Jlc3BvbnNlIgOQAgEyVQoKTG9nU2VydmljZRJHCghUYWlsTG9ncxIbLmFpcmxvY2sudjEuVGFpbExvZ3NSZXF1ZXN0GhwuYWlybG9jay52MS5UYWlsTG9nc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_airlock_v1_common, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * A health probe.
@@ -112,6 +112,85 @@ export const EchoResponseSchema: GenMessage<EchoResponse> = /*@__PURE__*/
   messageDesc(file_airlock_v1_tunnel, 3);
 
 /**
+ * A bundle to upload.
+ *
+ * @generated from message airlock.v1.PresignBundleUploadRequest
+ */
+export type PresignBundleUploadRequest = Message<"airlock.v1.PresignBundleUploadRequest"> & {
+  /**
+   * The project the bundle belongs to; bundles are stored per project.
+   *
+   * @generated from field: string project = 1;
+   */
+  project: string;
+
+  /**
+   * The bundle's digest and length; the data plane refuses a length over its configured maximum
+   * before signing anything.
+   *
+   * @generated from field: airlock.v1.CodeBundle bundle = 2;
+   */
+  bundle?: CodeBundle | undefined;
+
+  /**
+   * The URL's lifetime; zero means the data plane's default, and the data plane caps it.
+   *
+   * @generated from field: google.protobuf.Duration ttl = 3;
+   */
+  ttl?: Duration | undefined;
+};
+
+/**
+ * Describes the message airlock.v1.PresignBundleUploadRequest.
+ * Use `create(PresignBundleUploadRequestSchema)` to create a new message.
+ */
+export const PresignBundleUploadRequestSchema: GenMessage<PresignBundleUploadRequest> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_tunnel, 4);
+
+/**
+ * Where to PUT the bundle.
+ *
+ * @generated from message airlock.v1.PresignBundleUploadResponse
+ */
+export type PresignBundleUploadResponse = Message<"airlock.v1.PresignBundleUploadResponse"> & {
+  /**
+   * True when the data plane already stores a bundle with this digest for the project; `url` is then empty.
+   *
+   * @generated from field: bool already_stored = 1;
+   */
+  alreadyStored: boolean;
+
+  /**
+   * The presigned PUT URL.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * Headers the PUT must send exactly as given (they are signed into the URL), e.g.
+   * `x-amz-checksum-sha256` and `content-length`.
+   *
+   * @generated from field: map<string, string> headers = 3;
+   */
+  headers: { [key: string]: string };
+
+  /**
+   * When the URL stops working.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 4;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message airlock.v1.PresignBundleUploadResponse.
+ * Use `create(PresignBundleUploadResponseSchema)` to create a new message.
+ */
+export const PresignBundleUploadResponseSchema: GenMessage<PresignBundleUploadResponse> = /*@__PURE__*/
+  messageDesc(file_airlock_v1_tunnel, 5);
+
+/**
  * What to presign.
  *
  * @generated from message airlock.v1.PresignRequest
@@ -168,7 +247,7 @@ export type PresignRequest = Message<"airlock.v1.PresignRequest"> & {
  * Use `create(PresignRequestSchema)` to create a new message.
  */
 export const PresignRequestSchema: GenMessage<PresignRequest> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 4);
+  messageDesc(file_airlock_v1_tunnel, 6);
 
 /**
  * The presigned URL.
@@ -212,7 +291,7 @@ export type PresignResponse = Message<"airlock.v1.PresignResponse"> & {
  * Use `create(PresignResponseSchema)` to create a new message.
  */
 export const PresignResponseSchema: GenMessage<PresignResponse> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 5);
+  messageDesc(file_airlock_v1_tunnel, 7);
 
 /**
  * A run's inputs.
@@ -236,11 +315,21 @@ export type PutInputsRequest = Message<"airlock.v1.PutInputsRequest"> & {
   runId: string;
 
   /**
-   * The inputs, sealed by the client to the data plane's I/O key.
+   * The inputs, sealed by the client to the data plane's I/O key (purpose `io`), with the associated
+   * data docs/runs.md gives (the project and the task's name), so inputs sealed for one task cannot
+   * be replayed into another. The data plane opens them once to refuse a tampered or misaddressed
+   * payload before it stores anything.
    *
    * @generated from field: airlock.v1.SealedPayload inputs = 3;
    */
   inputs?: SealedPayload | undefined;
+
+  /**
+   * The task the inputs are for.
+   *
+   * @generated from field: airlock.v1.TaskRef task = 4;
+   */
+  task?: TaskRef | undefined;
 };
 
 /**
@@ -248,7 +337,7 @@ export type PutInputsRequest = Message<"airlock.v1.PutInputsRequest"> & {
  * Use `create(PutInputsRequestSchema)` to create a new message.
  */
 export const PutInputsRequestSchema: GenMessage<PutInputsRequest> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 6);
+  messageDesc(file_airlock_v1_tunnel, 8);
 
 /**
  * Where the inputs went.
@@ -278,7 +367,7 @@ export type PutInputsResponse = Message<"airlock.v1.PutInputsResponse"> & {
  * Use `create(PutInputsResponseSchema)` to create a new message.
  */
 export const PutInputsResponseSchema: GenMessage<PutInputsResponse> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 7);
+  messageDesc(file_airlock_v1_tunnel, 9);
 
 /**
  * Which outputs to return, and to whom.
@@ -321,7 +410,7 @@ export type GetOutputsRequest = Message<"airlock.v1.GetOutputsRequest"> & {
  * Use `create(GetOutputsRequestSchema)` to create a new message.
  */
 export const GetOutputsRequestSchema: GenMessage<GetOutputsRequest> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 8);
+  messageDesc(file_airlock_v1_tunnel, 10);
 
 /**
  * An action's outputs.
@@ -330,7 +419,9 @@ export const GetOutputsRequestSchema: GenMessage<GetOutputsRequest> = /*@__PURE_
  */
 export type GetOutputsResponse = Message<"airlock.v1.GetOutputsResponse"> & {
   /**
-   * The outputs, sealed to the request's recipient key (HPKE info `airlock/v1/io`).
+   * The action's result document (docs/runs.md: its outputs when it succeeded, the task's own error
+   * message and details when it failed), sealed to the request's recipient key (HPKE info
+   * `airlock/v1/io`, associated data naming the project, run and action).
    *
    * @generated from field: airlock.v1.SealedPayload outputs = 1;
    */
@@ -342,7 +433,7 @@ export type GetOutputsResponse = Message<"airlock.v1.GetOutputsResponse"> & {
  * Use `create(GetOutputsResponseSchema)` to create a new message.
  */
 export const GetOutputsResponseSchema: GenMessage<GetOutputsResponse> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 9);
+  messageDesc(file_airlock_v1_tunnel, 11);
 
 /**
  * What is known about a secret without its value.
@@ -391,7 +482,7 @@ export type SecretMetadata = Message<"airlock.v1.SecretMetadata"> & {
  * Use `create(SecretMetadataSchema)` to create a new message.
  */
 export const SecretMetadataSchema: GenMessage<SecretMetadata> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 10);
+  messageDesc(file_airlock_v1_tunnel, 12);
 
 /**
  * A new secret.
@@ -426,7 +517,7 @@ export type CreateSecretRequest = Message<"airlock.v1.CreateSecretRequest"> & {
  * Use `create(CreateSecretRequestSchema)` to create a new message.
  */
 export const CreateSecretRequestSchema: GenMessage<CreateSecretRequest> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 11);
+  messageDesc(file_airlock_v1_tunnel, 13);
 
 /**
  * The created secret.
@@ -447,7 +538,7 @@ export type CreateSecretResponse = Message<"airlock.v1.CreateSecretResponse"> & 
  * Use `create(CreateSecretResponseSchema)` to create a new message.
  */
 export const CreateSecretResponseSchema: GenMessage<CreateSecretResponse> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 12);
+  messageDesc(file_airlock_v1_tunnel, 14);
 
 /**
  * A new value for an existing secret.
@@ -482,7 +573,7 @@ export type UpdateSecretRequest = Message<"airlock.v1.UpdateSecretRequest"> & {
  * Use `create(UpdateSecretRequestSchema)` to create a new message.
  */
 export const UpdateSecretRequestSchema: GenMessage<UpdateSecretRequest> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 13);
+  messageDesc(file_airlock_v1_tunnel, 15);
 
 /**
  * The updated secret.
@@ -503,7 +594,7 @@ export type UpdateSecretResponse = Message<"airlock.v1.UpdateSecretResponse"> & 
  * Use `create(UpdateSecretResponseSchema)` to create a new message.
  */
 export const UpdateSecretResponseSchema: GenMessage<UpdateSecretResponse> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 14);
+  messageDesc(file_airlock_v1_tunnel, 16);
 
 /**
  * A secret to delete.
@@ -531,7 +622,7 @@ export type DeleteSecretRequest = Message<"airlock.v1.DeleteSecretRequest"> & {
  * Use `create(DeleteSecretRequestSchema)` to create a new message.
  */
 export const DeleteSecretRequestSchema: GenMessage<DeleteSecretRequest> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 15);
+  messageDesc(file_airlock_v1_tunnel, 17);
 
 /**
  * Confirmation of a deletion.
@@ -546,7 +637,7 @@ export type DeleteSecretResponse = Message<"airlock.v1.DeleteSecretResponse"> & 
  * Use `create(DeleteSecretResponseSchema)` to create a new message.
  */
 export const DeleteSecretResponseSchema: GenMessage<DeleteSecretResponse> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 16);
+  messageDesc(file_airlock_v1_tunnel, 18);
 
 /**
  * A page of a project's secrets.
@@ -582,7 +673,7 @@ export type ListSecretsRequest = Message<"airlock.v1.ListSecretsRequest"> & {
  * Use `create(ListSecretsRequestSchema)` to create a new message.
  */
 export const ListSecretsRequestSchema: GenMessage<ListSecretsRequest> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 17);
+  messageDesc(file_airlock_v1_tunnel, 19);
 
 /**
  * One page of secret metadata.
@@ -610,7 +701,7 @@ export type ListSecretsResponse = Message<"airlock.v1.ListSecretsResponse"> & {
  * Use `create(ListSecretsResponseSchema)` to create a new message.
  */
 export const ListSecretsResponseSchema: GenMessage<ListSecretsResponse> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 18);
+  messageDesc(file_airlock_v1_tunnel, 20);
 
 /**
  * Which log to stream, and to whom.
@@ -668,7 +759,7 @@ export type TailLogsRequest = Message<"airlock.v1.TailLogsRequest"> & {
  * Use `create(TailLogsRequestSchema)` to create a new message.
  */
 export const TailLogsRequestSchema: GenMessage<TailLogsRequest> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 19);
+  messageDesc(file_airlock_v1_tunnel, 21);
 
 /**
  * One chunk of log output.
@@ -696,7 +787,7 @@ export type TailLogsResponse = Message<"airlock.v1.TailLogsResponse"> & {
  * Use `create(TailLogsResponseSchema)` to create a new message.
  */
 export const TailLogsResponseSchema: GenMessage<TailLogsResponse> = /*@__PURE__*/
-  messageDesc(file_airlock_v1_tunnel, 20);
+  messageDesc(file_airlock_v1_tunnel, 22);
 
 /**
  * The HTTP method a presigned URL allows. A URL is valid for exactly one method (SigV4 signs it),
@@ -797,6 +888,18 @@ export const PresignService: GenService<{
     methodKind: "unary";
     input: typeof PresignRequestSchema;
     output: typeof PresignResponseSchema;
+  },
+  /**
+   * Where a client uploads a task's code bundle: a PUT URL bound to the bundle's SHA-256 and length
+   * (both signed into the URL, so the store refuses any other body), or `already_stored` when the
+   * data plane holds that bundle already, so unchanged code is never uploaded twice.
+   *
+   * @generated from rpc airlock.v1.PresignService.PresignBundleUpload
+   */
+  presignBundleUpload: {
+    methodKind: "unary";
+    input: typeof PresignBundleUploadRequestSchema;
+    output: typeof PresignBundleUploadResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_airlock_v1_tunnel, 2);
