@@ -57,5 +57,5 @@ export interface Executor {
    * After an agent restart: the actions a previous process started and never finished (from the
    * executor's journal), each already cleaned up; the agent reports them FAILED with TASK_CRASHED.
    */
-  recover(): Promise<readonly string[]>;
+  recover(): Promise<readonly { readonly actionId: string; readonly attempt: number }[]>;
 }
