@@ -3,11 +3,13 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { runDemo } from './commands/demo.js';
 import { keysAlias, keysChangeState, keysCreate, keysDescribe, keysList, keysScheduleDeletion } from './commands/keys.js';
 import { runKmsAuditVerify, runKmsServe } from './commands/kms.js';
+import { runLogin } from './commands/login.js';
 import { runControlPlaneServe } from './commands/control-plane.js';
 import { runDataPlaneServe } from './commands/data-plane.js';
 import { runControlPlaneRotateKey } from './commands/rotate-key.js';
 import { runObjectStoreServe } from './commands/objectstore.js';
 import { runDown, runEnv, runStatus, runUp } from './commands/up.js';
+import { runOutputs, runsAbort, runsGet, runsList, runsWatch, runTask, tasksGet, tasksList, type RunCommandOptions } from './commands/runs.js';
 import { runVerify } from './commands/verify.js';
 
 function positiveInteger(value: string): number {
@@ -225,5 +227,77 @@ export function createProgram(): Command {
     .option('--key <key>', 'only aliases of this key')
     .action(async (options: { dataDir?: string; json: boolean; key?: string }) => keysAlias('list', { ...(options.key === undefined ? {} : { key: options.key }) }, options));
 
+  addClientCommands(program);
   return program;
+}
+
+/** Sets the exit code a command returned (commander ignores action return values). */
+async function exitWith(code: Promise<number>): Promise<void> {
+  process.exitCode = await code;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** The client commands: they call the control plane's API with the client configuration that `airlock up` or `airlock login` wrote. */
+function addClientCommands(program: Command): void {
+  type ClientFlags = { config?: string; dataDir?: string; project?: string; json: boolean };
+  const client = (c: Command): Command =>
+    c
+      .option('--config <file>', 'client configuration (default: $AIRLOCK_CONFIG, else <data-dir>/client/config.json, which `airlock up` writes)')
+      .addOption(dataDirOption())
+      .option('--project <name>', 'project (default: the configuration\'s, "default" after `airlock up`)')
+      .addOption(jsonOption());
+
+  client(
+    program
+      .command('run <file> [task]')
+      .description('Bundle a TypeScript or JavaScript module, upload it to the data plane, seal the inputs to the data plane\'s pinned key and start a run of one of its tasks.'),
+  )
+    .option('--input <key=value>', 'an input (repeatable); converted by the task\'s input schema; key may be a dotted path', collect, [])
+    .option('--inputs <file>', 'a JSON file with the inputs object ("-" for stdin); --input values apply on top')
+    .option('--cluster <name>', 'the data plane to run on (default: the configured one, else the only one)')
+    .option('--idempotency-key <key>', 'makes a retried submission return the first run instead of starting another (default: a fresh key per invocation)')
+    .option('--wait', 'follow the run\'s phases until it ends, then print its outputs (exit 1 unless it succeeded)', false)
+    .action(async (file: string, task: string | undefined, options: RunCommandOptions & ClientFlags) => exitWith(runTask(file, task, options)));
+
+  const runs = program.command('runs').description('Runs: list, inspect, follow and abort them.');
+  client(runs.command('list').description('List runs of the project, newest first.'))
+    .option('--task <name>', 'only runs of this task')
+    .option('--phase <phase>', 'only runs in this phase (queued, initializing, running, succeeded, failed, aborted, timed_out)')
+    .option('--limit <n>', 'at most this many runs', positiveInteger, 50)
+    .action(async (options: ClientFlags & { task?: string; phase?: string; limit: number }) => runsList(options));
+  client(runs.command('get <run>').description('Show a run: phases with times, attempts, the error record, and its outputs or error details opened locally.')).action(
+    async (run: string, options: ClientFlags) => runsGet(run, options),
+  );
+  client(runs.command('watch <run>').description('Follow a run until it ends, then print its outputs (exit 1 unless it succeeded).')).action(
+    async (run: string, options: ClientFlags) => exitWith(runsWatch(run, options)),
+  );
+  client(runs.command('abort <run>').description('Abort a run: at once if queued, at the data plane\'s next heartbeat if running.')).action(
+    async (run: string, options: ClientFlags) => runsAbort(run, options),
+  );
+  client(program.command('outputs <run>').description('Fetch a finished run\'s outputs sealed to a fresh key and open them here (exit 1 for a failed run, whose error details it shows).')).action(
+    async (run: string, options: ClientFlags) => exitWith(runOutputs(run, options)),
+  );
+
+  const tasks = program.command('tasks').description('Registered tasks.');
+  client(tasks.command('list').description('The newest version of each task of the project.')).action(async (options: ClientFlags) => tasksList(options));
+  client(tasks.command('get <name>').description('A task version: its schemas, retries and timeout (default: the newest version).'))
+    .option('--version <version>', 'a version (as `airlock tasks list` shows)')
+    .action(async (name: string, options: ClientFlags & { version?: string }) => tasksGet(name, options));
+
+  program
+    .command('login')
+    .description('Record a control plane and pin a data plane\'s identity in the client configuration, after checking the token and the pin.')
+    .requiredOption('--api <url>', 'the control plane\'s API, https://host:port')
+    .requiredOption('--token-file <file>', 'file holding the API token (keep it 0600)')
+    .requiredOption('--pin <sha256:hex>', 'the data plane\'s identity fingerprint, as its operator gives it (`airlock up` prints the local one)')
+    .option('--ca <file>', 'PEM CA bundle that verifies the API\'s certificate (default: the system\'s)')
+    .option('--cluster <name>', 'the data plane the pin belongs to (default: the only one)')
+    .option('--project <name>', 'the default project', 'default')
+    .option('--config <file>', 'where to write the configuration (default: $AIRLOCK_CONFIG, else <data-dir>/client/config.json)')
+    .addOption(dataDirOption())
+    .addOption(jsonOption())
+    .action(async (options: Parameters<typeof runLogin>[0]) => runLogin(options));
 }

@@ -3,7 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { AirlockError, createLogger, writeFileAtomic } from '@airlock/common';
 import { parseEndpointsFile, type EndpointsFile } from '@airlock/verify';
-import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
+import { CLIENT_CONFIG_VERSION, writeClientConfig } from '../internal/client-config.js';
+import { layout, LOCAL_CLUSTER_NAME, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { parseCredentialsFile, readKmsEndpoint } from '../internal/kms-client.js';
 import { controlPlaneKeyArgs, loadLocalCa } from '../internal/local-ca.js';
 import { formatTable, print, printJson } from '../internal/output.js';
@@ -27,6 +28,25 @@ export interface UpOptions extends DatabaseFlags {
   readonly kmsPort: number;
   readonly s3Port: number;
   readonly logLevel: LogLevel;
+}
+
+/**
+ * The client configuration of the local stack: its API, CA and admin token, and the local data
+ * plane's identity as the data plane itself announced it (trust on first use, over the IPC channel
+ * of a process this command started). Client commands (`airlock run`, `runs`, `outputs`) read it.
+ */
+async function writeLocalClientConfig(dataDir: string, endpoints: UpEndpointsFile, identity: PlaneReadyMessage['identity']): Promise<void> {
+  const api = endpoints.endpoints.find((e) => e.name === 'api')?.url;
+  if (api === undefined) return;
+  await writeClientConfig(layout.clientConfig(dataDir), {
+    version: CLIENT_CONFIG_VERSION,
+    api,
+    caFile: endpoints.caBundle,
+    tokenFile: endpoints.client.tokenFile,
+    project: 'default',
+    cluster: identity?.cluster ?? LOCAL_CLUSTER_NAME,
+    pins: identity === undefined ? {} : { [identity.cluster]: identity.pin },
+  });
 }
 
 /** The stack's endpoints.json, checked by the same parser `airlock verify` uses; undefined when there is none. */
@@ -193,6 +213,7 @@ export async function runUp(options: UpOptions): Promise<void> {
       startedAt: new Date().toISOString(),
     };
     await writeFileAtomic(layout.endpoints(dataDir), `${JSON.stringify(endpoints, null, 2)}\n`, { mode: 0o644 });
+    await writeLocalClientConfig(dataDir, endpoints, dataPlane.ready?.identity);
     return endpoints;
   };
   const endpoints = await writeEndpoints();

@@ -2,7 +2,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { AirlockError, failureReason, writeFileAtomic } from '@airlock/common';
-import { resolveDataDir } from './data-dir.js';
+import { layout, resolveDataDir } from './data-dir.js';
 
 export const CLIENT_CONFIG_VERSION = 1;
 
@@ -34,7 +34,7 @@ export interface ClientConfigLocation {
 export function clientConfigPath(location: ClientConfigLocation, env: NodeJS.ProcessEnv = process.env): string {
   if (location.config !== undefined) return resolve(location.config);
   if (env.AIRLOCK_CONFIG !== undefined && env.AIRLOCK_CONFIG.length > 0) return resolve(env.AIRLOCK_CONFIG);
-  return resolve(resolveDataDir(location.dataDir, env), 'client', 'config.json');
+  return layout.clientConfig(resolveDataDir(location.dataDir, env));
 }
 
 function invalid(path: string, reason: string): AirlockError {

@@ -32,6 +32,8 @@ export const layout = {
   legacyActionQueue: (dir: string): string => resolve(dir, 'control-plane', 'actions.json'),
   /** The local admin's API token (secret, 0600): what `airlock` client commands log in with. */
   clientToken: (dir: string): string => resolve(dir, 'client', 'token'),
+  /** The client configuration `airlock up` writes: API, CA, token file, the data plane's pinned identity (no secrets). */
+  clientConfig: (dir: string): string => resolve(dir, 'client', 'config.json'),
   dataPlaneDir: (dir: string): string => resolve(dir, 'data-plane'),
   /** The agent's key, certificate and CA (key 0600). */
   agentStateDir: (dir: string): string => resolve(dir, 'data-plane', 'agent'),

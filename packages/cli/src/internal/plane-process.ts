@@ -11,6 +11,8 @@ export interface PlaneReadyMessage {
   readonly plane: 'control' | 'data';
   readonly pid: number;
   readonly endpoints: readonly PlaneEndpoint[];
+  /** The data plane's identity: what clients pin before sealing anything to it (docs/runs.md). */
+  readonly identity?: { readonly cluster: string; readonly pin: string };
 }
 
 export function isPlaneReadyMessage(value: unknown): value is PlaneReadyMessage {
@@ -56,8 +58,8 @@ export function planeFlagsHint(execArgv: readonly string[], command: string): st
 }
 
 /** Tells the parent `airlock up` (when there is one) that this plane is ready. */
-export function announceReady(plane: 'control' | 'data', endpoints: readonly PlaneEndpoint[]): void {
-  const message: PlaneReadyMessage = { type: 'airlock.ready', plane, pid: process.pid, endpoints };
+export function announceReady(plane: 'control' | 'data', endpoints: readonly PlaneEndpoint[], identity?: PlaneReadyMessage['identity']): void {
+  const message: PlaneReadyMessage = { type: 'airlock.ready', plane, pid: process.pid, endpoints, ...(identity === undefined ? {} : { identity }) };
   process.send?.(message);
 }
 
