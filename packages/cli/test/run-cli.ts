@@ -28,9 +28,18 @@ export async function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {
   }
 }
 
-/** Starts a long-running `airlock <args>` and resolves once `ready` appears on stdout. */
-export async function startCli(args: readonly string[], ready: RegExp, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcessWithoutNullStreams; output: () => string }> {
-  const child = spawn(process.execPath, [...NODE_ARGS, ...args], { env: { ...process.env, ...env } });
+/**
+ * Starts a long-running `airlock <args>` and resolves once `ready` appears on stdout. `launcher` runs it under another
+ * command that then executes Node, e.g. `['prlimit', '--nofile=256:256', '--']` for a low descriptor limit.
+ */
+export async function startCli(
+  args: readonly string[],
+  ready: RegExp,
+  env: NodeJS.ProcessEnv = {},
+  launcher: readonly string[] = [],
+): Promise<{ child: ChildProcessWithoutNullStreams; output: () => string }> {
+  const [command, ...rest] = [...launcher, process.execPath, ...NODE_ARGS, ...args];
+  const child = spawn(command ?? process.execPath, rest, { env: { ...process.env, ...env } });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));

@@ -54,6 +54,8 @@ export {
   DEFAULT_LISTENER_LIMITS,
   createConnectionBudget,
   http2ServerSettings,
+  LISTENER_LIMITS_ENV_PREFIX,
+  listenerLimitsFromEnv,
   parseDescriptorLimit,
   resolveListenerLimits,
   type ConnectionBudget,
@@ -63,6 +65,7 @@ export {
   type LimitedTlsListener,
   type ListenerContext,
   type ListenerLimitsOptions,
+  type ListenerName,
   type ResolvedListenerLimits,
 } from './listener-limits.js';
 export {

@@ -100,6 +100,46 @@ export function resolveListenerLimits(
   return freezeConfig(resolved);
 }
 
+/** The listeners whose limits the environment may set, by the names they log under. */
+export type ListenerName = 'api' | 'dispatch' | 'tunnel' | 'kms' | 's3';
+
+const LISTENER_NAMES: readonly ListenerName[] = ['api', 'dispatch', 'tunnel', 'kms', 's3'];
+const LIMIT_KEYS = Object.keys(DEFAULT_LISTENER_LIMITS) as Array<keyof ListenerLimitsOptions>;
+/** Every listener's limits: AIRLOCK_LISTENER_<OPTION>; one listener's: AIRLOCK_LISTENER_<NAME>_<OPTION>. */
+export const LISTENER_LIMITS_ENV_PREFIX = 'AIRLOCK_LISTENER_';
+
+/** `handshakeTimeoutMs` → `HANDSHAKE_TIMEOUT_MS`. */
+const envSuffix = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+
+/**
+ * A listener's limits from the environment, for an entry point to pass as that listener's `limits`
+ * option (operators tighten a deployment this way; the attack suite shortens timeouts so attacks
+ * play out in seconds). `AIRLOCK_LISTENER_<OPTION>` sets an option for every listener and
+ * `AIRLOCK_LISTENER_<NAME>_<OPTION>` for one (NAME is API, DISPATCH, TUNNEL, KMS or S3), which wins.
+ * OPTION is the option's name in upper snake case, e.g. `AIRLOCK_LISTENER_HANDSHAKE_TIMEOUT_MS=3000`,
+ * `AIRLOCK_LISTENER_S3_BODY_PROGRESS_TIMEOUT_MS=2000`. Values must be decimal integers; their ranges
+ * are checked by resolveListenerLimits. Any other `AIRLOCK_LISTENER_*` variable is CONFIG_INVALID,
+ * so a misspelt limit is an error rather than silently ignored. Unset options keep the listener's defaults.
+ */
+export function listenerLimitsFromEnv(env: Readonly<Record<string, string | undefined>>, name: ListenerName): ListenerLimitsOptions {
+  const known = new Map<string, { key: keyof ListenerLimitsOptions; listener: ListenerName | undefined }>();
+  for (const key of LIMIT_KEYS) {
+    known.set(`${LISTENER_LIMITS_ENV_PREFIX}${envSuffix(key)}`, { key, listener: undefined });
+    for (const listener of LISTENER_NAMES) known.set(`${LISTENER_LIMITS_ENV_PREFIX}${listener.toUpperCase()}_${envSuffix(key)}`, { key, listener });
+  }
+  const shared: Partial<Record<keyof ListenerLimitsOptions, number>> = {};
+  const own: Partial<Record<keyof ListenerLimitsOptions, number>> = {};
+  for (const [variable, text] of Object.entries(env)) {
+    if (!variable.startsWith(LISTENER_LIMITS_ENV_PREFIX) || text === undefined) continue;
+    const target = known.get(variable);
+    if (target === undefined) throw configError(variable, `is not a listener limit (see docs/listener-limits.md)`);
+    if (!/^\d{1,15}$/.test(text.trim())) throw configError(variable, 'must be a non-negative decimal integer');
+    if (target.listener === undefined) shared[target.key] = Number(text.trim());
+    else if (target.listener === name) own[target.key] = Number(text.trim());
+  }
+  return Object.freeze({ ...shared, ...own });
+}
+
 /** HTTP/2 settings for a server (one that listens, or one handed sockets it dialled itself, as the tunnel agent). */
 export function http2ServerSettings(limits: ResolvedListenerLimits): Settings {
   return { maxConcurrentStreams: limits.maxConcurrentStreams, enablePush: false };

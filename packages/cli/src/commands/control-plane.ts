@@ -17,6 +17,7 @@ import {
   type ControlPlaneDatabase,
   type ControlPlaneKey,
 } from '@airlock/control-plane';
+import { listenerLimitsFromEnv } from '@airlock/pki';
 import { layout, LOCAL_CLUSTER_NAME, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { ensureLocalCa, issueLocalServerCertificate, openLocalControlPlaneKey, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
@@ -142,11 +143,15 @@ export async function openLocalDatabase(
   return database;
 }
 
-/** Starts the control plane of a data directory: API, dispatch and tunnel listeners, each with a fresh server certificate. */
+/**
+ * Starts the control plane of a data directory: API, dispatch and tunnel listeners, each with a fresh server certificate
+ * and the listener limits that `env` sets (AIRLOCK_LISTENER_*, docs/listener-limits.md).
+ */
 export async function startLocalControlPlane(
   dataDir: string,
   options: Omit<ControlPlaneServeOptions, 'dataDir' | 'logLevel'>,
   log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
 ): Promise<LocalControlPlane> {
   const key = await openLocalControlPlaneKey(dataDir, options, log);
   let ca: Awaited<ReturnType<typeof ensureLocalCa>>;
@@ -182,6 +187,7 @@ export async function startLocalControlPlane(
       host: options.host,
       port: options.tunnelPort,
       log,
+      limits: listenerLimitsFromEnv(env, 'tunnel'),
       isClusterAllowed: (cluster, fingerprint) => registry.isClusterAllowed(cluster, fingerprint),
     });
     closers.push(() => tunnel.close());
@@ -193,6 +199,7 @@ export async function startLocalControlPlane(
       registry,
       queue,
       log,
+      limits: listenerLimitsFromEnv(env, 'dispatch'),
     });
     closers.push(() => dispatch.close());
     const api = await startApiServer({
@@ -207,6 +214,7 @@ export async function startLocalControlPlane(
         agentVersion: (cluster) => dispatch.agentVersion(cluster),
       },
       log,
+      limits: listenerLimitsFromEnv(env, 'api'),
     });
     closers.push(() => api.close());
 

@@ -2,7 +2,7 @@
 import { access, mkdir } from 'node:fs/promises';
 import { createLogger, writeFileAtomic, type Logger } from '@airlock/common';
 import { createKmsServer, resolveKmsServerConfig, verifyKmsAudit, type KmsServer, type RootKeyOptions } from '@airlock/kms/server';
-import type { ConnectionBudget } from '@airlock/pki';
+import { listenerLimitsFromEnv, type ConnectionBudget } from '@airlock/pki';
 import { processConnectionBudget } from '../internal/connection-budget.js';
 import { layout, resolveDataDir } from '../internal/data-dir.js';
 import { issueLocalServerCertificate, loadLocalCa, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
@@ -30,11 +30,12 @@ export interface KmsServeOptions extends RootKeyFlags, ControlPlaneKeyFlags {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
-/** Starts the KMS for a data directory and writes its endpoint file and (first time) credentials. */
+/** Starts the KMS for a data directory, with the listener limits `env` sets (AIRLOCK_LISTENER_*), and writes its endpoint file and (first time) credentials. */
 export async function startLocalKms(
   dataDir: string,
   options: Omit<KmsServeOptions, 'dataDir' | 'logLevel'> & { readonly connectionBudget?: ConnectionBudget },
   log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ server: KmsServer; endpoint: KmsEndpointFile }> {
   const ca = await loadLocalCa(dataDir, options, log);
   const tls = await issueLocalServerCertificate(ca);
@@ -47,6 +48,7 @@ export async function startLocalKms(
       port: options.port,
       region: options.region,
       logger: log,
+      limits: listenerLimitsFromEnv(env, 'kms'),
       ...(rootKey === undefined ? {} : { rootKey }),
       ...(options.connectionBudget === undefined ? {} : { connectionBudget: options.connectionBudget }),
     }),

@@ -2,7 +2,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { createLogger, writeFileAtomic, type Logger } from '@airlock/common';
 import { createAwsKms } from '@airlock/kms';
-import type { ConnectionBudget } from '@airlock/pki';
+import { listenerLimitsFromEnv, type ConnectionBudget } from '@airlock/pki';
 import { createObjectStoreServer, resolveObjectStoreServerConfig, type ObjectStoreServer } from '@airlock/objectstore/server';
 import { processConnectionBudget } from '../internal/connection-budget.js';
 import { layout, resolveDataDir } from '../internal/data-dir.js';
@@ -30,12 +30,14 @@ export interface ObjectStoreServeOptions extends ControlPlaneKeyFlags {
 
 /**
  * Starts the store for a data directory. It talks to the KMS with the data directory's access key,
- * and accepts that same key from S3 clients: one credentials file serves `aws s3` and `aws kms`.
+ * and accepts that same key from S3 clients: one credentials file serves `aws s3` and `aws kms`. Its listener limits
+ * are the defaults with what `env` sets (AIRLOCK_LISTENER_*, docs/listener-limits.md).
  */
 export async function startLocalObjectStore(
   dataDir: string,
   options: Omit<ObjectStoreServeOptions, 'dataDir' | 'logLevel'> & { readonly connectionBudget?: ConnectionBudget },
   log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ server: ObjectStoreServer; endpoint: ObjectStoreEndpointFile; close: () => Promise<void> }> {
   const kmsEndpoint = await readKmsEndpoint(dataDir);
   const credentials = parseCredentialsFile(await readFile(kmsEndpoint.credentialsFile, 'utf8'), kmsEndpoint.profile);
@@ -59,6 +61,7 @@ export async function startLocalObjectStore(
       port: options.port,
       region: kmsEndpoint.region,
       logger: log,
+      limits: listenerLimitsFromEnv(env, 's3'),
       ...(options.connectionBudget === undefined ? {} : { connectionBudget: options.connectionBudget }),
     }),
   ).catch((error: unknown) => {
