@@ -174,6 +174,8 @@ function refine(error: AirlockError, authType: S3AuthType | undefined): Mapping 
         : { code: 'AccessDenied', status: 403, message: 'Request has expired' };
     case 'AUTH_MALFORMED':
       switch (reason) {
+        case 'sigv2-unsupported':
+          return { code: 'InvalidRequest', status: 400, message: 'The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.' };
         case 'amz-header-not-signed':
           return { code: 'AccessDenied', status: 403, message: 'There were headers present in the request which were not signed' };
         case 'multiple-auth-mechanisms':
