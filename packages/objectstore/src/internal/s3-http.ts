@@ -151,6 +151,12 @@ function notImplemented(message: string): AirlockError {
   return new AirlockError('NOT_IMPLEMENTED', message);
 }
 
+/** The S3 operation a subresource request names, for logs: PUT /b?cors → PutBucketCors, GET /b/k?legal-hold → GetObjectLegalHold. */
+function subresourceOperation(method: string, target: 'Bucket' | 'Object', subresource: string): string {
+  const words = [method.toLowerCase(), target, ...subresource.split('-')];
+  return words.map((word) => word.charAt(0).toUpperCase() + word.slice(1)).join('');
+}
+
 function methodNotAllowed(): AirlockError {
   return new AirlockError('METHOD_NOT_ALLOWED', 'The specified method is not allowed against this resource.');
 }
@@ -786,6 +792,14 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   type Operation = readonly [name: string, run: () => void | Promise<void>];
 
+  /** An operation this store refuses: routed and named like the others, so the refusal is logged under its name. */
+  const refused = (name: string, error: () => AirlockError): Operation => [
+    name,
+    () => {
+      throw error();
+    },
+  ];
+
   const routeBucket = (call: BucketCall): Operation => {
     const { method, query } = call;
     const sub = (name: string): boolean => query.has(name);
@@ -801,11 +815,11 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     }
     if (sub('acl')) {
       if (method === 'GET') return ['GetBucketAcl', () => getAcl(call)];
-      throw notImplemented('Bucket ACLs cannot be changed: every bucket is private to the store owner');
+      return refused(subresourceOperation(method, 'Bucket', 'acl'), () => notImplemented('Bucket ACLs cannot be changed: every bucket is private to the store owner'));
     }
     if (sub('versioning')) {
       if (method === 'GET') return ['GetBucketVersioning', () => getBucketVersioning(call)];
-      throw notImplemented('Versioning is not supported');
+      return refused(subresourceOperation(method, 'Bucket', 'versioning'), () => notImplemented('Versioning is not supported'));
     }
     if (sub('delete')) {
       if (method === 'POST') return ['DeleteObjects', () => deleteObjects(call)];
@@ -816,7 +830,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       throw methodNotAllowed();
     }
     const unsupported = UNSUPPORTED_SUBRESOURCES.find(sub);
-    if (unsupported !== undefined) throw unsupportedSubresource(call, unsupported);
+    if (unsupported !== undefined) return refused(subresourceOperation(method, 'Bucket', unsupported), () => unsupportedSubresource(call, unsupported));
     switch (method) {
       case 'GET': {
         const listType = query.get('list-type');
@@ -831,7 +845,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       case 'DELETE':
         return ['DeleteBucket', () => deleteBucket(call)];
       case 'POST':
-        throw notImplemented('Browser-based POST uploads are not supported');
+        return refused('PostObject', () => notImplemented('Browser-based POST uploads are not supported'));
       default:
         throw methodNotAllowed();
     }
@@ -859,11 +873,11 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     }
     if (query.has('acl')) {
       if (method === 'GET') return ['GetObjectAcl', () => getAcl(call)];
-      throw notImplemented('Object ACLs cannot be changed: every object is private to the store owner');
+      return refused(subresourceOperation(method, 'Object', 'acl'), () => notImplemented('Object ACLs cannot be changed: every object is private to the store owner'));
     }
     if (query.has('tagging') && method === 'GET') return ['GetObjectTagging', () => getObjectTagging(call)];
     const unsupported = UNSUPPORTED_SUBRESOURCES.find((name) => query.has(name));
-    if (unsupported !== undefined) throw unsupportedSubresource(call, unsupported);
+    if (unsupported !== undefined) return refused(subresourceOperation(method, 'Object', unsupported), () => unsupportedSubresource(call, unsupported));
     switch (method) {
       case 'GET':
         return ['GetObject', () => getObject(call)];
@@ -876,7 +890,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       case 'DELETE':
         return ['DeleteObject', () => deleteObject(call)];
       case 'POST':
-        throw notImplemented('POST on an object is not supported');
+        return refused('PostObject', () => notImplemented('POST on an object is not supported'));
       default:
         throw methodNotAllowed();
     }
@@ -887,7 +901,12 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
   const sendError = (req: IncomingMessage, res: ServerResponse, error: unknown, context: { requestId: string; operation: string; resource: string; authType: S3AuthType }): void => {
     const e = AirlockError.from(error);
     const wire = s3ErrorFor(e, context.authType);
-    if (wire.status >= 500) log.error({ err: error, code: e.code, operation: context.operation, requestId: context.requestId }, 'S3 request failed');
+    if (wire.status === 501) {
+      // An expected refusal, not a fault: one line naming what was asked for, no stack. The message is one of ours, never request data.
+      log.info({ code: wire.code, operation: context.operation, requestId: context.requestId, reason: e.message }, 'S3 operation not implemented');
+    } else if (wire.status >= 500) {
+      log.error({ err: error, code: e.code, operation: context.operation, requestId: context.requestId }, 'S3 request failed');
+    }
     if (res.headersSent) {
       res.destroy();
       return;
