@@ -201,6 +201,11 @@ export interface PartInfo {
   readonly lastModified: Date;
 }
 
+/** A part just uploaded, with its upload's encryption (S3 repeats it in the UploadPart response). */
+export interface UploadedPart extends PartInfo {
+  readonly encryption: BucketEncryption;
+}
+
 export interface UploadInfo {
   readonly uploadId: string;
   readonly bucket: string;
@@ -269,7 +274,7 @@ export interface ObjectEngine {
     readonly contentMd5?: string;
     readonly checksums?: PutObjectInput['checksums'];
     readonly checksumAlgorithms?: PutObjectInput['checksumAlgorithms'];
-  }): Promise<PartInfo>;
+  }): Promise<UploadedPart>;
   completeMultipartUpload(input: {
     readonly bucket: string;
     readonly key: string;

@@ -34,6 +34,7 @@ import {
   type PutObjectInput,
   type RangeRequest,
   type SseRequest,
+  type UploadedPart,
   type UploadInfo,
 } from './engine-types.js';
 import { checkBucketName, checkObjectKey, NameHasher } from './names.js';
@@ -128,7 +129,9 @@ const KMS_HEALTH_REUSE_MS = 1000;
 const KMS_HEALTH_TIMEOUT_MS = 3000;
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 const MAX_PARTS = 10_000;
-const DEFAULT_ENCRYPTION: BucketEncryption = { algorithm: 'AES256', kmsKeyArn: undefined, bucketKeyEnabled: true };
+// BucketKeyEnabled is what the bucket configuration or a request asked for, as S3 reports it; AES256
+// bodies always use the store's bucket key (#newDataKey), whatever the flag says.
+const DEFAULT_ENCRYPTION: BucketEncryption = { algorithm: 'AES256', kmsKeyArn: undefined, bucketKeyEnabled: false };
 
 const quote = (hex: string): string => `"${hex}"`;
 const unquote = (etag: string): string => etag.trim().replace(/^"|"$/g, '');
@@ -332,11 +335,12 @@ export class StorageEngine implements ObjectEngine {
     const algorithm = sse.algorithm ?? (sse.kmsKeyId !== undefined ? 'aws:kms' : base.algorithm);
     if (algorithm === 'AES256') {
       if (sse.kmsKeyId !== undefined) throw new AirlockError('INVALID_ARGUMENT', 'Server Side Encryption with KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms');
-      return { algorithm, kmsKeyArn: undefined, bucketKeyEnabled: true };
+      return { algorithm, kmsKeyArn: undefined, bucketKeyEnabled: false };
     }
     const requested = sse.kmsKeyId ?? (base.algorithm === 'aws:kms' ? base.kmsKeyArn : undefined) ?? this.#defaultKeyArn;
     const arn = (await this.#cachedKms.describeKey(requested)).arn;
-    return { algorithm: 'aws:kms', kmsKeyArn: arn, bucketKeyEnabled: sse.bucketKeyEnabled ?? base.bucketKeyEnabled };
+    // Only an SSE-KMS bucket configuration passes its bucket-key setting on to SSE-KMS requests.
+    return { algorithm: 'aws:kms', kmsKeyArn: arn, bucketKeyEnabled: sse.bucketKeyEnabled ?? (base.algorithm === 'aws:kms' && base.bucketKeyEnabled) };
   }
 
   #keyArnOf(encryption: BucketEncryption): string {
@@ -372,7 +376,8 @@ export class StorageEngine implements ObjectEngine {
   /** A fresh data key for a new body, and the key reference that finds it again. */
   async #newDataKey(bucket: string, encryption: BucketEncryption, context: EncryptionContext): Promise<{ key: Buffer; keyRef: Buffer }> {
     const keyArn = this.#keyArnOf(encryption);
-    if (encryption.bucketKeyEnabled) {
+    // SSE-S3 is under the store-managed key: a bucket key always (it costs no customer KMS calls to skip).
+    if (encryption.algorithm === 'AES256' || encryption.bucketKeyEnabled) {
       const bucketKey = await this.#bucketKey(bucket, keyArn);
       const salt = nodeRandomBytes(32);
       const key = this.#objectKeyFromBucketKey(bucketKey.plaintext, salt, context);
@@ -466,7 +471,7 @@ export class StorageEngine implements ObjectEngine {
     let encryption: BucketEncryption;
     if ((sse.algorithm ?? 'AES256') === 'AES256') {
       if (sse.kmsKeyId !== undefined) throw new AirlockError('INVALID_ARGUMENT', 'KMSMasterKeyID is only valid with SSEAlgorithm aws:kms');
-      encryption = { algorithm: 'AES256', kmsKeyArn: undefined, bucketKeyEnabled: sse.bucketKeyEnabled ?? true };
+      encryption = { algorithm: 'AES256', kmsKeyArn: undefined, bucketKeyEnabled: sse.bucketKeyEnabled ?? false };
     } else {
       // The key must exist; its ARN is what GetBucketEncryption reports.
       const meta = await this.#kms.describeKey(sse.kmsKeyId ?? this.#defaultKeyArn);
@@ -798,7 +803,7 @@ export class StorageEngine implements ObjectEngine {
     return this.#uploadInfo(record);
   }
 
-  async uploadPart(input: Parameters<ObjectEngine['uploadPart']>[0]): Promise<PartInfo> {
+  async uploadPart(input: Parameters<ObjectEngine['uploadPart']>[0]): Promise<UploadedPart> {
     const upload = this.#upload(input.bucket, input.key, input.uploadId);
     if (!Number.isInteger(input.partNumber) || input.partNumber < 1 || input.partNumber > MAX_PARTS) {
       throw new AirlockError('INVALID_ARGUMENT', 'Part number must be an integer between 1 and 10000, inclusive');
@@ -823,7 +828,7 @@ export class StorageEngine implements ObjectEngine {
         const previous = upload.parts.get(input.partNumber);
         upload.parts.set(input.partNumber, part);
         if (previous !== undefined) await unlink(this.#abs(`${dir}/${previous.dataFile}`)).catch(() => undefined);
-        return { partNumber: part.partNumber, etag: part.etag, size: part.size, lastModified: new Date(part.lastModified) };
+        return { partNumber: part.partNumber, etag: part.etag, size: part.size, lastModified: new Date(part.lastModified), encryption: upload.record.encryption };
       });
     } catch (error) {
       await unlink(this.#abs(`${dir}/${file}`)).catch(() => undefined);

@@ -152,6 +152,8 @@ function refine(error: AirlockError, authType: S3AuthType | undefined): Mapping 
           return { code: 'MetadataTooLarge', status: 400, message: 'Your metadata headers exceed the maximum allowed metadata size' };
         case 'invalid-request':
           return { code: 'InvalidRequest', status: 400 };
+        case 'invalid-encryption-algorithm':
+          return { code: 'InvalidEncryptionAlgorithmError', status: 400 };
         default:
           return undefined;
       }

@@ -11,6 +11,7 @@ import {
   checkHeaderValue,
   checkKey,
   checkPreconditions,
+  checkSseCustomerHeaders,
   checksumHeaders,
   header,
   invalidRequest,
@@ -23,6 +24,7 @@ import {
   parseUserMetadata,
   percentDecode,
   readSmallBody,
+  refuseSseHeadersOnRead,
   refuseUnsupportedHeaders,
   splitTarget,
   type S3Target,
@@ -498,6 +500,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const headObject = (call: ObjectCall): void => {
     checkVersionId(call);
+    refuseSseHeadersOnRead(call.req);
     const overrides = responseOverrides(call);
     const meta = engine.headObject(call.bucket, call.key);
     const requested = requestedRange(call);
@@ -510,6 +513,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const getObject = async (call: ObjectCall): Promise<void> => {
     checkVersionId(call);
+    refuseSseHeadersOnRead(call.req);
     responseOverrides(call);
     const range = requestedRange(call);
     let checked: ObjectMeta | undefined;
@@ -653,7 +657,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         checksumAlgorithms: body.checksumAlgorithms,
       });
       // Verified by the engine by now; clients (the SDK's multipart uploader) read them back per part.
-      sendEmpty(call, 200, { etag: part.etag, ...checksumHeaders((await body.checksums) ?? {}) });
+      sendEmpty(call, 200, { etag: part.etag, ...sseHeaders(part.encryption), ...checksumHeaders((await body.checksums) ?? {}) });
     } finally {
       body.dispose();
     }
@@ -684,7 +688,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       const part = await withoutIdleTimeout(call, () =>
         engine.uploadPart({ bucket: call.bucket, key: call.key, uploadId, partNumber, body: got.body, expectedLength: size }),
       );
-      sendXml(call, 200, buildXml('CopyPartResult', { LastModified: iso(part.lastModified), ETag: part.etag }));
+      sendXml(call, 200, buildXml('CopyPartResult', { LastModified: iso(part.lastModified), ETag: part.etag }), sseHeaders(part.encryption));
     } finally {
       if (!got.body.destroyed) got.body.destroy();
     }
@@ -967,6 +971,8 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         const query = parseQuery(target.rawQuery);
         const { bucket, key } = parseResource(target.rawPath);
         const base: S3Call = { req, res, method, target, query, verified, awaitingContinue };
+        // S3 checks SSE-C headers before it looks at the bucket, the key or the operation.
+        checkSseCustomerHeaders(req);
         // A presigned URL names one object (DESIGN §2): never a listing or a bucket operation.
         if (verified.authType === 'query' && key === undefined) {
           throw new AirlockError('ACCESS_DENIED', 'Presigned URLs are accepted for object requests only');

@@ -132,11 +132,57 @@ export function checkHeaderValue(name: string, value: string): string {
   return value;
 }
 
+/** The SSE-C header sets: the object's own key, and the copy source's. */
+const SSE_CUSTOMER_PREFIXES: readonly string[] = ['x-amz-server-side-encryption-customer-', 'x-amz-copy-source-server-side-encryption-customer-'];
+
+/**
+ * Checks SSE-C headers (`…-customer-algorithm`, `-key`, `-key-md5`) as S3 does before anything
+ * else: a missing algorithm, a key that is not 32 bytes of base64 or a wrong MD5 is
+ * InvalidArgument. Well-formed SSE-C is NotImplemented: this store encrypts under KMS keys only.
+ * The key itself never leaves this function, nor appears in an error.
+ */
+export function checkSseCustomerHeaders(req: IncomingMessage): void {
+  let present = false;
+  for (const prefix of SSE_CUSTOMER_PREFIXES) {
+    const algorithm = header(req, `${prefix}algorithm`);
+    const key = header(req, `${prefix}key`);
+    const keyMd5 = header(req, `${prefix}key-md5`);
+    if (algorithm === undefined && key === undefined && keyMd5 === undefined) continue;
+    present = true;
+    if (algorithm === undefined) throw invalidArgument('Requests specifying Server Side Encryption with Customer provided keys must provide a valid encryption algorithm.');
+    if (algorithm.trim() !== 'AES256') throw invalidArgument('The encryption request you specified is not valid. The valid value is AES256.', 'invalid-encryption-algorithm');
+    if (key === undefined) throw invalidArgument('Requests specifying Server Side Encryption with Customer provided keys must provide an appropriate secret key.');
+    const keyText = key.trim();
+    const keyBytes = /^[A-Za-z0-9+/]+={0,2}$/.test(keyText) ? Buffer.from(keyText, 'base64') : Buffer.alloc(0);
+    try {
+      if (keyBytes.byteLength !== 32 || keyBytes.toString('base64') !== keyText) throw invalidArgument('The secret key was invalid for the specified algorithm.');
+      if (keyMd5 === undefined) throw invalidArgument('Requests specifying Server Side Encryption with Customer provided keys must provide the client calculated MD5 of the secret key.');
+      if (createHash('md5').update(keyBytes).digest('base64') !== keyMd5.trim()) {
+        throw invalidArgument('The calculated MD5 hash of the key did not match the hash that was provided.');
+      }
+    } finally {
+      keyBytes.fill(0);
+    }
+  }
+  if (present) throw new AirlockError('NOT_IMPLEMENTED', 'Server-side encryption with customer-provided keys (SSE-C) is not supported');
+}
+
+/** SSE request headers other than SSE-C's: they choose how a write is encrypted, and S3 refuses them on a read. */
+const SSE_WRITE_HEADERS: readonly string[] = [
+  'x-amz-server-side-encryption',
+  'x-amz-server-side-encryption-aws-kms-key-id',
+  'x-amz-server-side-encryption-context',
+  'x-amz-server-side-encryption-bucket-key-enabled',
+];
+
+/** GET and HEAD: an object is read with the key it was written under, so SSE headers are InvalidArgument, as on S3. */
+export function refuseSseHeadersOnRead(req: IncomingMessage): void {
+  const name = SSE_WRITE_HEADERS.find((candidate) => req.headers[candidate] !== undefined);
+  if (name !== undefined) throw invalidArgument(`${name} header is not supported for this operation.`);
+}
+
 /** x-amz-server-side-encryption… request headers; undefined when none is present (the bucket default applies). */
 export function parseSseHeaders(req: IncomingMessage): SseRequest | undefined {
-  for (const name of ['x-amz-server-side-encryption-customer-algorithm', 'x-amz-copy-source-server-side-encryption-customer-algorithm']) {
-    if (req.headers[name] !== undefined) throw new AirlockError('NOT_IMPLEMENTED', 'Server-side encryption with customer-provided keys (SSE-C) is not supported');
-  }
   if (req.headers['x-amz-server-side-encryption-context'] !== undefined) {
     throw new AirlockError('NOT_IMPLEMENTED', 'x-amz-server-side-encryption-context is not supported');
   }
