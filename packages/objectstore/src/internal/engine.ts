@@ -19,6 +19,7 @@ import {
 import { createCachingKms, ensureKey, type Kms, type KmsAdmin } from '@airlock/kms';
 import { BodyMeter } from './checksums.js';
 import {
+  checkWriteCondition,
   listingPage,
   resolveRange,
   type BucketEncryption,
@@ -36,6 +37,7 @@ import {
   type SseRequest,
   type UploadedPart,
   type UploadInfo,
+  type WriteCondition,
 } from './engine-types.js';
 import { checkBucketName, checkObjectKey, NameHasher } from './names.js';
 import { SealedFiles } from './sealed-file.js';
@@ -560,14 +562,23 @@ export class StorageEngine implements ObjectEngine {
     return Object.keys(await Promise.resolve(checksums)) as ChecksumAlgorithm[];
   }
 
-  /** Replaces an object's record (the commit point) and removes its previous body. */
-  async #commitObject(record: ObjectRecord): Promise<ObjectMeta> {
+  /**
+   * Replaces an object's record (the commit point) and removes its previous body. `condition` held
+   * when the write began; it is checked again here, under the object's lock, and if it no longer
+   * holds another write got in first: WRITE_CONFLICT, and nothing changes.
+   */
+  async #commitObject(record: ObjectRecord, condition?: WriteCondition): Promise<ObjectMeta> {
     const metaPath = this.#objectMetaPath(record.bucket, record.key);
     return this.#locks.run(`object:${metaPath}`, async () => {
       this.#bucketRecord(record.bucket);
-      await this.#sealed.write(this.#root, metaPath, record);
       const objects = this.#objects.get(record.bucket) as Map<string, ObjectRecord>;
       const previous = objects.get(record.key);
+      try {
+        checkWriteCondition(condition, previous);
+      } catch (error) {
+        throw new AirlockError('WRITE_CONFLICT', 'The conditional request cannot succeed due to a conflicting operation against this resource.', { cause: error });
+      }
+      await this.#sealed.write(this.#root, metaPath, record);
       if (!objects.has(record.key)) this.#sortedKeys.delete(record.bucket);
       objects.set(record.key, record);
       if (previous !== undefined) {
@@ -587,6 +598,8 @@ export class StorageEngine implements ObjectEngine {
   async putObject(input: PutObjectInput): Promise<ObjectMeta> {
     const bucket = this.#bucketRecord(input.bucket);
     checkObjectKey(input.key);
+    // Before a byte of the body is read: a refused write transfers nothing.
+    checkWriteCondition(input.condition, this.#objects.get(input.bucket)?.get(input.key));
     const encryption = await this.#resolveEncryption(bucket.encryption, input.sse);
     const context = { bucket: input.bucket, key: input.key };
     const crypto = this.#plaintextBodies ? undefined : { ...(await this.#newDataKey(input.bucket, encryption, context)), context };
@@ -610,7 +623,7 @@ export class StorageEngine implements ObjectEngine {
         checksums,
         dataFile: file,
         ...(this.#plaintextBodies ? { plaintext: true } : {}),
-      });
+      }, input.condition);
     } catch (error) {
       await unlink(this.#abs(`${dir}/${file}`)).catch(() => undefined);
       throw AirlockError.from(error);
@@ -705,12 +718,14 @@ export class StorageEngine implements ObjectEngine {
     return toMeta(this.#objectRecord(bucket, key));
   }
 
-  async deleteObject(bucket: string, key: string): Promise<void> {
+  async deleteObject(bucket: string, key: string, condition?: WriteCondition): Promise<void> {
     this.#bucketRecord(bucket);
     const metaPath = this.#objectMetaPath(bucket, key);
     await this.#locks.run(`object:${metaPath}`, async () => {
       const objects = this.#objects.get(bucket);
       const record = objects?.get(key);
+      // Checked under the object's lock, so no write can slip in between the check and the delete.
+      checkWriteCondition(condition, record);
       if (record === undefined) return;
       await unlink(this.#abs(metaPath));
       objects?.delete(key);
@@ -743,18 +758,25 @@ export class StorageEngine implements ObjectEngine {
   }
 
   async copyObject(input: Parameters<ObjectEngine['copyObject']>[0]): Promise<ObjectMeta> {
-    const source = this.#objectRecord(input.sourceBucket, input.sourceKey);
-    const { body } = await this.getObject(input.sourceBucket, input.sourceKey);
-    const replace = input.metadataDirective === 'REPLACE';
-    return this.putObject({
-      bucket: input.bucket,
-      key: input.key,
-      body,
-      expectedLength: source.size,
-      contentType: replace ? (input.contentType ?? 'binary/octet-stream') : source.contentType,
-      userMetadata: replace ? (input.userMetadata ?? {}) : source.userMetadata,
-      ...(input.sse === undefined ? {} : { sse: input.sse }),
-    });
+    // The metadata comes with the body that is read, so the conditions, size and headers all describe what is copied.
+    const { meta: source, body } = await this.getObject(input.sourceBucket, input.sourceKey);
+    try {
+      input.checkSource?.(source);
+      const replace = input.metadataDirective === 'REPLACE';
+      return await this.putObject({
+        bucket: input.bucket,
+        key: input.key,
+        body,
+        expectedLength: source.size,
+        contentType: replace ? (input.contentType ?? 'binary/octet-stream') : source.contentType,
+        userMetadata: replace ? (input.userMetadata ?? {}) : source.userMetadata,
+        ...(input.sse === undefined ? {} : { sse: input.sse }),
+        ...(input.condition === undefined ? {} : { condition: input.condition }),
+      });
+    } finally {
+      // A copy refused before its body was read must still close the source's file.
+      if (!body.destroyed) body.destroy();
+    }
   }
 
   // --- multipart --------------------------------------------------------------------------------
@@ -840,6 +862,7 @@ export class StorageEngine implements ObjectEngine {
     return this.#locks.run(`upload:${input.uploadId}`, async () => {
       const upload = this.#upload(input.bucket, input.key, input.uploadId);
       if (input.parts.length === 0) throw new AirlockError('MALFORMED_XML', 'You must specify at least one part');
+      checkWriteCondition(input.condition, this.#objects.get(input.bucket)?.get(input.key));
       const chosen: PartRecord[] = [];
       let previous = 0;
       for (const listed of input.parts) {
@@ -889,7 +912,7 @@ export class StorageEngine implements ObjectEngine {
           partsCount: chosen.length,
           uploadId: input.uploadId,
           parts: stored,
-        });
+        }, input.condition);
         committed = true;
         this.#uploads.delete(input.uploadId);
         await rm(this.#abs(dir), { recursive: true, force: true });

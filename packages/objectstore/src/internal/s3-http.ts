@@ -10,6 +10,7 @@ import { s3ErrorFor, s3ErrorXml, type S3AuthType } from './s3-errors.js';
 import {
   checkHeaderValue,
   checkKey,
+  checkCopySourcePreconditions,
   checkPreconditions,
   checkSseCustomerHeaders,
   checksumHeaders,
@@ -22,6 +23,7 @@ import {
   parseResource,
   parseSseHeaders,
   parseUserMetadata,
+  parseWriteCondition,
   percentDecode,
   readSmallBody,
   refuseSseHeadersOnRead,
@@ -556,6 +558,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     refuseUnsupportedHeaders(call.req);
     const sse = parseSseHeaders(call.req);
     const userMetadata = parseUserMetadata(call.req);
+    const condition = parseWriteCondition(call.req, { ifNoneMatch: true });
     const contentType = header(call.req, 'content-type');
     const body = openRequestBody(call.req, call.verified, { maxBytes: maxObjectBytes, onStart: () => sendContinue(call) });
     try {
@@ -570,6 +573,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         contentType,
         userMetadata,
         sse,
+        ...(condition === undefined ? {} : { condition }),
       });
       sendEmpty(call, 200, { etag: meta.etag, ...sseHeaders(meta.encryption), ...checksumHeaders(meta.checksums) });
     } finally {
@@ -579,10 +583,8 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const copyObject = async (call: ObjectCall, copySource: string): Promise<void> => {
     refuseUnsupportedHeaders(call.req);
-    for (const name of Object.keys(call.req.headers)) {
-      if (name.startsWith('x-amz-copy-source-if-')) throw notImplemented('Conditional copies (x-amz-copy-source-if-*) are not supported');
-    }
     const source = parseCopySource(copySource);
+    const condition = parseWriteCondition(call.req, { ifNoneMatch: true });
     const directive = (header(call.req, 'x-amz-metadata-directive') ?? 'COPY').trim().toUpperCase();
     if (directive !== 'COPY' && directive !== 'REPLACE') throw new AirlockError('INVALID_ARGUMENT', 'Unknown metadata directive.');
     const sse = parseSseHeaders(call.req);
@@ -601,6 +603,8 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         metadataDirective: directive,
         ...(directive === 'REPLACE' ? { contentType, userMetadata: parseUserMetadata(call.req) } : {}),
         sse,
+        ...(condition === undefined ? {} : { condition }),
+        checkSource: (meta) => checkCopySourcePreconditions(call.req, meta),
       }),
     );
     sendXml(call, 200, buildXml('CopyObjectResult', { LastModified: iso(meta.lastModified), ETag: meta.etag }), sseHeaders(meta.encryption));
@@ -608,7 +612,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const deleteObject = async (call: ObjectCall): Promise<void> => {
     checkVersionId(call);
-    await engine.deleteObject(call.bucket, call.key);
+    await engine.deleteObject(call.bucket, call.key, parseWriteCondition(call.req, { ifNoneMatch: false }));
     sendEmpty(call, 204);
   };
 
@@ -664,9 +668,6 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
   };
 
   const uploadPartCopy = async (call: ObjectCall, copySource: string, uploadId: string, partNumber: number): Promise<void> => {
-    for (const name of Object.keys(call.req.headers)) {
-      if (name.startsWith('x-amz-copy-source-if-')) throw notImplemented('Conditional copies (x-amz-copy-source-if-*) are not supported');
-    }
     const source = parseCopySource(copySource);
     const rangeHeader = header(call.req, 'x-amz-copy-source-range');
     let range: { start: number; end: number } | undefined;
@@ -682,6 +683,8 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     }
     const got = await engine.getObject(source.bucket, source.key, range);
     try {
+      // On the version whose bytes are copied.
+      checkCopySourcePreconditions(call.req, got.meta);
       // The engine clamps a range to the object; a copy range must lie inside it.
       if (range !== undefined && got.range?.end !== range.end) throw new AirlockError('RANGE_NOT_SATISFIABLE', 'The requested range is not satisfiable');
       const size = got.range === undefined ? got.meta.size : got.range.end - got.range.start + 1;
@@ -696,8 +699,11 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const completeMultipartUpload = async (call: ObjectCall): Promise<void> => {
     const uploadId = uploadIdOf(call);
+    const condition = parseWriteCondition(call.req, { ifNoneMatch: true });
     const parts = parseCompleteMultipartUpload(await readXml(call));
-    const meta = await withoutIdleTimeout(call, () => engine.completeMultipartUpload({ bucket: call.bucket, key: call.key, uploadId, parts }));
+    const meta = await withoutIdleTimeout(call, () =>
+      engine.completeMultipartUpload({ bucket: call.bucket, key: call.key, uploadId, parts, ...(condition === undefined ? {} : { condition }) }),
+    );
     const host = header(call.req, 'host') ?? 'localhost';
     sendXml(
       call,

@@ -5,7 +5,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { AirlockError } from '@airlock/common';
 import { chunkedPayloadMode, createChunkedPayloadDecoder, type ChunkedPayloadDecoder, type VerifiedRequest } from '@airlock/crypto';
 import { createDigest } from './checksums.js';
-import type { ChecksumAlgorithm, ObjectMeta, RangeRequest, SseAlgorithm, SseRequest } from './engine-types.js';
+import { etagListMatches, type ChecksumAlgorithm, type ObjectMeta, type RangeRequest, type SseAlgorithm, type SseRequest, type WriteCondition } from './engine-types.js';
 
 /** S3's limit for a single PUT (PutObject, UploadPart): 5 GiB. */
 export const MAX_OBJECT_BYTES = 5 * 1024 * 1024 * 1024;
@@ -329,42 +329,60 @@ export function parseRange(value: string | undefined): RangeRequest | undefined 
 
 // --- conditional requests -------------------------------------------------------------------------
 
-function etagMatches(list: string, etag: string): boolean {
-  const bare = etag.replace(/^"|"$/g, '');
-  return list.split(',').some((item) => {
-    const candidate = item.trim().replace(/^W\//, '');
-    return candidate === '*' || candidate.replace(/^"|"$/g, '') === bare;
-  });
-}
-
 function httpDate(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const time = Date.parse(value);
   return Number.isNaN(time) ? undefined : time;
 }
 
+function preconditionFailed(condition: string): AirlockError {
+  return new AirlockError('PRECONDITION_FAILED', 'At least one of the pre-conditions you specified did not hold', { details: { condition } });
+}
+
 /**
- * Evaluates If-Match / If-Unmodified-Since (412) and If-None-Match / If-Modified-Since (304) in
- * RFC 9110 §13.2.2 order. Returns 304 when the client's copy is current, else undefined.
+ * Evaluates `<prefix>if-match` / `-if-unmodified-since` (412) and `-if-none-match` /
+ * `-if-modified-since` (not modified) in RFC 9110 §13.2.2 order, as S3 does: a date condition
+ * counts only without its ETag counterpart.
  */
-export function checkPreconditions(req: IncomingMessage, meta: ObjectMeta): 304 | undefined {
+function evaluatePreconditions(req: IncomingMessage, prefix: string, meta: ObjectMeta): 'not-modified' | undefined {
   const seconds = Math.floor(meta.lastModified.getTime() / 1000) * 1000;
-  const ifMatch = header(req, 'if-match');
-  const failed = (): AirlockError => invalidArgument('At least one of the pre-conditions you specified did not hold', 'precondition-failed');
+  const ifMatch = header(req, `${prefix}if-match`);
   if (ifMatch !== undefined) {
-    if (!etagMatches(ifMatch, meta.etag)) throw failed();
+    if (!etagListMatches(ifMatch, meta.etag)) throw preconditionFailed(`${prefix}If-Match`);
   } else {
-    const since = httpDate(header(req, 'if-unmodified-since'));
-    if (since !== undefined && seconds > since) throw failed();
+    const since = httpDate(header(req, `${prefix}if-unmodified-since`));
+    if (since !== undefined && seconds > since) throw preconditionFailed(`${prefix}If-Unmodified-Since`);
   }
-  const ifNoneMatch = header(req, 'if-none-match');
+  const ifNoneMatch = header(req, `${prefix}if-none-match`);
   if (ifNoneMatch !== undefined) {
-    if (etagMatches(ifNoneMatch, meta.etag)) return 304;
+    if (etagListMatches(ifNoneMatch, meta.etag)) return 'not-modified';
   } else {
-    const since = httpDate(header(req, 'if-modified-since'));
-    if (since !== undefined && seconds <= since) return 304;
+    const since = httpDate(header(req, `${prefix}if-modified-since`));
+    if (since !== undefined && seconds <= since) return 'not-modified';
   }
   return undefined;
+}
+
+/** GET and HEAD: If-Match / If-Unmodified-Since fail with 412; returns 304 when If-None-Match / If-Modified-Since say the client's copy is current. */
+export function checkPreconditions(req: IncomingMessage, meta: ObjectMeta): 304 | undefined {
+  return evaluatePreconditions(req, '', meta) === 'not-modified' ? 304 : undefined;
+}
+
+/** CopyObject and UploadPartCopy: every x-amz-copy-source-if-* condition that fails on the source is 412, as on S3 (there is no 304 for a copy). */
+export function checkCopySourcePreconditions(req: IncomingMessage, source: ObjectMeta): void {
+  if (evaluatePreconditions(req, 'x-amz-copy-source-', source) === 'not-modified') throw preconditionFailed('x-amz-copy-source-If-None-Match or -If-Modified-Since');
+}
+
+/**
+ * If-Match and If-None-Match on a write or a delete. If-None-Match takes only `*` there (S3
+ * implements nothing else), and a delete takes If-Match only.
+ */
+export function parseWriteCondition(req: IncomingMessage, options: { readonly ifNoneMatch: boolean }): WriteCondition | undefined {
+  const ifMatch = header(req, 'if-match')?.trim();
+  const ifNoneMatch = options.ifNoneMatch ? header(req, 'if-none-match')?.trim() : undefined;
+  if (ifNoneMatch !== undefined && ifNoneMatch !== '*') throw new AirlockError('NOT_IMPLEMENTED', 'If-None-Match on a write accepts only *');
+  if (ifMatch === undefined && ifNoneMatch === undefined) return undefined;
+  return { ...(ifMatch === undefined ? {} : { ifMatch }), ...(ifNoneMatch === undefined ? {} : { ifNoneMatch }) };
 }
 
 // --- bodies ---------------------------------------------------------------------------------------
