@@ -84,27 +84,37 @@ describe('PutObject', () => {
     });
   });
 
-  it('a conditional PUT that a concurrent write beats to the commit gets 409 ConditionalRequestConflict and changes nothing', async () => {
+  /** Starts a conditional PUT of `key`, runs `competitor` once the PUT has passed its condition and is streaming its body, then lets the PUT finish. */
+  async function race(key: string, condition: { IfMatch?: string; IfNoneMatch?: string }, competitor: () => Promise<unknown>): Promise<{ name: string; status: number | undefined }> {
     const tmp = join(store.dir, 'objects', 'tmp');
     const body = new PassThrough();
-    const slow = sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'raced', Body: body, ContentLength: 8, IfNoneMatch: '*' }));
-    const outcome = slow.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const outcome = sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body, ContentLength: 8, ...condition }));
+    // Awaited below; until then a rejection must not count as unhandled.
+    outcome.catch(() => undefined);
     body.write('slow');
-    // The slow PUT has passed its condition once the store streams its body into a temporary file.
+    // The PUT has passed its condition once the store streams its body into a temporary file.
     const deadline = Date.now() + 30_000;
     while ((await readdir(tmp)).length === 0) {
       if (Date.now() > deadline) throw new Error('the conditional PUT never started writing its body');
       await sleep(10);
     }
-    await put('raced', 'fast');
+    await competitor();
     body.end('-put');
-    const error = (await outcome) as S3ServiceException | undefined;
-    expect(error).toBeInstanceOf(S3ServiceException);
-    expect({ name: error?.name, status: error?.$metadata.httpStatusCode }).toEqual({ name: 'ConditionalRequestConflict', status: 409 });
+    return refusal(outcome);
+  }
+
+  it('a conditional PUT that a concurrent write beats to the commit gets 409 ConditionalRequestConflict and changes nothing', async () => {
+    expect(await race('raced', { IfNoneMatch: '*' }, () => put('raced', 'fast'))).toEqual({ name: 'ConditionalRequestConflict', status: 409 });
     expect(await read('raced')).toBe('fast');
+    const current = await put('raced', 'current');
+    expect(await race('raced', { IfMatch: current }, () => put('raced', 'newer'))).toEqual({ name: 'ConditionalRequestConflict', status: 409 });
+    expect(await read('raced')).toBe('newer');
+  });
+
+  it('an If-Match PUT whose object is deleted meanwhile gets 404 NoSuchKey and creates nothing', async () => {
+    const current = await put('vanishing', 'current');
+    expect(await race('vanishing', { IfMatch: current }, () => sdk.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'vanishing' })))).toEqual({ name: 'NoSuchKey', status: 404 });
+    expect(await refusal(sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'vanishing' })))).toMatchObject({ status: 404 });
   });
 });
 

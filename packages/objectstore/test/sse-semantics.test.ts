@@ -107,6 +107,8 @@ describe('SSE-C headers', () => {
   it('answers well-formed SSE-C with 501 NotImplemented', async () => {
     const put = store.sdk().send(new PutObjectCommand({ Bucket: BUCKET, Key: 'ssec', Body: 'x', SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.toString('base64') }));
     expect(await refusal(put)).toEqual({ name: 'NotImplemented', status: 501 });
+    // The customer key, sent in every request above, is never logged.
+    expect(store.logs.join('')).not.toContain(key.toString('base64'));
   });
 });
 

@@ -565,7 +565,8 @@ export class StorageEngine implements ObjectEngine {
   /**
    * Replaces an object's record (the commit point) and removes its previous body. `condition` held
    * when the write began; it is checked again here, under the object's lock, and if it no longer
-   * holds another write got in first: WRITE_CONFLICT, and nothing changes.
+   * holds another write got in first: WRITE_CONFLICT, and nothing changes. (An If-Match object that
+   * was deleted meanwhile is OBJECT_NOT_FOUND, as on S3.)
    */
   async #commitObject(record: ObjectRecord, condition?: WriteCondition): Promise<ObjectMeta> {
     const metaPath = this.#objectMetaPath(record.bucket, record.key);
@@ -576,6 +577,7 @@ export class StorageEngine implements ObjectEngine {
       try {
         checkWriteCondition(condition, previous);
       } catch (error) {
+        if (AirlockError.is(error, 'OBJECT_NOT_FOUND')) throw error;
         throw new AirlockError('WRITE_CONFLICT', 'The conditional request cannot succeed due to a conflicting operation against this resource.', { cause: error });
       }
       await this.#sealed.write(this.#root, metaPath, record);

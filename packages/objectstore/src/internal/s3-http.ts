@@ -8,9 +8,9 @@ import { verifyRequest, type SecretLookup, type VerifiedRequest } from '@airlock
 import { listingPage, resolveRange, type BucketEncryption, type ObjectEngine, type ObjectMeta, type RangeRequest } from './engine-types.js';
 import { s3ErrorFor, s3ErrorXml, type S3AuthType } from './s3-errors.js';
 import {
+  checkCopySourcePreconditions,
   checkHeaderValue,
   checkKey,
-  checkCopySourcePreconditions,
   checkPreconditions,
   checkSseCustomerHeaders,
   checksumHeaders,
