@@ -71,6 +71,8 @@ export const ERROR_CODES = deepFreeze({
   MALFORMED_XML: { description: 'The XML body is not well formed or does not match the schema.', retryable: false },
   NOT_IMPLEMENTED: { description: 'The request uses a feature that is not implemented.', retryable: false },
   METHOD_NOT_ALLOWED: { description: 'The method is not allowed on this resource.', retryable: false },
+  PRECONDITION_FAILED: { description: 'A condition of the request (If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, or their copy-source forms) does not hold.', retryable: false },
+  WRITE_CONFLICT: { description: 'A conditional write lost a race with another write to the same object; read it again, then retry.', retryable: true },
 
   DB_KEY_INVALID: { description: 'The control-plane database key is missing, wrong, or could not be unwrapped from its key source.', retryable: false },
   DB_SCHEMA_UNSUPPORTED: { description: 'The database schema was written by a newer (or unknown) release than this one.', retryable: false },

@@ -194,6 +194,16 @@ describe('verifyRequest', () => {
     const { options, headers } = kmsRequest();
     await expectReject(verifyRequest({ ...options, headers }), 'AUTH_MISSING', 'no-authentication');
     await expectReject(verifyRequest({ ...options, rawQuery: 'X-Amz-Signature=abc' }), 'AUTH_MALFORMED', 'multiple-auth-mechanisms');
+    // A SigV2 presigned URL is named as such, not as a request without authentication.
+    await expectReject(verifyRequest({ ...options, headers, rawQuery: 'AWSAccessKeyId=AKIDUNITTEST&Expires=1717237230&Signature=c2lnbmF0dXJl' }), 'AUTH_MALFORMED', 'sigv2-unsupported');
+  });
+
+  it('compares signatures as text, as AWS does: an upper-cased copy is a mismatch', async () => {
+    const { options, signed } = kmsRequest();
+    const upper = signed.authorization.replace(signed.signature, signed.signature.toUpperCase());
+    expect(upper).not.toBe(signed.authorization);
+    await expectReject(verifyRequest({ ...options, headers: { ...(options.headers as Record<string, string>), authorization: upper } }), 'AUTH_SIGNATURE_MISMATCH', 'signature-mismatch');
+    await verifyRequest(options);
   });
 
   it('reports malformed Authorization headers', async () => {
@@ -204,7 +214,7 @@ describe('verifyRequest', () => {
     });
     const signature = signed.signature;
     const cases: Array<[string | string[], AirlockErrorCode, string]> = [
-      ['AWS AKIDUNITTEST:c2lnbmF0dXJl', 'AUTH_MALFORMED', 'unsupported-algorithm'],
+      ['AWS AKIDUNITTEST:c2lnbmF0dXJl', 'AUTH_MALFORMED', 'sigv2-unsupported'],
       ['AWS4-ECDSA-P256-SHA256 Credential=x', 'AUTH_MALFORMED', 'unsupported-algorithm'],
       [`AWS4-HMAC-SHA256 Credential=AKIDUNITTEST/20240601/eu-west-1/kms/aws4_request, Signature=${signature}`, 'AUTH_MALFORMED', 'authorization-header-incomplete'],
       [`AWS4-HMAC-SHA256 Credential=AKIDUNITTEST/20240601/eu-west-1/kms/aws4_request, SignedHeaders=host, Signature=${signature}, Extra=1`, 'AUTH_MALFORMED', 'authorization-header-malformed'],

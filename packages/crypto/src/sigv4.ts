@@ -1,9 +1,10 @@
 // AWS Signature Version 4: request signing, presigned URLs, verification, and S3 aws-chunked payloads.
 import { AirlockError } from '@airlock/common';
-import { constantTimeEqual, zeroize } from './bytes.js';
+import { zeroize } from './bytes.js';
 import {
   authError,
   hasQueryAuth,
+  hasSigV2QueryAuth,
   parseAuthorizationHeader,
   parseQueryAuthorization,
   QUERY_ALGORITHM,
@@ -27,6 +28,7 @@ import {
   MAX_PRESIGN_EXPIRES_SECONDS,
   redactCanonicalQuery,
   sha256Hex,
+  signatureMatches,
   signBytes,
   signHex,
   SIGV4_ALGORITHM,
@@ -605,7 +607,9 @@ export async function verifyRequest(options: VerifyRequestOptions): Promise<Veri
   const authorization = headers.get('authorization');
   const queryAuth = hasQueryAuth(params);
   if (authorization !== undefined && queryAuth) throw authError('AUTH_MALFORMED', 'multiple-auth-mechanisms');
-  if (authorization === undefined && !queryAuth) throw authError('AUTH_MISSING', 'no-authentication');
+  if (authorization === undefined && !queryAuth) {
+    throw hasSigV2QueryAuth(params) ? authError('AUTH_MALFORMED', 'sigv2-unsupported') : authError('AUTH_MISSING', 'no-authentication');
+  }
 
   let parsed: ParsedAuthorization;
   let amzDate: string;
@@ -706,7 +710,7 @@ export async function verifyRequest(options: VerifyRequestOptions): Promise<Veri
   }
   const signingKey = cachedSigningKey(secret, credential.date, credential.region, credential.service);
   const expected = signBytes(signingKey, toSign);
-  const matches = constantTimeEqual(expected, Buffer.from(parsed.signature, 'hex'));
+  const matches = signatureMatches(expected, parsed.signature);
   zeroize(expected);
   if (!matches) {
     zeroize(signingKey);

@@ -15,6 +15,8 @@ const FROM_S3: Readonly<Record<string, AirlockErrorCode>> = {
   AccessDenied: 'ACCESS_DENIED',
   SignatureDoesNotMatch: 'AUTH_SIGNATURE_MISMATCH',
   InvalidAccessKeyId: 'AUTH_UNKNOWN_ACCESS_KEY',
+  PreconditionFailed: 'PRECONDITION_FAILED',
+  ConditionalRequestConflict: 'WRITE_CONFLICT',
   'KMS.DisabledException': 'KMS_KEY_DISABLED',
   'KMS.KMSInvalidStateException': 'KMS_INVALID_STATE',
   'KMS.NotFoundException': 'KMS_KEY_NOT_FOUND',

@@ -2,10 +2,13 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger, Redactor } from '@airlock/common';
+import { Agent } from 'node:https';
+import { S3Client } from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { createLogger, Redactor, type Logger } from '@airlock/common';
 import { createAwsKms, type KmsAdmin } from '@airlock/kms';
 import { createKmsServer, resolveKmsServerConfig, type KmsServer } from '@airlock/kms/server';
-import { createCertificateAuthority, issueServerCertificate } from '@airlock/pki';
+import { createCertificateAuthority, issueServerCertificate, tlsClientOptions } from '@airlock/pki';
 import { awsCliEnv } from '@airlock/testing';
 import { createS3ObjectStore } from '../src/s3-object-store.js';
 import { createObjectStoreServer, resolveObjectStoreServerConfig, type ObjectStoreServer } from '../src/server.js';
@@ -21,6 +24,8 @@ export interface TestObjectStore {
   readonly logs: string[];
   /** A fresh ObjectStore client (the @aws-sdk/client-s3 adapter). */
   client(): ReturnType<typeof createS3ObjectStore>;
+  /** A fresh @aws-sdk/client-s3 client for the store (path-style, one attempt), for operations ObjectStore lacks. */
+  sdk(): S3Client;
   /** Environment for /usr/bin/aws (v2) against both endpoints. */
   awsEnv(): NodeJS.ProcessEnv;
   /** Path of an s3cmd config file for this store. */
@@ -29,14 +34,19 @@ export interface TestObjectStore {
   stop(): Promise<void>;
 }
 
-export async function startTestObjectStore(): Promise<TestObjectStore> {
+export interface TestObjectStoreOptions {
+  /** The logger of the KMS and the store. @default a debug-level logger into `logs` */
+  readonly logger?: Logger;
+}
+
+export async function startTestObjectStore(options: TestObjectStoreOptions = {}): Promise<TestObjectStore> {
   const dir = await mkdtemp(join(tmpdir(), 'airlock-s3-'));
   const ca = await createCertificateAuthority();
   const tls = await issueServerCertificate({ ca, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   const caPath = join(dir, 'ca.pem');
   await writeFile(caPath, ca.cert);
   const logs: string[] = [];
-  const logger = createLogger({ level: 'debug', destination: { write: (l: string) => void logs.push(l) }, redactor: new Redactor() });
+  const logger = options.logger ?? createLogger({ level: 'debug', destination: { write: (l: string) => void logs.push(l) }, redactor: new Redactor() });
   const kmsServer = await createKmsServer(resolveKmsServerConfig({ dataDir: join(dir, 'kms'), tls: { cert: tls.cert, key: tls.key }, logger }));
   const credentials = kmsServer.createAccessKey('objectstore tests');
   const kms = createAwsKms({ endpoint: kmsServer.url, credentials, caBundle: ca.cert, maxAttempts: 1 });
@@ -53,7 +63,7 @@ export async function startTestObjectStore(): Promise<TestObjectStore> {
       }),
     );
   let server = await start();
-  const clients: Array<ReturnType<typeof createS3ObjectStore>> = [];
+  const clients: Array<{ destroy(): void }> = [];
   const stack: TestObjectStore = {
     dir,
     caPath,
@@ -67,6 +77,18 @@ export async function startTestObjectStore(): Promise<TestObjectStore> {
     logs,
     client() {
       const c = createS3ObjectStore({ endpoint: server.url, credentials, caBundle: ca.cert, maxAttempts: 1 });
+      clients.push(c);
+      return c;
+    },
+    sdk() {
+      const c = new S3Client({
+        region: 'us-east-1',
+        endpoint: server.url,
+        credentials,
+        forcePathStyle: true,
+        maxAttempts: 1,
+        requestHandler: new NodeHttpHandler({ httpsAgent: new Agent({ keepAlive: true, ...tlsClientOptions({ ca: ca.cert }) }) }),
+      });
       clients.push(c);
       return c;
     },
@@ -110,4 +132,20 @@ export async function startTestObjectStore(): Promise<TestObjectStore> {
     },
   };
   return stack;
+}
+
+/**
+ * Makes an SDK client send `headers` with every request, signed like the rest: for headers the
+ * SDK has no parameter for (SSE on a GET, SSE-C without its algorithm).
+ */
+export function sendHeaders<C extends S3Client>(client: C, headers: Readonly<Record<string, string>>): C {
+  client.middlewareStack.add(
+    (next) => (args) => {
+      const request = args.request as { headers?: Record<string, string> };
+      if (request.headers !== undefined) Object.assign(request.headers, headers);
+      return next(args);
+    },
+    { step: 'build', name: 'airlockTestExtraHeaders' },
+  );
+  return client;
 }

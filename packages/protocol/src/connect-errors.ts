@@ -66,6 +66,8 @@ const CONNECT_CODES: Readonly<Record<AirlockErrorCode, Code>> = Object.freeze({
   MALFORMED_XML: Code.InvalidArgument,
   NOT_IMPLEMENTED: Code.Unimplemented,
   METHOD_NOT_ALLOWED: Code.Unimplemented,
+  PRECONDITION_FAILED: Code.FailedPrecondition,
+  WRITE_CONFLICT: Code.Aborted,
   DB_KEY_INVALID: Code.Internal,
   DB_SCHEMA_UNSUPPORTED: Code.Internal,
   DB_CONNECTION_INSECURE: Code.Internal,

@@ -44,7 +44,7 @@ export interface ParsedAuthorization {
   /** SignedHeaders exactly as sent. */
   readonly signedHeaders: string;
   readonly signedHeaderNames: readonly string[];
-  /** The provided signature, lower-case hex. */
+  /** The provided signature as sent: 64 hex digits (AWS compares it as text, so case matters). */
   readonly signature: string;
 }
 
@@ -86,7 +86,7 @@ function parseSignedHeaders(value: string): string[] {
 
 function parseSignature(value: string): string {
   if (!SIGNATURE.test(value)) throw authError('AUTH_MALFORMED', 'signature-malformed');
-  return value.toLowerCase();
+  return value;
 }
 
 /**
@@ -97,6 +97,8 @@ export function parseAuthorizationHeader(header: string): ParsedAuthorization {
   const trimmed = header.trim();
   const space = trimmed.search(/[ \t]/);
   const algorithm = space < 0 ? trimmed : trimmed.slice(0, space);
+  // `AWS AccessKeyId:Signature` is SigV2, which S3 names as such (it is the usual v1 CLI default).
+  if (algorithm === 'AWS') throw authError('AUTH_MALFORMED', 'sigv2-unsupported');
   if (algorithm !== SIGV4_ALGORITHM) throw authError('AUTH_MALFORMED', 'unsupported-algorithm');
   const fields = new Map<string, string>();
   for (const component of trimmed.slice(space < 0 ? trimmed.length : space).split(',')) {
@@ -121,6 +123,11 @@ export function parseAuthorizationHeader(header: string): ParsedAuthorization {
     signedHeaderNames: parseSignedHeaders(signedHeaders),
     signature: parseSignature(signature),
   };
+}
+
+/** True when the query carries SigV2 presigned-URL parameters (`AWSAccessKeyId`, `Signature`, `Expires`). */
+export function hasSigV2QueryAuth(params: readonly QueryParam[]): boolean {
+  return params.some((param) => param.name === 'AWSAccessKeyId' || param.name === 'Signature');
 }
 
 /** True when the query carries any presigned-URL authentication parameter. */

@@ -1,7 +1,7 @@
 // SigV4 core: canonical headers and request, string to sign, signing-key derivation (with a bounded cache).
 import { createHash, createHmac } from 'node:crypto';
 import { AirlockError } from '@airlock/common';
-import { zeroize } from '../bytes.js';
+import { constantTimeEqual, zeroize } from '../bytes.js';
 import { wireBytes, type WireEncoding } from './sigv4-encoding.js';
 
 export const SIGV4_ALGORITHM = 'AWS4-HMAC-SHA256';
@@ -186,6 +186,14 @@ export function signHex(signingKey: Uint8Array, data: string): string {
 /** The raw HMAC-SHA256 of `data` under the signing key. */
 export function signBytes(signingKey: Uint8Array, data: string): Buffer {
   return hmac(signingKey, data);
+}
+
+/**
+ * Compares a received signature with the expected raw HMAC in constant time, as AWS does: as
+ * text, against the lower-case hex form, so an upper-cased copy of a valid signature is refused.
+ */
+export function signatureMatches(expected: Buffer, received: string): boolean {
+  return constantTimeEqual(Buffer.from(expected.toString('hex'), 'latin1'), Buffer.from(received, 'latin1'));
 }
 
 /** How many derived keys the cache holds; smithy's SignatureV4 keeps 50. */

@@ -2,9 +2,9 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { AirlockError } from '@airlock/common';
-import { assertBytes, constantTimeEqual, zeroize } from '../bytes.js';
+import { assertBytes, zeroize } from '../bytes.js';
 import { parseAmzDate } from './sigv4-encoding.js';
-import { EMPTY_SHA256, sha256Hex, signBytes, signHex } from './sigv4-canonical.js';
+import { EMPTY_SHA256, sha256Hex, signatureMatches, signBytes, signHex } from './sigv4-canonical.js';
 import { authError } from './sigv4-auth-parse.js';
 
 /** The largest chunk the decoder accepts. S3 clients send 64 KiB to 8 MiB; signed chunks are held whole until checked. */
@@ -104,12 +104,6 @@ function chunkStringToSign(signing: ResolvedSigning, previous: string, chunkHash
 /** The trailer signature: over `name:value\n` for each trailer, chained from the final chunk's signature. */
 function trailerStringToSign(signing: ResolvedSigning, previous: string, canonicalTrailers: Buffer): string {
   return `${TRAILER_ALGORITHM}\n${signing.date}\n${signing.scope}\n${previous}\n${sha256Hex(canonicalTrailers)}`;
-}
-
-/** Compares a received hex signature with the expected raw HMAC in constant time. */
-function signatureMatches(expected: Buffer, receivedHex: string): boolean {
-  const received = Buffer.from(receivedHex, 'hex');
-  return received.byteLength === expected.byteLength && constantTimeEqual(expected, received);
 }
 
 type DecoderState = 'chunk-header' | 'chunk-data' | 'chunk-crlf' | 'trailer' | 'done';
@@ -280,7 +274,7 @@ export class ChunkedPayloadDecoder extends Transform {
     if (match === null) throw malformed('chunk-header');
     const size = Number.parseInt(match[1] as string, 16);
     if (size > this.#maxChunkSize) throw malformed('chunk-too-large');
-    this.#chunkSignature = (match[2] ?? '').toLowerCase();
+    this.#chunkSignature = match[2] ?? '';
     if (size === 0) {
       // The final chunk signs the empty string and ends the data; trailers (or a bare CRLF) follow.
       this.#verifyChunk(EMPTY_SHA256);
@@ -328,7 +322,7 @@ export class ChunkedPayloadDecoder extends Transform {
     if (name === TRAILER_SIGNATURE) {
       if (this.#signing === undefined) throw malformed('unexpected-trailer-signature');
       if (!SIGNATURE.test(value)) throw malformed('trailer-signature');
-      this.#trailerSignature = value.toLowerCase();
+      this.#trailerSignature = value;
       return;
     }
     if (this.#trailerLines.some(([existing]) => existing === name)) throw malformed('duplicate-trailer');

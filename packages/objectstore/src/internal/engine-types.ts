@@ -87,6 +87,41 @@ export function resolveRange(range: RangeRequest | undefined, meta: Pick<ObjectM
   return { start: range.start, end: Math.min(range.end ?? size - 1, size - 1) };
 }
 
+/** True when `etag` is in an If-Match / If-None-Match list (`*` matches any); weak tags compare as strong, as S3 does. */
+export function etagListMatches(list: string, etag: string): boolean {
+  const bare = etag.replace(/^"|"$/g, '');
+  return list.split(',').some((item) => {
+    const candidate = item.trim().replace(/^W\//, '');
+    return candidate === '*' || candidate.replace(/^"|"$/g, '') === bare;
+  });
+}
+
+/**
+ * A condition on a write (PutObject, CopyObject, CompleteMultipartUpload) or a delete, as S3 reads
+ * If-Match and If-None-Match there. The engine checks it before writing, and again where it
+ * commits, under the object's lock: failing there means another write won the race (WRITE_CONFLICT).
+ */
+export interface WriteCondition {
+  /** ETags, or `*`: the current object must carry one of them. No current object is OBJECT_NOT_FOUND. */
+  readonly ifMatch?: string;
+  /** Only `*`: there must be no current object. */
+  readonly ifNoneMatch?: '*';
+}
+
+/** Throws PRECONDITION_FAILED (or OBJECT_NOT_FOUND for If-Match on nothing) unless `condition` holds for `current`. */
+export function checkWriteCondition(condition: WriteCondition | undefined, current: { readonly etag: string } | undefined): void {
+  if (condition === undefined) return;
+  if (condition.ifNoneMatch !== undefined && current !== undefined) {
+    throw new AirlockError('PRECONDITION_FAILED', 'At least one of the pre-conditions you specified did not hold', { details: { condition: 'If-None-Match' } });
+  }
+  if (condition.ifMatch !== undefined) {
+    if (current === undefined) throw new AirlockError('OBJECT_NOT_FOUND', 'The specified key does not exist.');
+    if (!etagListMatches(condition.ifMatch, current.etag)) {
+      throw new AirlockError('PRECONDITION_FAILED', 'At least one of the pre-conditions you specified did not hold', { details: { condition: 'If-Match' } });
+    }
+  }
+}
+
 export interface ListingPage<T> {
   readonly entries: T[];
   readonly commonPrefixes: string[];
@@ -151,6 +186,7 @@ export interface PutObjectInput {
   readonly contentType?: string;
   readonly userMetadata?: Readonly<Record<string, string>>;
   readonly sse?: SseRequest;
+  readonly condition?: WriteCondition;
 }
 
 export interface ByteRange {
@@ -201,6 +237,11 @@ export interface PartInfo {
   readonly lastModified: Date;
 }
 
+/** A part just uploaded, with its upload's encryption (S3 repeats it in the UploadPart response). */
+export interface UploadedPart extends PartInfo {
+  readonly encryption: BucketEncryption;
+}
+
 export interface UploadInfo {
   readonly uploadId: string;
   readonly bucket: string;
@@ -213,7 +254,7 @@ export interface UploadInfo {
  * The storage engine. Every method throws AirlockError: BUCKET_NOT_FOUND, OBJECT_NOT_FOUND,
  * BUCKET_ALREADY_EXISTS, BUCKET_NOT_EMPTY, INVALID_BUCKET_NAME, INVALID_OBJECT_KEY, UPLOAD_NOT_FOUND,
  * INVALID_PART, INVALID_PART_ORDER, ENTITY_TOO_SMALL, RANGE_NOT_SATISFIABLE, DIGEST_MISMATCH,
- * INCOMPLETE_BODY, KMS_* (the kill switch: KMS_KEY_DISABLED, KMS_KEY_PENDING_DELETION,
+ * INCOMPLETE_BODY, PRECONDITION_FAILED, WRITE_CONFLICT, KMS_* (the kill switch: KMS_KEY_DISABLED, KMS_KEY_PENDING_DELETION,
  * KMS_INVALID_STATE, KMS_KEY_NOT_FOUND), DISK_FULL, PERMISSION_DENIED, INTERNAL.
  * Writes are atomic: a failed or interrupted write leaves no partial object visible.
  */
@@ -237,8 +278,8 @@ export interface ObjectEngine {
   /** Resolves `range` against the object's size (RANGE_NOT_SATISFIABLE when it starts past the end). */
   getObject(bucket: string, key: string, range?: RangeRequest): Promise<GetObjectResult>;
   headObject(bucket: string, key: string): ObjectMeta;
-  /** Deleting a missing key succeeds, as in S3. */
-  deleteObject(bucket: string, key: string): Promise<void>;
+  /** Deleting a missing key succeeds, as in S3, unless `condition` asks for an object (If-Match: OBJECT_NOT_FOUND). */
+  deleteObject(bucket: string, key: string, condition?: WriteCondition): Promise<void>;
   listObjects(input: ListObjectsInput): ListObjectsResult;
   copyObject(input: {
     readonly sourceBucket: string;
@@ -250,6 +291,10 @@ export interface ObjectEngine {
     readonly contentType?: string;
     readonly userMetadata?: Readonly<Record<string, string>>;
     readonly sse?: SseRequest;
+    /** On the destination. */
+    readonly condition?: WriteCondition;
+    /** Called with the source's metadata, for the version being copied, before anything is written; throws to refuse (the copy-source conditions). */
+    readonly checkSource?: (source: ObjectMeta) => void;
   }): Promise<ObjectMeta>;
 
   createMultipartUpload(input: {
@@ -269,12 +314,13 @@ export interface ObjectEngine {
     readonly contentMd5?: string;
     readonly checksums?: PutObjectInput['checksums'];
     readonly checksumAlgorithms?: PutObjectInput['checksumAlgorithms'];
-  }): Promise<PartInfo>;
+  }): Promise<UploadedPart>;
   completeMultipartUpload(input: {
     readonly bucket: string;
     readonly key: string;
     readonly uploadId: string;
     readonly parts: ReadonlyArray<{ readonly partNumber: number; readonly etag: string }>;
+    readonly condition?: WriteCondition;
   }): Promise<ObjectMeta>;
   abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void>;
   listParts(bucket: string, key: string, uploadId: string): { upload: UploadInfo; parts: PartInfo[] };

@@ -19,6 +19,7 @@ import {
 import { createCachingKms, ensureKey, type Kms, type KmsAdmin } from '@airlock/kms';
 import { BodyMeter } from './checksums.js';
 import {
+  checkWriteCondition,
   listingPage,
   resolveRange,
   type BucketEncryption,
@@ -34,7 +35,9 @@ import {
   type PutObjectInput,
   type RangeRequest,
   type SseRequest,
+  type UploadedPart,
   type UploadInfo,
+  type WriteCondition,
 } from './engine-types.js';
 import { checkBucketName, checkObjectKey, NameHasher } from './names.js';
 import { SealedFiles } from './sealed-file.js';
@@ -128,7 +131,9 @@ const KMS_HEALTH_REUSE_MS = 1000;
 const KMS_HEALTH_TIMEOUT_MS = 3000;
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 const MAX_PARTS = 10_000;
-const DEFAULT_ENCRYPTION: BucketEncryption = { algorithm: 'AES256', kmsKeyArn: undefined, bucketKeyEnabled: true };
+// BucketKeyEnabled is what the bucket configuration or a request asked for, as S3 reports it; AES256
+// bodies always use the store's bucket key (#newDataKey), whatever the flag says.
+const DEFAULT_ENCRYPTION: BucketEncryption = { algorithm: 'AES256', kmsKeyArn: undefined, bucketKeyEnabled: false };
 
 const quote = (hex: string): string => `"${hex}"`;
 const unquote = (etag: string): string => etag.trim().replace(/^"|"$/g, '');
@@ -332,11 +337,12 @@ export class StorageEngine implements ObjectEngine {
     const algorithm = sse.algorithm ?? (sse.kmsKeyId !== undefined ? 'aws:kms' : base.algorithm);
     if (algorithm === 'AES256') {
       if (sse.kmsKeyId !== undefined) throw new AirlockError('INVALID_ARGUMENT', 'Server Side Encryption with KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms');
-      return { algorithm, kmsKeyArn: undefined, bucketKeyEnabled: true };
+      return { algorithm, kmsKeyArn: undefined, bucketKeyEnabled: false };
     }
     const requested = sse.kmsKeyId ?? (base.algorithm === 'aws:kms' ? base.kmsKeyArn : undefined) ?? this.#defaultKeyArn;
     const arn = (await this.#cachedKms.describeKey(requested)).arn;
-    return { algorithm: 'aws:kms', kmsKeyArn: arn, bucketKeyEnabled: sse.bucketKeyEnabled ?? base.bucketKeyEnabled };
+    // Only an SSE-KMS bucket configuration passes its bucket-key setting on to SSE-KMS requests.
+    return { algorithm: 'aws:kms', kmsKeyArn: arn, bucketKeyEnabled: sse.bucketKeyEnabled ?? (base.algorithm === 'aws:kms' && base.bucketKeyEnabled) };
   }
 
   #keyArnOf(encryption: BucketEncryption): string {
@@ -372,7 +378,8 @@ export class StorageEngine implements ObjectEngine {
   /** A fresh data key for a new body, and the key reference that finds it again. */
   async #newDataKey(bucket: string, encryption: BucketEncryption, context: EncryptionContext): Promise<{ key: Buffer; keyRef: Buffer }> {
     const keyArn = this.#keyArnOf(encryption);
-    if (encryption.bucketKeyEnabled) {
+    // SSE-S3 is under the store-managed key: a bucket key always (it costs no customer KMS calls to skip).
+    if (encryption.algorithm === 'AES256' || encryption.bucketKeyEnabled) {
       const bucketKey = await this.#bucketKey(bucket, keyArn);
       const salt = nodeRandomBytes(32);
       const key = this.#objectKeyFromBucketKey(bucketKey.plaintext, salt, context);
@@ -466,7 +473,7 @@ export class StorageEngine implements ObjectEngine {
     let encryption: BucketEncryption;
     if ((sse.algorithm ?? 'AES256') === 'AES256') {
       if (sse.kmsKeyId !== undefined) throw new AirlockError('INVALID_ARGUMENT', 'KMSMasterKeyID is only valid with SSEAlgorithm aws:kms');
-      encryption = { algorithm: 'AES256', kmsKeyArn: undefined, bucketKeyEnabled: sse.bucketKeyEnabled ?? true };
+      encryption = { algorithm: 'AES256', kmsKeyArn: undefined, bucketKeyEnabled: sse.bucketKeyEnabled ?? false };
     } else {
       // The key must exist; its ARN is what GetBucketEncryption reports.
       const meta = await this.#kms.describeKey(sse.kmsKeyId ?? this.#defaultKeyArn);
@@ -555,14 +562,25 @@ export class StorageEngine implements ObjectEngine {
     return Object.keys(await Promise.resolve(checksums)) as ChecksumAlgorithm[];
   }
 
-  /** Replaces an object's record (the commit point) and removes its previous body. */
-  async #commitObject(record: ObjectRecord): Promise<ObjectMeta> {
+  /**
+   * Replaces an object's record (the commit point) and removes its previous body. `condition` held
+   * when the write began; it is checked again here, under the object's lock, and if it no longer
+   * holds another write got in first: WRITE_CONFLICT, and nothing changes. (An If-Match object that
+   * was deleted meanwhile is OBJECT_NOT_FOUND, as on S3.)
+   */
+  async #commitObject(record: ObjectRecord, condition?: WriteCondition): Promise<ObjectMeta> {
     const metaPath = this.#objectMetaPath(record.bucket, record.key);
     return this.#locks.run(`object:${metaPath}`, async () => {
       this.#bucketRecord(record.bucket);
-      await this.#sealed.write(this.#root, metaPath, record);
       const objects = this.#objects.get(record.bucket) as Map<string, ObjectRecord>;
       const previous = objects.get(record.key);
+      try {
+        checkWriteCondition(condition, previous);
+      } catch (error) {
+        if (AirlockError.is(error, 'OBJECT_NOT_FOUND')) throw error;
+        throw new AirlockError('WRITE_CONFLICT', 'The conditional request cannot succeed due to a conflicting operation against this resource.', { cause: error });
+      }
+      await this.#sealed.write(this.#root, metaPath, record);
       if (!objects.has(record.key)) this.#sortedKeys.delete(record.bucket);
       objects.set(record.key, record);
       if (previous !== undefined) {
@@ -582,6 +600,8 @@ export class StorageEngine implements ObjectEngine {
   async putObject(input: PutObjectInput): Promise<ObjectMeta> {
     const bucket = this.#bucketRecord(input.bucket);
     checkObjectKey(input.key);
+    // Before a byte of the body is read: a refused write transfers nothing.
+    checkWriteCondition(input.condition, this.#objects.get(input.bucket)?.get(input.key));
     const encryption = await this.#resolveEncryption(bucket.encryption, input.sse);
     const context = { bucket: input.bucket, key: input.key };
     const crypto = this.#plaintextBodies ? undefined : { ...(await this.#newDataKey(input.bucket, encryption, context)), context };
@@ -605,7 +625,7 @@ export class StorageEngine implements ObjectEngine {
         checksums,
         dataFile: file,
         ...(this.#plaintextBodies ? { plaintext: true } : {}),
-      });
+      }, input.condition);
     } catch (error) {
       await unlink(this.#abs(`${dir}/${file}`)).catch(() => undefined);
       throw AirlockError.from(error);
@@ -700,12 +720,14 @@ export class StorageEngine implements ObjectEngine {
     return toMeta(this.#objectRecord(bucket, key));
   }
 
-  async deleteObject(bucket: string, key: string): Promise<void> {
+  async deleteObject(bucket: string, key: string, condition?: WriteCondition): Promise<void> {
     this.#bucketRecord(bucket);
     const metaPath = this.#objectMetaPath(bucket, key);
     await this.#locks.run(`object:${metaPath}`, async () => {
       const objects = this.#objects.get(bucket);
       const record = objects?.get(key);
+      // Checked under the object's lock, so no write can slip in between the check and the delete.
+      checkWriteCondition(condition, record);
       if (record === undefined) return;
       await unlink(this.#abs(metaPath));
       objects?.delete(key);
@@ -738,18 +760,25 @@ export class StorageEngine implements ObjectEngine {
   }
 
   async copyObject(input: Parameters<ObjectEngine['copyObject']>[0]): Promise<ObjectMeta> {
-    const source = this.#objectRecord(input.sourceBucket, input.sourceKey);
-    const { body } = await this.getObject(input.sourceBucket, input.sourceKey);
-    const replace = input.metadataDirective === 'REPLACE';
-    return this.putObject({
-      bucket: input.bucket,
-      key: input.key,
-      body,
-      expectedLength: source.size,
-      contentType: replace ? (input.contentType ?? 'binary/octet-stream') : source.contentType,
-      userMetadata: replace ? (input.userMetadata ?? {}) : source.userMetadata,
-      ...(input.sse === undefined ? {} : { sse: input.sse }),
-    });
+    // The metadata comes with the body that is read, so the conditions, size and headers all describe what is copied.
+    const { meta: source, body } = await this.getObject(input.sourceBucket, input.sourceKey);
+    try {
+      input.checkSource?.(source);
+      const replace = input.metadataDirective === 'REPLACE';
+      return await this.putObject({
+        bucket: input.bucket,
+        key: input.key,
+        body,
+        expectedLength: source.size,
+        contentType: replace ? (input.contentType ?? 'binary/octet-stream') : source.contentType,
+        userMetadata: replace ? (input.userMetadata ?? {}) : source.userMetadata,
+        ...(input.sse === undefined ? {} : { sse: input.sse }),
+        ...(input.condition === undefined ? {} : { condition: input.condition }),
+      });
+    } finally {
+      // A copy refused before its body was read must still close the source's file.
+      if (!body.destroyed) body.destroy();
+    }
   }
 
   // --- multipart --------------------------------------------------------------------------------
@@ -798,7 +827,7 @@ export class StorageEngine implements ObjectEngine {
     return this.#uploadInfo(record);
   }
 
-  async uploadPart(input: Parameters<ObjectEngine['uploadPart']>[0]): Promise<PartInfo> {
+  async uploadPart(input: Parameters<ObjectEngine['uploadPart']>[0]): Promise<UploadedPart> {
     const upload = this.#upload(input.bucket, input.key, input.uploadId);
     if (!Number.isInteger(input.partNumber) || input.partNumber < 1 || input.partNumber > MAX_PARTS) {
       throw new AirlockError('INVALID_ARGUMENT', 'Part number must be an integer between 1 and 10000, inclusive');
@@ -823,7 +852,7 @@ export class StorageEngine implements ObjectEngine {
         const previous = upload.parts.get(input.partNumber);
         upload.parts.set(input.partNumber, part);
         if (previous !== undefined) await unlink(this.#abs(`${dir}/${previous.dataFile}`)).catch(() => undefined);
-        return { partNumber: part.partNumber, etag: part.etag, size: part.size, lastModified: new Date(part.lastModified) };
+        return { partNumber: part.partNumber, etag: part.etag, size: part.size, lastModified: new Date(part.lastModified), encryption: upload.record.encryption };
       });
     } catch (error) {
       await unlink(this.#abs(`${dir}/${file}`)).catch(() => undefined);
@@ -835,6 +864,7 @@ export class StorageEngine implements ObjectEngine {
     return this.#locks.run(`upload:${input.uploadId}`, async () => {
       const upload = this.#upload(input.bucket, input.key, input.uploadId);
       if (input.parts.length === 0) throw new AirlockError('MALFORMED_XML', 'You must specify at least one part');
+      checkWriteCondition(input.condition, this.#objects.get(input.bucket)?.get(input.key));
       const chosen: PartRecord[] = [];
       let previous = 0;
       for (const listed of input.parts) {
@@ -884,7 +914,7 @@ export class StorageEngine implements ObjectEngine {
           partsCount: chosen.length,
           uploadId: input.uploadId,
           parts: stored,
-        });
+        }, input.condition);
         committed = true;
         this.#uploads.delete(input.uploadId);
         await rm(this.#abs(dir), { recursive: true, force: true });

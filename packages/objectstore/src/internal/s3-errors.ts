@@ -109,6 +109,12 @@ const BY_CODE: Readonly<Record<AirlockErrorCode, Mapping>> = {
   },
   NOT_IMPLEMENTED: { code: 'NotImplemented', status: 501 },
   METHOD_NOT_ALLOWED: { code: 'MethodNotAllowed', status: 405, message: 'The specified method is not allowed against this resource.' },
+  PRECONDITION_FAILED: { code: 'PreconditionFailed', status: 412, message: 'At least one of the pre-conditions you specified did not hold' },
+  WRITE_CONFLICT: {
+    code: 'ConditionalRequestConflict',
+    status: 409,
+    message: 'The conditional request cannot succeed due to a conflicting operation against this resource.',
+  },
   DB_KEY_INVALID: INTERNAL,
   DB_SCHEMA_UNSUPPORTED: INTERNAL,
   DB_CONNECTION_INSECURE: INTERNAL,
@@ -151,12 +157,12 @@ function refine(error: AirlockError, authType: S3AuthType | undefined): Mapping 
           return { code: 'InvalidDigest', status: 400, message: 'The Content-MD5 you specified is not valid.' };
         case 'invalid-uri':
           return { code: 'InvalidURI', status: 400, message: "Couldn't parse the specified URI." };
-        case 'precondition-failed':
-          return { code: 'PreconditionFailed', status: 412, message: 'At least one of the pre-conditions you specified did not hold' };
         case 'metadata-too-large':
           return { code: 'MetadataTooLarge', status: 400, message: 'Your metadata headers exceed the maximum allowed metadata size' };
         case 'invalid-request':
           return { code: 'InvalidRequest', status: 400 };
+        case 'invalid-encryption-algorithm':
+          return { code: 'InvalidEncryptionAlgorithmError', status: 400 };
         default:
           return undefined;
       }
@@ -179,6 +185,8 @@ function refine(error: AirlockError, authType: S3AuthType | undefined): Mapping 
         : { code: 'AccessDenied', status: 403, message: 'Request has expired' };
     case 'AUTH_MALFORMED':
       switch (reason) {
+        case 'sigv2-unsupported':
+          return { code: 'InvalidRequest', status: 400, message: 'The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.' };
         case 'amz-header-not-signed':
           return { code: 'AccessDenied', status: 403, message: 'There were headers present in the request which were not signed' };
         case 'multiple-auth-mechanisms':

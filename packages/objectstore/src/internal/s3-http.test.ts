@@ -179,6 +179,8 @@ describe('error mapping', () => {
     ['INVALID_ARGUMENT', 'InvalidArgument', 400],
     ['NOT_IMPLEMENTED', 'NotImplemented', 501],
     ['METHOD_NOT_ALLOWED', 'MethodNotAllowed', 405],
+    ['PRECONDITION_FAILED', 'PreconditionFailed', 412],
+    ['WRITE_CONFLICT', 'ConditionalRequestConflict', 409],
     ['PAYLOAD_TOO_LARGE', 'EntityTooLarge', 400],
     ['AUTH_MISSING', 'AccessDenied', 403],
     ['AUTH_MALFORMED', 'AuthorizationHeaderMalformed', 400],

@@ -8,9 +8,11 @@ import { verifyRequest, type SecretLookup, type VerifiedRequest } from '@airlock
 import { listingPage, resolveRange, type BucketEncryption, type ObjectEngine, type ObjectMeta, type RangeRequest } from './engine-types.js';
 import { s3ErrorFor, s3ErrorXml, type S3AuthType } from './s3-errors.js';
 import {
+  checkCopySourcePreconditions,
   checkHeaderValue,
   checkKey,
   checkPreconditions,
+  checkSseCustomerHeaders,
   checksumHeaders,
   header,
   invalidRequest,
@@ -21,8 +23,10 @@ import {
   parseResource,
   parseSseHeaders,
   parseUserMetadata,
+  parseWriteCondition,
   percentDecode,
   readSmallBody,
+  refuseSseHeadersOnRead,
   refuseUnsupportedHeaders,
   splitTarget,
   type S3Target,
@@ -149,6 +153,12 @@ function hasQueryAuth(rawQuery: string): boolean {
 
 function notImplemented(message: string): AirlockError {
   return new AirlockError('NOT_IMPLEMENTED', message);
+}
+
+/** The S3 operation a subresource request names, for logs: PUT /b?cors → PutBucketCors, GET /b/k?legal-hold → GetObjectLegalHold. */
+function subresourceOperation(method: string, target: 'Bucket' | 'Object', subresource: string): string {
+  const words = [method.toLowerCase(), target, ...subresource.split('-')];
+  return words.map((word) => word.charAt(0).toUpperCase() + word.slice(1)).join('');
 }
 
 function methodNotAllowed(): AirlockError {
@@ -492,6 +502,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const headObject = (call: ObjectCall): void => {
     checkVersionId(call);
+    refuseSseHeadersOnRead(call.req);
     const overrides = responseOverrides(call);
     const meta = engine.headObject(call.bucket, call.key);
     const requested = requestedRange(call);
@@ -504,6 +515,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const getObject = async (call: ObjectCall): Promise<void> => {
     checkVersionId(call);
+    refuseSseHeadersOnRead(call.req);
     responseOverrides(call);
     const range = requestedRange(call);
     let checked: ObjectMeta | undefined;
@@ -546,6 +558,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     refuseUnsupportedHeaders(call.req);
     const sse = parseSseHeaders(call.req);
     const userMetadata = parseUserMetadata(call.req);
+    const condition = parseWriteCondition(call.req, { ifNoneMatch: true });
     const contentType = header(call.req, 'content-type');
     const body = openRequestBody(call.req, call.verified, { maxBytes: maxObjectBytes, onStart: () => sendContinue(call) });
     try {
@@ -560,6 +573,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         contentType,
         userMetadata,
         sse,
+        ...(condition === undefined ? {} : { condition }),
       });
       sendEmpty(call, 200, { etag: meta.etag, ...sseHeaders(meta.encryption), ...checksumHeaders(meta.checksums) });
     } finally {
@@ -569,10 +583,8 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const copyObject = async (call: ObjectCall, copySource: string): Promise<void> => {
     refuseUnsupportedHeaders(call.req);
-    for (const name of Object.keys(call.req.headers)) {
-      if (name.startsWith('x-amz-copy-source-if-')) throw notImplemented('Conditional copies (x-amz-copy-source-if-*) are not supported');
-    }
     const source = parseCopySource(copySource);
+    const condition = parseWriteCondition(call.req, { ifNoneMatch: true });
     const directive = (header(call.req, 'x-amz-metadata-directive') ?? 'COPY').trim().toUpperCase();
     if (directive !== 'COPY' && directive !== 'REPLACE') throw new AirlockError('INVALID_ARGUMENT', 'Unknown metadata directive.');
     const sse = parseSseHeaders(call.req);
@@ -591,6 +603,8 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         metadataDirective: directive,
         ...(directive === 'REPLACE' ? { contentType, userMetadata: parseUserMetadata(call.req) } : {}),
         sse,
+        ...(condition === undefined ? {} : { condition }),
+        checkSource: (meta) => checkCopySourcePreconditions(call.req, meta),
       }),
     );
     sendXml(call, 200, buildXml('CopyObjectResult', { LastModified: iso(meta.lastModified), ETag: meta.etag }), sseHeaders(meta.encryption));
@@ -598,7 +612,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const deleteObject = async (call: ObjectCall): Promise<void> => {
     checkVersionId(call);
-    await engine.deleteObject(call.bucket, call.key);
+    await engine.deleteObject(call.bucket, call.key, parseWriteCondition(call.req, { ifNoneMatch: false }));
     sendEmpty(call, 204);
   };
 
@@ -647,16 +661,13 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         checksumAlgorithms: body.checksumAlgorithms,
       });
       // Verified by the engine by now; clients (the SDK's multipart uploader) read them back per part.
-      sendEmpty(call, 200, { etag: part.etag, ...checksumHeaders((await body.checksums) ?? {}) });
+      sendEmpty(call, 200, { etag: part.etag, ...sseHeaders(part.encryption), ...checksumHeaders((await body.checksums) ?? {}) });
     } finally {
       body.dispose();
     }
   };
 
   const uploadPartCopy = async (call: ObjectCall, copySource: string, uploadId: string, partNumber: number): Promise<void> => {
-    for (const name of Object.keys(call.req.headers)) {
-      if (name.startsWith('x-amz-copy-source-if-')) throw notImplemented('Conditional copies (x-amz-copy-source-if-*) are not supported');
-    }
     const source = parseCopySource(copySource);
     const rangeHeader = header(call.req, 'x-amz-copy-source-range');
     let range: { start: number; end: number } | undefined;
@@ -672,13 +683,15 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     }
     const got = await engine.getObject(source.bucket, source.key, range);
     try {
+      // On the version whose bytes are copied.
+      checkCopySourcePreconditions(call.req, got.meta);
       // The engine clamps a range to the object; a copy range must lie inside it.
       if (range !== undefined && got.range?.end !== range.end) throw new AirlockError('RANGE_NOT_SATISFIABLE', 'The requested range is not satisfiable');
       const size = got.range === undefined ? got.meta.size : got.range.end - got.range.start + 1;
       const part = await withoutIdleTimeout(call, () =>
         engine.uploadPart({ bucket: call.bucket, key: call.key, uploadId, partNumber, body: got.body, expectedLength: size }),
       );
-      sendXml(call, 200, buildXml('CopyPartResult', { LastModified: iso(part.lastModified), ETag: part.etag }));
+      sendXml(call, 200, buildXml('CopyPartResult', { LastModified: iso(part.lastModified), ETag: part.etag }), sseHeaders(part.encryption));
     } finally {
       if (!got.body.destroyed) got.body.destroy();
     }
@@ -686,8 +699,11 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const completeMultipartUpload = async (call: ObjectCall): Promise<void> => {
     const uploadId = uploadIdOf(call);
+    const condition = parseWriteCondition(call.req, { ifNoneMatch: true });
     const parts = parseCompleteMultipartUpload(await readXml(call));
-    const meta = await withoutIdleTimeout(call, () => engine.completeMultipartUpload({ bucket: call.bucket, key: call.key, uploadId, parts }));
+    const meta = await withoutIdleTimeout(call, () =>
+      engine.completeMultipartUpload({ bucket: call.bucket, key: call.key, uploadId, parts, ...(condition === undefined ? {} : { condition }) }),
+    );
     const host = header(call.req, 'host') ?? 'localhost';
     sendXml(
       call,
@@ -786,6 +802,14 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   type Operation = readonly [name: string, run: () => void | Promise<void>];
 
+  /** An operation this store refuses: routed and named like the others, so the refusal is logged under its name. */
+  const refused = (name: string, error: () => AirlockError): Operation => [
+    name,
+    () => {
+      throw error();
+    },
+  ];
+
   const routeBucket = (call: BucketCall): Operation => {
     const { method, query } = call;
     const sub = (name: string): boolean => query.has(name);
@@ -801,11 +825,11 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     }
     if (sub('acl')) {
       if (method === 'GET') return ['GetBucketAcl', () => getAcl(call)];
-      throw notImplemented('Bucket ACLs cannot be changed: every bucket is private to the store owner');
+      return refused(subresourceOperation(method, 'Bucket', 'acl'), () => notImplemented('Bucket ACLs cannot be changed: every bucket is private to the store owner'));
     }
     if (sub('versioning')) {
       if (method === 'GET') return ['GetBucketVersioning', () => getBucketVersioning(call)];
-      throw notImplemented('Versioning is not supported');
+      return refused(subresourceOperation(method, 'Bucket', 'versioning'), () => notImplemented('Versioning is not supported'));
     }
     if (sub('delete')) {
       if (method === 'POST') return ['DeleteObjects', () => deleteObjects(call)];
@@ -816,7 +840,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       throw methodNotAllowed();
     }
     const unsupported = UNSUPPORTED_SUBRESOURCES.find(sub);
-    if (unsupported !== undefined) throw unsupportedSubresource(call, unsupported);
+    if (unsupported !== undefined) return refused(subresourceOperation(method, 'Bucket', unsupported), () => unsupportedSubresource(call, unsupported));
     switch (method) {
       case 'GET': {
         const listType = query.get('list-type');
@@ -831,7 +855,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       case 'DELETE':
         return ['DeleteBucket', () => deleteBucket(call)];
       case 'POST':
-        throw notImplemented('Browser-based POST uploads are not supported');
+        return refused('PostObject', () => notImplemented('Browser-based POST uploads are not supported'));
       default:
         throw methodNotAllowed();
     }
@@ -859,11 +883,11 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     }
     if (query.has('acl')) {
       if (method === 'GET') return ['GetObjectAcl', () => getAcl(call)];
-      throw notImplemented('Object ACLs cannot be changed: every object is private to the store owner');
+      return refused(subresourceOperation(method, 'Object', 'acl'), () => notImplemented('Object ACLs cannot be changed: every object is private to the store owner'));
     }
     if (query.has('tagging') && method === 'GET') return ['GetObjectTagging', () => getObjectTagging(call)];
     const unsupported = UNSUPPORTED_SUBRESOURCES.find((name) => query.has(name));
-    if (unsupported !== undefined) throw unsupportedSubresource(call, unsupported);
+    if (unsupported !== undefined) return refused(subresourceOperation(method, 'Object', unsupported), () => unsupportedSubresource(call, unsupported));
     switch (method) {
       case 'GET':
         return ['GetObject', () => getObject(call)];
@@ -876,7 +900,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       case 'DELETE':
         return ['DeleteObject', () => deleteObject(call)];
       case 'POST':
-        throw notImplemented('POST on an object is not supported');
+        return refused('PostObject', () => notImplemented('POST on an object is not supported'));
       default:
         throw methodNotAllowed();
     }
@@ -887,7 +911,12 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
   const sendError = (req: IncomingMessage, res: ServerResponse, error: unknown, context: { requestId: string; operation: string; resource: string; authType: S3AuthType }): void => {
     const e = AirlockError.from(error);
     const wire = s3ErrorFor(e, context.authType);
-    if (wire.status >= 500) log.error({ err: error, code: e.code, operation: context.operation, requestId: context.requestId }, 'S3 request failed');
+    if (wire.status === 501) {
+      // An expected refusal, not a fault: one line naming what was asked for, no stack. The message is one of ours, never request data.
+      log.info({ code: wire.code, operation: context.operation, requestId: context.requestId, reason: e.message }, 'S3 operation not implemented');
+    } else if (wire.status >= 500) {
+      log.error({ err: error, code: e.code, operation: context.operation, requestId: context.requestId }, 'S3 request failed');
+    }
     if (res.headersSent) {
       res.destroy();
       return;
@@ -948,6 +977,8 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         const query = parseQuery(target.rawQuery);
         const { bucket, key } = parseResource(target.rawPath);
         const base: S3Call = { req, res, method, target, query, verified, awaitingContinue };
+        // S3 checks SSE-C headers before it looks at the bucket, the key or the operation.
+        checkSseCustomerHeaders(req);
         // A presigned URL names one object (DESIGN §2): never a listing or a bucket operation.
         if (verified.authType === 'query' && key === undefined) {
           throw new AirlockError('ACCESS_DENIED', 'Presigned URLs are accepted for object requests only');

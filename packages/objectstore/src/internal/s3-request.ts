@@ -5,7 +5,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { AirlockError } from '@airlock/common';
 import { chunkedPayloadMode, createChunkedPayloadDecoder, type ChunkedPayloadDecoder, type VerifiedRequest } from '@airlock/crypto';
 import { createDigest } from './checksums.js';
-import type { ChecksumAlgorithm, ObjectMeta, RangeRequest, SseAlgorithm, SseRequest } from './engine-types.js';
+import { etagListMatches, type ChecksumAlgorithm, type ObjectMeta, type RangeRequest, type SseAlgorithm, type SseRequest, type WriteCondition } from './engine-types.js';
 
 /** S3's limit for a single PUT (PutObject, UploadPart): 5 GiB. */
 export const MAX_OBJECT_BYTES = 5 * 1024 * 1024 * 1024;
@@ -132,11 +132,57 @@ export function checkHeaderValue(name: string, value: string): string {
   return value;
 }
 
+/** The SSE-C header sets: the object's own key, and the copy source's. */
+const SSE_CUSTOMER_PREFIXES: readonly string[] = ['x-amz-server-side-encryption-customer-', 'x-amz-copy-source-server-side-encryption-customer-'];
+
+/**
+ * Checks SSE-C headers (`…-customer-algorithm`, `-key`, `-key-md5`) as S3 does before anything
+ * else: a missing algorithm, a key that is not 32 bytes of base64 or a wrong MD5 is
+ * InvalidArgument. Well-formed SSE-C is NotImplemented: this store encrypts under KMS keys only.
+ * The key itself never leaves this function, nor appears in an error.
+ */
+export function checkSseCustomerHeaders(req: IncomingMessage): void {
+  let present = false;
+  for (const prefix of SSE_CUSTOMER_PREFIXES) {
+    const algorithm = header(req, `${prefix}algorithm`);
+    const key = header(req, `${prefix}key`);
+    const keyMd5 = header(req, `${prefix}key-md5`);
+    if (algorithm === undefined && key === undefined && keyMd5 === undefined) continue;
+    present = true;
+    if (algorithm === undefined) throw invalidArgument('Requests specifying Server Side Encryption with Customer provided keys must provide a valid encryption algorithm.');
+    if (algorithm.trim() !== 'AES256') throw invalidArgument('The encryption request you specified is not valid. The valid value is AES256.', 'invalid-encryption-algorithm');
+    if (key === undefined) throw invalidArgument('Requests specifying Server Side Encryption with Customer provided keys must provide an appropriate secret key.');
+    const keyText = key.trim();
+    const keyBytes = /^[A-Za-z0-9+/]+={0,2}$/.test(keyText) ? Buffer.from(keyText, 'base64') : Buffer.alloc(0);
+    try {
+      if (keyBytes.byteLength !== 32 || keyBytes.toString('base64') !== keyText) throw invalidArgument('The secret key was invalid for the specified algorithm.');
+      if (keyMd5 === undefined) throw invalidArgument('Requests specifying Server Side Encryption with Customer provided keys must provide the client calculated MD5 of the secret key.');
+      if (createHash('md5').update(keyBytes).digest('base64') !== keyMd5.trim()) {
+        throw invalidArgument('The calculated MD5 hash of the key did not match the hash that was provided.');
+      }
+    } finally {
+      keyBytes.fill(0);
+    }
+  }
+  if (present) throw new AirlockError('NOT_IMPLEMENTED', 'Server-side encryption with customer-provided keys (SSE-C) is not supported');
+}
+
+/** SSE request headers other than SSE-C's: they choose how a write is encrypted, and S3 refuses them on a read. */
+const SSE_WRITE_HEADERS: readonly string[] = [
+  'x-amz-server-side-encryption',
+  'x-amz-server-side-encryption-aws-kms-key-id',
+  'x-amz-server-side-encryption-context',
+  'x-amz-server-side-encryption-bucket-key-enabled',
+];
+
+/** GET and HEAD: an object is read with the key it was written under, so SSE headers are InvalidArgument, as on S3. */
+export function refuseSseHeadersOnRead(req: IncomingMessage): void {
+  const name = SSE_WRITE_HEADERS.find((candidate) => req.headers[candidate] !== undefined);
+  if (name !== undefined) throw invalidArgument(`${name} header is not supported for this operation.`);
+}
+
 /** x-amz-server-side-encryption… request headers; undefined when none is present (the bucket default applies). */
 export function parseSseHeaders(req: IncomingMessage): SseRequest | undefined {
-  for (const name of ['x-amz-server-side-encryption-customer-algorithm', 'x-amz-copy-source-server-side-encryption-customer-algorithm']) {
-    if (req.headers[name] !== undefined) throw new AirlockError('NOT_IMPLEMENTED', 'Server-side encryption with customer-provided keys (SSE-C) is not supported');
-  }
   if (req.headers['x-amz-server-side-encryption-context'] !== undefined) {
     throw new AirlockError('NOT_IMPLEMENTED', 'x-amz-server-side-encryption-context is not supported');
   }
@@ -283,42 +329,60 @@ export function parseRange(value: string | undefined): RangeRequest | undefined 
 
 // --- conditional requests -------------------------------------------------------------------------
 
-function etagMatches(list: string, etag: string): boolean {
-  const bare = etag.replace(/^"|"$/g, '');
-  return list.split(',').some((item) => {
-    const candidate = item.trim().replace(/^W\//, '');
-    return candidate === '*' || candidate.replace(/^"|"$/g, '') === bare;
-  });
-}
-
 function httpDate(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const time = Date.parse(value);
   return Number.isNaN(time) ? undefined : time;
 }
 
+function preconditionFailed(condition: string): AirlockError {
+  return new AirlockError('PRECONDITION_FAILED', 'At least one of the pre-conditions you specified did not hold', { details: { condition } });
+}
+
 /**
- * Evaluates If-Match / If-Unmodified-Since (412) and If-None-Match / If-Modified-Since (304) in
- * RFC 9110 §13.2.2 order. Returns 304 when the client's copy is current, else undefined.
+ * Evaluates `<prefix>if-match` / `-if-unmodified-since` (412) and `-if-none-match` /
+ * `-if-modified-since` (not modified) in RFC 9110 §13.2.2 order, as S3 does: a date condition
+ * counts only without its ETag counterpart.
  */
-export function checkPreconditions(req: IncomingMessage, meta: ObjectMeta): 304 | undefined {
+function evaluatePreconditions(req: IncomingMessage, prefix: string, meta: ObjectMeta): 'not-modified' | undefined {
   const seconds = Math.floor(meta.lastModified.getTime() / 1000) * 1000;
-  const ifMatch = header(req, 'if-match');
-  const failed = (): AirlockError => invalidArgument('At least one of the pre-conditions you specified did not hold', 'precondition-failed');
+  const ifMatch = header(req, `${prefix}if-match`);
   if (ifMatch !== undefined) {
-    if (!etagMatches(ifMatch, meta.etag)) throw failed();
+    if (!etagListMatches(ifMatch, meta.etag)) throw preconditionFailed(`${prefix}If-Match`);
   } else {
-    const since = httpDate(header(req, 'if-unmodified-since'));
-    if (since !== undefined && seconds > since) throw failed();
+    const since = httpDate(header(req, `${prefix}if-unmodified-since`));
+    if (since !== undefined && seconds > since) throw preconditionFailed(`${prefix}If-Unmodified-Since`);
   }
-  const ifNoneMatch = header(req, 'if-none-match');
+  const ifNoneMatch = header(req, `${prefix}if-none-match`);
   if (ifNoneMatch !== undefined) {
-    if (etagMatches(ifNoneMatch, meta.etag)) return 304;
+    if (etagListMatches(ifNoneMatch, meta.etag)) return 'not-modified';
   } else {
-    const since = httpDate(header(req, 'if-modified-since'));
-    if (since !== undefined && seconds <= since) return 304;
+    const since = httpDate(header(req, `${prefix}if-modified-since`));
+    if (since !== undefined && seconds <= since) return 'not-modified';
   }
   return undefined;
+}
+
+/** GET and HEAD: If-Match / If-Unmodified-Since fail with 412; returns 304 when If-None-Match / If-Modified-Since say the client's copy is current. */
+export function checkPreconditions(req: IncomingMessage, meta: ObjectMeta): 304 | undefined {
+  return evaluatePreconditions(req, '', meta) === 'not-modified' ? 304 : undefined;
+}
+
+/** CopyObject and UploadPartCopy: every x-amz-copy-source-if-* condition that fails on the source is 412, as on S3 (there is no 304 for a copy). */
+export function checkCopySourcePreconditions(req: IncomingMessage, source: ObjectMeta): void {
+  if (evaluatePreconditions(req, 'x-amz-copy-source-', source) === 'not-modified') throw preconditionFailed('x-amz-copy-source-If-None-Match or -If-Modified-Since');
+}
+
+/**
+ * If-Match and If-None-Match on a write or a delete. If-None-Match takes only `*` there (S3
+ * implements nothing else), and a delete takes If-Match only.
+ */
+export function parseWriteCondition(req: IncomingMessage, options: { readonly ifNoneMatch: boolean }): WriteCondition | undefined {
+  const ifMatch = header(req, 'if-match')?.trim();
+  const ifNoneMatch = options.ifNoneMatch ? header(req, 'if-none-match')?.trim() : undefined;
+  if (ifNoneMatch !== undefined && ifNoneMatch !== '*') throw new AirlockError('NOT_IMPLEMENTED', 'If-None-Match on a write accepts only *');
+  if (ifMatch === undefined && ifNoneMatch === undefined) return undefined;
+  return { ...(ifMatch === undefined ? {} : { ifMatch }), ...(ifNoneMatch === undefined ? {} : { ifNoneMatch }) };
 }
 
 // --- bodies ---------------------------------------------------------------------------------------
