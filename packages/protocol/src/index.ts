@@ -15,3 +15,13 @@ export {
 } from './connect-errors.js';
 export { isTunnelAcceptedPing, tunnelAcceptedPing } from './tunnel-acceptance.js';
 export { IO_SEALING_PURPOSE, runInputsAad, runResultAad } from './sealed-io.js';
+export {
+  identityFingerprint,
+  parsePin,
+  SEALING_KEYS_SIGNATURE_CONTEXT,
+  signDataPlaneKeys,
+  verifyDataPlaneKeys,
+  type SignDataPlaneKeysOptions,
+  type VerifiedDataPlaneKeys,
+  type VerifiedSealingKey,
+} from './data-plane-keys.js';
