@@ -63,3 +63,11 @@ export {
   type DataPlaneAgentTunnelOptions,
   type ResolvedDataPlaneAgentConfig,
 } from './internal/data-plane-agent.js';
+export {
+  loadOrCreateSealingKeys,
+  SEALING_KEYS_FILE,
+  sealingKeysPath,
+  type DataPlaneSealingKeys,
+  type LoadSealingKeysOptions,
+  type SealingPublicKeyInfo,
+} from './internal/sealing-keys.js';
