@@ -71,3 +71,23 @@ export {
   type LoadSealingKeysOptions,
   type SealingPublicKeyInfo,
 } from './internal/sealing-keys.js';
+export {
+  checkProjectName,
+  checkRunId,
+  createRunDataStore,
+  DEFAULT_MAX_BUNDLE_BYTES,
+  DEFAULT_MAX_PRESIGN_SECONDS,
+  DEFAULT_MAX_RESULT_BYTES,
+  DEFAULT_MAX_SEALED_INPUTS_BYTES,
+  DEFAULT_PRESIGN_SECONDS,
+  inputsRefOf,
+  resolveRunDataStoreConfig,
+  RUN_DATA_BUCKET,
+  type PresignBundleUploadResult,
+  type PresignFileRequest,
+  type PresignFileResult,
+  type ResolvedRunDataStoreConfig,
+  type RunDataStore,
+  type RunDataStoreOptions,
+  type SealedInputs,
+} from './internal/run-data-store.js';
