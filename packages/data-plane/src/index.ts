@@ -91,3 +91,4 @@ export {
   type RunDataStoreOptions,
   type SealedInputs,
 } from './internal/run-data-store.js';
+export { registerRunDataServices, type RunDataServicesOptions } from './internal/sealed-io-services.js';
