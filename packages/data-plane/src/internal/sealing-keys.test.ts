@@ -89,7 +89,7 @@ describe('data-plane sealing keys', () => {
     await kms.disableKey(own.keyArn!);
     const error = await rejection(loadOrCreateSealingKeys(stateDir, 'keys-1', { vault: own }));
     expect(error.code).toBe('KMS_KEY_DISABLED');
-    expect(error.message).toContain('sealing keys');
+    expect(error.message).toContain("the data plane's sealing-key set is sealed under KMS key");
     expect(await readFile(sealingKeysPath(stateDir), 'utf8')).toBe(before);
     await kms.enableKey(own.keyArn!);
     const again = await loadOrCreateSealingKeys(stateDir, 'keys-1', { vault: own });

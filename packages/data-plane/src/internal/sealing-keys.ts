@@ -200,7 +200,7 @@ export async function loadOrCreateSealingKeys(stateDir: string, clusterName: str
   if (parsed.cluster !== clusterName) {
     throw new AirlockError('CONFIG_INVALID', `The data-plane sealing keys in ${path} belong to another cluster`, { details: { path, cluster: clusterName } });
   }
-  const blob = await options.vault.open(Buffer.from(parsed.sealedKeys.ciphertext, 'base64'), sealingContext(clusterName), 'the data-plane sealing keys');
+  const blob = await options.vault.open(Buffer.from(parsed.sealedKeys.ciphertext, 'base64'), sealingContext(clusterName), "the data plane's sealing-key set");
   let keys: DataPlaneSealingKeys;
   try {
     if (blob.length !== BLOB_LENGTH || blob[0] !== BLOB_VERSION) throw corrupt(path, 'holds keys in an unknown layout');
