@@ -26,6 +26,8 @@ describe('airlock up: the agent key under the data-plane KMS key', () => {
       const stored = await readFile(join(dir, 'data-plane', 'agent', 'credentials.json'), 'utf8');
       expect(stored).not.toContain('PRIVATE KEY');
       expect(JSON.parse(stored)).toMatchObject({ version: 2, sealedKey: { keyId: KEY } });
+      const sealingKeys = await readFile(join(dir, 'data-plane', 'agent', 'sealing-keys.json'), 'utf8');
+      expect(JSON.parse(sealingKeys)).toMatchObject({ version: 1, sealedKeys: { keyId: KEY } });
       const disabled = await runCli(['keys', 'disable', KEY, '--data-dir', dir]);
       expect(disabled.code, disabled.stderr).toBe(0);
     } finally {
@@ -35,7 +37,8 @@ describe('airlock up: the agent key under the data-plane KMS key', () => {
     const refused = await runCli(['up', '--data-dir', dir, ...PORT_FLAGS]);
     const output = refused.stdout + refused.stderr;
     expect(refused.code, output).not.toBe(0);
-    expect(output).toContain("the agent's private key is sealed under KMS key alias/airlock/data-plane");
+    // The data plane's sealing keys are opened first (before the agent's credentials), under the same key.
+    expect(output).toContain("the data plane's sealing-key set is sealed under KMS key alias/airlock/data-plane");
     expect(output).toMatch(/which is Disabled: enable the key/);
     expect(output).toContain(`airlock keys enable ${KEY} --data-dir ${dir}`);
     expect(output).not.toContain('PRIVATE KEY');

@@ -1,5 +1,6 @@
 // Integration tests of the control plane's API server over real TLS: three protocols, bearer-token roles, clusters, /health via curl, and bad input.
 import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http2, { type IncomingHttpHeaders } from 'node:http2';
 import net from 'node:net';
@@ -18,7 +19,20 @@ import {
   tlsClientOptions,
   type CertificateKeyPair,
 } from '@airlock/pki';
-import { AIRLOCK_ERROR_HEADER, AirlockService, ClusterState, EchoService, fromConnectError, HealthStatus, LogService, Role } from '@airlock/protocol';
+import { generateSealingKeyPair } from '@airlock/crypto';
+import {
+  AIRLOCK_ERROR_HEADER,
+  AirlockService,
+  ClusterState,
+  EchoService,
+  fromConnectError,
+  HealthStatus,
+  identityFingerprint,
+  LogService,
+  Role,
+  signDataPlaneKeys,
+  verifyDataPlaneKeys,
+} from '@airlock/protocol';
 import { captureLogger } from '@airlock/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openClusterRegistry, openApiTokenStore, startApiServer, type ApiTokenStore, type ClusterRegistry, type ConnectServer, type ControlPlaneDatabase } from '../src/index.js';
@@ -31,6 +45,14 @@ const run = promisify(execFile);
 const READ_MAX_BYTES = 64 * 1024;
 const VERSION = '1.2.3-test';
 const CLUSTERS = ['alpha', 'bravo', 'charlie'] as const;
+/** The signed sealing keys alpha's agent registered with (relayed as is by GetCluster). */
+const alphaIdentity = generateKeyPairSync('ed25519').privateKey;
+const alphaKeys = signDataPlaneKeys({
+  cluster: 'alpha',
+  ioPublicKey: generateSealingKeyPair().publicKey,
+  secretsPublicKey: generateSealingKeyPair().publicKey,
+  identityPrivateKey: alphaIdentity,
+});
 
 let ca: CertificateKeyPair;
 let directory: string;
@@ -96,6 +118,7 @@ beforeAll(async () => {
         if (cluster === 'charlie') throw new Error('status source down');
         return `agent-${cluster}`;
       },
+      keys: (cluster) => (cluster === 'alpha' ? alphaKeys : undefined),
     },
   });
 });
@@ -198,6 +221,16 @@ describe('authentication and roles', () => {
 
   it('accepts the Bearer scheme in any case (RFC 9110 §11.1)', async () => {
     expect((await client.whoAmI({}, { headers: { authorization: `bearer ${token.viewer}` } })).subject).toBe('viewer@example.com');
+  });
+
+  it('relays the signed sealing keys of the last registration, which verify against the pinned identity', async () => {
+    const alpha = (await client.getCluster({ name: 'alpha' }, bearer(token.runner))).cluster;
+    const pin = identityFingerprint(alphaKeys.identityPublicKey);
+    expect(verifyDataPlaneKeys(alpha?.keys, pin, 'alpha').statement.cluster).toBe('alpha');
+    expect(Buffer.from(alpha?.keys?.statement ?? []).equals(Buffer.from(alphaKeys.statement))).toBe(true);
+    const listed = (await client.listClusters({}, bearer(token.viewer))).clusters.find((cluster) => cluster.name === 'alpha');
+    expect(Buffer.from(listed?.keys?.signature ?? []).equals(Buffer.from(alphaKeys.signature))).toBe(true);
+    expect((await client.getCluster({ name: 'bravo' }, bearer(token.viewer))).cluster?.keys).toBeUndefined();
   });
 
   it('lets a platform viewer read clusters but not change them', async () => {

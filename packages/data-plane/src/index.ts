@@ -63,3 +63,32 @@ export {
   type DataPlaneAgentTunnelOptions,
   type ResolvedDataPlaneAgentConfig,
 } from './internal/data-plane-agent.js';
+export {
+  loadOrCreateSealingKeys,
+  SEALING_KEYS_FILE,
+  sealingKeysPath,
+  type DataPlaneSealingKeys,
+  type LoadSealingKeysOptions,
+  type SealingPublicKeyInfo,
+} from './internal/sealing-keys.js';
+export {
+  checkProjectName,
+  checkRunId,
+  createRunDataStore,
+  DEFAULT_MAX_BUNDLE_BYTES,
+  DEFAULT_MAX_PRESIGN_SECONDS,
+  DEFAULT_MAX_RESULT_BYTES,
+  DEFAULT_MAX_SEALED_INPUTS_BYTES,
+  DEFAULT_PRESIGN_SECONDS,
+  inputsRefOf,
+  resolveRunDataStoreConfig,
+  RUN_DATA_BUCKET,
+  type PresignBundleUploadResult,
+  type PresignFileRequest,
+  type PresignFileResult,
+  type ResolvedRunDataStoreConfig,
+  type RunDataStore,
+  type RunDataStoreOptions,
+  type SealedInputs,
+} from './internal/run-data-store.js';
+export { registerRunDataServices, type RunDataServicesOptions } from './internal/sealed-io-services.js';

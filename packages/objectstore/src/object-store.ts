@@ -38,6 +38,14 @@ export interface PresignOptions {
   readonly method: 'GET' | 'PUT';
   /** Lifetime in seconds, 1 to 604800. @default 3600 */
   readonly expiresInSeconds?: number;
+  /**
+   * PUT only: the SHA-256 of the one body the URL may upload, base64 (as `x-amz-checksum-sha256`
+   * carries it). It is signed into the URL as a header, so the uploader must send exactly
+   * `x-amz-checksum-sha256: <this>`, and the store refuses a body with another digest.
+   */
+  readonly checksumSha256?: string;
+  /** PUT only: the body's exact length, signed into the URL as `content-length`. */
+  readonly contentLength?: number;
 }
 
 /**

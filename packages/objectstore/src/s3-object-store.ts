@@ -149,8 +149,27 @@ export function createS3ObjectStore(options: S3ObjectStoreOptions | ResolvedS3Ob
     },
     async presign(bucket, key, opts: PresignOptions) {
       const expiresIn = configCheck.integer('presign.expiresInSeconds', opts.expiresInSeconds ?? config.presignExpiresInSeconds, 1, MAX_PRESIGN_SECONDS);
-      const command = opts.method === 'GET' ? new GetObjectCommand({ Bucket: bucket, Key: key }) : new PutObjectCommand({ Bucket: bucket, Key: key });
-      return call(() => getSignedUrl(client, command, { expiresIn }));
+      if (opts.method === 'GET') {
+        if (opts.checksumSha256 !== undefined || opts.contentLength !== undefined) {
+          throw new AirlockError('INVALID_ARGUMENT', 'checksumSha256 and contentLength bind the body of a PUT; a GET has none', { details: { argument: 'method' } });
+        }
+        return call(() => getSignedUrl(client, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn }));
+      }
+      const checksum = opts.checksumSha256;
+      if (checksum !== undefined && !/^[A-Za-z0-9+/]{43}=$/.test(checksum)) {
+        throw new AirlockError('INVALID_ARGUMENT', 'checksumSha256 must be the base64 of a 32-byte SHA-256 digest', { details: { argument: 'checksumSha256' } });
+      }
+      const length = opts.contentLength === undefined ? undefined : configCheck.integer('presign.contentLength', opts.contentLength, 0, Number.MAX_SAFE_INTEGER);
+      const command = new PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        ...(checksum === undefined ? {} : { ChecksumSHA256: checksum }),
+        ...(length === undefined ? {} : { ContentLength: length }),
+      });
+      // Both stay headers (not query parameters) and are signed, so the store sees the digest it must
+      // verify the body against, and a different length or digest breaks the signature.
+      const bound = [...(checksum === undefined ? [] : ['x-amz-checksum-sha256']), ...(length === undefined ? [] : ['content-length'])];
+      return call(() => getSignedUrl(client, command, { expiresIn, signableHeaders: new Set(bound), unhoistableHeaders: new Set(bound) }));
     },
     async createBucket(bucket, encryption) {
       await call(() => client.send(new CreateBucketCommand({ Bucket: bucket })));

@@ -14,7 +14,7 @@ export {
   toConnectError,
 } from './connect-errors.js';
 export { isTunnelAcceptedPing, tunnelAcceptedPing } from './tunnel-acceptance.js';
-export { IO_SEALING_PURPOSE, runInputsAad, runResultAad } from './sealed-io.js';
+export { IO_SEALING_PURPOSE, presignAad, PRESIGN_SEALING_PURPOSE, runInputsAad, runResultAad } from './sealed-io.js';
 export {
   identityFingerprint,
   parsePin,

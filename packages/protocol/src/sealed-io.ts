@@ -20,3 +20,15 @@ export function runInputsAad(project: string, taskName: string): Buffer {
 export function runResultAad(project: string, runId: string, actionId: string): Buffer {
   return encodeEncryptionContext({ 'airlock:use': 'run-result', 'airlock:project': project, 'airlock:run': runId, 'airlock:action': actionId });
 }
+
+/** HPKE purpose of a presigned URL returned sealed to a client: info `airlock/v1/presign`. */
+export const PRESIGN_SEALING_PURPOSE = 'presign';
+
+/**
+ * Associated data of a presigned URL sealed to a client's ephemeral key (PresignService.Presign). It
+ * names what the URL is for, so a relaying control plane cannot hand a client the URL of another
+ * object or method.
+ */
+export function presignAad(project: string, bucket: string, key: string, method: 'GET' | 'PUT'): Buffer {
+  return encodeEncryptionContext({ 'airlock:use': 'presign', 'airlock:project': project, 'airlock:bucket': bucket, 'airlock:key': key, 'airlock:method': method });
+}

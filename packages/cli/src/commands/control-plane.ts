@@ -212,6 +212,7 @@ export async function startLocalControlPlane(
         tunnelConnected: (cluster) => tunnel.connection(cluster) !== undefined,
         lastHeartbeatAt: (cluster) => dispatch.lastHeartbeatAt(cluster),
         agentVersion: (cluster) => dispatch.agentVersion(cluster),
+        keys: (cluster) => dispatch.agent(cluster)?.keys,
       },
       log,
       limits: listenerLimitsFromEnv(env, 'api'),

@@ -1,10 +1,20 @@
-// `airlock data-plane serve`: the data plane of a data directory — KMS, object store, and the agent that dials the control plane.
+// `airlock data-plane serve`: the data plane of a data directory — KMS, object store, run-data store, and the agent that dials the control plane.
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { AirlockError, createLogger, type Logger } from '@airlock/common';
-import { DEFAULT_DATA_PLANE_KEY_ID, openKmsKeyVault, startDataPlaneAgent, tunnelServiceRoutes, type DataPlaneAgent } from '@airlock/data-plane';
+import {
+  createRunDataStore,
+  DEFAULT_DATA_PLANE_KEY_ID,
+  loadOrCreateSealingKeys,
+  openKmsKeyVault,
+  startDataPlaneAgent,
+  tunnelServiceRoutes,
+  type DataPlaneAgent,
+  type RunDataStore,
+} from '@airlock/data-plane';
+import { createS3ObjectStore } from '@airlock/objectstore';
 import { processConnectionBudget } from '../internal/connection-budget.js';
 import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
-import { connectLocalKms } from '../internal/kms-client.js';
+import { connectLocalKms, parseCredentialsFile } from '../internal/kms-client.js';
 import { pickControlPlaneKeyFlags, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
 import { announceReady, planeFlagsHint, restrictFileCreationMode, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
@@ -58,6 +68,10 @@ function withLocalKeyHint(error: unknown, dataDir: string): unknown {
 export interface LocalDataPlane {
   readonly endpoints: readonly PlaneEndpoint[];
   readonly agent: DataPlaneAgent;
+  /** What clients pin for this data plane: `sha256:<64 hex>` over its identity key (docs/runs.md). */
+  readonly identityFingerprint: string;
+  /** The run data in the data plane's object store (sealed inputs, results, bundles), for the executor. */
+  readonly runData: RunDataStore;
   close(): Promise<void>;
 }
 
@@ -92,16 +106,32 @@ export async function startLocalDataPlane(dataDir: string, options: Omit<DataPla
     const keyVault = await openKmsKeyVault(agentKms, options.agentKeyId ?? DEFAULT_DATA_PLANE_KEY_ID, { create: true });
     if (keyVault.created) log.info({ event: 'agent.key_created', alias: keyVault.keyId, keyArn: keyVault.keyArn }, 'created the data-plane key that seals the agent\'s private key');
 
+    // The sealing keys sit under the same key as the agent's private key: a disabled key stops the start here too.
+    const { keys: sealingKeys } = await loadOrCreateSealingKeys(layout.agentStateDir(dataDir), options.cluster, { vault: keyVault, log }).catch((error: unknown) => {
+      throw withLocalKeyHint(error, dataDir);
+    });
+    closers.push(() => Promise.resolve(sealingKeys.destroy()));
+    // The run-data store talks S3 to the embedded store with the data plane's own access key, as `aws s3` would.
+    const objectStore = createS3ObjectStore({
+      endpoint: store.endpoint.endpoint,
+      region: store.endpoint.region,
+      credentials: parseCredentialsFile(await readFile(store.endpoint.credentialsFile, 'utf8'), store.endpoint.profile),
+      caBundle: await readFile(store.endpoint.caBundle, 'utf8'),
+    });
+    closers.push(() => Promise.resolve(objectStore.destroy()));
+    const runData = await createRunDataStore({ objectStore, sealingKeys, kmsKeyId: keyVault.keyId, log });
+
     const bootstrapToken = await readBootstrapToken(dataDir);
     const agent = await startDataPlaneAgent({
       clusterName: options.cluster,
       stateDir: layout.agentStateDir(dataDir),
       keyVault,
+      sealingKeys,
       dispatchUrl,
       tunnelUrl,
       ca: await readFile(layout.caCert(dataDir), 'utf8'),
       ...(bootstrapToken === undefined ? {} : { bootstrapToken }),
-      routes: tunnelServiceRoutes(),
+      routes: tunnelServiceRoutes({ runData, log }),
       log,
     }).catch((error: unknown) => {
       throw withLocalKeyHint(error, dataDir);
@@ -117,6 +147,8 @@ export async function startLocalDataPlane(dataDir: string, options: Omit<DataPla
         { name: 'objectstore', plane: 'data', url: store.endpoint.endpoint },
       ],
       agent,
+      identityFingerprint: agent.identityFingerprint,
+      runData,
       close: closeAll,
     };
   } catch (error) {

@@ -4,7 +4,7 @@ import { durationMs, timestampFromDate, type Duration } from '@bufbuild/protobuf
 import { createContextKey, type ConnectRouter, type HandlerContext, type Interceptor } from '@connectrpc/connect';
 import { AirlockError, type Logger } from '@airlock/common';
 import { isValidClusterName } from '@airlock/pki';
-import { AirlockService, ClusterSchema, ClusterState, HealthStatus, Role, type Cluster } from '@airlock/protocol';
+import { AirlockService, ClusterSchema, ClusterState, HealthStatus, Role, type Cluster, type DataPlaneKeys } from '@airlock/protocol';
 import { ALL_PROJECTS, hasRole, type ApiPrincipal, type ApiRole, type ApiTokenStore } from './api-tokens.js';
 import type { ClusterRecord, ClusterRegistry } from './cluster-registry.js';
 
@@ -16,6 +16,8 @@ export interface ClusterStatusSource {
   tunnelConnected?(cluster: string): boolean;
   lastHeartbeatAt?(cluster: string): Date | undefined;
   agentVersion?(cluster: string): string | undefined;
+  /** The signed sealing keys from the cluster's last registration, relayed as is (clients verify them against their pin). */
+  keys?(cluster: string): DataPlaneKeys | undefined;
 }
 
 export interface ApiServiceOptions {
@@ -170,6 +172,8 @@ export function createApiService(options: ApiServiceOptions): ApiService {
       ...(heartbeat instanceof Date && !Number.isNaN(heartbeat.getTime()) ? { lastHeartbeatAt: timestampFromDate(heartbeat) } : {}),
       ...(current === undefined ? {} : { certificateNotAfter: timestampFromDate(current.expiresAt) }),
     };
+    const keys = record.revoked ? undefined : live(record.name, 'keys', (source) => source.keys?.(record.name));
+    if (keys !== undefined) init.keys = keys;
     return create(ClusterSchema, init);
   };
 

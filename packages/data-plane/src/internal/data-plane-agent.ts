@@ -12,6 +12,7 @@ import { loadAgentCredentials, saveAgentCredentials } from './agent-state.js';
 import type { DataPlaneKeyVault } from './key-vault.js';
 import { fullJitterBackoffMs } from './backoff.js';
 import { createDispatchClient, type DispatchClient } from './dispatch-client.js';
+import { loadOrCreateSealingKeys, type DataPlaneSealingKeys } from './sealing-keys.js';
 import { registerWithBootstrapToken, startCertificateRenewer, type CertificateRenewer, type IssuedClusterCertificate, type RegisteredCredentials } from './registration.js';
 import { startTunnelAgent, type TunnelAgent } from './tunnel-agent.js';
 import { tunnelServiceRoutes } from './tunnel-services.js';
@@ -36,8 +37,14 @@ export interface DataPlaneAgentOptions {
   readonly clusterName: string;
   /** Holds the agent's key (sealed by `keyVault`), certificate and CA in a 0600 file; created (0700) if missing. */
   readonly stateDir: string;
-  /** Seals the agent's private key at rest under a data-plane KMS key (`openKmsKeyVault`). */
+  /** Seals the agent's private key and its sealing keys at rest under a data-plane KMS key (`openKmsKeyVault`). */
   readonly keyVault: DataPlaneKeyVault;
+  /**
+   * The data plane's sealing keys (identity, I/O, secrets), signed into every Register. Pass them when
+   * the tunnel services need them too (`loadOrCreateSealingKeys` with the same state directory and
+   * vault); the caller then owns them. @default loaded from (or created in) `stateDir` at start
+   */
+  readonly sealingKeys?: DataPlaneSealingKeys;
   /** The control plane's dispatch listener, `https://host:port`. */
   readonly dispatchUrl: string;
   /** The control plane's tunnel endpoint, `https://host:port`. */
@@ -102,6 +109,7 @@ export type ResolvedDataPlaneAgentConfig = DeepReadonly<{
 }> & {
   readonly bootstrapToken: string | undefined;
   readonly keyVault: DataPlaneKeyVault;
+  readonly sealingKeys: DataPlaneSealingKeys | undefined;
   readonly routes: (router: ConnectRouter) => void;
   readonly onAction: ActionHandler | undefined;
   readonly log: Logger;
@@ -129,6 +137,8 @@ export interface DataPlaneAgentStatus {
 }
 
 export interface DataPlaneAgent {
+  /** What clients pin: `sha256:<64 hex>` over the identity key's DER SPKI (docs/runs.md). */
+  readonly identityFingerprint: string;
   /** Resolves once registered; rejects with the agent's error if it failed, TIMEOUT after `timeoutMs`, or UNAVAILABLE once stopped. */
   waitForRegistered(timeoutMs: number): Promise<void>;
   status(): DataPlaneAgentStatus;
@@ -214,6 +224,7 @@ export function resolveDataPlaneAgentConfig(options: DataPlaneAgentOptions): Res
     ...settings,
     bootstrapToken: options.bootstrapToken,
     keyVault: options.keyVault,
+    sealingKeys: options.sealingKeys,
     routes: options.routes ?? tunnelServiceRoutes(),
     onAction: options.onAction,
     log: options.log,
@@ -261,6 +272,9 @@ const TERMINAL_PHASES: ReadonlySet<ActionPhase> = new Set([ActionPhase.SUCCEEDED
 
 class DataPlaneAgentImpl implements DataPlaneAgent {
   private renewer!: CertificateRenewer;
+  private sealingKeys: DataPlaneSealingKeys | undefined;
+  /** Whether the agent loaded the sealing keys itself (and so destroys them when it stops). */
+  private ownsSealingKeys = false;
   private tunnel!: TunnelAgent;
   private readonly dispatch: DispatchClient;
   private readonly events = new EventEmitter();
@@ -311,6 +325,14 @@ class DataPlaneAgentImpl implements DataPlaneAgent {
   async start(): Promise<void> {
     const { config } = this;
     await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    // Before anything else, so a disabled data-plane key stops the start (and spends no bootstrap token).
+    if (config.sealingKeys === undefined) {
+      const loaded = await loadOrCreateSealingKeys(config.stateDir, config.clusterName, { vault: config.keyVault, log: this.log });
+      this.sealingKeys = loaded.keys;
+      this.ownsSealingKeys = true;
+    } else {
+      this.sealingKeys = config.sealingKeys;
+    }
     const stored = await loadAgentCredentials(config.stateDir, config.clusterName, { vault: config.keyVault, log: this.log });
     let credentials: RegisteredCredentials;
     if (stored.status === 'valid') {
@@ -470,7 +492,13 @@ class DataPlaneAgentImpl implements DataPlaneAgent {
 
   /** Register, then one heartbeat at once: reconciliation comes before new work is taken. */
   private async register(signal: AbortSignal): Promise<void> {
-    const response = await this.dispatch.register({ cluster: this.config.clusterName, agentVersion: this.config.agentVersion }, this.config.rpcTimeoutMs, signal);
+    // Signed afresh at every registration: clients prefer the newest statement of a pinned identity.
+    const keys = this.sealingKeys?.sign(this.config.clusterName);
+    const response = await this.dispatch.register(
+      { cluster: this.config.clusterName, agentVersion: this.config.agentVersion, ...(keys === undefined ? {} : { keys }) },
+      this.config.rpcTimeoutMs,
+      signal,
+    );
     if (response.heartbeatIntervalMs !== undefined && response.heartbeatIntervalMs >= 10) this.heartbeatIntervalMs = response.heartbeatIntervalMs;
     if (response.serverTime !== undefined) {
       const skewMs = response.serverTime.getTime() - Date.now();
@@ -810,6 +838,11 @@ class DataPlaneAgentImpl implements DataPlaneAgent {
     return this.renewer.credentials();
   }
 
+  get identityFingerprint(): string {
+    if (this.sealingKeys === undefined) throw new AirlockError('UNAVAILABLE', 'The agent has not loaded its sealing keys');
+    return this.sealingKeys.identityFingerprint;
+  }
+
   renewCertificate(): Promise<RegisteredCredentials> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     return this.renewer.renewNow();
@@ -837,6 +870,7 @@ class DataPlaneAgentImpl implements DataPlaneAgent {
       (this.renewer as CertificateRenewer | undefined)?.stop();
       await (this.tunnel as TunnelAgent | undefined)?.stop();
       this.dispatch.close();
+      if (this.ownsSealingKeys) this.sealingKeys?.destroy();
       if (this.outbox.length > 0) this.log.warn({ event: 'agent.events_unsent', count: this.outbox.length }, 'agent stopped with unacknowledged events');
       this.log.info({ event: 'agent.stopped', cluster: this.config.clusterName }, 'data-plane agent stopped');
     })();

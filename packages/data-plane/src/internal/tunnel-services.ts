@@ -1,9 +1,11 @@
-// The data plane's tunnel diagnostics services, EchoService and TunnelHealthService, served to the control plane over the tunnel.
+// The data plane's tunnel services, served to the control plane over the tunnel: EchoService and TunnelHealthService, and with a run-data store SealedIoService and PresignService.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { timestampNow } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from '@connectrpc/connect';
-import { configCheck, configError, freezeConfig, type DeepReadonly } from '@airlock/common';
+import { configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
 import { EchoService, HealthStatus, TunnelHealthService } from '@airlock/protocol';
+import type { RunDataStore } from './run-data-store.js';
+import { registerRunDataServices } from './sealed-io-services.js';
 
 /**
  * Request header that asks Echo to wait before answering, in milliseconds. Only honoured when the
@@ -25,6 +27,10 @@ export interface TunnelServicesOptions {
   readonly isServing?: () => boolean | Promise<boolean>;
   /** Upper bound for the ECHO_DELAY_HEADER delay; 0 ignores the header. @default 0 */
   readonly maxEchoDelayMs?: number;
+  /** The run-data store; with it, SealedIoService and PresignService are served too. @default not served */
+  readonly runData?: RunDataStore;
+  /** Logs one line per run-data call (ids and codes only, never payloads, URLs or keys). @default none */
+  readonly log?: Logger;
 }
 
 export type ResolvedTunnelServicesConfig = DeepReadonly<{
@@ -36,6 +42,9 @@ export type ResolvedTunnelServicesConfig = DeepReadonly<{
 export function resolveTunnelServicesConfig(options: TunnelServicesOptions = {}): ResolvedTunnelServicesConfig {
   if (options.isServing !== undefined && typeof options.isServing !== 'function') {
     throw configError('tunnelServices.isServing', 'must be a function');
+  }
+  if (options.runData !== undefined && typeof options.runData.putInputs !== 'function') {
+    throw configError('tunnelServices.runData', 'must be a RunDataStore');
   }
   return freezeConfig({
     agentVersion: configCheck.nonEmptyString('tunnelServices.agentVersion', options.agentVersion ?? DEFAULT_AGENT_VERSION),
@@ -55,7 +64,7 @@ function requestedDelayMs(context: HandlerContext, maxEchoDelayMs: number): numb
   return delay;
 }
 
-/** Registers EchoService and TunnelHealthService on a Connect router. */
+/** Registers EchoService and TunnelHealthService on a Connect router, and SealedIoService and PresignService when given a run-data store. */
 export function registerTunnelServices(router: ConnectRouter, options: TunnelServicesOptions = {}): ConnectRouter {
   const config = resolveTunnelServicesConfig(options);
   router.service(EchoService, {
@@ -82,6 +91,7 @@ export function registerTunnelServices(router: ConnectRouter, options: TunnelSer
       };
     },
   });
+  if (options.runData !== undefined) registerRunDataServices(router, { runData: options.runData, ...(options.log === undefined ? {} : { log: options.log }) });
   return router;
 }
 
