@@ -63,3 +63,10 @@ export {
   type DataPlaneAgentTunnelOptions,
   type ResolvedDataPlaneAgentConfig,
 } from './internal/data-plane-agent.js';
+export {
+  createLocalProcessExecutor,
+  resolveLocalProcessExecutorConfig,
+  type LocalProcessExecutorOptions,
+  type ResolvedLocalProcessExecutorConfig,
+} from './internal/executor/local-process-executor.js';
+export type { ActionOutcome, BundleRef, ExecutionHooks, Executor, ExecutorStorage } from './internal/executor/types.js';
