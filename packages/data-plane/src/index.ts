@@ -1,4 +1,4 @@
-// Public API of @airlock/data-plane: the outbound-only tunnel agent, the tunnel services it serves, and registration with certificate renewal.
+// Public API of @airlock/data-plane: the outbound-only tunnel agent, the tunnel services it serves, registration with certificate renewal, and the executor.
 export {
   createTunnelAgent,
   resolveTunnelAgentConfig,

@@ -1,6 +1,8 @@
 // Integration test of the local process executor: real esbuild bundles run as real child processes, over a directory-backed ExecutorStorage.
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { closeSync, existsSync, openSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,6 +78,14 @@ async function workDirs(): Promise<string[]> {
 
 async function journalFiles(): Promise<string[]> {
   return readdir(join(stateDir, 'executor-journal')).catch(() => []);
+}
+
+function signalGroupQuietly(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
 }
 
 function alive(pid: number): boolean {
@@ -315,6 +325,44 @@ describe('LocalProcessExecutor', () => {
     expect(logger.lines.find((line) => line.event === 'executor.action_recovered')).toMatchObject({ actionId: act.actionId, process: 'killed' });
     // (In a real restart the old process is gone; here its promise sees its task killed.)
     expect(await dropped).toMatchObject({ phase: 'FAILED', error: { code: 'TASK_CRASHED' } });
+  });
+
+  it('after the agent process itself is killed, its task survives it, and the next one recover()s it', async () => {
+    const pidFile = join(dir, 'pids');
+    const act = await action(bundles.tasks, 'stubborn', { pidFile });
+    const ref = { sha256: act.bundle?.sha256 ?? '', size: Number(act.bundle?.size ?? 0) };
+    const argument = JSON.stringify({
+      stateDir,
+      storeRoot: storage.root,
+      action: { actionId: act.actionId, runId: act.runId, taskName: 'stubborn', attempt: 1, inputsRef: act.inputsRef, ...ref },
+    });
+    const agent = spawn(process.execPath, ['--conditions=airlock-source', '--import', createRequire(import.meta.url).resolve('tsx'), here('./fixtures/executor-process.ts'), argument], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const agentExited = new Promise((resolve) => agent.once('exit', resolve));
+    let pids: { task: number; grandchild?: number } | undefined;
+    try {
+      pids = await readPids(pidFile);
+      await until(async () => {
+        const [file] = await journalFiles();
+        return file !== undefined && (await readFile(join(stateDir, 'executor-journal', file), 'utf8')).includes('"pid"');
+      });
+      agent.kill('SIGKILL');
+      await agentExited;
+      // Its own process group: the task outlives the agent that started it.
+      const { task, grandchild = 0 } = pids;
+      expect(alive(task) && alive(grandchild)).toBe(true);
+      expect(await workDirs()).toHaveLength(1);
+
+      expect(await executor().recover()).toEqual([{ actionId: act.actionId, attempt: 1 }]);
+      await until(() => !alive(task) && !alive(grandchild), 5000);
+      expect(await workDirs()).toEqual([]);
+      expect(await journalFiles()).toEqual([]);
+    } finally {
+      agent.kill('SIGKILL');
+      // A failed assertion must not leave the stubborn task behind.
+      if (pids !== undefined) signalGroupQuietly(pids.task);
+    }
   });
 
   it('recover() leaves alone a process whose pid was recycled', async () => {

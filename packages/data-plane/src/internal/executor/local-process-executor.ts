@@ -99,7 +99,7 @@ export function resolveLocalProcessExecutorConfig(options: LocalProcessExecutorO
  * The default executor. Each action gets a fresh 0700 working directory, its bundle (digest
  * verified by the storage) and inputs written there, and a child process `node bundle.mjs run
  * --request request.json` with only PATH, HOME, TMPDIR and LANG in its environment, no descriptor
- * but its standard error, in a process group of its own. A timeout or abort (the agent's signal)
+ * of the agent's (stdin and stdout /dev/null, stderr a pipe), in a process group of its own. A timeout or abort (the agent's signal)
  * sends SIGTERM to the group and SIGKILL after the grace period; whatever is left of the group
  * when its leader exits is killed too.
  *
