@@ -365,6 +365,17 @@ describe('LocalProcessExecutor', () => {
     }
   });
 
+  it('recover() removes unreadable journal entries and working directories no entry names', async () => {
+    const { mkdir, writeFile } = await import('node:fs/promises');
+    await mkdir(join(stateDir, 'executor-journal'), { recursive: true });
+    await writeFile(join(stateDir, 'executor-journal', 'action-bad.json'), '{"version":1,');
+    await writeFile(join(stateDir, 'executor-journal', '.action-bad.json.0123.tmp'), '');
+    await mkdir(join(stateDir, 'work', 'action-orphan', 'tmp'), { recursive: true });
+    expect(await executor().recover()).toEqual([]);
+    expect(await journalFiles()).toEqual([]);
+    expect(await workDirs()).toEqual([]);
+  });
+
   it('recover() leaves alone a process whose pid was recycled', async () => {
     const { writeFileAtomic } = await import('@airlock/common');
     const { mkdir } = await import('node:fs/promises');
