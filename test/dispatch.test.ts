@@ -25,8 +25,9 @@ import {
   type ActionHandler,
   type DataPlaneAgent,
   type DataPlaneAgentOptions,
+  type Executor,
 } from '@airlock/data-plane';
-import { AirlockError } from '@airlock/common';
+import { AirlockError, ERROR_CODES } from '@airlock/common';
 import {
   clusterIdentityUri,
   createCertificateAuthority,
@@ -452,6 +453,69 @@ describe('the data-plane agent', () => {
     await eventually('the action aborted', 10_000, async () => ((await phaseOf(plane, id)) === 'ABORTED' ? true : undefined));
     expect(sawAbort).toBe(true);
     expect(agent.status().inFlightActionIds).toEqual([]);
+  });
+});
+
+describe('the data-plane agent with an executor', () => {
+  it('reports INITIALIZING, RUNNING when the executor says so, its outcome with the fixed text of its code, and what recover() returns as TASK_CRASHED', async () => {
+    const plane = await startControlPlane();
+    const cluster = 'executor-1';
+    // A previous agent process leased an action and never finished it.
+    const hang: ActionHandler = (_action, signal) => new Promise<void>((_resolve, reject) => signal.addEventListener('abort', () => reject(new AirlockError('ABORTED'))));
+    const first = await startAgent(plane, cluster, { bootstrapToken: await bootstrapToken(plane, cluster), onAction: hang });
+    await first.agent.waitForRegistered(10_000);
+    const lost = await plane.queue.enqueue(cluster, { runId: 'run-lost', task });
+    await eventually('the action running', 10_000, async () => ((await phaseOf(plane, lost)) === 'RUNNING' ? true : undefined));
+    await first.agent.stop();
+
+    const phasesAtRunning = new Map<string, string | undefined>();
+    const reasons = new Map<string, unknown>();
+    let recovered = 0;
+    const executor: Executor = {
+      recover: async () => {
+        recovered += 1;
+        return [{ actionId: lost, attempt: 1 }];
+      },
+      execute: async (action, signal, hooks) => {
+        // INITIALIZING is reported before the executor is called; RUNNING only once it says so.
+        await eventually('INITIALIZING recorded', 5000, async () => ((await phaseOf(plane, action.actionId)) === 'INITIALIZING' ? true : undefined));
+        hooks.onRunning();
+        await eventually('RUNNING recorded', 5000, async () => ((await phaseOf(plane, action.actionId)) === 'RUNNING' ? true : undefined));
+        phasesAtRunning.set(action.runId, await phaseOf(plane, action.actionId));
+        if (action.runId === 'run-user') return { phase: 'FAILED', error: { code: 'TASK_FAILED', kind: 'USER', retryable: true } };
+        if (action.runId === 'run-timeout') {
+          await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+          reasons.set(action.runId, signal.reason);
+          return { phase: 'TIMED_OUT', error: { code: 'TASK_TIMED_OUT', kind: 'USER', retryable: true } };
+        }
+        return { phase: 'SUCCEEDED' };
+      },
+    };
+    const second = await startAgent(plane, cluster, { stateDir: first.stateDir, executor });
+    await second.agent.waitForRegistered(10_000);
+    expect(recovered).toBe(1);
+    await eventually('the lost action reported', 10_000, async () => ((await phaseOf(plane, lost)) === 'FAILED' ? true : undefined));
+    expect((await plane.queue.get(lost))?.error).toMatchObject({ code: 'TASK_CRASHED', retryable: true, message: ERROR_CODES.TASK_CRASHED.description });
+
+    const ok = await plane.queue.enqueue(cluster, { runId: 'run-ok', task });
+    const user = await plane.queue.enqueue(cluster, { runId: 'run-user', task });
+    const timeout = await plane.queue.enqueue(cluster, { runId: 'run-timeout', task, timeoutMs: 500 });
+    await eventually('all three finished', 15_000, async () =>
+      (await phaseOf(plane, ok)) === 'SUCCEEDED' && (await phaseOf(plane, user)) === 'FAILED' && (await phaseOf(plane, timeout)) === 'TIMED_OUT' ? true : undefined,
+    );
+    expect((await plane.queue.get(ok))?.history.map((entry) => entry.phase)).toEqual(['QUEUED', 'INITIALIZING', 'RUNNING', 'SUCCEEDED']);
+    expect([...phasesAtRunning.values()]).toEqual(['RUNNING', 'RUNNING', 'RUNNING']);
+    expect((await plane.queue.get(user))?.error).toEqual({ code: 'TASK_FAILED', retryable: true, message: ERROR_CODES.TASK_FAILED.description });
+    expect((await plane.queue.get(timeout))?.error).toMatchObject({ code: 'TASK_TIMED_OUT', retryable: true, message: ERROR_CODES.TASK_TIMED_OUT.description });
+    expect(AirlockError.is(reasons.get('run-timeout'), 'TIMEOUT')).toBe(true);
+    const finished = second.logs.lines.find((line) => line.event === 'agent.action_finished' && line.actionId === user);
+    expect(finished).toMatchObject({ phase: 'FAILED', errorCode: 'TASK_FAILED', errorKind: 'USER' });
+  });
+
+  it('refuses an executor together with onAction', async () => {
+    const plane = await startControlPlane();
+    const executor: Executor = { recover: async () => [], execute: async () => ({ phase: 'SUCCEEDED' }) };
+    await expect(startAgent(plane, 'both-1', { onAction: async () => undefined, executor })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
   });
 });
 

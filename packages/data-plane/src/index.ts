@@ -1,4 +1,4 @@
-// Public API of @airlock/data-plane: the outbound-only tunnel agent, the tunnel services it serves, and registration with certificate renewal.
+// Public API of @airlock/data-plane: the outbound-only tunnel agent, the tunnel services it serves, registration with certificate renewal, and the executor.
 export {
   createTunnelAgent,
   resolveTunnelAgentConfig,
@@ -92,3 +92,10 @@ export {
   type SealedInputs,
 } from './internal/run-data-store.js';
 export { registerRunDataServices, type RunDataServicesOptions } from './internal/sealed-io-services.js';
+export {
+  createLocalProcessExecutor,
+  resolveLocalProcessExecutorConfig,
+  type LocalProcessExecutorOptions,
+  type ResolvedLocalProcessExecutorConfig,
+} from './internal/executor/local-process-executor.js';
+export type { ActionOutcome, BundleRef, ExecutionHooks, Executor, ExecutorStorage } from './internal/executor/types.js';

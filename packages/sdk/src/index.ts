@@ -32,9 +32,11 @@ export {
   type TaskLogSink,
 } from './execute.js';
 export {
+  abortedRecord,
   controlPlaneErrorRecord,
   failedPhaseOf,
   systemErrorRecord,
+  timedOutRecord,
   type ControlPlaneErrorRecord,
   type FailedPhase,
   type TaskErrorKind,
@@ -45,3 +47,11 @@ export { durationMs, resolveRetryPolicy, retryDelayMs, shouldRetry, type Duratio
 export { isStandardSchema, JSON_SCHEMA_TARGET, type JsonSchema } from './schema.js';
 export { childActionId, inputDigest, taskVersion } from './ids.js';
 export { SDK_VERSION } from './version.js';
+export {
+  ACTION_EXIT_OK,
+  ACTION_EXIT_USAGE,
+  ACTION_PROTOCOL_VERSION,
+  type ActionRequest,
+  type ActionResult,
+  type BundleDescription,
+} from './action-protocol.js';

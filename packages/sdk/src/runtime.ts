@@ -4,37 +4,10 @@ import { AirlockError } from '@airlock/common';
 import { findTask, discoverTasks } from './discover.js';
 import { systemErrorRecord, failedPhaseOf } from './error-record.js';
 import { executeTask, type ExecuteResult, type TaskLogEntry } from './execute.js';
-import type { TaskSpec } from './task.js';
+import { ACTION_EXIT_OK, ACTION_EXIT_USAGE, ACTION_PROTOCOL_VERSION, type ActionRequest, type ActionResult, type BundleDescription } from './action-protocol.js';
 
-/** The version of the request/result files below. */
-export const ACTION_PROTOCOL_VERSION = 1;
-
-/** What the executor asks for one attempt; written as JSON, its path passed as `run --request <path>`. */
-export interface ActionRequest {
-  readonly version: typeof ACTION_PROTOCOL_VERSION;
-  /** A task name (or export name) in the bundle. */
-  readonly task: string;
-  /** A JSON file holding the raw inputs. */
-  readonly inputsPath: string;
-  /** Where the process writes its ActionResult (mode 0600). */
-  readonly resultPath: string;
-  readonly attempt: number;
-  /** Overrides the spec's timeout. */
-  readonly timeoutMs?: number;
-  readonly runId?: string;
-  readonly actionId?: string;
-  /** After an abort or timeout, how long a command gets between SIGTERM and SIGKILL. */
-  readonly killGraceMs?: number;
-}
-
-/** The result file: executeTask's result. Outputs and error messages in it are data. */
-export type ActionResult = { readonly version: typeof ACTION_PROTOCOL_VERSION } & ExecuteResult;
-
-/** What `describe` prints: every task in the bundle, with its spec. */
-export interface BundleDescription {
-  readonly version: typeof ACTION_PROTOCOL_VERSION;
-  readonly tasks: readonly { readonly exportNames: readonly string[]; readonly spec: TaskSpec }[];
-}
+// The protocol's types live in the SDK's main entry (the planes may import it, not this runtime); re-exported here for bundles.
+export { ACTION_EXIT_OK, ACTION_EXIT_USAGE, ACTION_PROTOCOL_VERSION, type ActionRequest, type ActionResult, type BundleDescription } from './action-protocol.js';
 
 /** Where runActionMain writes; the defaults are the process's own streams. */
 export interface RunActionMainOptions {
@@ -67,7 +40,7 @@ export async function runActionMain(moduleNamespace: Readonly<Record<string, unk
   const stderr = options.stderr ?? ((text: string) => void process.stderr.write(text));
   const usage = (message: string): number => {
     stderr(`${JSON.stringify({ level: 'error', code: 'INVALID_ARGUMENT', message })}\n`);
-    return 2;
+    return ACTION_EXIT_USAGE;
   };
 
   if (argv[0] === 'describe' && argv.length === 1) {
@@ -76,7 +49,7 @@ export async function runActionMain(moduleNamespace: Readonly<Record<string, unk
       tasks: discoverTasks(moduleNamespace).map((found) => ({ exportNames: found.exportNames, spec: found.task.spec })),
     };
     stdout(`${JSON.stringify(description)}\n`);
-    return 0;
+    return ACTION_EXIT_OK;
   }
   if (argv[0] !== 'run' || argv[1] !== '--request' || argv[2] === undefined || argv.length !== 3) return usage('usage: describe | run --request <file>');
 
@@ -115,7 +88,7 @@ export async function runActionMain(moduleNamespace: Readonly<Record<string, unk
   }
   const file: ActionResult = { version: ACTION_PROTOCOL_VERSION, ...result };
   await writeFile(request.resultPath, `${JSON.stringify(file)}\n`, { mode: 0o600 });
-  return 0;
+  return ACTION_EXIT_OK;
 }
 
 function parseRequest(value: unknown): ActionRequest {

@@ -5,9 +5,9 @@ import { mkdir } from 'node:fs/promises';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { durationFromMs, durationMs, timestampNow } from '@bufbuild/protobuf/wkt';
 import type { ConnectRouter } from '@connectrpc/connect';
-import { AirlockError, configCheck, configError, freezeConfig, registerSecretValue, type AirlockErrorCode, type DeepReadonly, type Logger } from '@airlock/common';
+import { AirlockError, configCheck, configError, ERROR_CODES, freezeConfig, isAirlockErrorCode, registerSecretValue, type AirlockErrorCode, type DeepReadonly, type Logger } from '@airlock/common';
 import { isValidClusterName, type PemInput } from '@airlock/pki';
-import { ActionPhase, type Action, type ActionEventSchema } from '@airlock/protocol';
+import { ActionPhase, ErrorKind, type Action, type ActionEventSchema } from '@airlock/protocol';
 import { loadAgentCredentials, saveAgentCredentials } from './agent-state.js';
 import type { DataPlaneKeyVault } from './key-vault.js';
 import { fullJitterBackoffMs } from './backoff.js';
@@ -16,6 +16,7 @@ import { loadOrCreateSealingKeys, type DataPlaneSealingKeys } from './sealing-ke
 import { registerWithBootstrapToken, startCertificateRenewer, type CertificateRenewer, type IssuedClusterCertificate, type RegisteredCredentials } from './registration.js';
 import { startTunnelAgent, type TunnelAgent } from './tunnel-agent.js';
 import { tunnelServiceRoutes } from './tunnel-services.js';
+import type { ActionOutcome, Executor } from './executor/types.js';
 
 /** Runs one action. Resolve for SUCCEEDED, throw for FAILED; stop promptly when `signal` aborts. */
 export type ActionHandler = (action: Action, signal: AbortSignal) => Promise<void>;
@@ -55,8 +56,20 @@ export interface DataPlaneAgentOptions {
   readonly bootstrapToken?: string;
   /** The services the control plane may call over the tunnel. @default tunnelServiceRoutes() */
   readonly routes?: (router: ConnectRouter) => void;
-  /** Runs actions; the agent reports their phases. @default fails every action with NOT_IMPLEMENTED */
+  /**
+   * Runs actions (a bare handler: INITIALIZING and RUNNING are reported at its start, SUCCEEDED when
+   * it resolves, FAILED with the error's code when it throws). Not together with `executor`.
+   * @default fails every action with NOT_IMPLEMENTED, unless `executor` is set
+   */
   readonly onAction?: ActionHandler;
+  /**
+   * Runs actions with phases of their own (`createLocalProcessExecutor`): INITIALIZING is reported when
+   * an action starts, RUNNING when the executor's onRunning fires, then its outcome (code, kind,
+   * retryable and the code's fixed text, never a message from the task). At start-up its recover()
+   * runs before any action is taken, and each action it returns is reported FAILED, TASK_CRASHED.
+   * Not together with `onAction`.
+   */
+  readonly executor?: Executor;
   readonly log: Logger;
   /** Reported at registration. @default "0.1.0" */
   readonly agentVersion?: string;
@@ -112,6 +125,7 @@ export type ResolvedDataPlaneAgentConfig = DeepReadonly<{
   readonly sealingKeys: DataPlaneSealingKeys | undefined;
   readonly routes: (router: ConnectRouter) => void;
   readonly onAction: ActionHandler | undefined;
+  readonly executor: Executor | undefined;
   readonly log: Logger;
   readonly renewal: { readonly now?: () => number; readonly random?: () => number };
 };
@@ -182,6 +196,10 @@ export function resolveDataPlaneAgentConfig(options: DataPlaneAgentOptions): Res
   if (options.ca === undefined) throw configError('agent.ca', 'is required');
   if (options.routes !== undefined && typeof options.routes !== 'function') throw configError('agent.routes', 'must be a function');
   if (options.onAction !== undefined && typeof options.onAction !== 'function') throw configError('agent.onAction', 'must be a function');
+  if (options.executor !== undefined && (typeof options.executor !== 'object' || options.executor === null || typeof options.executor.execute !== 'function')) {
+    throw configError('agent.executor', 'must be an Executor');
+  }
+  if (options.onAction !== undefined && options.executor !== undefined) throw configError('agent.executor', 'cannot be combined with onAction');
   if (options.bootstrapToken !== undefined && (typeof options.bootstrapToken !== 'string' || options.bootstrapToken.length === 0)) {
     throw configError('agent.bootstrapToken', 'must be a non-empty string');
   }
@@ -227,6 +245,7 @@ export function resolveDataPlaneAgentConfig(options: DataPlaneAgentOptions): Res
     sealingKeys: options.sealingKeys,
     routes: options.routes ?? tunnelServiceRoutes(),
     onAction: options.onAction,
+    executor: options.executor,
     log: options.log,
     renewal: Object.freeze({ ...(options.renewal ?? {}) }),
   });
@@ -258,6 +277,32 @@ function isTransient(error: AirlockError): boolean {
 }
 
 type PendingEvent = MessageInitShape<typeof ActionEventSchema> & { eventId: string; actionId: string; phase: ActionPhase };
+
+/** What an event's ErrorRecord says: the code, whose fault, whether a retry can help, and a display text free of data. */
+interface ReportedError {
+  readonly code: string;
+  readonly kind: 'USER' | 'SYSTEM';
+  readonly retryable: boolean;
+  readonly message: string;
+}
+
+/** The agent's own failure (a handler's AirlockError): SYSTEM, with the error's own message (our text, not a task's). */
+function systemError(error: AirlockError): ReportedError {
+  return { code: error.code, kind: 'SYSTEM', retryable: error.retryable, message: error.message };
+}
+
+/** An executor's outcome error, with the catalogue's fixed text for its code: a task's message never leaves the data plane. */
+function outcomeError(error: NonNullable<Extract<ActionOutcome, { error?: unknown }>['error']>): ReportedError {
+  const message = isAirlockErrorCode(error.code) ? ERROR_CODES[error.code].description : 'The action failed.';
+  return { code: error.code, kind: error.kind, retryable: error.retryable, message };
+}
+
+const OUTCOME_PHASES = Object.freeze({
+  SUCCEEDED: ActionPhase.SUCCEEDED,
+  FAILED: ActionPhase.FAILED,
+  TIMED_OUT: ActionPhase.TIMED_OUT,
+  ABORTED: ActionPhase.ABORTED,
+} as const);
 
 type AbortReason = 'cancelled' | 'timeout' | 'stopping';
 
@@ -369,7 +414,26 @@ class DataPlaneAgentImpl implements DataPlaneAgent {
       ...(config.servername === undefined ? {} : { servername: config.servername }),
       ...config.tunnel,
     });
+    await this.recoverActions();
     this.loopDone = this.dispatchLoop();
+  }
+
+  /** Reports the actions a previous agent process left unfinished (queued now, sent once registered). Runs before any action is taken. */
+  private async recoverActions(): Promise<void> {
+    const executor = this.config.executor;
+    if (executor === undefined) return;
+    let lost: readonly { readonly actionId: string; readonly attempt: number }[];
+    try {
+      lost = await executor.recover();
+    } catch (error) {
+      this.log.error({ event: 'agent.recover_failed', code: AirlockError.from(error).code }, 'could not recover the actions of a previous agent process');
+      return;
+    }
+    const crashed = new AirlockError('TASK_CRASHED');
+    for (const { actionId, attempt } of lost) {
+      this.log.warn({ event: 'agent.action_lost', actionId, attempt }, 'an action of a previous agent process is reported crashed');
+      this.report({ actionId, attempt }, ActionPhase.FAILED, { code: crashed.code, kind: 'SYSTEM', retryable: crashed.retryable, message: crashed.message });
+    }
   }
 
   /** Redeems the bootstrap token over the dispatch Bootstrap RPC; the key is generated here and never sent. */
@@ -723,33 +787,61 @@ class DataPlaneAgentImpl implements DataPlaneAgent {
     const timer = timeoutMs > 0 ? setTimeout(() => this.abortAction(action.actionId, 'timeout'), timeoutMs) : undefined;
     this.log.info({ event: 'agent.action_started', actionId: action.actionId, runId: action.runId, attempt: action.attempt }, 'action started');
     this.report(action, ActionPhase.INITIALIZING);
-    let outcome: { phase: ActionPhase; error?: AirlockError } = { phase: ActionPhase.SUCCEEDED };
+    let outcome: { phase: ActionPhase; error?: ReportedError };
     try {
-      this.report(action, ActionPhase.RUNNING);
-      const handler = this.config.onAction;
-      if (handler === undefined) throw new AirlockError('NOT_IMPLEMENTED', 'This data plane has no executor for actions');
-      await handler(action, controller.signal);
-    } catch (error) {
-      outcome = { phase: ActionPhase.FAILED, error: AirlockError.from(error) };
+      outcome = this.config.executor === undefined ? await this.runHandler(action, controller.signal) : await this.runExecutor(this.config.executor, action, controller.signal);
     } finally {
       clearTimeout(timer);
     }
-    // An abort decides the outcome, whatever the handler did with the signal.
-    if (entry.reason === 'timeout') {
-      outcome = { phase: ActionPhase.TIMED_OUT, error: new AirlockError('TIMEOUT', `The action exceeded its timeout of ${timeoutMs} ms`) };
-    } else if (entry.reason === 'cancelled') {
-      outcome = { phase: ActionPhase.ABORTED };
+    if (this.config.executor === undefined && entry.reason === 'timeout') {
+      // A bare handler's outcome is decided by the abort, whatever it did with the signal.
+      outcome = { phase: ActionPhase.TIMED_OUT, error: systemError(new AirlockError('TIMEOUT', `The action exceeded its timeout of ${timeoutMs} ms`)) };
     }
+    // Aborted at the control plane's request: ABORTED, without an error of ours.
+    if (entry.reason === 'cancelled') outcome = { phase: ActionPhase.ABORTED };
     this.running.delete(action.actionId);
     // Stopping: no final event. The lease lapses and the control plane queues the action again.
     if (entry.reason !== 'stopping') {
       this.report(action, outcome.phase, outcome.error);
       this.log.info(
-        { event: 'agent.action_finished', actionId: action.actionId, phase: ActionPhase[outcome.phase], errorCode: outcome.error?.code },
+        { event: 'agent.action_finished', actionId: action.actionId, phase: ActionPhase[outcome.phase], errorCode: outcome.error?.code, errorKind: outcome.error?.kind },
         'action finished',
       );
     }
     this.events.emit('capacity');
+  }
+
+  private async runHandler(action: Action, signal: AbortSignal): Promise<{ phase: ActionPhase; error?: ReportedError }> {
+    try {
+      this.report(action, ActionPhase.RUNNING);
+      const handler = this.config.onAction;
+      if (handler === undefined) throw new AirlockError('NOT_IMPLEMENTED', 'This data plane has no executor for actions');
+      await handler(action, signal);
+      return { phase: ActionPhase.SUCCEEDED };
+    } catch (error) {
+      return { phase: ActionPhase.FAILED, error: systemError(AirlockError.from(error)) };
+    }
+  }
+
+  private async runExecutor(executor: Executor, action: Action, signal: AbortSignal): Promise<{ phase: ActionPhase; error?: ReportedError }> {
+    let running = false;
+    let outcome: ActionOutcome;
+    try {
+      outcome = await executor.execute(action, signal, {
+        onRunning: () => {
+          if (running) return;
+          running = true;
+          this.report(action, ActionPhase.RUNNING);
+        },
+      });
+    } catch (error) {
+      // Executors resolve with SYSTEM outcomes rather than throwing; this is the safety net.
+      const airlock = AirlockError.from(error);
+      this.log.error({ event: 'agent.executor_threw', actionId: action.actionId, code: airlock.code }, 'the executor threw instead of returning an outcome');
+      return { phase: ActionPhase.FAILED, error: systemError(new AirlockError('INTERNAL', 'The executor failed')) };
+    }
+    if (outcome.phase === 'SUCCEEDED') return { phase: ActionPhase.SUCCEEDED };
+    return outcome.error === undefined ? { phase: OUTCOME_PHASES[outcome.phase] } : { phase: OUTCOME_PHASES[outcome.phase], error: outcomeError(outcome.error) };
   }
 
   private abortAction(actionId: string, reason: AbortReason): void {
@@ -760,7 +852,7 @@ class DataPlaneAgentImpl implements DataPlaneAgent {
     entry.controller.abort(new AirlockError(reason === 'timeout' ? 'TIMEOUT' : 'ABORTED', `Action ${reason === 'timeout' ? 'timed out' : 'aborted'}`));
   }
 
-  private report(action: Action, phase: ActionPhase, error?: AirlockError): void {
+  private report(action: Pick<Action, 'actionId' | 'attempt'>, phase: ActionPhase, error?: ReportedError): void {
     const occurredAt = timestampNow();
     const event: PendingEvent = {
       eventId: randomUUID(),
@@ -769,7 +861,9 @@ class DataPlaneAgentImpl implements DataPlaneAgent {
       phase,
       occurredAt,
       // Only the stable code and our own message: a foreign error's text (which may quote data) stays behind.
-      ...(error === undefined ? {} : { error: { code: error.code, message: error.message, retryable: error.retryable, occurredAt } }),
+      ...(error === undefined
+        ? {}
+        : { error: { code: error.code, message: error.message, retryable: error.retryable, kind: error.kind === 'USER' ? ErrorKind.USER : ErrorKind.SYSTEM, occurredAt } }),
     };
     this.outbox.push(event);
     if (this.outbox.length > this.config.maxPendingEvents) {
