@@ -8,6 +8,7 @@ import {
   openApiTokenStore,
   openClusterRegistry,
   openDatabase,
+  openRunService,
   resolveDatabaseConfig,
   startApiServer,
   startDispatchServer,
@@ -39,6 +40,8 @@ export interface ControlPlaneServeOptions extends DatabaseFlags {
   readonly apiPort: number;
   readonly dispatchPort: number;
   readonly tunnelPort: number;
+  /** How long a run's data plane may stay silent, while its action waits in the queue, before the run ends FAILED (DATA_PLANE_LOST), in seconds. @default 120 */
+  readonly runLease?: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -195,6 +198,16 @@ export async function startLocalControlPlane(
       log,
     });
     closers.push(() => dispatch.close());
+    const runs = await openRunService({
+      database,
+      queue,
+      clusters: registry,
+      tunnel,
+      clusterLastSeen: (cluster) => dispatch.lastHeartbeatAt(cluster),
+      ...(options.runLease === undefined ? {} : { runLeaseMs: options.runLease * 1000 }),
+      log,
+    });
+    closers.push(() => runs.close());
     const api = await startApiServer({
       tls: await issueLocalServerCertificate(ca),
       host: options.host,
@@ -206,6 +219,7 @@ export async function startLocalControlPlane(
         lastHeartbeatAt: (cluster) => dispatch.lastHeartbeatAt(cluster),
         agentVersion: (cluster) => dispatch.agentVersion(cluster),
       },
+      runs,
       log,
     });
     closers.push(() => api.close());
