@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, createClient, type Client, type ConnectRouter } from '@connectrpc/connect';
-import { createConnectTransport, Http2SessionManager } from '@connectrpc/connect-node';
+import { createConnectTransport, createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
 import { sql } from 'kysely';
 import { AirlockError } from '@airlock/common';
 import {
@@ -17,6 +17,7 @@ import {
   startDispatchServer,
   startTunnelEndpoint,
   type ActionQueue,
+  type ClusterRegistry,
   type ConnectServer,
   type ControlPlaneDatabase,
   type DispatchServer,
@@ -25,10 +26,12 @@ import {
 } from '@airlock/control-plane';
 import { generateSealingKeyPair, openSealed, seal } from '@airlock/crypto';
 import { startDataPlaneAgent, tunnelServiceRoutes, type DataPlaneAgent } from '@airlock/data-plane';
-import { createCertificateAuthority, issueServerCertificate, tlsClientOptions, type CertificateKeyPair } from '@airlock/pki';
+import { createCertificateAuthority, createCertificateRequest, issueServerCertificate, tlsClientOptions, type CertificateKeyPair } from '@airlock/pki';
 import {
   ActionPhase,
   AirlockService,
+  DispatchService,
+  ErrorKind,
   fromConnectError,
   IO_SEALING_PURPOSE,
   PresignService,
@@ -60,6 +63,7 @@ let directory: string;
 let keyVault: Awaited<ReturnType<typeof startTestKeyVault>>;
 let database: ControlPlaneDatabase;
 let queue: ActionQueue;
+let registry: ClusterRegistry;
 let tunnel: TunnelEndpoint;
 let dispatch: DispatchServer;
 let runs: RunService;
@@ -189,7 +193,7 @@ beforeAll(async () => {
   keyVault = await startTestKeyVault(join(directory, 'kms-dir'), ca);
   await mkdir(join(directory, 'cp'), { mode: 0o700 });
   database = await openTestDatabase(join(directory, 'cp'), cpLogs.log);
-  const registry = openClusterRegistry({ ca, database, log: cpLogs.log });
+  registry = openClusterRegistry({ ca, database, log: cpLogs.log });
   queue = await openActionQueue({ database, log: cpLogs.log, leaseMs: 2000 });
   dispatch = await startDispatchServer({ tls: { cert: server.cert, key: server.key }, ca: ca.cert, registry, queue, log: cpLogs.log, heartbeatIntervalMs: 200, maxPollWaitMs: 5000 });
   tunnel = await startTunnelEndpoint({ tls: { cert: server.cert, key: server.key }, ca: ca.cert, log: cpLogs.log, isClusterAllowed: (cluster, fingerprint) => registry.isClusterAllowed(cluster, fingerprint) });
@@ -323,6 +327,48 @@ describe('a run end to end through the data plane', () => {
       expect(text).not.toContain(URL_SIGNATURE);
     }
     expect(logs).toContain('runs.upload_location');
+  });
+
+  it('PollActions hands out the bundle and parent; ReportEvents takes the error kind, and the data plane message is dropped', async () => {
+    // A second data plane, driven by hand over the real dispatch channel with its own certificate.
+    const { token } = await registry.createBootstrapToken('edge', 60_000);
+    const request = await createCertificateRequest({ commonName: 'edge' });
+    const certificate = await registry.redeemBootstrapToken(token, request.csr);
+    const manager = new Http2SessionManager(dispatch.url, {}, tlsClientOptions({ ca: ca.cert, cert: certificate.certPem, key: request.key }));
+    managers.push(manager);
+    const edge = createClient(DispatchService, createGrpcTransport({ baseUrl: dispatch.url, sessionManager: manager }));
+    await edge.heartbeat({ cluster: 'edge', sequence: 1n });
+    const { run } = await client.createRun({ project: PROJECT, taskName: 'hello', cluster: 'edge' }, as());
+    const { actions } = await edge.pollActions({ cluster: 'edge', maxActions: 1 });
+    expect(actions).toHaveLength(1);
+    expect(actions[0]).toMatchObject({ actionId: run?.actionId, runId: run?.runId, attempt: 1, bundle: { sha256: BUNDLE_SHA, size: BigInt(BUNDLE.length) }, parentActionId: '', inputsRef: '' });
+    expect(actions[0]?.timeout).toBeDefined();
+    const dataPlaneText = makeCanary('data-plane-message');
+    await edge.reportEvents({
+      cluster: 'edge',
+      events: [
+        {
+          eventId: 'edge-1',
+          actionId: run?.actionId ?? '',
+          attempt: 1,
+          phase: ActionPhase.FAILED,
+          occurredAt: timestampFromDate(new Date('2030-01-01T00:00:00Z')),
+          error: { code: 'TASK_FAILED_FINAL', kind: ErrorKind.USER, retryable: false, message: dataPlaneText },
+        },
+      ],
+    });
+    const failed = await eventually('the run to fail', 10_000, async () => {
+      const current = (await client.getRun({ project: PROJECT, runId: run?.runId ?? '' }, as())).run;
+      return current?.completedAt === undefined ? undefined : current;
+    });
+    expect(failed.error).toMatchObject({ code: 'TASK_FAILED_FINAL', kind: ErrorKind.USER, retryable: false, message: `The task failed; \`airlock runs get ${run?.runId ?? ''}\` shows its error` });
+    expect(failed.error?.occurredAt).toEqual(timestampFromDate(new Date('2030-01-01T00:00:00Z')));
+    const actionsSeen = await client.listActions({ project: PROJECT, runId: run?.runId ?? '' }, as());
+    expect(actionsSeen.actions[0]?.error).toMatchObject({ kind: ErrorKind.USER });
+    const raw = await sql<Record<string, unknown>>`select * from actions`.execute(database.db);
+    expect(JSON.stringify(raw.rows.map((row) => Object.values(row).map((value) => (Buffer.isBuffer(value) ? value.toString('latin1') : String(value)))))).not.toContain(dataPlaneText);
+    expect([...cpLogs.lines].map((line) => JSON.stringify(line)).join('\n')).not.toContain(dataPlaneText);
+    await registry.revoke('edge');
   });
 
   it('CreateRun and GetRunOutputs are UNAVAILABLE without a tunnel; a queued run of a lost data plane ends FAILED with DATA_PLANE_LOST', async () => {
