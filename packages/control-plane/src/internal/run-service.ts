@@ -221,6 +221,8 @@ const PAGE_TOKEN_VERSION = 1;
 const WATCH_FALLBACK_MS = 5000;
 /** How long CreateRun waits for another control plane that holds the same idempotency key to finish. */
 const IDEMPOTENCY_WAIT_MS = 30_000;
+/** A key reserved this long ago whose run still does not exist was left by a control plane that stopped mid-submission. */
+const ABANDONED_RESERVATION_MS = 2 * IDEMPOTENCY_WAIT_MS + 60_000;
 
 function invalid(argument: string, problem: string, extra: Record<string, string> = {}): AirlockError {
   return new AirlockError('INVALID_ARGUMENT', `${argument} ${problem}`, { details: { argument, ...extra } });
@@ -607,11 +609,12 @@ export async function openRunService(options: RunServiceOptions): Promise<RunSer
     return toRun(row as RunRow);
   }
 
-  async function dedupedRun(keyHash: string): Promise<{ runId: string; run?: RunRecord } | undefined> {
-    const found = await db.selectFrom('idempotency_keys').select(['run_id']).where('key_hash', '=', keyHash).where('expires_at', '>', clock()).executeTakeFirst();
+  async function dedupedRun(keyHash: string): Promise<{ runId: string; reservedAt: number; run?: RunRecord } | undefined> {
+    const found = await db.selectFrom('idempotency_keys').select(['run_id', 'created_at']).where('key_hash', '=', keyHash).where('expires_at', '>', clock()).executeTakeFirst();
     if (found === undefined) return undefined;
     const row = await db.selectFrom('runs').selectAll().where('run_id', '=', found.run_id).executeTakeFirst();
-    return row === undefined ? { runId: found.run_id } : { runId: found.run_id, run: toRun(row) };
+    const reservedAt = Number(found.created_at);
+    return row === undefined ? { runId: found.run_id, reservedAt } : { runId: found.run_id, reservedAt, run: toRun(row) };
   }
 
   // ---- the run lease
@@ -800,8 +803,14 @@ export async function openRunService(options: RunServiceOptions): Promise<RunSer
         let release = (): void => undefined;
         pendingKeys.set(keyHash, new Promise<void>((resolve) => (release = resolve)));
         try {
-          const earlier = await dedupedRun(keyHash);
+          let earlier = await dedupedRun(keyHash);
           if (earlier?.run !== undefined) return { run: earlier.run, deduplicated: true };
+          if (earlier !== undefined && clock() - earlier.reservedAt > ABANDONED_RESERVATION_MS) {
+            // Reserved by a control plane that stopped before it created the run: nothing was started, so the key is free again.
+            await db.deleteFrom('idempotency_keys').where('key_hash', '=', keyHash).where('run_id', '=', earlier.runId).execute();
+            log.warn({ event: 'runs.idempotency_key_reclaimed', runId: earlier.runId }, 'an abandoned idempotency-key reservation was released');
+            earlier = undefined;
+          }
           if (earlier === undefined) {
             const runId = uuidV7(clock());
             const now = clock();

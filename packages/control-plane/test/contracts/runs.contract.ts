@@ -393,6 +393,21 @@ export function runServiceContract(backend: () => Backend): void {
       expect(later.run.runId).not.toBe(first.run.runId);
     });
 
+    it('a reservation left by a control plane that stopped before creating its run is released after a while', async () => {
+      const h = await open();
+      await registered(h);
+      // What a crash between reserving the key and writing the run leaves behind.
+      const keyHash = h.database.sealer.blindIndex('idempotency-key', `${PROJECT}\nleft-behind`);
+      await h.database.db
+        .insertInto('idempotency_keys')
+        .values({ key_hash: keyHash, project_id: h.database.sealer.blindIndex('project', PROJECT), run_id: '00000000-0000-7000-8000-000000000000', created_at: h.clock.ms, expires_at: h.clock.ms + 86_400_000 })
+        .execute();
+      h.clock.ms += 121_000;
+      const created = await create(h, { idempotencyKey: 'left-behind' });
+      expect(created.deduplicated).toBe(false);
+      expect((await create(h, { idempotencyKey: 'left-behind' })).run.runId).toBe(created.run.runId);
+    });
+
     it('concurrent identical submissions, through two control planes, start one run', async () => {
       const h = await open();
       await registered(h);
