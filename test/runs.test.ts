@@ -198,7 +198,7 @@ beforeAll(async () => {
   dispatch = await startDispatchServer({ tls: { cert: server.cert, key: server.key }, ca: ca.cert, registry, queue, log: cpLogs.log, heartbeatIntervalMs: 200, maxPollWaitMs: 5000 });
   tunnel = await startTunnelEndpoint({ tls: { cert: server.cert, key: server.key }, ca: ca.cert, log: cpLogs.log, isClusterAllowed: (cluster, fingerprint) => registry.isClusterAllowed(cluster, fingerprint) });
   // A short run lease, so that losing the data plane shows within the test.
-  runs = await openRunService({ database, queue, clusters: registry, tunnel, clusterLastSeen: (cluster) => dispatch.lastHeartbeatAt(cluster), runLeaseMs: 1500, sweepIntervalMs: 100, log: cpLogs.log });
+  runs = await openRunService({ database, queue, clusters: registry, tunnel, clusterLastSeen: (cluster) => dispatch.lastHeartbeatAt(cluster), runLeaseMs: 4000, sweepIntervalMs: 100, log: cpLogs.log });
   const tokens = openApiTokenStore({ database, log: cpLogs.log });
   adminToken = (await tokens.createToken({ subject: 'admin', roles: [{ project: '*', role: 'admin' }] })).token;
   api = await startApiServer({ tls: { cert: server.cert, key: server.key }, tokens, registry, runs, log: cpLogs.log });
