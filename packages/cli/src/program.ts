@@ -119,6 +119,7 @@ export function createProgram(): Command {
     .option('--api-port <port>', 'API port (0 = any free port)', port, 8443)
     .option('--dispatch-port <port>', 'dispatch port (0 = any free port)', port, 8444)
     .option('--tunnel-port <port>', 'tunnel port (0 = any free port)', port, 8445)
+    .option('--run-lease <seconds>', 'a run whose data plane is not heard from for this long, while its action waits, ends FAILED (DATA_PLANE_LOST)', positiveInteger, 120)
     .addOption(logLevelOption('info'))
     .action(async (options: Parameters<typeof runControlPlaneServe>[0]) => runControlPlaneServe(options));
   addControlPlaneKeyOptions(addDatabaseOptions(

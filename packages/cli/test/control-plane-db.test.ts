@@ -28,6 +28,22 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
+/** A task spec as the SDK describes it, as Connect JSON carries bytes (base64). */
+const SPEC_JSON = Buffer.from(
+  JSON.stringify({
+    specVersion: 1,
+    name: 'hello',
+    kind: 'function',
+    inputSchema: { type: 'object' },
+    outputSchema: { type: 'object' },
+    retries: { limit: 0, initialDelayMs: 1000, maxDelayMs: 60_000, factor: 2, jitter: 0.5 },
+    timeoutMs: 60_000,
+    resources: {},
+    sdkVersion: '0.1.0',
+  }),
+).toString('base64');
+const BUNDLE = { sha256: 'ab'.repeat(32), size: '42' };
+
 const serveArgs = (dataDir: string): string[] => ['control-plane', 'serve', '--data-dir', dataDir, '--api-port', '0', '--dispatch-port', '0', '--tunnel-port', '0', '--log-level', 'warn'];
 
 /** POSTs a Connect JSON call to the data directory's API with its admin token. */
@@ -62,6 +78,7 @@ describe('airlock control-plane serve --db postgres://…', () => {
       expect(first.output()).toMatch(/database:\s+PostgreSQL 127\.0\.0\.1:\d+\/airlock schema cli_test \(TLS, verify-full\)/);
       if (server.password !== undefined) expect(first.output()).not.toContain(server.password);
       expect((await call(dataDir, 'CreateBootstrapToken', { cluster: 'edge-1', reason: 'kept across restarts' })).status).toBe(200);
+      expect((await call(dataDir, 'RegisterTask', { project: 'default', specJson: SPEC_JSON, bundle: BUNDLE })).json).toMatchObject({ created: true });
     } finally {
       expect(await interrupt(first.child)).toBe(0);
     }
@@ -73,6 +90,8 @@ describe('airlock control-plane serve --db postgres://…', () => {
       // The admin token issued on the first start still authenticates: it was not re-issued.
       expect(await readFile(join(dataDir, 'client', 'token'), 'utf8')).toBe(tokenBefore);
       expect((await call(dataDir, 'WhoAmI', {})).json).toMatchObject({ subject: 'local-admin' });
+      // The task registered before the restart is still there.
+      expect((await call(dataDir, 'GetTask', { project: 'default', name: 'hello' })).json).toMatchObject({ task: { ref: { name: 'hello' }, createdBy: 'local-admin' } });
     } finally {
       expect(await interrupt(second.child)).toBe(0);
     }
@@ -243,6 +262,12 @@ describe('airlock up --db postgres://…', () => {
       const argv = (await readFile(`/proc/${endpoints.pids.controlPlane}/cmdline`, 'utf8')).split('\0');
       expect(argv.join(' ')).not.toContain('postgres://');
       expect((await call(dataDir, 'ListClusters', {})).json).toMatchObject({ clusters: [expect.objectContaining({ name: 'local' })] });
+      // `airlock up` serves the run RPCs: a run of a registered task goes to the only cluster, the local data plane.
+      expect((await call(dataDir, 'RegisterTask', { project: 'default', specJson: SPEC_JSON, bundle: BUNDLE })).status).toBe(200);
+      const created = (await call(dataDir, 'CreateRun', { project: 'default', taskName: 'hello', idempotencyKey: 'up-1' })).json as { run?: { runId?: string; cluster?: string } };
+      expect(created.run?.cluster).toBe('local');
+      expect((await call(dataDir, 'ListRuns', { project: 'default' })).json).toMatchObject({ runs: [expect.objectContaining({ runId: created.run?.runId })] });
+      expect((await call(dataDir, 'CreateRun', { project: 'default', taskName: 'hello', idempotencyKey: 'up-1' })).json).toMatchObject({ deduplicated: true, run: { runId: created.run?.runId } });
     } finally {
       expect(await interrupt(up.child)).toBe(0);
     }

@@ -1,4 +1,4 @@
-// Public API of @airlock/control-plane: the API, dispatch and tunnel servers, the cluster registry, tokens and action queue, and the database they live in.
+// Public API of @airlock/control-plane: the API, dispatch and tunnel servers, the cluster registry, tokens, action queue and runs, and the database they live in.
 export {
   resolveTunnelEndpointConfig,
   startTunnelEndpoint,
@@ -49,10 +49,14 @@ export { resolveApiServerConfig, startApiServer, type ApiServerOptions, type Res
 export type { ConnectServer } from './internal/connect-server.js';
 export {
   ACTION_PHASES,
+  fixedErrorMessage,
   isTerminalActionPhase,
   openActionQueue,
   resolveActionQueueConfig,
   TERMINAL_ACTION_PHASES,
+  type ActionBundle,
+  type ActionChange,
+  type ActionErrorKind,
   type ActionErrorRecord,
   type ActionEventInput,
   type ActionHistoryEntry,
@@ -62,10 +66,34 @@ export {
   type ActionTaskRef,
   type EnqueueActionOptions,
   type QueuedAction,
+  type QueueTransaction,
   type ReconcileResult,
   type ResolvedActionQueueConfig,
   type SealedInputs,
 } from './internal/action-queue.js';
+export {
+  DEFAULT_IDEMPOTENCY_TTL_MS,
+  DEFAULT_RUN_LEASE_MS,
+  DEFAULT_RUN_PAGE_SIZE,
+  DEFAULT_TASK_PAGE_SIZE,
+  MAX_PAGE_SIZE,
+  openRunService,
+  resolveRunServiceConfig,
+  type CreateRunRequest,
+  type RegisterTaskRequest,
+  type ResolvedRunServiceConfig,
+  type RunActionRecord,
+  type RunClusterSource,
+  type RunErrorRecord,
+  type RunPhaseEntry,
+  type RunRecord,
+  type RunSealedPayload,
+  type RunService,
+  type RunServiceOptions,
+  type RunTunnel,
+  type TaskRecord,
+  type UploadLocation,
+} from './internal/run-service.js';
 export {
   createDispatchService,
   DEFAULT_HEARTBEAT_INTERVAL_MS,

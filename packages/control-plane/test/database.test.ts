@@ -13,6 +13,7 @@ import { actionQueueContract } from './contracts/action-queue.contract.js';
 import { apiTokenContract } from './contracts/api-tokens.contract.js';
 import { clusterRegistryContract } from './contracts/cluster-registry.contract.js';
 import { databaseContract } from './contracts/database.contract.js';
+import { runServiceContract } from './contracts/runs.contract.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -50,6 +51,7 @@ describe.each(BACKENDS)('contract on %s', (_name, start) => {
   clusterRegistryContract(current);
   apiTokenContract(current);
   actionQueueContract(current);
+  runServiceContract(current);
 });
 
 describe('PostgreSQL transport', () => {

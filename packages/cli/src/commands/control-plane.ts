@@ -8,6 +8,7 @@ import {
   openApiTokenStore,
   openClusterRegistry,
   openDatabase,
+  openRunService,
   resolveDatabaseConfig,
   startApiServer,
   startDispatchServer,
@@ -40,6 +41,8 @@ export interface ControlPlaneServeOptions extends DatabaseFlags {
   readonly apiPort: number;
   readonly dispatchPort: number;
   readonly tunnelPort: number;
+  /** How long a run's data plane may stay silent, while its action waits in the queue, before the run ends FAILED (DATA_PLANE_LOST), in seconds. @default 120 */
+  readonly runLease?: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -202,6 +205,16 @@ export async function startLocalControlPlane(
       limits: listenerLimitsFromEnv(env, 'dispatch'),
     });
     closers.push(() => dispatch.close());
+    const runs = await openRunService({
+      database,
+      queue,
+      clusters: registry,
+      tunnel,
+      clusterLastSeen: (cluster) => dispatch.lastHeartbeatAt(cluster),
+      ...(options.runLease === undefined ? {} : { runLeaseMs: options.runLease * 1000 }),
+      log,
+    });
+    closers.push(() => runs.close());
     const api = await startApiServer({
       tls: await issueLocalServerCertificate(ca),
       host: options.host,
@@ -214,6 +227,7 @@ export async function startLocalControlPlane(
         agentVersion: (cluster) => dispatch.agentVersion(cluster),
         keys: (cluster) => dispatch.agent(cluster)?.keys,
       },
+      runs,
       log,
       limits: listenerLimitsFromEnv(env, 'api'),
     });

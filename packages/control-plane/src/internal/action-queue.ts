@@ -1,6 +1,6 @@
 // The control plane's per-cluster action queue: enqueue, long-poll leases renewed by heartbeats, reconciliation, idempotent phase events, durable state.
 import type { Selectable, Transaction } from 'kysely';
-import { AirlockError, configCheck, configError, freezeConfig, uuidV7, type DeepReadonly, type Logger } from '@airlock/common';
+import { AirlockError, configCheck, configError, ERROR_CODES, freezeConfig, isAirlockErrorCode, uuidV7, type DeepReadonly, type Logger } from '@airlock/common';
 import { isValidClusterName } from '@airlock/pki';
 import type { SealedCell } from './db/column-sealer.js';
 import type { ControlPlaneDatabase } from './db/database.js';
@@ -41,13 +41,53 @@ export interface EnqueueActionOptions {
   readonly inputs?: SealedInputs;
   /** How long the attempt may run; 0 means the task's default. @default 0 */
   readonly timeoutMs?: number;
+  /** Where the data plane keeps the run's inputs (SealedIoService.PutInputs): a reference, not data. Stored sealed. */
+  readonly inputsRef?: string;
+  /** The task's code bundle, which the executor verifies before running it. Stored sealed. */
+  readonly bundle?: ActionBundle;
+  /** Not before: the action is not leased until then (a retry's backoff). @default now */
+  readonly availableAt?: Date;
 }
 
-/** A failure as recorded for an action: a stable code and a display message. */
+/** A code bundle named by its content. */
+export interface ActionBundle {
+  /** 64 lowercase hex characters. */
+  readonly sha256: string;
+  readonly size: number;
+}
+
+/** Whose failure an error record describes. */
+export type ActionErrorKind = 'USER' | 'SYSTEM';
+
+/**
+ * The control plane's fixed text for an error code: never a data plane's message, which may quote
+ * customer data. A USER error points at the run, whose details the data plane keeps sealed.
+ */
+export function fixedErrorMessage(code: string, kind: ActionErrorKind | undefined, runId?: string): string {
+  if (kind === 'USER') return `The task failed; \`airlock runs get ${runId ?? '<run>'}\` shows its error`;
+  return isAirlockErrorCode(code) ? ERROR_CODES[code].description : ERROR_CODES.INTERNAL.description;
+}
+
+/**
+ * A failure as recorded for an action: a stable code, whose failure it is, whether it is worth
+ * retrying, and when it happened. `message` is the control plane's fixed text for the code
+ * (fixedErrorMessage); whatever message a data plane sends is dropped.
+ */
 export interface ActionErrorRecord {
   readonly code: string;
   readonly message: string;
   readonly retryable: boolean;
+  /** @default 'SYSTEM' */
+  readonly kind?: ActionErrorKind;
+  /** When it happened (epoch milliseconds, the data plane's clock for reported events). */
+  readonly occurredAtMs?: number;
+}
+
+/** One action that changed, as told to `subscribe` listeners once the change is durable. */
+export interface ActionChange {
+  readonly actionId: string;
+  readonly runId: string;
+  readonly phase: ActionPhaseName;
 }
 
 /** One phase change as reported by a data plane (ReportEvents), in queue terms. */
@@ -83,6 +123,11 @@ export interface QueuedAction {
   /** True when the action had inputs that a control-plane restart discarded. */
   readonly inputsLost: boolean;
   readonly timeoutMs: number;
+  /** The reference to the run's inputs in the data plane; undefined when there are none. */
+  readonly inputsRef?: string;
+  readonly bundle?: ActionBundle;
+  /** Not leased before this time (a retry's backoff); undefined means at once. */
+  readonly availableAt?: Date;
   readonly phase: ActionPhaseName;
   readonly queuedAt: Date;
   readonly updatedAt: Date;
@@ -141,9 +186,30 @@ export type ResolvedActionQueueConfig = DeepReadonly<{
   maxWaitersPerCluster: number;
 }> & { readonly now: () => Date; readonly log: Logger; readonly database: ControlPlaneDatabase };
 
+/** A transaction of the control-plane database, so that a caller can enqueue atomically with its own writes. */
+export type QueueTransaction = Transaction<DatabaseSchema>;
+
 export interface ActionQueue {
-  /** Queues an action for `cluster`; resolves (with its id) once it is durable. */
-  enqueue(cluster: string, action: EnqueueActionOptions): Promise<string>;
+  /**
+   * Queues an action for `cluster`; resolves (with its id) once it is durable. Within
+   * `transaction`, the action is written there (durable when it commits) and the caller calls
+   * `wake(cluster)` after the commit.
+   */
+  enqueue(cluster: string, action: EnqueueActionOptions, transaction?: QueueTransaction): Promise<string>;
+  /** Wakes the long polls waiting on `cluster` (after a transactional enqueue commits). */
+  wake(cluster: string): void;
+  /**
+   * Fails an action from the control plane's side (e.g. its data plane was lost): a queued or
+   * leased action ends FAILED with `error`; a finished one is left as it is. Throws NOT_FOUND.
+   */
+  fail(actionId: string, error: Omit<ActionErrorRecord, 'message'>): Promise<QueuedAction>;
+  /** Every action of a run, oldest first. */
+  listRun(runId: string): Promise<QueuedAction[]>;
+  /**
+   * Calls `listener` after every durable change of actions (events, leases expiring, cancellation,
+   * failure). Returns the function that unsubscribes. A listener that throws is logged and ignored.
+   */
+  subscribe(listener: (changes: readonly ActionChange[]) => void): () => void;
   /**
    * Leases up to `max` queued actions of `cluster`, waiting up to `waitMs` for one to arrive (long
    * poll). Resolves with an empty list when the wait elapses or `signal` aborts.
@@ -177,7 +243,6 @@ const MAX_NAME_LENGTH = 256;
 const MAX_ATTEMPT = 1000;
 const MAX_TIMEOUT_MS = 7 * 24 * 60 * 60 * 1000;
 const MAX_HISTORY_PER_ACTION = 32;
-const MAX_ERROR_MESSAGE_LENGTH = 2048;
 const KEY_ID = /^[0-9a-f]{32}$/;
 
 const PHASE_RANK: Readonly<Record<ActionPhaseName, number>> = Object.freeze({
@@ -218,6 +283,9 @@ interface ActionEntry {
   task: { project: string; name: string; version: string };
   attempt: number;
   timeoutMs: number;
+  inputsRef?: string;
+  bundle?: ActionBundle;
+  availableAt?: number;
   hasInputs: boolean;
   inputsLost: boolean;
   phase: ActionPhaseName;
@@ -241,6 +309,8 @@ interface SealedSpec {
   cluster: string;
   task: { project: string; name: string; version: string };
   timeoutMs: number;
+  inputsRef?: string;
+  bundle?: ActionBundle;
 }
 
 function invalid(argument: string, problem: string): AirlockError {
@@ -274,13 +344,17 @@ function checkInteger(argument: string, value: unknown, min: number, max: number
   return value;
 }
 
-/** Error records come from data planes: keep them short and free of control characters. */
-function cleanError(error: ActionErrorRecord | undefined): ActionErrorRecord | undefined {
+/**
+ * Error records come from data planes: a code of the catalogue (else INTERNAL), the kind, whether
+ * retryable and when. The data plane's message is dropped for the control plane's fixed text: a
+ * task's message often quotes its inputs, and the control plane must not keep customer data.
+ */
+function cleanError(error: Omit<ActionErrorRecord, 'message'> | undefined, fallbackAt: number): ActionErrorRecord | undefined {
   if (error === undefined) return undefined;
-  const code = typeof error.code === 'string' && /^[A-Z0-9_]{1,64}$/.test(error.code) ? error.code : 'INTERNAL';
-  const raw = (typeof error.message === 'string' ? error.message : '').slice(0, MAX_ERROR_MESSAGE_LENGTH);
-  const message = [...raw].map((char) => (hasControlCharacter(char) ? ' ' : char)).join('');
-  return Object.freeze({ code, message, retryable: error.retryable === true });
+  const code = isAirlockErrorCode(error.code) ? error.code : 'INTERNAL';
+  const kind: ActionErrorKind = error.kind === 'USER' ? 'USER' : 'SYSTEM';
+  const at = typeof error.occurredAtMs === 'number' && Number.isFinite(error.occurredAtMs) ? error.occurredAtMs : fallbackAt;
+  return Object.freeze({ code, message: fixedErrorMessage(code, kind), retryable: error.retryable === true, kind, occurredAtMs: at });
 }
 
 interface Waiter {
@@ -305,6 +379,20 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
   /** Sealed inputs, in memory only: DESIGN.md §3 says the control plane never persists task I/O. */
   const inputs = new Map<string, SealedInputs>();
   const waiters = new Map<string, Set<Waiter>>();
+  const listeners = new Set<(changes: readonly ActionChange[]) => void>();
+
+  /** Tells the subscribers what changed; called after the change committed. */
+  function notify(entries: Iterable<ActionEntry>): void {
+    const changes = [...entries].map((entry) => Object.freeze({ actionId: entry.actionId, runId: entry.runId, phase: entry.phase }));
+    if (changes.length === 0) return;
+    for (const listener of [...listeners]) {
+      try {
+        listener(changes);
+      } catch (error) {
+        log.error({ event: 'queue.listener_failed', code: AirlockError.from(error).code }, 'action change listener failed');
+      }
+    }
+  }
 
   // ---- rows ⇄ entries
   /**
@@ -337,6 +425,8 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
       cluster: { enumerable: true, get: () => knownCluster ?? specOf().cluster },
       task: { enumerable: true, get: () => specOf().task },
       timeoutMs: { enumerable: true, get: () => specOf().timeoutMs },
+      inputsRef: { enumerable: true, get: () => specOf().inputsRef },
+      bundle: { enumerable: true, get: () => specOf().bundle },
       history: {
         enumerable: true,
         // A row without a sealed history has been through QUEUED only, at queued_at.
@@ -360,6 +450,8 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
     const leasedAt = optional(row.leased_at);
     const leaseExpiresAt = optional(row.lease_expires_at);
     const completedAt = optional(row.completed_at);
+    const availableAt = optional(row.available_at);
+    if (availableAt !== undefined) entry.availableAt = availableAt;
     if (leasedAt !== undefined) entry.leasedAt = leasedAt;
     if (leaseExpiresAt !== undefined) entry.leaseExpiresAt = leaseExpiresAt;
     if (completedAt !== undefined) entry.completedAt = completedAt;
@@ -421,6 +513,9 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
       ...(sealed === undefined ? {} : { inputs: sealed }),
       inputsLost: entry.inputsLost,
       timeoutMs: entry.timeoutMs,
+      ...(entry.inputsRef === undefined ? {} : { inputsRef: entry.inputsRef }),
+      ...(entry.bundle === undefined ? {} : { bundle: Object.freeze({ sha256: entry.bundle.sha256, size: entry.bundle.size }) }),
+      ...(entry.availableAt === undefined ? {} : { availableAt: new Date(entry.availableAt) }),
       phase: entry.phase,
       queuedAt: new Date(entry.queuedAt),
       updatedAt: new Date(entry.updatedAt),
@@ -487,7 +582,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
     const due = await db.selectFrom('actions').select('action_id').where('lease_expires_at', '<=', now).where('completed_at', 'is', null).limit(1).execute();
     if (due.length === 0) return;
     const woken = new Set<string>();
-    await db.transaction().execute(async (trx) => {
+    const expired = await db.transaction().execute(async (trx) => {
       const rows = await selectForChange(trx).where('lease_expires_at', '<=', now).where('completed_at', 'is', null).execute();
       const entries = rows.map((row) => toEntry(row));
       for (const entry of entries) {
@@ -500,8 +595,10 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
         }
       }
       await save(trx, entries);
+      return entries;
     });
     for (const cluster of woken) wake(cluster);
+    notify(expired);
   }
 
   /** Keeps at most `maxCompleted` finished actions, dropping the oldest (a batch at a time). */
@@ -550,6 +647,8 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
           code: 'UNAVAILABLE',
           message: 'The sealed inputs were held in memory only and a control-plane restart discarded them; submit the run again',
           retryable: true,
+          kind: 'SYSTEM',
+          occurredAtMs: now,
         });
       }
       await save(trx, entries);
@@ -613,7 +712,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
   }
 
   return {
-    async enqueue(clusterName, action) {
+    async enqueue(clusterName, action, transaction) {
       checkOpen();
       const cluster = checkCluster(clusterName);
       if (typeof action !== 'object' || action === null) throw invalid('action', 'is required');
@@ -637,14 +736,21 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
         }
         sealed = Object.freeze({ sealed: new Uint8Array(bytes), keyId });
       }
+      const inputsRef = action.inputsRef === undefined || action.inputsRef === '' ? undefined : checkText('inputsRef', action.inputsRef, 512);
+      let bundle: ActionBundle | undefined;
+      if (action.bundle !== undefined) {
+        if (typeof action.bundle.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(action.bundle.sha256)) throw invalid('bundle.sha256', 'must be 64 lowercase hex characters');
+        bundle = { sha256: action.bundle.sha256, size: checkInteger('bundle.size', action.bundle.size, 0, Number.MAX_SAFE_INTEGER) };
+      }
+      if (action.availableAt !== undefined && !(action.availableAt instanceof Date && Number.isFinite(action.availableAt.getTime()))) throw invalid('availableAt', 'must be a valid Date');
       const now = clock();
+      const availableAt = action.availableAt === undefined || action.availableAt.getTime() <= now ? null : action.availableAt.getTime();
       // Time-ordered, so that actions queued within one millisecond still lease in FIFO order.
       const actionId = uuidV7();
       const id = clusterId(cluster);
-      const spec: SealedSpec = { cluster, task, timeoutMs };
+      const spec: SealedSpec = { cluster, task, timeoutMs, ...(inputsRef === undefined ? {} : { inputsRef }), ...(bundle === undefined ? {} : { bundle }) };
       if (sealed !== undefined) inputs.set(actionId, sealed);
-      try {
-        await db.transaction().execute(async (trx) => {
+      const write = async (trx: Tx): Promise<void> => {
           const pending = await countPending(trx, id);
           if (pending.cluster >= config.maxQueuedPerCluster || pending.all >= config.maxQueued) {
             const limit = pending.cluster >= config.maxQueuedPerCluster ? config.maxQueuedPerCluster : config.maxQueued;
@@ -672,6 +778,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
               inputs_lost: 0,
               error_sealed: null,
               history_sealed: null,
+              available_at: availableAt,
             })
             .execute();
           await trx
@@ -679,13 +786,17 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
             .values({ cluster_id: id, pending: 1 })
             .onConflict((conflict) => conflict.column('cluster_id').doUpdateSet((eb) => ({ pending: eb('queue_depth.pending', '+', 1) })))
             .execute();
-        });
+      };
+      try {
+        if (transaction === undefined) await db.transaction().execute(write);
+        else await write(transaction);
       } catch (error) {
         inputs.delete(actionId);
         throw error;
       }
-      log.info({ event: 'queue.enqueued', actionId, cluster, runId, project: task.project, task: task.name, attempt }, 'action queued');
-      wake(cluster);
+      // Names of projects and tasks are customer-derived: only ids are logged.
+      log.info({ event: 'queue.enqueued', actionId, cluster, runId, attempt, ...(availableAt === null ? {} : { availableAt: new Date(availableAt).toISOString() }) }, 'action queued');
+      if (transaction === undefined) wake(cluster);
       return actionId;
     },
 
@@ -708,6 +819,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
             .where('phase', '=', 'QUEUED')
             .where('leased_at', 'is', null)
             .where('cancel_requested', '=', 0)
+            .where((eb) => eb.or([eb('available_at', 'is', null), eb('available_at', '<=', now)]))
             .orderBy('queued_at')
             .orderBy('action_id')
             .limit(limit);
@@ -733,7 +845,17 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
         }
         const remaining = deadline - Date.now();
         if (remaining <= 0 || (waiters.get(cluster)?.size ?? 0) >= config.maxWaitersPerCluster) return [];
-        await waitForWork(cluster, remaining, signal);
+        // A retry waiting out its backoff wakes the poll when it becomes available.
+        const next = await db
+          .selectFrom('actions')
+          .select((eb) => eb.fn.min('available_at').as('next'))
+          .where('cluster_id', '=', id)
+          .where('phase', '=', 'QUEUED')
+          .where('leased_at', 'is', null)
+          .where('available_at', '>', now)
+          .executeTakeFirst();
+        const untilNext = next?.next === null || next?.next === undefined ? remaining : Math.max(10, Number(next.next) - now);
+        await waitForWork(cluster, Math.min(remaining, untilNext), signal);
       }
     },
 
@@ -762,7 +884,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
       const listed = new Set(inFlightIds);
       const abortActionIds: string[] = [];
       const requeuedActionIds: string[] = [];
-      await db.transaction().execute(async (trx) => {
+      const reconciled = await db.transaction().execute(async (trx) => {
         const changed = new Map<string, ActionEntry>();
         const listedRows = listed.size === 0 ? [] : await selectForChange(trx).where('action_id', 'in', [...listed]).execute();
         const found = new Map(listedRows.map((row) => [row.action_id, row]));
@@ -799,8 +921,10 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
           }
         }
         await save(trx, changed.values());
+        return [...changed.values()].filter((entry) => entry.finishedNow || requeuedActionIds.includes(entry.actionId));
       });
       if (requeuedActionIds.length > 0) wake(cluster);
+      notify(reconciled);
       return { abortActionIds, requeuedActionIds };
     },
 
@@ -818,6 +942,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
       const now = clock();
       const id = clusterId(cluster);
       const completed: ActionEntry[] = [];
+      const touched: ActionEntry[] = [];
       const applied = await db.transaction().execute(async (trx) => {
         const rows = await selectForChange(trx).where('action_id', 'in', [...new Set(checked.map((item) => item.actionId))]).execute();
         const entries = new Map(rows.map((row) => [row.action_id, row.cluster_id === id ? toEntry(row, cluster) : undefined]));
@@ -860,7 +985,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
           }
           const at = event.occurredAt instanceof Date && Number.isFinite(event.occurredAt.getTime()) ? event.occurredAt.getTime() : now;
           if (isTerminalActionPhase(event.phase)) {
-            complete(entry, event.phase, now, eventId, cleanError(event.error), at);
+            complete(entry, event.phase, now, eventId, cleanError(event.error, at), at);
             completed.push(entry);
           } else {
             // An event for an action that was re-queued meanwhile means the agent has it after all.
@@ -880,8 +1005,10 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
           count += 1;
         }
         await save(trx, changed.values());
+        touched.push(...changed.values());
         return count;
       });
+      notify(touched);
       for (const entry of completed) log.info({ event: 'queue.completed', actionId: entry.actionId, cluster, phase: entry.phase, errorCode: entry.error?.code }, 'action finished');
       return applied;
     },
@@ -904,8 +1031,46 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
         await save(trx, [entry]);
         return { entry, changed: true };
       });
-      if (result.changed) log.info({ event: 'queue.cancelled', actionId, cluster: result.entry.cluster, phase: result.entry.phase }, 'action cancelled');
+      if (result.changed) {
+        log.info({ event: 'queue.cancelled', actionId, cluster: result.entry.cluster, phase: result.entry.phase }, 'action cancelled');
+        notify([result.entry]);
+      }
       return snapshot(result.entry);
+    },
+
+    async fail(actionId, error) {
+      checkOpen();
+      const result = await db.transaction().execute(async (trx) => {
+        const row = typeof actionId === 'string' ? await selectForChange(trx).where('action_id', '=', actionId).executeTakeFirst() : undefined;
+        if (row === undefined) throw new AirlockError('NOT_FOUND', 'No such action', { details: { actionId: String(actionId).slice(0, MAX_ID_LENGTH) } });
+        const entry = toEntry(row);
+        if (isTerminalActionPhase(entry.phase)) return { entry, changed: false };
+        const now = clock();
+        complete(entry, 'FAILED', now, undefined, cleanError(error, now));
+        await save(trx, [entry]);
+        return { entry, changed: true };
+      });
+      if (result.changed) {
+        log.warn({ event: 'queue.failed_by_control_plane', actionId, cluster: result.entry.cluster, errorCode: result.entry.error?.code }, 'action failed by the control plane');
+        notify([result.entry]);
+      }
+      return snapshot(result.entry);
+    },
+
+    async listRun(runId) {
+      const rows = typeof runId === 'string' ? await db.selectFrom('actions').selectAll().where('run_id', '=', runId).orderBy('queued_at').orderBy('action_id').execute() : [];
+      return rows.map((row) => snapshot(toEntry(row)));
+    },
+
+    wake(cluster) {
+      wake(cluster);
+    },
+
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => {
+        listeners.delete(listener);
+      };
     },
 
     async get(actionId) {

@@ -4,6 +4,7 @@ import { resolveListenerLimits, type ListenerLimitsOptions, type PemInput, type 
 import { createApiService, type ClusterStatusSource } from './api-service.js';
 import type { ApiTokenStore } from './api-tokens.js';
 import type { ClusterRegistry } from './cluster-registry.js';
+import type { RunService } from './run-service.js';
 import { healthFallback, startConnectServer, type ConnectServer } from './connect-server.js';
 
 export interface ApiServerOptions {
@@ -18,6 +19,8 @@ export interface ApiServerOptions {
   readonly registry: ClusterRegistry;
   /** Live tunnel and heartbeat facts for the Cluster messages. @default none (those fields stay unset) */
   readonly clusterStatus?: ClusterStatusSource;
+  /** Tasks and runs (openRunService). @default none: those RPCs answer `unimplemented` */
+  readonly runs?: RunService;
   /** Reported by Health and /health. @default "unknown" */
   readonly version?: string;
   readonly log: Logger;
@@ -39,6 +42,7 @@ export type ResolvedApiServerConfig = DeepReadonly<{
   readonly tokens: ApiTokenStore;
   readonly registry: ClusterRegistry;
   readonly clusterStatus: ClusterStatusSource | undefined;
+  readonly runs: RunService | undefined;
   readonly log: Logger;
 };
 
@@ -62,7 +66,8 @@ export function resolveApiServerConfig(options: ApiServerOptions): ResolvedApiSe
     readMaxBytes: configCheck.integer('api.readMaxBytes', options.readMaxBytes ?? 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     limits: resolveListenerLimits(options.limits, 'api.limits'),
   });
-  return Object.freeze({ ...settings, tokens: options.tokens, registry: options.registry, clusterStatus: options.clusterStatus, log: options.log });
+  if (options.runs !== undefined && typeof options.runs?.createRun !== 'function') throw configError('api.runs', 'must be a RunService');
+  return Object.freeze({ ...settings, tokens: options.tokens, registry: options.registry, clusterStatus: options.clusterStatus, runs: options.runs, log: options.log });
 }
 
 /** Starts the API listener and resolves once it is listening. */
@@ -72,6 +77,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<Connect
     tokens: config.tokens,
     registry: config.registry,
     clusterStatus: config.clusterStatus,
+    runs: config.runs,
     version: config.version,
     log: config.log,
   });

@@ -7,6 +7,8 @@ import { isValidClusterName } from '@airlock/pki';
 import { AirlockService, ClusterSchema, ClusterState, HealthStatus, Role, type Cluster, type DataPlaneKeys } from '@airlock/protocol';
 import { ALL_PROJECTS, hasRole, type ApiPrincipal, type ApiRole, type ApiTokenStore } from './api-tokens.js';
 import type { ClusterRecord, ClusterRegistry } from './cluster-registry.js';
+import type { RunService } from './run-service.js';
+import { runServiceHandlers } from './runs-api.js';
 
 /**
  * Live facts about clusters that the registry does not hold (tunnel, dispatch). Every method is
@@ -24,6 +26,8 @@ export interface ApiServiceOptions {
   readonly tokens: ApiTokenStore;
   readonly registry: ClusterRegistry;
   readonly clusterStatus?: ClusterStatusSource | undefined;
+  /** Tasks and runs (openRunService). @default none: those RPCs answer `unimplemented` */
+  readonly runs?: RunService | undefined;
   /** Reported by Health. */
   readonly version: string;
   readonly log: Logger;
@@ -143,7 +147,7 @@ export interface ApiService {
 
 /** AirlockService's routes and the interceptor that authenticates their callers; serve both together. */
 export function createApiService(options: ApiServiceOptions): ApiService {
-  const { tokens, registry, clusterStatus, version, log } = options;
+  const { tokens, registry, clusterStatus, runs, version, log } = options;
   const clock = options.now ?? ((): Date => new Date());
 
   /** A status-source answer, or undefined when it has none or fails (live status must not break listing). */
@@ -185,6 +189,7 @@ export function createApiService(options: ApiServiceOptions): ApiService {
 
   const routes = (router: ConnectRouter): void => {
     router.service(AirlockService, {
+      ...(runs === undefined ? {} : runServiceHandlers(runs, (context, project, minimum) => authorize(context, project, minimum, log))),
       health() {
         return { status: HealthStatus.SERVING, version, serverTime: timestampFromDate(clock()) };
       },

@@ -4,7 +4,7 @@ import { durationFromMs, durationMs, timestampDate, timestampFromDate } from '@b
 import type { ConnectRouter, HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { AirlockError, configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
 import { isValidClusterName, parseCertificate, parseClusterIdentity } from '@airlock/pki';
-import { ActionPhase, DispatchService, type ActionEvent, type ActionSchema, type DataPlaneKeys } from '@airlock/protocol';
+import { ActionPhase, DispatchService, ErrorKind, type ActionEvent, type ActionSchema, type DataPlaneKeys } from '@airlock/protocol';
 import { hasControlCharacter, type ActionEventInput, type ActionPhaseName, type ActionQueue, type QueuedAction } from './action-queue.js';
 import type { ClusterRegistry } from './cluster-registry.js';
 import { tlsPeerKey } from './connect-server.js';
@@ -112,6 +112,9 @@ function toActionMessage(action: QueuedAction): MessageInitShape<typeof ActionSc
     ...(action.inputs === undefined ? {} : { inputs: { sealed: action.inputs.sealed, keyId: action.inputs.keyId } }),
     ...(action.timeoutMs > 0 ? { timeout: durationFromMs(action.timeoutMs) } : {}),
     queuedAt: timestampFromDate(action.queuedAt),
+    inputsRef: action.inputsRef ?? '',
+    ...(action.bundle === undefined ? {} : { bundle: { sha256: action.bundle.sha256, size: BigInt(action.bundle.size) } }),
+    parentActionId: action.parentActionId ?? '',
   };
 }
 
@@ -124,7 +127,18 @@ function toEventInput(event: ActionEvent, index: number): ActionEventInput {
     attempt: event.attempt,
     phase,
     ...(event.occurredAt === undefined ? {} : { occurredAt: timestampDate(event.occurredAt) }),
-    ...(event.error === undefined ? {} : { error: { code: event.error.code, message: event.error.message, retryable: event.error.retryable } }),
+    // The data plane's message is not kept (the queue writes its own fixed text for the code).
+    ...(event.error === undefined
+      ? {}
+      : {
+          error: {
+            code: event.error.code,
+            message: '',
+            retryable: event.error.retryable,
+            kind: event.error.kind === ErrorKind.USER ? ('USER' as const) : ('SYSTEM' as const),
+            ...(event.error.occurredAt === undefined ? {} : { occurredAtMs: timestampDate(event.error.occurredAt).getTime() }),
+          },
+        }),
   };
 }
 

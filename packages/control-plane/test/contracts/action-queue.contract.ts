@@ -184,7 +184,9 @@ export function actionQueueContract(backend: () => Backend): void {
       const failed = event(id, 'FAILED', { error: { code: 'KMS_KEY_DISABLED', message: 'key\ndisabled', retryable: false }, occurredAt: new Date('2029-12-31T23:59:59Z') });
       expect(await queue.record('c1', [failed, failed])).toBe(1);
       const action = (await queue.get(id));
-      expect(action).toMatchObject({ phase: 'FAILED', error: { code: 'KMS_KEY_DISABLED', message: 'key disabled', retryable: false } });
+      // The data plane's message is dropped for the control plane's fixed text of the code.
+      expect(action).toMatchObject({ phase: 'FAILED', error: { code: 'KMS_KEY_DISABLED', kind: 'SYSTEM', message: 'The KMS key is disabled.', retryable: false } });
+      expect(action?.error?.occurredAtMs).toBe(Date.parse('2029-12-31T23:59:59Z'));
       expect(action?.completedAt).toBeInstanceOf(Date);
       expect(action?.leasedAt).toBeUndefined();
       expect(action?.history.map((entry) => entry.phase)).toEqual(['QUEUED', 'INITIALIZING', 'RUNNING', 'FAILED']);

@@ -186,6 +186,7 @@ export async function importLegacyState(database: ControlPlaneDatabase, files: L
           inputs_lost: action.inputsLost ? 1 : 0,
           error_sealed: action.error === undefined ? null : sealer.sealJson(cell('error_sealed'), action.error),
           history_sealed: sealer.sealJson(cell('history_sealed'), action.history),
+          available_at: null,
         })
         .onConflict((conflict) => conflict.column('action_id').doNothing())
         .executeTakeFirst();

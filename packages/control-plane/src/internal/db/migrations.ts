@@ -124,6 +124,68 @@ const STEPS: ReadonlyArray<readonly [name: string, up: Step]> = [
         .execute();
     },
   ],
+  [
+    // Tasks and runs (docs/runs.md). Names chosen by users (projects, tasks) are sealed and looked
+    // up through blind indexes, as cluster names are; ids, phases and times stay readable.
+    '0002-runs',
+    async (db, t) => {
+      await db.schema
+        .createTable('tasks')
+        // Blind index of (project, task name): versions of one task share it.
+        .addColumn('task_id', 'text', (c) => c.notNull())
+        .addColumn('version', 'text', (c) => c.notNull())
+        // Blind index of the project, for listing a project's tasks.
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('name_sealed', t.bytes, (c) => c.notNull())
+        .addColumn('spec_sealed', t.bytes, (c) => c.notNull())
+        .addColumn('bundle_sha256', 'text', (c) => c.notNull())
+        .addColumn('bundle_size', t.int64, (c) => c.notNull())
+        .addColumn('created_at', t.int64, (c) => c.notNull())
+        .addColumn('created_by_sealed', t.bytes, (c) => c.notNull())
+        .addPrimaryKeyConstraint('tasks_pk', ['task_id', 'version'])
+        .execute();
+      await db.schema.createIndex('tasks_by_project').on('tasks').columns(['project_id', 'task_id', 'created_at']).execute();
+
+      await db.schema
+        .createTable('runs')
+        .addColumn('run_id', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('task_id', 'text', (c) => c.notNull())
+        .addColumn('cluster_id', 'text', (c) => c.notNull())
+        // Sealed JSON: project, task name and version, cluster, inputs reference, bundle, timeout, retry policy.
+        .addColumn('spec_sealed', t.bytes, (c) => c.notNull())
+        .addColumn('phase', 'text', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull())
+        .addColumn('action_id', 'text', (c) => c.notNull())
+        .addColumn('abort_requested', 'integer', (c) => c.notNull())
+        .addColumn('created_at', t.int64, (c) => c.notNull())
+        .addColumn('updated_at', t.int64, (c) => c.notNull())
+        .addColumn('completed_at', t.int64)
+        .addColumn('error_sealed', t.bytes)
+        .addColumn('phases_sealed', t.bytes, (c) => c.notNull())
+        .addColumn('created_by_sealed', t.bytes, (c) => c.notNull())
+        .execute();
+      // Listing is newest first (run ids are UUIDv7) within a project, optionally by task or phase;
+      // the run-lease sweep scans unfinished runs.
+      await db.schema.createIndex('runs_by_project').on('runs').columns(['project_id', 'run_id']).execute();
+      await db.schema.createIndex('runs_by_task').on('runs').columns(['project_id', 'task_id', 'run_id']).execute();
+      await db.schema.createIndex('runs_unfinished').on('runs').column('completed_at').execute();
+
+      await db.schema
+        .createTable('idempotency_keys')
+        // Keyed HMAC of (project, key): the key itself is never stored.
+        .addColumn('key_hash', 'text', (c) => c.primaryKey())
+        .addColumn('project_id', 'text', (c) => c.notNull())
+        .addColumn('run_id', 'text', (c) => c.notNull())
+        .addColumn('created_at', t.int64, (c) => c.notNull())
+        .addColumn('expires_at', t.int64, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('idempotency_keys_by_expiry').on('idempotency_keys').column('expires_at').execute();
+
+      // Not before: a retry waits out its backoff in the queue. Null means at once.
+      await db.schema.alterTable('actions').addColumn('available_at', t.int64).execute();
+    },
+  ],
 ];
 
 /** The schema versions this release knows, oldest first. */

@@ -74,6 +74,60 @@ export interface ActionsTable {
   error_sealed: Buffer | null;
   /** Sealed JSON list of the phases the action went through, with their times and event ids; null while it has only been queued (at queued_at). */
   history_sealed: Buffer | null;
+  /** Not before (epoch ms): a retry's backoff. Null means at once. */
+  available_at: number | null;
+}
+
+/** Registered task versions (docs/runs.md). */
+export interface TasksTable {
+  /** Blind index of (project, task name). */
+  task_id: string;
+  /** SHA-256 over the spec's digest and the bundle's digest (64 hex). */
+  version: string;
+  /** Blind index of the project. */
+  project_id: string;
+  /** Sealed JSON {project, name}. */
+  name_sealed: Buffer;
+  /** The spec JSON exactly as registered, sealed. */
+  spec_sealed: Buffer;
+  bundle_sha256: string;
+  bundle_size: number;
+  created_at: number;
+  created_by_sealed: Buffer;
+}
+
+/** Runs: one task execution, its attempts being actions. */
+export interface RunsTable {
+  run_id: string;
+  project_id: string;
+  /** Blind index of (project, task name), as in `tasks`. */
+  task_id: string;
+  /** Blind index of the cluster name, as in `clusters`. */
+  cluster_id: string;
+  /** Sealed JSON: project, task, cluster, inputs reference, bundle, timeout, retry policy. */
+  spec_sealed: Buffer;
+  phase: string;
+  attempts: number;
+  /** The current attempt's action. */
+  action_id: string;
+  abort_requested: number;
+  created_at: number;
+  updated_at: number;
+  completed_at: number | null;
+  /** Sealed JSON error record {code, kind, retryable, occurredAt, message}. */
+  error_sealed: Buffer | null;
+  /** Sealed JSON list of the phases the run went through. */
+  phases_sealed: Buffer;
+  created_by_sealed: Buffer;
+}
+
+/** CreateRun idempotency keys: a keyed HMAC of (project, key), never the key. */
+export interface IdempotencyKeysTable {
+  key_hash: string;
+  project_id: string;
+  run_id: string;
+  created_at: number;
+  expires_at: number;
 }
 
 /** Event ids already applied to an action, so that a redelivered event is ignored. */
@@ -98,4 +152,7 @@ export interface DatabaseSchema {
   actions: ActionsTable;
   action_events: ActionEventsTable;
   queue_depth: QueueDepthTable;
+  tasks: TasksTable;
+  runs: RunsTable;
+  idempotency_keys: IdempotencyKeysTable;
 }
