@@ -1,5 +1,5 @@
 // End to end: `airlock up` in a fresh data directory, then `airlock verify` (table and --json) against it, and with no stack.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openKmsKeyVault } from '@airlock/data-plane';
@@ -66,7 +66,10 @@ describe('airlock verify', () => {
     expect(result.stdout).toMatch(/dataplane\.outbound-only\s+PASS\s+\d+ connections dialled by the data plane/);
     expect(result.stdout).toMatch(/controlplane\.database-sealed\s+PASS\s+canary written as a bootstrap-token reason; absent from \d+ files/);
     expect(result.stdout).toMatch(/stack\.reachable\s+PASS\s+5 endpoints answer; plane processes running/);
-    expect(result.stdout).toMatch(/7 passed, 0 failed, 0 skipped\. Verification passed\./);
+    expect(result.stdout).toMatch(/runs\.canary\s+PASS\s+run [0-9a-f]{8}… SUCCEEDED; canary in none of \d+ control-plane files \(\d+ bytes\) and a \d+-byt/);
+    expect(result.stdout).toMatch(/8 passed, 0 failed, 0 skipped\. Verification passed\./);
+    // The heap snapshot holds the control plane's memory: it is removed once scanned.
+    expect((await readdir(join(dir, 'control-plane', 'diagnostics'))).filter((name) => name.endsWith('.heapsnapshot'))).toEqual([]);
   });
 
   it('--json parses, is ok, and carries each endpoint\'s negotiated protocol and cipher and the plane processes', async () => {
@@ -82,7 +85,12 @@ describe('airlock verify', () => {
       ['tunnel.refuses-unauthenticated', 'pass'],
       ['dataplane.outbound-only', 'pass'],
       ['controlplane.database-sealed', 'pass'],
+      ['runs.canary', 'pass'],
     ]);
+    const canary = report.checks[7]?.evidence ?? {};
+    expect(canary.heapSnapshotBytes).toBeGreaterThan(1_000_000);
+    expect(canary.found).toEqual([]);
+    expect(canary.controlPlaneFiles).toBeGreaterThanOrEqual(3);
     const versions = report.checks[1]?.evidence ?? {};
     const aead = report.checks[2]?.evidence ?? {};
     const endpoints = await readUpEndpoints();

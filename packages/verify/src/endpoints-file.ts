@@ -32,6 +32,20 @@ export interface EndpointsFile {
   readonly client?: { readonly tokenFile: string };
   /** The control plane's database: which backend, and (SQLite) the files that hold it. Never a URL with credentials. */
   readonly database?: ControlPlaneDatabaseInfo;
+  /**
+   * How to take a heap snapshot of the control plane: `airlock up` starts it with
+   * `--heapsnapshot-signal` and `--diagnostic-dir`, so the canary check can look for data in its
+   * memory. Absent when the control plane was started some other way (never signal it then: a
+   * process without the flag dies of the signal).
+   */
+  readonly heapSnapshot?: HeapSnapshotInfo;
+}
+
+export interface HeapSnapshotInfo {
+  readonly pid: number;
+  readonly signal: 'SIGUSR2';
+  /** Where the snapshot files appear (0700). */
+  readonly dir: string;
 }
 
 export interface ControlPlaneDatabaseInfo {
@@ -95,6 +109,14 @@ export function parseEndpointsFile(json: unknown): EndpointsFile {
     });
     database = Object.freeze({ backend: value.backend, description: value.description, files: Object.freeze(files) });
   }
+  let heapSnapshot: HeapSnapshotInfo | undefined;
+  if (json.heapSnapshot !== undefined) {
+    const value = json.heapSnapshot;
+    if (!isRecord(value) || !isPid(value.pid) || value.signal !== 'SIGUSR2' || typeof value.dir !== 'string' || value.dir.length === 0) {
+      throw invalid('heapSnapshot must be {pid, signal: "SIGUSR2", dir}');
+    }
+    heapSnapshot = Object.freeze({ pid: value.pid, signal: value.signal, dir: value.dir });
+  }
   return Object.freeze({
     version: 1,
     region: json.region,
@@ -106,6 +128,7 @@ export function parseEndpointsFile(json: unknown): EndpointsFile {
     ...(pids === undefined ? {} : { pids }),
     ...(client === undefined ? {} : { client }),
     ...(database === undefined ? {} : { database }),
+    ...(heapSnapshot === undefined ? {} : { heapSnapshot }),
   });
 }
 

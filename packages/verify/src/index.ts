@@ -19,6 +19,7 @@ export {
   type CheckContext,
   type ControlPlaneDatabaseInfo,
   type EndpointsFile,
+  type HeapSnapshotInfo,
   type StackEndpoint,
 } from './endpoints-file.js';
 export { aeadOnlyCheck, createAeadOnlyCheck, describeSuiteProblem } from './checks/aead-only.js';

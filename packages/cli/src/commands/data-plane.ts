@@ -2,6 +2,7 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { AirlockError, createLogger, type Logger } from '@airlock/common';
 import {
+  createLocalProcessExecutor,
   createRunDataStore,
   DEFAULT_DATA_PLANE_KEY_ID,
   loadOrCreateSealingKeys,
@@ -121,8 +122,12 @@ export async function startLocalDataPlane(dataDir: string, options: Omit<DataPla
     closers.push(() => Promise.resolve(objectStore.destroy()));
     const runData = await createRunDataStore({ objectStore, sealingKeys, kmsKeyId: keyVault.keyId, log });
 
+    // Actions run as child processes in 0700 working directories under the agent's state directory (docs/runs.md, "The executor").
+    const executor = createLocalProcessExecutor({ storage: runData, stateDir: layout.agentStateDir(dataDir), log });
+
     const bootstrapToken = await readBootstrapToken(dataDir);
     const agent = await startDataPlaneAgent({
+      executor,
       clusterName: options.cluster,
       stateDir: layout.agentStateDir(dataDir),
       keyVault,
@@ -170,10 +175,11 @@ export async function runDataPlaneServe(options: DataPlaneServeOptions): Promise
     print(`Airlock data plane "${options.cluster}" running from ${dataDir}`);
     for (const endpoint of plane.endpoints) print(`  ${endpoint.name.padEnd(12)} ${endpoint.url}`);
     print('  agent:       registered; tunnel and dispatch dialled out to the control plane');
+    print(`  identity:    ${plane.identityFingerprint}  (clients pin it: airlock login --pin ${plane.identityFingerprint})`);
     const hint = planeFlagsHint(process.execArgv, 'data-plane serve');
     if (hint !== undefined) print(hint);
     print('Press Ctrl-C to stop.');
   }
-  announceReady('data', plane.endpoints);
+  announceReady('data', plane.endpoints, { cluster: options.cluster, pin: plane.identityFingerprint });
   await stopped;
 }

@@ -47,8 +47,8 @@ function status(message: string): void {
   process.stderr.write(`${message}\n`);
 }
 
-async function withApi<T>(options: ClientCommandOptions, body: (api: ApiConnection, project: string) => Promise<T>): Promise<T> {
-  const config = await loadClientConfig(options);
+async function withApi<T>(options: ClientCommandOptions, body: (api: ApiConnection, project: string) => Promise<T>, loaded?: ClientConfig): Promise<T> {
+  const config = loaded ?? (await loadClientConfig(options));
   const api = await connectApi(config);
   try {
     return await body(api, options.project ?? config.project);
@@ -126,7 +126,7 @@ async function uploadBundle(bundle: TaskBundle, url: string, headers: Readonly<R
 }
 
 /** The run's result document, fetched sealed to a fresh key and opened here. */
-async function fetchResult(client: AirlockClient, project: string, runId: string): Promise<unknown> {
+export async function fetchResult(client: AirlockClient, project: string, runId: string): Promise<unknown> {
   const keys = generateSealingKeyPair();
   try {
     const response = await client.getRunOutputs({ project, runId, recipientPublicKey: keys.publicKey });
@@ -177,7 +177,7 @@ function printResult(result: unknown): void {
 }
 
 /** Streams the run's phases until it is terminal; returns the final run. */
-async function watchUntilDone(client: AirlockClient, project: string, runId: string, quiet: boolean): Promise<Run> {
+export async function watchUntilDone(client: AirlockClient, project: string, runId: string, quiet: boolean): Promise<Run> {
   let last: Run | undefined;
   let shown = 0;
   for await (const message of client.watchRun({ project, runId }, { timeoutMs: 0 })) {
@@ -185,7 +185,12 @@ async function watchUntilDone(client: AirlockClient, project: string, runId: str
     if (run === undefined) continue;
     last = run;
     if (!quiet) {
-      for (const transition of run.phases.slice(shown)) status(`  ${isoOf(transition.at) ?? ''}  ${phaseName(transition.phase)}${transition.phase === ActionPhase.QUEUED && run.attempts > 1 ? ` (attempt ${run.attempts})` : ''}`);
+      run.phases.forEach((transition, index) => {
+        if (index < shown) return;
+        // Each QUEUED starts an attempt: the n-th QUEUED is attempt n.
+        const attempt = run.phases.slice(0, index + 1).filter((p) => p.phase === ActionPhase.QUEUED).length;
+        status(`  ${isoOf(transition.at) ?? ''}  ${phaseName(transition.phase)}${transition.phase === ActionPhase.QUEUED && attempt > 1 ? ` (attempt ${attempt})` : ''}`);
+      });
       shown = run.phases.length;
     }
     if (TERMINAL.has(run.phase)) break;
@@ -209,59 +214,91 @@ export interface RunCommandOptions extends ClientCommandOptions {
   readonly idempotencyKey?: string;
 }
 
+/** A task bundled, described and versioned, ready to upload and run. */
+export interface PreparedTask {
+  readonly bundle: TaskBundle;
+  readonly spec: TaskSpec;
+  readonly version: string;
+}
+
+/** Bundles `file` and picks its task (the only one, or `taskName`). */
+export async function prepareTask(file: string, taskName: string | undefined): Promise<PreparedTask> {
+  const bundle = await bundleTaskModule(file);
+  const spec: TaskSpec = pickTask(await describeBundle(bundle), file, taskName).spec;
+  return { bundle, spec, version: taskVersion(taskSpecDigest(spec), bundle.sha256) };
+}
+
+export interface SubmitOptions {
+  readonly cluster?: string | undefined;
+  readonly idempotencyKey?: string | undefined;
+  /** Progress lines (stderr for the CLI). */
+  readonly onStatus?: (message: string) => void;
+}
+
+/**
+ * Uploads the bundle if the data plane lacks it, registers the task version, verifies the data
+ * plane's keys against the pin, seals the inputs to its I/O key and creates the run.
+ */
+export async function submitRun(client: AirlockClient, config: ClientConfig, project: string, task: PreparedTask, inputs: unknown, options: SubmitOptions = {}): Promise<{ run: Run; cluster: string }> {
+  const say = options.onStatus ?? (() => undefined);
+  const { bundle, spec, version } = task;
+  const cluster = await resolveCluster(client, config, options.cluster);
+  const ioKey = await pinnedIoKey(client, config, cluster);
+  const ref = { sha256: bundle.sha256, size: BigInt(bundle.size) };
+  const location = await client.createUploadLocation({ project, cluster, bundle: ref });
+  if (location.alreadyStored) {
+    say(`Bundle ${bundle.sha256.slice(0, 12)} (${bundle.size} bytes) is already stored`);
+  } else {
+    say(`Uploading bundle ${bundle.sha256.slice(0, 12)} (${bundle.size} bytes) to the data plane's object store…`);
+    await uploadBundle(bundle, location.url, location.headers, config.caFile);
+  }
+  const registered = await client.registerTask({ project, specJson: Buffer.from(JSON.stringify(spec), 'utf8'), bundle: ref });
+  if (registered.task?.ref?.version !== version) {
+    throw new AirlockError('INTERNAL', `The control plane registered version ${registered.task?.ref?.version ?? '(none)'} where this CLI computed ${version}`);
+  }
+  const sealed = await seal({
+    recipientPublicKey: ioKey.publicKey,
+    purpose: IO_SEALING_PURPOSE,
+    plaintext: Buffer.from(JSON.stringify(inputs), 'utf8'),
+    aad: runInputsAad(project, spec.name),
+  });
+  const created = await client.createRun({
+    project,
+    taskName: spec.name,
+    taskVersion: version,
+    cluster,
+    inputs: { sealed, keyId: ioKey.keyId },
+    idempotencyKey: options.idempotencyKey ?? randomUUID(),
+  });
+  if (created.run === undefined) throw new AirlockError('INTERNAL', 'The control plane returned no run');
+  return { run: created.run, cluster };
+}
+
 /** `airlock run <file> [task]`. Returns the process exit code. */
 export async function runTask(file: string, taskName: string | undefined, options: RunCommandOptions): Promise<number> {
   const quiet = options.json === true;
+  // The configuration first: a missing one is reported before a second of bundling.
+  const config = await loadClientConfig(options);
   if (!quiet) status(`Bundling ${file}…`);
-  const bundle = await bundleTaskModule(file);
-  const description = await describeBundle(bundle);
-  const described = pickTask(description, file, taskName);
-  const spec: TaskSpec = described.spec;
-  const inputs = await collectInputs(spec.inputSchema, options.input, options.inputs);
-  validateInputsAgainstSchema(spec.inputSchema, inputs, spec.name);
-  const version = taskVersion(taskSpecDigest(spec), bundle.sha256);
+  const task = await prepareTask(file, taskName);
+  const inputs = await collectInputs(task.spec.inputSchema, options.input, options.inputs);
+  validateInputsAgainstSchema(task.spec.inputSchema, inputs, task.spec.name);
 
-  return withApi(options, async ({ client, config }, project) => {
-    const cluster = await resolveCluster(client, config, options.cluster);
-    const ioKey = await pinnedIoKey(client, config, cluster);
-
-    const location = await client.createUploadLocation({ project, cluster, bundle: { sha256: bundle.sha256, size: BigInt(bundle.size) } });
-    if (location.alreadyStored) {
-      if (!quiet) status(`Bundle ${bundle.sha256.slice(0, 12)} (${bundle.size} bytes) is already stored`);
-    } else {
-      if (!quiet) status(`Uploading bundle ${bundle.sha256.slice(0, 12)} (${bundle.size} bytes) to the data plane's object store…`);
-      await uploadBundle(bundle, location.url, location.headers, config.caFile);
-    }
-    const registered = await client.registerTask({ project, specJson: Buffer.from(JSON.stringify(spec), 'utf8'), bundle: { sha256: bundle.sha256, size: BigInt(bundle.size) } });
-    if (registered.task?.ref?.version !== version) {
-      throw new AirlockError('INTERNAL', `The control plane registered version ${registered.task?.ref?.version ?? '(none)'} where this CLI computed ${version}`);
-    }
-
-    const sealed = await seal({
-      recipientPublicKey: ioKey.publicKey,
-      purpose: IO_SEALING_PURPOSE,
-      plaintext: Buffer.from(JSON.stringify(inputs), 'utf8'),
-      aad: runInputsAad(project, spec.name),
+  return withApi(options, async ({ client }, project) => {
+    const { run, cluster } = await submitRun(client, config, project, task, inputs, {
+      cluster: options.cluster,
+      idempotencyKey: options.idempotencyKey,
+      ...(quiet ? {} : { onStatus: status }),
     });
-    const created = await client.createRun({
-      project,
-      taskName: spec.name,
-      taskVersion: version,
-      cluster,
-      inputs: { sealed, keyId: ioKey.keyId },
-      idempotencyKey: options.idempotencyKey ?? randomUUID(),
-    });
-    const run = created.run;
-    if (run === undefined) throw new AirlockError('INTERNAL', 'The control plane returned no run');
     if (!options.wait) {
       if (quiet) printJson(runSummary(run));
       else print(run.runId);
       if (!quiet) status(`Run ${run.runId} is ${phaseName(run.phase)}: \`npx airlock runs watch ${run.runId}\` follows it`);
       return 0;
     }
-    if (!quiet) status(`Run ${run.runId} (${spec.name}@${version.slice(0, 12)} on ${cluster}):`);
+    if (!quiet) status(`Run ${run.runId} (${task.spec.name}@${task.version.slice(0, 12)} on ${cluster}):`);
     return finish(client, project, run.runId, quiet);
-  });
+  }, config);
 }
 
 /** Watches a run to its end, then prints its result; the exit code is 0 only for SUCCEEDED. */

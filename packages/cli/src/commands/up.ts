@@ -18,6 +18,9 @@ type UpEndpointsFile = EndpointsFile & {
   readonly pids: { readonly controlPlane: number; readonly dataPlane: number };
 };
 
+/** The signal the control plane answers with a heap snapshot (never sent to a process started without the flag: it would die). */
+const HEAP_SNAPSHOT_SIGNAL = 'SIGUSR2';
+
 type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface UpOptions extends DatabaseFlags {
@@ -89,6 +92,8 @@ class PlaneProcess {
     private args: string[],
     /** Extra environment: how secrets such as a database URL reach the plane without showing in its command line. */
     private readonly env: Readonly<Record<string, string>> = {},
+    /** Extra Node flags for this plane. */
+    private readonly nodeFlags: readonly string[] = [],
   ) {}
 
   /** Pins the listeners to the ports the first start picked (port 0 means "any"), so a restarted plane keeps its endpoints. */
@@ -105,7 +110,7 @@ class PlaneProcess {
   async start(): Promise<PlaneReadyMessage> {
     const script = process.argv[1];
     if (script === undefined) throw new AirlockError('INTERNAL', 'cannot tell which script runs `airlock`');
-    const child = spawn(process.execPath, [...planeExecArgv(process.execArgv), script, ...this.args], {
+    const child = spawn(process.execPath, [...planeExecArgv(process.execArgv), ...this.nodeFlags, script, ...this.args], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: { ...process.env, ...this.env },
     });
@@ -173,7 +178,10 @@ export async function runUp(options: UpOptions): Promise<void> {
       ...controlPlaneKeyArgs(options),
     ],
     options.db === undefined ? {} : { AIRLOCK_DB_URL: options.db },
+    // `airlock verify` looks for canary data in the control plane's memory through a heap snapshot.
+    [`--heapsnapshot-signal=${HEAP_SNAPSHOT_SIGNAL}`, `--diagnostic-dir=${layout.controlPlaneDiagnostics(dataDir)}`],
   );
+  await mkdir(layout.controlPlaneDiagnostics(dataDir), { recursive: true, mode: 0o700 });
   const dataPlane = new PlaneProcess('data plane', [
     'data-plane', 'serve', ...common, '--kms-port', String(options.kmsPort), '--s3-port', String(options.s3Port), ...controlPlaneKeyArgs(options),
   ]);
@@ -210,6 +218,7 @@ export async function runUp(options: UpOptions): Promise<void> {
       pid: process.pid,
       pids: { controlPlane: controlPlane.child?.pid ?? 0, dataPlane: dataPlane.child?.pid ?? 0 },
       ...(database === undefined ? {} : { database }),
+      ...(controlPlane.child?.pid === undefined ? {} : { heapSnapshot: { pid: controlPlane.child.pid, signal: HEAP_SNAPSHOT_SIGNAL, dir: layout.controlPlaneDiagnostics(dataDir) } }),
       startedAt: new Date().toISOString(),
     };
     await writeFileAtomic(layout.endpoints(dataDir), `${JSON.stringify(endpoints, null, 2)}\n`, { mode: 0o644 });
@@ -228,7 +237,11 @@ export async function runUp(options: UpOptions): Promise<void> {
     print(`API token:     ${endpoints.client.tokenFile} (admin; send it as "Authorization: Bearer <token>" to the api endpoint)`);
     print(`Credentials:   ${endpoints.credentials.file} (profile "${endpoints.credentials.profile}", for the KMS and the object store)`);
     print(`Endpoints:     ${layout.endpoints(dataDir)}`);
+    const identity = dataPlane.ready?.identity;
+    if (identity !== undefined) print(`Data plane:    identity ${identity.pin}, pinned in ${layout.clientConfig(dataDir)}`);
     print();
+    print('Run a task (in another terminal):');
+    print(`  npx airlock run examples/hello/hello.ts --input name=World --wait${dataDir === resolveDataDir(undefined) ? '' : ` --data-dir ${dataDir}`}`);
     print('Log in to the API (in another terminal):');
     const api = endpoints.endpoints.find((e) => e.name === 'api')?.url ?? '';
     print(`  curl --cacert ${endpoints.caBundle} -H "Authorization: Bearer $(cat ${endpoints.client.tokenFile})" \\`);

@@ -1,6 +1,7 @@
 // `airlock verify`: runs the @airlock/verify checks against the local stack and reports pass/fail with evidence.
 import { AirlockError } from '@airlock/common';
 import { allPassed, defaultChecks, loadCheckContext, processRunning, runChecks, type CheckContext, type CheckResult, type EvidenceValue } from '@airlock/verify';
+import { canaryRunCheck } from '../internal/canary-run-check.js';
 import { layout, resolveDataDir } from '../internal/data-dir.js';
 import { formatTable, print, printJson } from '../internal/output.js';
 
@@ -78,7 +79,7 @@ function printReport(dataDir: string, results: readonly CheckResult[]): void {
 export async function runVerify(options: VerifyOptions): Promise<void> {
   const dataDir = resolveDataDir(options.dataDir);
   const ctx = await loadRunningStack(dataDir);
-  const results = await runChecks(defaultChecks(), ctx);
+  const results = await runChecks([...defaultChecks(), canaryRunCheck()], ctx);
   const ok = allPassed(results);
   if (options.json) printJson({ ok, checks: results });
   else printReport(dataDir, results);

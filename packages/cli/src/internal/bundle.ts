@@ -59,7 +59,8 @@ export async function bundleTaskModule(modulePath: string, options: { readonly m
   const entry = [
     `import * as tasks from ${JSON.stringify(`./${entryPath.slice(moduleDir.length + 1).replaceAll('\\', '/')}`)};`,
     `import { runActionMain } from '@airlock/sdk/runtime';`,
-    'process.exitCode = await runActionMain(tasks);',
+    // Exit as soon as the result is written: a timer or socket the task left open must not keep the attempt alive until its timeout.
+    'process.exit(await runActionMain(tasks));',
   ].join('\n');
   let result;
   try {

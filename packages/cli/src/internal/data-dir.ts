@@ -24,6 +24,8 @@ export const layout = {
   objectStoreEndpoint: (dir: string): string => resolve(dir, 'objectstore', 'endpoint.json'),
   controlPlaneDir: (dir: string): string => resolve(dir, 'control-plane'),
   controlPlaneEndpoint: (dir: string): string => resolve(dir, 'control-plane', 'endpoint.json'),
+  /** Where the control plane writes heap snapshots when signalled (0700; `airlock verify` removes each one after scanning it). */
+  controlPlaneDiagnostics: (dir: string): string => resolve(dir, 'control-plane', 'diagnostics'),
   /** The control plane's encrypted SQLite database (its key file sits beside it as `.key`). */
   controlPlaneDatabase: (dir: string): string => resolve(dir, 'control-plane', 'control-plane.db'),
   /** JSON state of the release before the database; imported once, then removed. */

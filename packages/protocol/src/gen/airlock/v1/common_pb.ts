@@ -433,15 +433,16 @@ export enum ErrorKind {
 
   /**
    * The task's code failed: it threw, its inputs or outputs failed the schema, its command exited
-   * non-zero. The details are data and are sealed to the client.
+   * non-zero, it ran past its own timeout or was aborted. The details are data and are sealed to the
+   * client.
    *
    * @generated from enum value: ERROR_KIND_USER = 1;
    */
   USER = 1,
 
   /**
-   * The platform failed: a disabled key, a bundle that does not match its digest, a data plane that
-   * disappeared, a timeout imposed by the executor.
+   * The platform failed: a disabled key, a bundle that does not match its digest, a task process that
+   * died without a result, a data plane that disappeared.
    *
    * @generated from enum value: ERROR_KIND_SYSTEM = 2;
    */

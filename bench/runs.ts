@@ -1,0 +1,269 @@
+// Runs end to end (issue 12): submit → SUCCEEDED latency of a no-op function task with sealed I/O, the drain rate of 500 queued
+// runs, and graphile-worker's add_job → job done latency on the same PostgreSQL as a durable-queue floor. Writes bench/results/runs.md.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { run as runGraphileWorker, makeWorkerUtils, Logger as GraphileLogger } from 'graphile-worker';
+import { generateSealingKeyPair, openSealed, seal } from '@airlock/crypto';
+import { tlsClientOptions } from '@airlock/pki';
+import { ActionPhase, IO_SEALING_PURPOSE, runInputsAad, runResultAad, verifyDataPlaneKeys } from '@airlock/protocol';
+import { taskSpecDigest, taskVersion } from '@airlock/sdk';
+import { startTempPostgres, type TempPostgres } from '@airlock/testing';
+import { connectApi, type ApiConnection } from '../packages/cli/src/internal/api-client.js';
+import { bundleTaskModule, describeBundle, pickTask } from '../packages/cli/src/internal/bundle.js';
+import { loadClientConfig } from '../packages/cli/src/internal/client-config.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const CLI = join(ROOT, 'packages', 'cli', 'bin', 'airlock.js');
+const LATENCY_RUNS = Number(process.env.BENCH_LATENCY_RUNS ?? 60);
+const WARMUP_RUNS = 5;
+const DRAIN_RUNS = Number(process.env.BENCH_DRAIN_RUNS ?? 500);
+const SUBMITTERS = 16;
+const TERMINAL = new Set([ActionPhase.SUCCEEDED, ActionPhase.FAILED, ActionPhase.ABORTED, ActionPhase.TIMED_OUT]);
+
+interface Stack {
+  readonly dir: string;
+  readonly child: ChildProcess;
+  readonly api: ApiConnection;
+  readonly project: string;
+  readonly cluster: string;
+  readonly ioKey: { publicKey: Uint8Array; keyId: string };
+  readonly version: string;
+}
+
+async function startStack(extraArgs: readonly string[]): Promise<Stack> {
+  const dir = await mkdtemp(join(tmpdir(), 'airlock-bench-runs-'));
+  const ports = ['--api-port', '0', '--dispatch-port', '0', '--tunnel-port', '0', '--kms-port', '0', '--s3-port', '0'];
+  const child = spawn(process.execPath, [CLI, 'up', '--data-dir', dir, ...ports, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString();
+      if (output.includes('Press Ctrl-C')) resolve();
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`airlock up exited (${code}):\n${output.slice(-2000)}`)));
+  });
+  const config = await loadClientConfig({ dataDir: dir });
+  const api = await connectApi(config);
+  const project = config.project;
+  const cluster = config.cluster ?? 'local';
+  const { cluster: found } = await api.client.getCluster({ name: cluster });
+  const pin = config.pins[cluster];
+  if (pin === undefined) throw new Error('no pin in the client configuration');
+  const { ioKey } = verifyDataPlaneKeys(found?.keys, pin, cluster);
+
+  const file = join(ROOT, 'bench', 'fixtures', 'noop-task.ts');
+  const bundle = await bundleTaskModule(file);
+  const spec = pickTask(await describeBundle(bundle), file, 'noop').spec;
+  const location = await api.client.createUploadLocation({ project, cluster, bundle: { sha256: bundle.sha256, size: BigInt(bundle.size) } });
+  if (!location.alreadyStored) {
+    const response = await fetchWithCa(location.url, { method: 'PUT', headers: location.headers, body: bundle.code }, config.caFile);
+    if (response !== 200) throw new Error(`bundle upload: HTTP ${response}`);
+  }
+  await api.client.registerTask({ project, specJson: Buffer.from(JSON.stringify(spec)), bundle: { sha256: bundle.sha256, size: BigInt(bundle.size) } });
+  return { dir, child, api, project, cluster, ioKey, version: taskVersion(taskSpecDigest(spec), bundle.sha256) };
+}
+
+async function fetchWithCa(url: string, init: { method: string; headers: Record<string, string>; body: Buffer }, caFile: string | undefined): Promise<number> {
+  const { request } = await import('node:https');
+  const { readFile } = await import('node:fs/promises');
+  const ca = caFile === undefined ? undefined : await readFile(caFile, 'utf8');
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: init.method, headers: { ...init.headers, 'content-length': String(init.body.length) }, ...(ca === undefined ? {} : tlsClientOptions({ ca })) }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
+
+async function stopStack(stack: Stack): Promise<void> {
+  stack.api.close();
+  const exited = new Promise((resolve) => stack.child.once('exit', resolve));
+  stack.child.kill('SIGINT');
+  await exited;
+  await rm(stack.dir, { recursive: true, force: true });
+}
+
+/** Seals {n} to the data plane and creates a run; resolves with its id. */
+async function submit(stack: Stack, n: number): Promise<string> {
+  const sealed = await seal({ recipientPublicKey: stack.ioKey.publicKey, purpose: IO_SEALING_PURPOSE, plaintext: Buffer.from(JSON.stringify({ n })), aad: runInputsAad(stack.project, 'noop') });
+  const { run } = await stack.api.client.createRun({ project: stack.project, taskName: 'noop', taskVersion: stack.version, cluster: stack.cluster, inputs: { sealed, keyId: stack.ioKey.keyId } });
+  if (run === undefined) throw new Error('no run');
+  return run.runId;
+}
+
+async function waitDone(stack: Stack, runId: string): Promise<ActionPhase> {
+  for await (const message of stack.api.client.watchRun({ project: stack.project, runId }, { timeoutMs: 0 })) {
+    if (message.run !== undefined && TERMINAL.has(message.run.phase)) return message.run.phase;
+  }
+  throw new Error(`watch of ${runId} ended early`);
+}
+
+/** submit → SUCCEEDED, then the sealed outputs fetched and opened: milliseconds per run, sequentially. */
+async function latency(stack: Stack): Promise<{ done: number[]; withOutputs: number[] }> {
+  const done: number[] = [];
+  const withOutputs: number[] = [];
+  for (let i = 0; i < WARMUP_RUNS + LATENCY_RUNS; i += 1) {
+    const started = performance.now();
+    const runId = await submit(stack, i);
+    const phase = await waitDone(stack, runId);
+    const finished = performance.now();
+    if (phase !== ActionPhase.SUCCEEDED) throw new Error(`run ${runId} ended ${ActionPhase[phase]}`);
+    const keys = generateSealingKeyPair();
+    const outputs = await stack.api.client.getRunOutputs({ project: stack.project, runId, recipientPublicKey: keys.publicKey });
+    const opened = JSON.parse((await openSealed({ recipientPrivateKey: keys.privateKey, purpose: IO_SEALING_PURPOSE, sealed: outputs.result?.sealed ?? new Uint8Array(), aad: runResultAad(stack.project, runId, outputs.actionId) })).toString()) as { outputs: { n: number } };
+    if (opened.outputs.n !== i) throw new Error('wrong outputs');
+    if (i >= WARMUP_RUNS) {
+      done.push(finished - started);
+      withOutputs.push(performance.now() - started);
+    }
+  }
+  return { done, withOutputs };
+}
+
+/** Queues DRAIN_RUNS runs as fast as SUBMITTERS clients can, then waits for all: runs per second from the first submit to the last SUCCEEDED. */
+async function drain(stack: Stack): Promise<{ perSecond: number; submitSeconds: number }> {
+  const started = performance.now();
+  const ids: string[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: SUBMITTERS }, async () => {
+      while (next < DRAIN_RUNS) {
+        next += 1;
+        ids.push(await submit(stack, next));
+      }
+    }),
+  );
+  const submitted = performance.now();
+  const phases = await Promise.all(ids.map((id) => waitDone(stack, id)));
+  const seconds = (performance.now() - started) / 1000;
+  const failed = phases.filter((p) => p !== ActionPhase.SUCCEEDED).length;
+  if (failed > 0) throw new Error(`${failed} of ${DRAIN_RUNS} runs did not succeed`);
+  return { perSecond: DRAIN_RUNS / seconds, submitSeconds: (submitted - started) / 1000 };
+}
+
+/** graphile-worker on the same PostgreSQL: add_job → job done, one at a time (the latency floor of a durable queue). */
+async function graphileLatency(server: TempPostgres): Promise<number[]> {
+  const admin = new pg.Client({ connectionString: server.url, ssl: { ...tlsClientOptions({ ca: server.caPem }), host: server.host } });
+  await admin.connect();
+  await admin.query('create database graphile_runs');
+  await admin.end();
+  const pool = new pg.Pool({ connectionString: `${server.url.replace(/\/[^/]*$/, '')}/graphile_runs`, ssl: { ...tlsClientOptions({ ca: server.caPem }), host: server.host }, max: 10 });
+  const utils = await makeWorkerUtils({ pgPool: pool });
+  await utils.migrate();
+  const waiters = new Map<number, () => void>();
+  const runner = await runGraphileWorker({
+    pgPool: pool,
+    concurrency: 4,
+    noHandleSignals: true,
+    pollInterval: 1000,
+    logger: new GraphileLogger(() => () => undefined),
+    taskList: {
+      noop: (payload) => {
+        waiters.get((payload as { n: number }).n)?.();
+        return Promise.resolve();
+      },
+    },
+  });
+  const times: number[] = [];
+  for (let i = 0; i < WARMUP_RUNS + LATENCY_RUNS; i += 1) {
+    const done = new Promise<void>((resolve) => waiters.set(i, resolve));
+    const started = performance.now();
+    await utils.addJob('noop', { n: i });
+    await done;
+    if (i >= WARMUP_RUNS) times.push(performance.now() - started);
+  }
+  await runner.stop();
+  await utils.release();
+  await pool.end();
+  return times;
+}
+
+function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+async function main(): Promise<void> {
+  const sqlite = await startStack([]);
+  let sqliteLatency;
+  let sqliteDrain;
+  try {
+    sqliteLatency = await latency(sqlite);
+    process.stderr.write(`sqlite: p50 ${percentile(sqliteLatency.done, 50).toFixed(0)} ms\n`);
+    sqliteDrain = await drain(sqlite);
+    process.stderr.write(`sqlite: drain ${sqliteDrain.perSecond.toFixed(1)} runs/s\n`);
+  } finally {
+    await stopStack(sqlite);
+  }
+
+  const server = await startTempPostgres({ settings: { max_connections: 100 } });
+  let pgLatency;
+  let graphile;
+  try {
+    const caFile = join(server.socketDir, 'bench-ca.pem');
+    await writeFile(caFile, server.caPem);
+    const postgres = await startStack(['--db', server.url, '--db-ca', caFile]);
+    try {
+      pgLatency = await latency(postgres);
+      process.stderr.write(`postgres: p50 ${percentile(pgLatency.done, 50).toFixed(0)} ms\n`);
+    } finally {
+      await stopStack(postgres);
+    }
+    graphile = await graphileLatency(server);
+    process.stderr.write(`graphile-worker: p50 ${percentile(graphile, 50).toFixed(1)} ms\n`);
+  } finally {
+    await server.stop();
+  }
+
+  const p50 = percentile(sqliteLatency.done, 50);
+  const pgP50 = percentile(pgLatency.done, 50);
+  const graphileP50 = percentile(graphile, 50);
+  const row = (name: string, values: readonly number[]): string =>
+    `| ${name} | ${percentile(values, 50).toFixed(0)} | ${percentile(values, 90).toFixed(0)} | ${percentile(values, 99).toFixed(0)} |`;
+  const report = `# Runs end to end
+
+\`npm run bench:runs\` on ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}.
+A real \`airlock up\` stack (control plane and data plane as separate processes, everything over TLS); the
+client is the CLI's own code (bundle, pin check, HPKE sealing, Connect), with the CLI's start-up excluded.
+The task is a no-op function task (\`bench/fixtures/noop-task.ts\`): each attempt is a fresh Node process
+running the 1 MB bundle, as the local-process executor always runs it.
+
+## Latency: submit → SUCCEEDED (${LATENCY_RUNS} sequential runs after ${WARMUP_RUNS} warm-up)
+
+Measured from sealing the inputs to WatchRun reporting SUCCEEDED; "with outputs" adds GetRunOutputs and
+opening the sealed result.
+
+| measure (ms) | p50 | p90 | p99 |
+|---|---|---|---|
+${row('encrypted SQLite: submit → SUCCEEDED', sqliteLatency.done)}
+${row('encrypted SQLite: … + outputs opened', sqliteLatency.withOutputs)}
+${row('PostgreSQL over TLS: submit → SUCCEEDED', pgLatency.done)}
+${row('graphile-worker on the same PostgreSQL: add_job → done', graphile)}
+
+| target | measured | |
+|---|---|---|
+| p50 ≤ 150 ms (SQLite) | ${p50.toFixed(0)} ms | ${p50 <= 150 ? '✓' : '✗'} |
+| Airlock (PostgreSQL) ÷ graphile-worker p50 ≤ 5× | ${(pgP50 / graphileP50).toFixed(1)}× | ${pgP50 / graphileP50 <= 5 ? '✓' : '✗'} |
+
+## Throughput: draining ${DRAIN_RUNS} queued runs
+
+${SUBMITTERS} concurrent submitters queue ${DRAIN_RUNS} runs (${sqliteDrain.submitSeconds.toFixed(1)} s to submit all); the rate is from the first
+submit to the last SUCCEEDED.
+
+| measure | runs/s | target |
+|---|---|---|
+| encrypted SQLite | ${sqliteDrain.perSecond.toFixed(1)} | ≥ 20 ${sqliteDrain.perSecond >= 20 ? '✓' : '✗'} |
+`;
+  await writeFile(join(ROOT, 'bench', 'results', 'runs.md'), report);
+  process.stdout.write(report);
+}
+
+await main();

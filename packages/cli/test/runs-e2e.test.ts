@@ -1,0 +1,107 @@
+// End to end through the real CLI against a real `airlock up`: every example runs (hello, command, failing), outputs come back
+// sealed and are opened locally, a failing task's own message reaches the CLI and nowhere in the control plane's files, and
+// unchanged code is not uploaded twice.
+import { readdir, readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { interrupt, runCli, startCli } from './run-cli.js';
+
+const PORT_FLAGS: readonly string[] = ['--api-port', '0', '--dispatch-port', '0', '--tunnel-port', '0', '--kms-port', '0', '--s3-port', '0'];
+const ROOT = resolve(import.meta.dirname, '..', '..', '..');
+const example = (path: string): string => join(ROOT, 'examples', path);
+
+let dir: string;
+let stack: Awaited<ReturnType<typeof startCli>>;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'airlock-cli-runs-'));
+  // At debug level: the control plane's debug logs must not carry a run's data either.
+  stack = await startCli(['up', '--data-dir', dir, ...PORT_FLAGS, '--log-level', 'debug'], /Press Ctrl-C/);
+}, 120_000);
+
+afterAll(async () => {
+  if (stack !== undefined) await interrupt(stack.child);
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Every file under the control plane's directory, as bytes. */
+async function controlPlaneFiles(): Promise<Array<{ path: string; bytes: Buffer }>> {
+  const base = join(dir, 'control-plane');
+  const names = await readdir(base, { recursive: true });
+  const files: Array<{ path: string; bytes: Buffer }> = [];
+  for (const name of names) {
+    const path = join(base, name);
+    try {
+      files.push({ path, bytes: await readFile(path) });
+    } catch {
+      // a directory
+    }
+  }
+  return files;
+}
+
+describe('airlock run against airlock up', () => {
+  it('runs examples/hello: the greeting comes back sealed and is printed; a second run uploads nothing', async () => {
+    const first = await runCli(['run', example('hello/hello.ts'), '--input', 'name=World', '--wait', '--data-dir', dir]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toContain('Hello, World!');
+    expect(first.stderr).toMatch(/QUEUED[\s\S]*RUNNING[\s\S]*SUCCEEDED/);
+    expect(first.stderr).toContain('Uploading bundle');
+
+    const second = await runCli(['run', example('hello/hello.ts'), '--input', 'name=again', '--wait', '--json', '--data-dir', dir]);
+    expect(second.code, second.stderr).toBe(0);
+    const parsed = JSON.parse(second.stdout) as { run: { phase: string; runId: string }; result: { ok: boolean; outputs: { greeting: string } } };
+    expect(parsed.run.phase).toBe('SUCCEEDED');
+    expect(parsed.result.outputs.greeting).toBe('Hello, again!');
+    expect(second.stderr).not.toContain('Uploading bundle');
+
+    const listed = await runCli(['runs', 'list', '--json', '--data-dir', dir]);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect((JSON.parse(listed.stdout) as Array<{ runId: string }>).map((r) => r.runId)).toContain(parsed.run.runId);
+    const outputs = await runCli(['outputs', parsed.run.runId, '--data-dir', dir]);
+    expect(outputs.code, outputs.stderr).toBe(0);
+    expect(outputs.stdout).toContain('Hello, again!');
+    const tasks = await runCli(['tasks', 'list', '--data-dir', dir]);
+    expect(tasks.stdout).toContain('hello');
+  }, 120_000);
+
+  it('runs examples/command (wc) with outputs parsed from its stdout', async () => {
+    const result = await runCli(['run', example('command/word-count.ts'), '--input', 'text=one two three\nfour', '--wait', '--json', '--data-dir', dir]);
+    expect(result.code, result.stderr).toBe(0);
+    const parsed = JSON.parse(result.stdout) as { result: { outputs: { lines: number; words: number } } };
+    expect(parsed.result.outputs).toMatchObject({ lines: 1, words: 4 });
+  }, 120_000);
+
+  it('runs examples/failing: retries run out, the CLI shows the typed error record with the task\'s own message, which the control plane never stores', async () => {
+    const canary = `canary-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+    const result = await runCli(['run', example('failing/failing.ts'), '--input', `reason=${canary}`, '--wait', '--data-dir', dir]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('FAILED: TASK_FAILED');
+    expect(result.stdout).toContain(`failing on purpose: ${canary}`);
+    expect(result.stderr).toContain('(attempt 3)');
+    for (const file of await controlPlaneFiles()) {
+      expect(file.bytes.includes(Buffer.from(canary)), file.path).toBe(false);
+    }
+    expect(stack.output()).not.toContain(canary);
+  }, 180_000);
+
+  it('refuses bad inputs before anything leaves the machine, naming the field', async () => {
+    const result = await runCli(['run', example('hello/hello.ts'), '--input', 'name=', '--data-dir', dir]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('TASK_INPUT_INVALID');
+    expect(result.stderr).toContain('name:');
+  }, 60_000);
+
+  it('refuses to seal to a data plane whose identity does not match the pin, naming both fingerprints', async () => {
+    const configPath = join(dir, 'client', 'config.json');
+    const config = JSON.parse(await readFile(configPath, 'utf8')) as { pins: Record<string, string> };
+    const wrong = join(dir, 'wrong-pin.json');
+    await writeFile(wrong, JSON.stringify({ ...config, pins: { local: `sha256:${'0'.repeat(64)}` } }));
+    const result = await runCli(['run', example('hello/hello.ts'), '--input', 'name=x', '--config', wrong]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('DATA_PLANE_PIN_MISMATCH');
+    expect(result.stderr).toContain('0'.repeat(64));
+    expect(result.stderr).toContain(config.pins.local?.replace(/^sha256:/, '') ?? 'missing pin');
+  }, 60_000);
+});
