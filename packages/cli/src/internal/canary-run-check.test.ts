@@ -26,12 +26,16 @@ describe('the canary search', () => {
     expect(scan.scannedBytes).toBe(4096);
   });
 
-  it.each([
-    ['utf-8', (c: string) => Buffer.from(`{"inputs":{"canary":"${c}"}}`)],
-    ['utf-16le', (c: string) => Buffer.from(`x${c}y`, 'utf16le')],
-    ['hex', (c: string) => Buffer.from(`ff${Buffer.from(c).toString('hex')}00`)],
-    ...[0, 1, 2].map((shift) => [`base64 after ${shift} bytes`, (c: string) => Buffer.from(Buffer.concat([Buffer.alloc(shift, 9), Buffer.from(c), Buffer.from('tail')]).toString('base64'))] as const),
-  ])('finds the canary written as %s, in any file under control-plane/', async (_name, encode) => {
+  const encodings: ReadonlyArray<readonly [string, (c: string) => Buffer]> = [
+    ['utf-8', (c) => Buffer.from(`{"inputs":{"canary":"${c}"}}`)],
+    ['utf-16le', (c) => Buffer.from(`x${c}y`, 'utf16le')],
+    ['hex', (c) => Buffer.from(`ff${Buffer.from(c).toString('hex')}00`)],
+    ...[0, 1, 2].map((shift): readonly [string, (c: string) => Buffer] => [
+      `base64 after ${shift} bytes`,
+      (c) => Buffer.from(Buffer.concat([Buffer.alloc(shift, 9), Buffer.from(c), Buffer.from('tail')]).toString('base64')),
+    ]),
+  ];
+  it.each(encodings)('finds the canary written as %s, in any file under control-plane/', async (_name, encode) => {
     await mkdir(join(dir, 'control-plane', 'nested'), { recursive: true });
     const path = join(dir, 'control-plane', 'nested', 'leak.bin');
     await writeFile(path, Buffer.concat([Buffer.alloc(100, 1), encode(CANARY), Buffer.alloc(100, 2)]));
