@@ -16,14 +16,39 @@ export interface ApiConnection {
   close(): void;
 }
 
-/** Turns every failed call into the AirlockError the server sent (code, message, details). */
-const airlockErrors: Interceptor = (next) => async (request) => {
+/** An async iterable whose failures arrive as AirlockErrors. */
+async function* airlockErrorsOf<T>(stream: AsyncIterable<T>): AsyncGenerator<T> {
   try {
-    return await next(request);
+    yield* stream;
   } catch (error) {
     throw fromConnectError(error);
   }
-};
+}
+
+/**
+ * The client with every failed call turned into the AirlockError the server sent (code, message,
+ * details). An interceptor cannot do it: connect-es wraps whatever an interceptor throws in a
+ * ConnectError of code Unknown.
+ */
+function withAirlockErrors(client: AirlockClient): AirlockClient {
+  return new Proxy(client, {
+    get(target, property, receiver) {
+      const method: unknown = Reflect.get(target, property, receiver);
+      if (typeof method !== 'function') return method;
+      return (...args: unknown[]): unknown => {
+        let result: unknown;
+        try {
+          result = (method as (...a: unknown[]) => unknown).apply(target, args);
+        } catch (error) {
+          throw fromConnectError(error);
+        }
+        if (result instanceof Promise) return result.catch((error: unknown) => Promise.reject(fromConnectError(error)));
+        if (typeof result === 'object' && result !== null && Symbol.asyncIterator in result) return airlockErrorsOf(result as AsyncIterable<unknown>);
+        return result;
+      };
+    },
+  });
+}
 
 /** Connects to the configured control plane; nothing is sent until the first call. */
 export async function connectApi(config: ClientConfig, options: { readonly timeoutMs?: number } = {}): Promise<ApiConnection> {
@@ -45,8 +70,8 @@ export async function connectApi(config: ClientConfig, options: { readonly timeo
     baseUrl: config.api,
     httpVersion: '2',
     sessionManager: sessions,
-    interceptors: [airlockErrors, bearer],
+    interceptors: [bearer],
     defaultTimeoutMs: options.timeoutMs ?? 30_000,
   });
-  return { client: createClient(AirlockService, transport), config, close: () => sessions.abort() };
+  return { client: withAirlockErrors(createClient(AirlockService, transport)), config, close: () => sessions.abort() };
 }
