@@ -7,6 +7,7 @@ import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
 import {
+  fixedErrorMessage,
   openActionQueue,
   openClusterRegistry,
   startDispatchServer,
@@ -505,8 +506,11 @@ describe('the data-plane agent with an executor', () => {
     );
     expect((await plane.queue.get(ok))?.history.map((entry) => entry.phase)).toEqual(['QUEUED', 'INITIALIZING', 'RUNNING', 'SUCCEEDED']);
     expect([...phasesAtRunning.values()]).toEqual(['RUNNING', 'RUNNING', 'RUNNING']);
-    expect((await plane.queue.get(user))?.error).toEqual({ code: 'TASK_FAILED', retryable: true, message: ERROR_CODES.TASK_FAILED.description });
-    expect((await plane.queue.get(timeout))?.error).toMatchObject({ code: 'TASK_TIMED_OUT', retryable: true, message: ERROR_CODES.TASK_TIMED_OUT.description });
+    // The control plane keeps the code, kind and retryability, with its own fixed text: never the data plane's message.
+    expect((await plane.queue.get(user))?.error).toMatchObject({ code: 'TASK_FAILED', kind: 'USER', retryable: true, message: fixedErrorMessage('TASK_FAILED', 'USER') });
+    const timedOut = (await plane.queue.get(timeout))?.error;
+    expect(timedOut).toMatchObject({ code: 'TASK_TIMED_OUT', retryable: true });
+    expect(timedOut?.message).toBe(fixedErrorMessage('TASK_TIMED_OUT', timedOut?.kind));
     expect(AirlockError.is(reasons.get('run-timeout'), 'TIMEOUT')).toBe(true);
     const finished = second.logs.lines.find((line) => line.event === 'agent.action_finished' && line.actionId === user);
     expect(finished).toMatchObject({ phase: 'FAILED', errorCode: 'TASK_FAILED', errorKind: 'USER' });
