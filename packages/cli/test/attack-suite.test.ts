@@ -16,7 +16,7 @@ import { AirlockService } from '@airlock/protocol';
 import { parseEndpointsFile, type EndpointsFile } from '@airlock/verify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectLocalKms, parseCredentialsFile } from '../src/internal/kms-client.js';
-import { partialClientHello } from '../../../test/listener-flood.js';
+import { partialClientHello } from '@airlock/testing';
 import {
   descriptors,
   h2StreamFlood,

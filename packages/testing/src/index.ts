@@ -18,3 +18,4 @@ export {
   type TempPostgres,
   type TempPostgresOptions,
 } from './temp-postgres.js';
+export { partialClientHello } from './tls-probes.js';
