@@ -5,6 +5,7 @@ import { readdir, readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { canaryNeedles, scanControlPlaneFiles, takeHeapSnapshot } from '../src/internal/canary-run-check.js';
 import { interrupt, runCli, startCli } from './run-cli.js';
 
 const PORT_FLAGS: readonly string[] = ['--api-port', '0', '--dispatch-port', '0', '--tunnel-port', '0', '--kms-port', '0', '--s3-port', '0'];
@@ -83,8 +84,48 @@ describe('airlock run against airlock up', () => {
     for (const file of await controlPlaneFiles()) {
       expect(file.bytes.includes(Buffer.from(canary)), file.path).toBe(false);
     }
+    expect((await scanControlPlaneFiles(dir, canary)).found).toEqual([]);
+    // The planes' logs, at debug level, reach this process through airlock up's output.
     expect(stack.output()).not.toContain(canary);
+    // And the control plane's memory.
+    const endpoints = JSON.parse(await readFile(join(dir, 'endpoints.json'), 'utf8')) as { heapSnapshot: { pid: number; signal: 'SIGUSR2'; dir: string } };
+    const snapshot = await takeHeapSnapshot(endpoints.heapSnapshot, new AbortController().signal);
+    try {
+      const heap = await readFile(snapshot);
+      expect(heap.length).toBeGreaterThan(1_000_000);
+      for (const needle of canaryNeedles(canary)) expect(heap.includes(needle.bytes), needle.encoding).toBe(false);
+    } finally {
+      await rm(snapshot, { force: true });
+    }
   }, 180_000);
+
+  it('passes airlock verify, runs.canary included, with the control plane at debug level', async () => {
+    const result = await runCli(['verify', '--data-dir', dir, '--json']);
+    expect(result.code, result.stdout).toBe(0);
+    const report = JSON.parse(result.stdout) as { checks: Array<{ id: string; status: string }> };
+    expect(report.checks.find((c) => c.id === 'runs.canary')?.status).toBe('pass');
+  }, 180_000);
+
+  it('airlock login records a control plane and a pin it has checked, and refuses a wrong pin naming both fingerprints', async () => {
+    const local = JSON.parse(await readFile(join(dir, 'client', 'config.json'), 'utf8')) as { api: string; caFile: string; tokenFile: string; pins: Record<string, string> };
+    const target = join(dir, 'login-config.json');
+    const wrong = `sha256:${'ab'.repeat(32)}`;
+    const refused = await runCli(['login', '--api', local.api, '--token-file', local.tokenFile, '--ca', local.caFile, '--pin', wrong, '--config', target]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('DATA_PLANE_PIN_MISMATCH');
+    expect(refused.stderr).toContain('ab'.repeat(32));
+    expect(refused.stderr).toContain(local.pins.local?.replace(/^sha256:/, '') ?? 'missing pin');
+    await expect(readFile(target)).rejects.toMatchObject({ code: 'ENOENT' });
+
+    const accepted = await runCli(['login', '--api', local.api, '--token-file', local.tokenFile, '--ca', local.caFile, '--pin', local.pins.local ?? '', '--config', target]);
+    expect(accepted.code, accepted.stderr).toBe(0);
+    expect(accepted.stdout).toContain('Data plane "local" pinned');
+    const written = JSON.parse(await readFile(target, 'utf8')) as { pins: Record<string, string>; cluster: string };
+    expect(written).toMatchObject({ cluster: 'local', pins: { local: local.pins.local } });
+    const run = await runCli(['run', example('hello/hello.ts'), '--input', 'name=login', '--wait', '--config', target]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('Hello, login!');
+  }, 120_000);
 
   it('refuses bad inputs before anything leaves the machine, naming the field', async () => {
     const result = await runCli(['run', example('hello/hello.ts'), '--input', 'name=', '--data-dir', dir]);

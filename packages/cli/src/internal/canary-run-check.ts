@@ -90,7 +90,7 @@ export async function scanControlPlaneFiles(dataDir: string, canary: string): Pr
 }
 
 /** Signals the control plane for a heap snapshot and waits until the file is complete; returns its path. */
-async function takeHeapSnapshot(info: HeapSnapshotInfo, signal: AbortSignal): Promise<string> {
+export async function takeHeapSnapshot(info: HeapSnapshotInfo, signal: AbortSignal): Promise<string> {
   const before = new Set(await readdir(info.dir));
   process.kill(info.pid, info.signal);
   let candidate: string | undefined;
