@@ -105,7 +105,7 @@ describe('airlock status', () => {
       expect(report.ok).toBe(false);
       expect(report.checks[0]).toMatchObject({ id: 'stack.reachable', status: 'fail', evidence: { kms: 'unreachable (ECONNREFUSED)' } });
       expect(report.checks.slice(1).map((c) => [c.id, c.status, c.details])).toEqual(
-        ['tls.versions', 'tls.aead-only', 'transport.no-plaintext', 'tunnel.refuses-unauthenticated', 'dataplane.outbound-only', 'controlplane.database-sealed'].map((id) => [
+        ['tls.versions', 'tls.aead-only', 'transport.no-plaintext', 'tunnel.refuses-unauthenticated', 'dataplane.outbound-only', 'controlplane.database-sealed', 'runs.canary'].map((id) => [
           id,
           'skip',
           'not run: stack.reachable failed',
@@ -113,7 +113,7 @@ describe('airlock status', () => {
       );
       const text = await runCli(['verify', '--data-dir', dir]);
       expect(text.stdout).toMatch(/stack\.reachable\s+FAIL\s+OUTAGE: kms \(127\.0\.0\.1:\d+\) is unreachable: ECONNREFUSED/);
-      expect(text.stdout).toMatch(/1 failed, 6 skipped\. Verification FAILED: the stack is not reachable \(an outage\)/);
+      expect(text.stdout).toMatch(/1 failed, 7 skipped\. Verification FAILED: the stack is not reachable \(an outage\)/);
       expect(text.stdout).not.toMatch(/tls\.versions\s+FAIL/);
     } finally {
       await copyFile(saved, endpointsPath());
