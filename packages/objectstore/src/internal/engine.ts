@@ -121,9 +121,14 @@ interface PartRecord {
   readonly plaintext?: boolean;
 }
 
-/** How an ASF1 body names its data key (stored, authenticated, in the ASF1 header's key reference). */
+/**
+ * How an ASF1 body names its data key (stored, authenticated, in the ASF1 header's key reference).
+ * A bucket-key reference's version chooses how the object key is derived (#objectKeyFromBucketKey):
+ * v1 put the encryption context itself in the HKDF info, which HKDF caps at 1,024 bytes, so long
+ * keys failed; v2 puts its SHA-256 there. Bodies keep the version they were written with.
+ */
 type KeyRef =
-  | { readonly v: 1; readonly m: 'bk'; readonly id: string; readonly s: string }
+  | { readonly v: 1 | 2; readonly m: 'bk'; readonly id: string; readonly s: string }
   | { readonly v: 1; readonly m: 'kms'; readonly b: string };
 
 /** How long a KMS health answer is reused, and how long the KMS call behind it may take. */
@@ -371,8 +376,11 @@ export class StorageEngine implements ObjectEngine {
     return { id: record.id, plaintext };
   }
 
-  #objectKeyFromBucketKey(bucketKey: Buffer, salt: Buffer, context: EncryptionContext): Buffer {
-    return hkdfSha256(bucketKey, salt, Buffer.concat([Buffer.from('airlock objectstore object key v1\0'), encodeEncryptionContext(context)]), 32);
+  #objectKeyFromBucketKey(bucketKey: Buffer, salt: Buffer, context: EncryptionContext, version: 1 | 2): Buffer {
+    const encoded = encodeEncryptionContext(context);
+    // v2: a fixed-length digest of the context, so a 1,024-byte key in a 63-character bucket fits HKDF's info.
+    const info = version === 1 ? encoded : createHash('sha256').update(encoded).digest();
+    return hkdfSha256(bucketKey, salt, Buffer.concat([Buffer.from(`airlock objectstore object key v${version}\0`), info]), 32);
   }
 
   /** A fresh data key for a new body, and the key reference that finds it again. */
@@ -382,9 +390,9 @@ export class StorageEngine implements ObjectEngine {
     if (encryption.algorithm === 'AES256' || encryption.bucketKeyEnabled) {
       const bucketKey = await this.#bucketKey(bucket, keyArn);
       const salt = nodeRandomBytes(32);
-      const key = this.#objectKeyFromBucketKey(bucketKey.plaintext, salt, context);
+      const key = this.#objectKeyFromBucketKey(bucketKey.plaintext, salt, context, 2);
       zeroize(bucketKey.plaintext);
-      const ref: KeyRef = { v: 1, m: 'bk', id: bucketKey.id, s: salt.toString('base64') };
+      const ref: KeyRef = { v: 2, m: 'bk', id: bucketKey.id, s: salt.toString('base64') };
       return { key, keyRef: Buffer.from(JSON.stringify(ref)) };
     }
     const dataKey = await this.#kms.generateDataKey(keyArn, context);
@@ -405,7 +413,8 @@ export class StorageEngine implements ObjectEngine {
       if (record === undefined) throw new AirlockError('CIPHERTEXT_MALFORMED', 'stored object names an unknown bucket key');
       const { plaintext } = await this.#cachedKms.decrypt(Buffer.from(record.blob, 'base64'), { bucket, purpose: 'bucket-key' }, { keyId: record.keyArn });
       try {
-        return this.#objectKeyFromBucketKey(plaintext, Buffer.from(ref.s, 'base64'), context);
+        if (ref.v !== 1 && ref.v !== 2) throw new AirlockError('CIPHERTEXT_MALFORMED', 'stored object has an unknown key reference version');
+        return this.#objectKeyFromBucketKey(plaintext, Buffer.from(ref.s, 'base64'), context, ref.v);
       } finally {
         zeroize(plaintext);
       }
