@@ -30,6 +30,12 @@ export interface BucketInfo {
 /** Checksums S3 can carry (x-amz-checksum-*), base64 as on the wire. */
 export type ChecksumAlgorithm = 'CRC32' | 'CRC32C' | 'SHA1' | 'SHA256' | 'CRC64NVME';
 
+/** The representation headers S3 stores with an object and returns on GET and HEAD, by lower-case name. */
+export const STORED_HEADER_NAMES = ['cache-control', 'content-disposition', 'content-encoding', 'content-language', 'expires'] as const;
+export type StoredHeaderName = (typeof STORED_HEADER_NAMES)[number];
+/** Cache-Control, Content-Disposition, Content-Encoding, Content-Language and Expires, as the writer sent them. */
+export type StoredHeaders = Readonly<Partial<Record<StoredHeaderName, string>>>;
+
 export interface ObjectMeta {
   readonly bucket: string;
   readonly key: string;
@@ -41,6 +47,7 @@ export interface ObjectMeta {
   readonly contentType: string;
   /** x-amz-meta-* (lower-cased names without the prefix). */
   readonly userMetadata: Readonly<Record<string, string>>;
+  readonly headers: StoredHeaders;
   readonly encryption: BucketEncryption;
   /** Checksums the writer supplied and the server verified, base64. */
   readonly checksums: Readonly<Partial<Record<ChecksumAlgorithm, string>>>;
@@ -185,6 +192,7 @@ export interface PutObjectInput {
   readonly checksumAlgorithms?: readonly ChecksumAlgorithm[];
   readonly contentType?: string;
   readonly userMetadata?: Readonly<Record<string, string>>;
+  readonly headers?: StoredHeaders;
   readonly sse?: SseRequest;
   readonly condition?: WriteCondition;
 }
@@ -290,6 +298,7 @@ export interface ObjectEngine {
     readonly metadataDirective: 'COPY' | 'REPLACE';
     readonly contentType?: string;
     readonly userMetadata?: Readonly<Record<string, string>>;
+    readonly headers?: StoredHeaders;
     readonly sse?: SseRequest;
     /** On the destination. */
     readonly condition?: WriteCondition;
@@ -302,6 +311,7 @@ export interface ObjectEngine {
     readonly key: string;
     readonly contentType?: string;
     readonly userMetadata?: Readonly<Record<string, string>>;
+    readonly headers?: StoredHeaders;
     readonly sse?: SseRequest;
   }): Promise<UploadInfo>;
   uploadPart(input: {

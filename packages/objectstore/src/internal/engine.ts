@@ -35,6 +35,7 @@ import {
   type PutObjectInput,
   type RangeRequest,
   type SseRequest,
+  type StoredHeaders,
   type UploadedPart,
   type UploadInfo,
   type WriteCondition,
@@ -75,6 +76,8 @@ interface ObjectRecord {
   readonly lastModified: number;
   readonly contentType: string;
   readonly userMetadata: Record<string, string>;
+  /** Absent in records written before the store kept these headers. */
+  readonly headers?: StoredHeaders;
   readonly encryption: BucketEncryption;
   readonly checksums: Partial<Record<ChecksumAlgorithm, string>>;
   readonly partsCount?: number;
@@ -109,6 +112,7 @@ interface UploadRecord {
   readonly initiated: number;
   readonly contentType: string;
   readonly userMetadata: Record<string, string>;
+  readonly headers?: StoredHeaders;
   readonly encryption: BucketEncryption;
 }
 
@@ -188,6 +192,7 @@ function toMeta(record: ObjectRecord): ObjectMeta {
     lastModified: new Date(record.lastModified),
     contentType: record.contentType,
     userMetadata: record.userMetadata,
+    headers: record.headers ?? {},
     encryption: record.encryption,
     checksums: record.checksums,
     partsCount: record.partsCount,
@@ -630,6 +635,7 @@ export class StorageEngine implements ObjectEngine {
         lastModified: Date.now(),
         contentType: input.contentType ?? 'binary/octet-stream',
         userMetadata: { ...(input.userMetadata ?? {}) },
+        headers: { ...(input.headers ?? {}) },
         encryption,
         checksums,
         dataFile: file,
@@ -781,6 +787,7 @@ export class StorageEngine implements ObjectEngine {
         expectedLength: source.size,
         contentType: replace ? (input.contentType ?? 'binary/octet-stream') : source.contentType,
         userMetadata: replace ? (input.userMetadata ?? {}) : source.userMetadata,
+        headers: replace ? (input.headers ?? {}) : source.headers,
         ...(input.sse === undefined ? {} : { sse: input.sse }),
         ...(input.condition === undefined ? {} : { condition: input.condition }),
       });
@@ -827,6 +834,7 @@ export class StorageEngine implements ObjectEngine {
       initiated: Date.now(),
       contentType: input.contentType ?? 'binary/octet-stream',
       userMetadata: { ...(input.userMetadata ?? {}) },
+      headers: { ...(input.headers ?? {}) },
       encryption,
     };
     const dir = this.#uploadDir(input.bucket, uploadId);
@@ -918,6 +926,7 @@ export class StorageEngine implements ObjectEngine {
           lastModified: Date.now(),
           contentType: upload.record.contentType,
           userMetadata: upload.record.userMetadata,
+          headers: upload.record.headers ?? {},
           encryption: upload.record.encryption,
           checksums: {},
           partsCount: chosen.length,

@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { AirlockError, type Logger } from '@airlock/common';
 import { verifyRequest, type SecretLookup, type VerifiedRequest } from '@airlock/crypto';
 import { listingPage, resolveRange, type BucketEncryption, type ObjectEngine, type ObjectMeta, type RangeRequest } from './engine-types.js';
+import { encodeHeaderText } from './mime-words.js';
 import { s3ErrorFor, s3ErrorXml, type S3AuthType } from './s3-errors.js';
 import {
   checkCopySourcePreconditions,
@@ -22,6 +23,7 @@ import {
   parseRange,
   parseResource,
   parseSseHeaders,
+  parseStoredHeaders,
   parseUserMetadata,
   parseWriteCondition,
   percentDecode,
@@ -475,10 +477,11 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       'content-length': range === undefined ? meta.size : range.end - range.start + 1,
       'content-type': meta.contentType,
       'accept-ranges': 'bytes',
+      ...meta.headers,
       ...sseHeaders(meta.encryption),
     };
     if (range !== undefined) headers['content-range'] = `bytes ${range.start}-${range.end}/${meta.size}`;
-    for (const [name, value] of Object.entries(meta.userMetadata)) headers[`x-amz-meta-${name}`] = value;
+    for (const [name, value] of Object.entries(meta.userMetadata)) headers[`x-amz-meta-${name}`] = encodeHeaderText(value);
     // S3 returns whole-object checksums only when asked, and never for a part of the object.
     if (range === undefined && header(call.req, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED') Object.assign(headers, checksumHeaders(meta.checksums));
     if (call.query.get('partNumber') !== undefined && meta.partsCount !== undefined) headers['x-amz-mp-parts-count'] = meta.partsCount;
@@ -572,6 +575,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         checksumAlgorithms: body.checksumAlgorithms,
         contentType,
         userMetadata,
+        headers: parseStoredHeaders(call.req),
         sse,
         ...(condition === undefined ? {} : { condition }),
       });
@@ -601,7 +605,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         bucket: call.bucket,
         key: call.key,
         metadataDirective: directive,
-        ...(directive === 'REPLACE' ? { contentType, userMetadata: parseUserMetadata(call.req) } : {}),
+        ...(directive === 'REPLACE' ? { contentType, userMetadata: parseUserMetadata(call.req), headers: parseStoredHeaders(call.req) } : {}),
         sse,
         ...(condition === undefined ? {} : { condition }),
         checkSource: (meta) => checkCopySourcePreconditions(call.req, meta),
@@ -631,6 +635,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       key: call.key,
       contentType: header(call.req, 'content-type'),
       userMetadata: parseUserMetadata(call.req),
+      headers: parseStoredHeaders(call.req),
       sse: parseSseHeaders(call.req),
     });
     const algorithm = header(call.req, 'x-amz-checksum-algorithm');

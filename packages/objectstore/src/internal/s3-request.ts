@@ -5,7 +5,19 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { AirlockError } from '@airlock/common';
 import { chunkedPayloadMode, createChunkedPayloadDecoder, type ChunkedPayloadDecoder, type VerifiedRequest } from '@airlock/crypto';
 import { createDigest } from './checksums.js';
-import { etagListMatches, type ChecksumAlgorithm, type ObjectMeta, type RangeRequest, type SseAlgorithm, type SseRequest, type WriteCondition } from './engine-types.js';
+import {
+  etagListMatches,
+  STORED_HEADER_NAMES,
+  type ChecksumAlgorithm,
+  type ObjectMeta,
+  type RangeRequest,
+  type SseAlgorithm,
+  type SseRequest,
+  type StoredHeaders,
+  type StoredHeaderName,
+  type WriteCondition,
+} from './engine-types.js';
+import { decodeHeaderText } from './mime-words.js';
 
 /** S3's limit for a single PUT (PutObject, UploadPart): 5 GiB. */
 export const MAX_OBJECT_BYTES = 5 * 1024 * 1024 * 1024;
@@ -210,13 +222,16 @@ export function parseSseHeaders(req: IncomingMessage): SseRequest | undefined {
   };
 }
 
-/** x-amz-meta-* headers, by lower-case name without the prefix. */
+/**
+ * x-amz-meta-* headers, by lower-case name without the prefix. As on S3, a value's bytes are read
+ * as UTF-8 and its RFC 2047 encoded-words decoded before it is stored (and counted).
+ */
 export function parseUserMetadata(req: IncomingMessage): Record<string, string> {
   const metadata: Record<string, string> = {};
   let size = 0;
   for (const [name, value] of Object.entries(req.headers)) {
     if (!name.startsWith('x-amz-meta-') || value === undefined) continue;
-    const text = Array.isArray(value) ? value.join(',') : value;
+    const text = decodeHeaderText(Array.isArray(value) ? value.join(',') : value);
     const short = name.slice('x-amz-meta-'.length);
     if (short === '') throw invalidArgument('A user metadata header name must not be empty');
     size += Buffer.byteLength(short) + Buffer.byteLength(text);
@@ -224,6 +239,27 @@ export function parseUserMetadata(req: IncomingMessage): Record<string, string> 
   }
   if (size > MAX_METADATA_BYTES) throw invalidArgument('Your metadata headers exceed the maximum allowed metadata size', 'metadata-too-large');
   return metadata;
+}
+
+/**
+ * Cache-Control, Content-Disposition, Content-Encoding, Content-Language and Expires, stored as sent.
+ * `aws-chunked` is the transfer framing of this request's body, not the object's encoding: S3
+ * drops it from Content-Encoding, and stores nothing when it was the only coding.
+ */
+export function parseStoredHeaders(req: IncomingMessage): StoredHeaders {
+  const headers: Partial<Record<StoredHeaderName, string>> = {};
+  for (const name of STORED_HEADER_NAMES) {
+    let value = header(req, name);
+    if (name === 'content-encoding' && value !== undefined) {
+      value = value
+        .split(',')
+        .map((coding) => coding.trim())
+        .filter((coding) => coding !== '' && coding.toLowerCase() !== 'aws-chunked')
+        .join(',');
+    }
+    if (value !== undefined && value !== '') headers[name] = value;
+  }
+  return headers;
 }
 
 /** Request headers for features this store does not have: refused rather than silently dropped. */
