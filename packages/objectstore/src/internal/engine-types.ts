@@ -21,6 +21,23 @@ export interface SseRequest {
   readonly bucketKeyEnabled?: boolean;
 }
 
+/** The methods a CORS rule may allow, as S3 accepts them. */
+export const CORS_METHODS = ['GET', 'PUT', 'HEAD', 'POST', 'DELETE'] as const;
+export type CorsMethod = (typeof CORS_METHODS)[number];
+
+/** One rule of a bucket's CORS configuration (PutBucketCors), as S3 defines it. */
+export interface CorsRule {
+  readonly id?: string;
+  /** Origins, each with at most one `*` wildcard; `*` alone allows any origin. */
+  readonly allowedOrigins: readonly string[];
+  readonly allowedMethods: readonly CorsMethod[];
+  /** Headers a preflight may ask for (case-insensitive, at most one `*` each). */
+  readonly allowedHeaders: readonly string[];
+  /** Response headers a browser may let the page read. */
+  readonly exposeHeaders: readonly string[];
+  readonly maxAgeSeconds?: number;
+}
+
 export interface BucketInfo {
   readonly name: string;
   readonly createdAt: Date;
@@ -281,6 +298,10 @@ export interface ObjectEngine {
   putBucketEncryption(name: string, encryption: SseRequest): Promise<BucketEncryption>;
   /** Back to the default: AES256 with the store-managed key. */
   deleteBucketEncryption(name: string): Promise<void>;
+  /** The bucket's CORS rules; undefined when it has none. */
+  getBucketCors(name: string): readonly CorsRule[] | undefined;
+  putBucketCors(name: string, rules: readonly CorsRule[]): Promise<void>;
+  deleteBucketCors(name: string): Promise<void>;
 
   putObject(input: PutObjectInput): Promise<ObjectMeta>;
   /** Resolves `range` against the object's size (RANGE_NOT_SATISFIABLE when it starts past the end). */

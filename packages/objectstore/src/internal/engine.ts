@@ -25,6 +25,7 @@ import {
   type BucketEncryption,
   type BucketInfo,
   type ChecksumAlgorithm,
+  type CorsRule,
   type GetObjectResult,
   type KmsHealth,
   type ListObjectsInput,
@@ -66,6 +67,8 @@ interface BucketRecord {
   readonly createdAt: number;
   encryption: BucketEncryption;
   bucketKeys: BucketKeyRecord[];
+  /** PutBucketCors; absent when the bucket has no CORS configuration. */
+  readonly cors?: readonly CorsRule[];
 }
 
 interface ObjectRecord {
@@ -494,17 +497,30 @@ export class StorageEngine implements ObjectEngine {
       if (meta.state === 'PendingDeletion') throw new AirlockError('KMS_KEY_PENDING_DELETION', `${meta.arn} is pending deletion.`);
       encryption = { algorithm: 'aws:kms', kmsKeyArn: meta.arn, bucketKeyEnabled: sse.bucketKeyEnabled ?? false };
     }
-    await this.#locks.run(`bucket:${name}`, async () => {
-      const updated: BucketRecord = { ...this.#bucketRecord(name), encryption };
-      await this.#sealed.write(this.#root, `${this.#bucketDir(name)}/bucket.meta`, updated);
-      this.#buckets.set(name, updated);
-    });
+    await this.#updateBucket(name, (record) => ({ ...record, encryption }));
     return encryption;
   }
 
   async deleteBucketEncryption(name: string): Promise<void> {
+    await this.#updateBucket(name, (record) => ({ ...record, encryption: DEFAULT_ENCRYPTION }));
+  }
+
+  getBucketCors(name: string): readonly CorsRule[] | undefined {
+    return this.#bucketRecord(name).cors;
+  }
+
+  async putBucketCors(name: string, rules: readonly CorsRule[]): Promise<void> {
+    await this.#updateBucket(name, (record) => ({ ...record, cors: rules }));
+  }
+
+  async deleteBucketCors(name: string): Promise<void> {
+    await this.#updateBucket(name, ({ cors: _removed, ...record }) => record);
+  }
+
+  /** Rewrites a bucket's sealed record under the bucket's lock. */
+  async #updateBucket(name: string, change: (record: BucketRecord) => BucketRecord): Promise<void> {
     await this.#locks.run(`bucket:${name}`, async () => {
-      const updated: BucketRecord = { ...this.#bucketRecord(name), encryption: DEFAULT_ENCRYPTION };
+      const updated = change(this.#bucketRecord(name));
       await this.#sealed.write(this.#root, `${this.#bucketDir(name)}/bucket.meta`, updated);
       this.#buckets.set(name, updated);
     });

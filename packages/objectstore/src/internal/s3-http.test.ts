@@ -370,7 +370,7 @@ describe('buckets', () => {
     const acl = await s3('GET', '/sub-bucket', { query: 'acl' });
     expect(acl.status).toBe(200);
     expect(acl.text).toContain('<Permission>FULL_CONTROL</Permission>');
-    for (const sub of ['policy', 'lifecycle', 'cors', 'tagging', 'website']) expectS3Error(await s3('GET', '/sub-bucket', { query: sub }), 501, 'NotImplemented');
+    for (const sub of ['policy', 'lifecycle', 'replication', 'tagging', 'website']) expectS3Error(await s3('GET', '/sub-bucket', { query: sub }), 501, 'NotImplemented');
     expectS3Error(await s3('GET', '/no-such-bucket', { query: 'policy' }), 404, 'NoSuchBucket');
     await s3('PUT', '/sub-bucket/tagged', { body: 'x' });
     const tagging = await s3('GET', '/sub-bucket/tagged', { query: 'tagging' });

@@ -5,7 +5,8 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AirlockError, type Logger } from '@airlock/common';
 import { verifyRequest, type SecretLookup, type VerifiedRequest } from '@airlock/crypto';
-import { listingPage, resolveRange, type BucketEncryption, type ObjectEngine, type ObjectMeta, type RangeRequest } from './engine-types.js';
+import { CORS_VARY, corsResponseHeaders, matchCorsRule, requestedHeaders } from './cors.js';
+import { listingPage, resolveRange, type BucketEncryption, type CorsRule, type ObjectEngine, type ObjectMeta, type RangeRequest } from './engine-types.js';
 import { encodeHeaderText } from './mime-words.js';
 import { s3ErrorFor, s3ErrorXml, type S3AuthType } from './s3-errors.js';
 import {
@@ -34,8 +35,10 @@ import {
   type S3Target,
 } from './s3-request.js';
 import {
+  buildCorsConfiguration,
   buildXml,
   parseCompleteMultipartUpload,
+  parseCorsConfiguration,
   parseCreateBucketConfiguration,
   parseDeleteObjects,
   parseEncryptionConfiguration,
@@ -348,6 +351,23 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const deleteBucketEncryption = async (call: BucketCall): Promise<void> => {
     await engine.deleteBucketEncryption(call.bucket);
+    sendEmpty(call, 204);
+  };
+
+  const getBucketCors = (call: BucketCall): void => {
+    const rules = engine.getBucketCors(call.bucket);
+    if (rules === undefined) throw new AirlockError('NOT_FOUND', 'The CORS configuration does not exist', { details: { reason: 'no-such-cors-configuration' } });
+    sendXml(call, 200, buildCorsConfiguration(rules));
+  };
+
+  const putBucketCors = async (call: BucketCall): Promise<void> => {
+    engine.headBucket(call.bucket);
+    await engine.putBucketCors(call.bucket, parseCorsConfiguration(await readXml(call)));
+    sendEmpty(call, 200);
+  };
+
+  const deleteBucketCors = async (call: BucketCall): Promise<void> => {
+    await engine.deleteBucketCors(call.bucket);
     sendEmpty(call, 204);
   };
 
@@ -824,6 +844,12 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       if (method === 'DELETE') return ['DeleteBucketEncryption', () => deleteBucketEncryption(call)];
       throw methodNotAllowed();
     }
+    if (sub('cors')) {
+      if (method === 'GET') return ['GetBucketCors', () => getBucketCors(call)];
+      if (method === 'PUT') return ['PutBucketCors', () => putBucketCors(call)];
+      if (method === 'DELETE') return ['DeleteBucketCors', () => deleteBucketCors(call)];
+      throw methodNotAllowed();
+    }
     if (sub('location')) {
       if (method === 'GET') return ['GetBucketLocation', () => getBucketLocation(call)];
       throw methodNotAllowed();
@@ -911,6 +937,67 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     }
   };
 
+  // --- CORS ---------------------------------------------------------------------------------------
+
+  /** The CORS rules of the bucket a request path names; undefined when there is no such bucket or it has none. */
+  const corsRulesFor = (rawPath: string): readonly CorsRule[] | undefined => {
+    const bucket = percentDecode(rawPath.slice(1).split('/')[0] ?? '');
+    if (bucket === undefined || bucket === '') return undefined;
+    try {
+      return engine.getBucketCors(bucket);
+    } catch (error) {
+      if (AirlockError.is(error, 'BUCKET_NOT_FOUND')) return undefined;
+      throw error;
+    }
+  };
+
+  const corsForbidden = (message: string, method: string, key: string | undefined): AirlockError =>
+    new AirlockError('ACCESS_DENIED', `CORSResponse: ${message}`, { details: { reason: 'cors-forbidden', method, resourceType: key === undefined ? 'BUCKET' : 'OBJECT' } });
+
+  /**
+   * A preflight (OPTIONS), unauthenticated as on S3: the bucket's first rule that allows the
+   * Origin, the Access-Control-Request-Method and every Access-Control-Request-Headers name
+   * answers 200 with what it grants; no rule (or no configuration) is 403 AccessForbidden.
+   */
+  const preflight = (req: IncomingMessage, res: ServerResponse, rawPath: string): void => {
+    const { bucket, key } = parseResource(rawPath);
+    const origin = header(req, 'origin');
+    const method = header(req, 'access-control-request-method')?.trim();
+    if (bucket === undefined) throw methodNotAllowed();
+    if (origin === undefined) throw new AirlockError('INVALID_ARGUMENT', 'Insufficient information. Origin request header needed.', { details: { reason: 'cors-bad-request' } });
+    if (method === undefined || method === '') throw new AirlockError('INVALID_ARGUMENT', 'Invalid Access-Control-Request-Method: null', { details: { reason: 'cors-bad-request' } });
+    const rules = corsRulesFor(rawPath);
+    if (rules === undefined) throw corsForbidden('CORS is not enabled for this bucket.', method, key);
+    const headers = requestedHeaders(header(req, 'access-control-request-headers'));
+    const rule = matchCorsRule(rules, { origin, method, headers });
+    if (rule === undefined) {
+      throw corsForbidden(
+        "This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
+        method,
+        key,
+      );
+    }
+    res.writeHead(200, { ...corsResponseHeaders(rule, origin, headers), 'content-length': 0 });
+    res.end();
+  };
+
+  /**
+   * An actual request from a page (it carries Origin): the matching rule's headers go on the
+   * response, success or error alike, so the page can read either; presigned GETs and PUTs included.
+   */
+  const applyCors = (req: IncomingMessage, res: ServerResponse, rawPath: string, method: string): void => {
+    const origin = header(req, 'origin');
+    if (origin === undefined) return;
+    const rules = corsRulesFor(rawPath);
+    if (rules === undefined) return;
+    const rule = matchCorsRule(rules, { origin, method });
+    if (rule === undefined) {
+      res.setHeader('vary', CORS_VARY);
+      return;
+    }
+    for (const [name, value] of Object.entries(corsResponseHeaders(rule, origin))) res.setHeader(name, value);
+  };
+
   // --- the request --------------------------------------------------------------------------------
 
   const sendError = (req: IncomingMessage, res: ServerResponse, error: unknown, context: { requestId: string; operation: string; resource: string; authType: S3AuthType }): void => {
@@ -965,6 +1052,12 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       }
       const target = splitTarget(req.url);
       context.resource = target.rawPath;
+      if (method === 'OPTIONS') {
+        context.operation = 'PreflightRequest';
+        preflight(req, res, target.rawPath);
+        return;
+      }
+      applyCors(req, res, target.rawPath, method);
       context.authType = hasQueryAuth(target.rawQuery) ? 'query' : 'header';
       const verified = await verifyRequest({
         method,
