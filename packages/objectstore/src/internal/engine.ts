@@ -95,6 +95,8 @@ interface ObjectRecord {
 /** One part of a multipart object, in the bucket's objects directory. */
 interface StoredPart {
   readonly partNumber: number;
+  /** The part's ETag, so a repeated CompleteMultipartUpload can be checked (absent in older records). */
+  readonly etag?: string;
   readonly size: number;
   readonly dataFile: string;
   readonly plaintext?: boolean;
@@ -164,6 +166,10 @@ class Locks {
       if (this.#tails.get(name) === next) this.#tails.delete(name);
     }
   }
+}
+
+function bucketNotFound(name: string): AirlockError {
+  return new AirlockError('BUCKET_NOT_FOUND', 'The specified bucket does not exist', { details: { bucket: name } });
 }
 
 /** The encryption context of a multipart upload's part: it binds bucket, key, upload and position. */
@@ -434,7 +440,7 @@ export class StorageEngine implements ObjectEngine {
 
   #bucketRecord(name: string): BucketRecord {
     const bucket = this.#buckets.get(name);
-    if (bucket === undefined) throw new AirlockError('BUCKET_NOT_FOUND', 'The specified bucket does not exist', { details: { bucket: name } });
+    if (bucket === undefined) throw bucketNotFound(name);
     return bucket;
   }
 
@@ -598,9 +604,11 @@ export class StorageEngine implements ObjectEngine {
    * holds another write got in first: WRITE_CONFLICT, and nothing changes. (An If-Match object that
    * was deleted meanwhile is OBJECT_NOT_FOUND, as on S3.)
    */
-  async #commitObject(record: ObjectRecord, condition?: WriteCondition): Promise<ObjectMeta> {
+  async #commitObject(record: ObjectRecord, condition?: WriteCondition, bucketCreatedAt?: number): Promise<ObjectMeta> {
     const metaPath = this.#objectMetaPath(record.bucket, record.key);
     return this.#locks.run(`object:${metaPath}`, async () => {
+      // A write that began in a bucket since deleted and created again must not land in the new one.
+      if (bucketCreatedAt !== undefined && this.#bucketRecord(record.bucket).createdAt !== bucketCreatedAt) throw bucketNotFound(record.bucket);
       this.#bucketRecord(record.bucket);
       const objects = this.#objects.get(record.bucket) as Map<string, ObjectRecord>;
       const previous = objects.get(record.key);
@@ -636,8 +644,11 @@ export class StorageEngine implements ObjectEngine {
     const context = { bucket: input.bucket, key: input.key };
     const crypto = this.#plaintextBodies ? undefined : { ...(await this.#newDataKey(input.bucket, encryption, context)), context };
     const dir = `${this.#bucketDir(input.bucket)}/objects`;
-    const { file, meter } = await this.#writeBody(input.body, { dir, stem: this.#names.object(input.bucket, input.key) }, crypto, await this.#algorithmsOf(input.checksums, input.checksumAlgorithms));
+    let file: string | undefined;
     try {
+      const written = await this.#writeBody(input.body, { dir, stem: this.#names.object(input.bucket, input.key) }, crypto, await this.#algorithmsOf(input.checksums, input.checksumAlgorithms));
+      file = written.file;
+      const meter = written.meter;
       const digests = await this.#verifyDigests(meter, input);
       const requested = await input.checksums;
       const checksums: Partial<Record<ChecksumAlgorithm, string>> = {};
@@ -656,9 +667,11 @@ export class StorageEngine implements ObjectEngine {
         checksums,
         dataFile: file,
         ...(this.#plaintextBodies ? { plaintext: true } : {}),
-      }, input.condition);
+      }, input.condition, bucket.createdAt);
     } catch (error) {
-      await unlink(this.#abs(`${dir}/${file}`)).catch(() => undefined);
+      if (file !== undefined) await unlink(this.#abs(`${dir}/${file}`)).catch(() => undefined);
+      // The bucket was deleted (and perhaps created again) while the body streamed in: there is nowhere to put it, as on S3.
+      if (this.#buckets.get(input.bucket)?.createdAt !== bucket.createdAt) throw bucketNotFound(input.bucket);
       throw AirlockError.from(error);
     }
   }
@@ -893,8 +906,27 @@ export class StorageEngine implements ObjectEngine {
     }
   }
 
+  /**
+   * A CompleteMultipartUpload of an upload already completed, with the same parts: S3 answers it
+   * again (a client whose first answer was lost retries), as long as the object is still that upload's.
+   */
+  #completedBefore(input: Parameters<ObjectEngine['completeMultipartUpload']>[0]): ObjectMeta | undefined {
+    const record = this.#objects.get(input.bucket)?.get(input.key);
+    if (record?.uploadId !== input.uploadId || record.parts === undefined || record.parts.length !== input.parts.length) return undefined;
+    const same = record.parts.every((part, i) => {
+      const listed = input.parts[i];
+      return listed !== undefined && part.etag !== undefined && listed.partNumber === part.partNumber && unquote(listed.etag) === unquote(part.etag);
+    });
+    return same ? toMeta(record) : undefined;
+  }
+
   async completeMultipartUpload(input: Parameters<ObjectEngine['completeMultipartUpload']>[0]): Promise<ObjectMeta> {
     return this.#locks.run(`upload:${input.uploadId}`, async () => {
+      this.#bucketRecord(input.bucket);
+      if (!this.#uploads.has(input.uploadId)) {
+        const completed = this.#completedBefore(input);
+        if (completed !== undefined) return completed;
+      }
       const upload = this.#upload(input.bucket, input.key, input.uploadId);
       if (input.parts.length === 0) throw new AirlockError('MALFORMED_XML', 'You must specify at least one part');
       checkWriteCondition(input.condition, this.#objects.get(input.bucket)?.get(input.key));
@@ -920,6 +952,7 @@ export class StorageEngine implements ObjectEngine {
       const stem = `${this.#names.object(input.bucket, input.key)}.${nodeRandomBytes(6).toString('hex')}`;
       const stored: StoredPart[] = chosen.map((part) => ({
         partNumber: part.partNumber,
+        etag: part.etag,
         size: part.size,
         dataFile: `${stem}.p${part.partNumber}.data`,
         ...(part.plaintext === true ? { plaintext: true } : {}),
