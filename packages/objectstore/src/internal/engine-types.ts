@@ -46,6 +46,8 @@ export interface BucketInfo {
 
 /** Checksums S3 can carry (x-amz-checksum-*), base64 as on the wire. */
 export type ChecksumAlgorithm = 'CRC32' | 'CRC32C' | 'SHA1' | 'SHA256' | 'CRC64NVME';
+/** S3's x-amz-checksum-type for multipart uploads. */
+export type ChecksumType = 'COMPOSITE' | 'FULL_OBJECT';
 
 /** The representation headers S3 stores with an object and returns on GET and HEAD, by lower-case name. */
 export const STORED_HEADER_NAMES = ['cache-control', 'content-disposition', 'content-encoding', 'content-language', 'expires'] as const;
@@ -66,12 +68,23 @@ export interface ObjectMeta {
   readonly userMetadata: Readonly<Record<string, string>>;
   readonly headers: StoredHeaders;
   readonly encryption: BucketEncryption;
-  /** Checksums the writer supplied and the server verified, base64. */
+  /** Checksums the writer supplied and the server verified, base64 (a COMPOSITE one ends in `-<parts>`). */
   readonly checksums: Readonly<Partial<Record<ChecksumAlgorithm, string>>>;
+  /** How `checksums` cover the object: a checksum of the whole body, or (multipart) of the parts' checksums. @default FULL_OBJECT */
+  readonly checksumType?: ChecksumType;
   /** Number of parts for a multipart object; undefined otherwise. */
   readonly partsCount: number | undefined;
   /** The parts' sizes in order, for a multipart object (they locate `?partNumber=` reads). */
   readonly partSizes?: readonly number[];
+  /** The parts of a multipart object, in order, as GetObjectAttributes lists them. */
+  readonly parts?: readonly ObjectPart[];
+}
+
+export interface ObjectPart {
+  readonly partNumber: number;
+  readonly size: number;
+  /** The checksums the part was uploaded with, base64. */
+  readonly checksums: Readonly<Partial<Record<ChecksumAlgorithm, string>>>;
 }
 
 /**

@@ -25,6 +25,7 @@ import {
   type BucketEncryption,
   type BucketInfo,
   type ChecksumAlgorithm,
+  type ChecksumType,
   type CorsRule,
   type GetObjectResult,
   type KmsHealth,
@@ -83,6 +84,7 @@ interface ObjectRecord {
   readonly headers?: StoredHeaders;
   readonly encryption: BucketEncryption;
   readonly checksums: Partial<Record<ChecksumAlgorithm, string>>;
+  readonly checksumType?: ChecksumType;
   readonly partsCount?: number;
   /** A single-body object: its body file within the bucket's objects directory. */
   readonly dataFile?: string;
@@ -98,6 +100,8 @@ interface StoredPart {
   /** The part's ETag, so a repeated CompleteMultipartUpload can be checked (absent in older records). */
   readonly etag?: string;
   readonly size: number;
+  /** The checksums the part was uploaded with (absent in older records). */
+  readonly checksums?: Partial<Record<ChecksumAlgorithm, string>>;
   readonly dataFile: string;
   readonly plaintext?: boolean;
 }
@@ -204,8 +208,11 @@ function toMeta(record: ObjectRecord): ObjectMeta {
     headers: record.headers ?? {},
     encryption: record.encryption,
     checksums: record.checksums,
+    ...(record.checksumType === undefined ? {} : { checksumType: record.checksumType }),
     partsCount: record.partsCount,
-    ...(record.parts === undefined ? {} : { partSizes: record.parts.map((part) => part.size) }),
+    ...(record.parts === undefined
+      ? {}
+      : { partSizes: record.parts.map((part) => part.size), parts: record.parts.map((part) => ({ partNumber: part.partNumber, size: part.size, checksums: part.checksums ?? {} })) }),
   };
 }
 
@@ -449,7 +456,8 @@ export class StorageEngine implements ObjectEngine {
   }
 
   listBuckets(): BucketInfo[] {
-    return [...this.#buckets.values()].sort((a, b) => a.name.localeCompare(b.name)).map((b) => this.#info(b));
+    // S3 lists buckets by name, in binary order ('-' and '.' before digits and letters).
+    return [...this.#buckets.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((b) => this.#info(b));
   }
 
   async createBucket(name: string): Promise<BucketInfo> {

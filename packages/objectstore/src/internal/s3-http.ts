@@ -6,7 +6,16 @@ import { pipeline } from 'node:stream/promises';
 import { AirlockError, type Logger } from '@airlock/common';
 import { verifyRequest, type SecretLookup, type VerifiedRequest } from '@airlock/crypto';
 import { CORS_VARY, corsResponseHeaders, matchCorsRule, requestedHeaders } from './cors.js';
-import { listingPage, resolveRange, type BucketEncryption, type CorsRule, type ObjectEngine, type ObjectMeta, type RangeRequest } from './engine-types.js';
+import {
+  listingPage,
+  resolveRange,
+  type BucketEncryption,
+  type ChecksumAlgorithm,
+  type CorsRule,
+  type ObjectEngine,
+  type ObjectMeta,
+  type RangeRequest,
+} from './engine-types.js';
 import { encodeHeaderText } from './mime-words.js';
 import { s3ErrorFor, s3ErrorXml, type S3AuthType } from './s3-errors.js';
 import {
@@ -103,7 +112,6 @@ const OWNER: XmlElement = Object.freeze({
 const UNSUPPORTED_SUBRESOURCES: readonly string[] = [
   'accelerate',
   'analytics',
-  'attributes',
   'cors',
   'intelligent-tiering',
   'inventory',
@@ -127,7 +135,6 @@ const UNSUPPORTED_SUBRESOURCES: readonly string[] = [
   'session',
   'tagging',
   'torrent',
-  'versions',
   'website',
 ];
 
@@ -142,6 +149,16 @@ const RESPONSE_OVERRIDES: ReadonlyArray<readonly [string, string]> = [
 ];
 
 const XML_CONTENT_TYPE = 'application/xml';
+
+/** The attributes GetObjectAttributes knows. */
+const OBJECT_ATTRIBUTES: readonly string[] = ['ETag', 'Checksum', 'ObjectParts', 'StorageClass', 'ObjectSize'];
+
+/** Checksums as S3's XML names them (ChecksumCRC32, …). */
+function checksumElements(checksums: Readonly<Partial<Record<ChecksumAlgorithm, string>>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [algorithm, value] of Object.entries(checksums)) out[`Checksum${algorithm}`] = value;
+  return out;
+}
 
 function iso(date: Date): string {
   return date.toISOString();
@@ -291,14 +308,30 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   // --- service and buckets ------------------------------------------------------------------------
 
+  /** ListBuckets, paged as S3 pages it: max-buckets (1 – 10000), prefix, continuation-token; without max-buckets, every bucket. */
   const listBuckets = (call: S3Call): void => {
-    const buckets = engine.listBuckets();
+    const { query } = call;
+    const maxText = query.get('max-buckets');
+    if (maxText !== undefined && (!/^\d{1,5}$/.test(maxText) || Number(maxText) < 1 || Number(maxText) > 10000)) {
+      throw new AirlockError('INVALID_ARGUMENT', 'Argument max-buckets must be an integer between 1 and 10000');
+    }
+    const prefix = query.get('prefix') ?? '';
+    const token = query.get('continuation-token');
+    const after = token === undefined || token === '' ? undefined : decodeContinuationToken(token);
+    const page = listingPage(engine.listBuckets(), (bucket) => bucket.name, {
+      prefix,
+      ...(after === undefined ? {} : { marker: after }),
+      max: maxText === undefined ? Number.MAX_SAFE_INTEGER : Number(maxText),
+    });
     sendXml(
       call,
       200,
       buildXml('ListAllMyBucketsResult', {
         Owner: OWNER,
-        Buckets: { Bucket: buckets.map((bucket) => ({ Name: bucket.name, CreationDate: iso(bucket.createdAt) })) },
+        Buckets: { Bucket: page.entries.map((bucket) => ({ Name: bucket.name, CreationDate: iso(bucket.createdAt), BucketRegion: region })) },
+        // S3 names the next page's token ContinuationToken in the answer.
+        ContinuationToken: page.truncated && page.last !== undefined ? encodeContinuationToken(page.last.key) : undefined,
+        Prefix: query.has('prefix') ? prefix : undefined,
       }),
     );
   };
@@ -460,6 +493,53 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     sendXml(call, 200, buildXml('ListBucketResult', document));
   };
 
+  /**
+   * ListObjectVersions on a bucket that never had versioning: every object is its one version, with
+   * version id `null`, as S3 lists them (bucket-cleaning tools ask this before deleting).
+   */
+  const listObjectVersions = (call: BucketCall): void => {
+    const { query } = call;
+    const { encodingType, encode } = listingEncoding(query.get('encoding-type'));
+    const maxKeys = parseMaxKeys(query.get('max-keys'), 'max-keys');
+    const prefix = query.get('prefix') ?? '';
+    const delimiter = query.get('delimiter') || undefined;
+    const keyMarker = query.get('key-marker') || undefined;
+    const versionIdMarker = query.get('version-id-marker') || undefined;
+    if (versionIdMarker !== undefined && keyMarker === undefined) throw new AirlockError('INVALID_ARGUMENT', 'A version-id marker cannot be specified without a key marker.');
+    if (versionIdMarker !== undefined && versionIdMarker !== 'null') throw new AirlockError('INVALID_ARGUMENT', 'Invalid version id specified');
+    // Each key has one version, so the keys after key-marker are what follows (key-marker, any version).
+    const result = engine.listObjects({ bucket: call.bucket, prefix, delimiter, after: keyMarker, maxKeys });
+    const truncated = result.isTruncated && result.nextAfter !== undefined;
+    const lastIsKey = truncated && result.objects.at(-1)?.key === result.nextAfter;
+    sendXml(
+      call,
+      200,
+      buildXml('ListVersionsResult', {
+        Name: call.bucket,
+        Prefix: encode(prefix),
+        KeyMarker: encode(keyMarker ?? ''),
+        VersionIdMarker: versionIdMarker ?? '',
+        NextKeyMarker: truncated ? encode(result.nextAfter) : undefined,
+        NextVersionIdMarker: lastIsKey ? 'null' : undefined,
+        MaxKeys: maxKeys,
+        Delimiter: delimiter === undefined ? undefined : encode(delimiter),
+        EncodingType: encodingType,
+        IsTruncated: truncated,
+        Version: result.objects.map((object) => ({
+          Key: encode(object.key),
+          VersionId: 'null',
+          IsLatest: true,
+          LastModified: iso(object.lastModified),
+          ETag: object.etag,
+          Size: object.size,
+          Owner: OWNER,
+          StorageClass: 'STANDARD',
+        })),
+        CommonPrefixes: result.commonPrefixes.map((commonPrefix) => ({ Prefix: encode(commonPrefix) })),
+      }),
+    );
+  };
+
   const deleteObjects = async (call: BucketCall): Promise<void> => {
     engine.headBucket(call.bucket);
     const { quiet, keys } = parseDeleteObjects(await readXml(call));
@@ -506,6 +586,55 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     if (range === undefined && header(call.req, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED') Object.assign(headers, checksumHeaders(meta.checksums));
     if (call.query.get('partNumber') !== undefined && meta.partsCount !== undefined) headers['x-amz-mp-parts-count'] = meta.partsCount;
     return { ...headers, ...responseOverrides(call) };
+  };
+
+  /**
+   * GetObjectAttributes: the attributes x-amz-object-attributes names (ETag, Checksum, ObjectParts,
+   * StorageClass, ObjectSize), from the sealed record alone. ObjectParts only for a multipart
+   * object, paged by x-amz-max-parts and x-amz-part-number-marker; the ETag unquoted, as S3 sends it.
+   */
+  const getObjectAttributes = (call: ObjectCall): void => {
+    checkVersionId(call);
+    const names = (header(call.req, 'x-amz-object-attributes') ?? '')
+      .split(',')
+      .map((name) => name.trim())
+      .filter((name) => name !== '');
+    if (names.length === 0) throw invalidRequest('Missing required header for this request: x-amz-object-attributes');
+    const unknown = names.find((name) => !OBJECT_ATTRIBUTES.includes(name));
+    if (unknown !== undefined) throw new AirlockError('INVALID_ARGUMENT', 'Invalid attribute name specified.', { details: { attribute: unknown } });
+    const maxParts = parseMaxKeys(header(call.req, 'x-amz-max-parts'), 'max-parts');
+    const markerText = header(call.req, 'x-amz-part-number-marker')?.trim() ?? '0';
+    if (!/^\d{1,5}$/.test(markerText)) throw new AirlockError('INVALID_ARGUMENT', 'Provided part-number-marker not an integer or within integer range');
+    const marker = Number(markerText);
+    const meta = engine.headObject(call.bucket, call.key);
+    const wanted = new Set(names);
+    const checksums = checksumElements(meta.checksums);
+    let objectParts: XmlElement | undefined;
+    if (wanted.has('ObjectParts') && meta.parts !== undefined) {
+      const after = meta.parts.filter((part) => part.partNumber > marker);
+      const page = after.slice(0, maxParts);
+      objectParts = {
+        // The SDKs call it TotalPartsCount; on the wire it is PartsCount.
+        PartsCount: meta.parts.length,
+        PartNumberMarker: marker,
+        NextPartNumberMarker: page.at(-1)?.partNumber ?? marker,
+        MaxParts: maxParts,
+        IsTruncated: after.length > page.length,
+        Part: page.map((part) => ({ PartNumber: part.partNumber, Size: part.size, ...checksumElements(part.checksums) })),
+      };
+    }
+    sendXml(
+      call,
+      200,
+      buildXml('GetObjectAttributesResponse', {
+        ETag: wanted.has('ETag') ? meta.etag.replace(/^"|"$/g, '') : undefined,
+        Checksum: wanted.has('Checksum') && Object.keys(checksums).length > 0 ? { ...checksums, ChecksumType: meta.checksumType ?? 'FULL_OBJECT' } : undefined,
+        ObjectParts: objectParts,
+        StorageClass: wanted.has('StorageClass') ? 'STANDARD' : undefined,
+        ObjectSize: wanted.has('ObjectSize') ? meta.size : undefined,
+      }),
+      { 'last-modified': meta.lastModified.toUTCString() },
+    );
   };
 
   const notModified = (call: S3Call, meta: ObjectMeta): void => {
@@ -870,6 +999,10 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       if (method === 'GET') return ['ListMultipartUploads', () => listMultipartUploads(call)];
       throw methodNotAllowed();
     }
+    if (sub('versions')) {
+      if (method === 'GET') return ['ListObjectVersions', () => listObjectVersions(call)];
+      throw methodNotAllowed();
+    }
     const unsupported = UNSUPPORTED_SUBRESOURCES.find(sub);
     if (unsupported !== undefined) return refused(subresourceOperation(method, 'Bucket', unsupported), () => unsupportedSubresource(call, unsupported));
     switch (method) {
@@ -917,6 +1050,10 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       return refused(subresourceOperation(method, 'Object', 'acl'), () => notImplemented('Object ACLs cannot be changed: every object is private to the store owner'));
     }
     if (query.has('tagging') && method === 'GET') return ['GetObjectTagging', () => getObjectTagging(call)];
+    if (query.has('attributes')) {
+      if (method === 'GET') return ['GetObjectAttributes', () => getObjectAttributes(call)];
+      throw methodNotAllowed();
+    }
     const unsupported = UNSUPPORTED_SUBRESOURCES.find((name) => query.has(name));
     if (unsupported !== undefined) return refused(subresourceOperation(method, 'Object', unsupported), () => unsupportedSubresource(call, unsupported));
     switch (method) {
