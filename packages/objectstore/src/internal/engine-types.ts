@@ -273,6 +273,14 @@ export interface PartInfo {
   readonly etag: string;
   readonly size: number;
   readonly lastModified: Date;
+  /** The part's checksums, base64: those it was sent with, and the upload's algorithm. */
+  readonly checksums: Readonly<Partial<Record<ChecksumAlgorithm, string>>>;
+}
+
+/** How a multipart upload's object is checksummed (CreateMultipartUpload's x-amz-checksum-algorithm and -type). */
+export interface UploadChecksum {
+  readonly algorithm: ChecksumAlgorithm;
+  readonly type: ChecksumType;
 }
 
 /** A part just uploaded, with its upload's encryption (S3 repeats it in the UploadPart response). */
@@ -286,6 +294,7 @@ export interface UploadInfo {
   readonly key: string;
   readonly initiated: Date;
   readonly encryption: BucketEncryption;
+  readonly checksum: UploadChecksum | undefined;
 }
 
 /**
@@ -347,6 +356,7 @@ export interface ObjectEngine {
     readonly userMetadata?: Readonly<Record<string, string>>;
     readonly headers?: StoredHeaders;
     readonly sse?: SseRequest;
+    readonly checksum?: UploadChecksum;
   }): Promise<UploadInfo>;
   uploadPart(input: {
     readonly bucket: string;
@@ -363,7 +373,14 @@ export interface ObjectEngine {
     readonly bucket: string;
     readonly key: string;
     readonly uploadId: string;
-    readonly parts: ReadonlyArray<{ readonly partNumber: number; readonly etag: string }>;
+    /** With the checksums the client lists for each part (each must be the part's). */
+    readonly parts: ReadonlyArray<{ readonly partNumber: number; readonly etag: string; readonly checksums?: Readonly<Partial<Record<ChecksumAlgorithm, string>>> }>;
+    /** The object's checksum the client expects (x-amz-checksum-*): the whole body's for FULL_OBJECT, the parts' for COMPOSITE (with or without `-<parts>`). */
+    readonly checksum?: { readonly algorithm: ChecksumAlgorithm; readonly value: string };
+    /** x-amz-checksum-type, which must be the upload's. */
+    readonly checksumType?: ChecksumType;
+    /** x-amz-mp-object-size: the object's size the client expects. */
+    readonly objectSize?: number;
     readonly condition?: WriteCondition;
   }): Promise<ObjectMeta>;
   abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void>;

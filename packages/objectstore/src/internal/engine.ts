@@ -17,7 +17,7 @@ import {
   type EncryptionContext,
 } from '@airlock/crypto';
 import { createCachingKms, ensureKey, type Kms, type KmsAdmin } from '@airlock/kms';
-import { BodyMeter } from './checksums.js';
+import { BodyMeter, combinable, combineChecksums, compositeChecksum, createDigest } from './checksums.js';
 import {
   checkWriteCondition,
   listingPage,
@@ -38,6 +38,7 @@ import {
   type RangeRequest,
   type SseRequest,
   type StoredHeaders,
+  type UploadChecksum,
   type UploadedPart,
   type UploadInfo,
   type WriteCondition,
@@ -123,6 +124,7 @@ interface UploadRecord {
   readonly userMetadata: Record<string, string>;
   readonly headers?: StoredHeaders;
   readonly encryption: BucketEncryption;
+  readonly checksum?: UploadChecksum;
 }
 
 interface PartRecord {
@@ -130,6 +132,8 @@ interface PartRecord {
   readonly etag: string;
   readonly size: number;
   readonly lastModified: number;
+  /** Absent in records written before parts kept their checksums. */
+  readonly checksums?: Partial<Record<ChecksumAlgorithm, string>>;
   readonly dataFile: string;
   readonly plaintext?: boolean;
 }
@@ -170,6 +174,10 @@ class Locks {
       if (this.#tails.get(name) === next) this.#tails.delete(name);
     }
   }
+}
+
+function invalidRequest(message: string): AirlockError {
+  return new AirlockError('INVALID_ARGUMENT', message, { details: { reason: 'invalid-request' } });
 }
 
 function bucketNotFound(name: string): AirlockError {
@@ -854,12 +862,18 @@ export class StorageEngine implements ObjectEngine {
   }
 
   #uploadInfo(record: UploadRecord): UploadInfo {
-    return { uploadId: record.uploadId, bucket: record.bucket, key: record.key, initiated: new Date(record.initiated), encryption: record.encryption };
+    return { uploadId: record.uploadId, bucket: record.bucket, key: record.key, initiated: new Date(record.initiated), encryption: record.encryption, checksum: record.checksum };
   }
 
   async createMultipartUpload(input: Parameters<ObjectEngine['createMultipartUpload']>[0]): Promise<UploadInfo> {
     const bucket = this.#bucketRecord(input.bucket);
     checkObjectKey(input.key);
+    if (input.checksum !== undefined) {
+      createDigest(input.checksum.algorithm); // NOT_IMPLEMENTED for an algorithm the store cannot compute
+      if (input.checksum.type === 'FULL_OBJECT' && !combinable(input.checksum.algorithm)) {
+        throw invalidRequest(`The FULL_OBJECT checksum type cannot be used with the ${input.checksum.algorithm.toLowerCase()} checksum algorithm.`);
+      }
+    }
     const encryption = await this.#resolveEncryption(bucket.encryption, input.sse);
     // Fail now, not at the first part, if the key is unusable (the kill switch).
     if (!this.#plaintextBodies) zeroize((await this.#newDataKey(input.bucket, encryption, { bucket: input.bucket, key: input.key })).key);
@@ -873,6 +887,7 @@ export class StorageEngine implements ObjectEngine {
       userMetadata: { ...(input.userMetadata ?? {}) },
       headers: { ...(input.headers ?? {}) },
       encryption,
+      ...(input.checksum === undefined ? {} : { checksum: input.checksum }),
     };
     const dir = this.#uploadDir(input.bucket, uploadId);
     await mkdir(this.#abs(dir), { recursive: true, mode: 0o700 });
@@ -889,14 +904,22 @@ export class StorageEngine implements ObjectEngine {
     const context = partContext(input.bucket, input.key, input.uploadId, input.partNumber);
     const crypto = this.#plaintextBodies ? undefined : { ...(await this.#newDataKey(input.bucket, upload.record.encryption, context)), context };
     const dir = this.#uploadDir(input.bucket, input.uploadId);
-    const { file, meter } = await this.#writeBody(input.body, { dir, stem: `part-${input.partNumber}` }, crypto, await this.#algorithmsOf(input.checksums, input.checksumAlgorithms));
+    // The upload's own algorithm is computed for every part, sent or not: CompleteMultipartUpload builds the object's checksum from them.
+    const uploadAlgorithm = upload.record.checksum?.algorithm;
+    const algorithms = new Set(await this.#algorithmsOf(input.checksums, input.checksumAlgorithms));
+    if (uploadAlgorithm !== undefined) algorithms.add(uploadAlgorithm);
+    const { file, meter } = await this.#writeBody(input.body, { dir, stem: `part-${input.partNumber}` }, crypto, algorithms);
     try {
       const digests = await this.#verifyDigests(meter, input);
+      const kept = new Set([...Object.keys((await input.checksums) ?? {}), ...(uploadAlgorithm === undefined ? [] : [uploadAlgorithm])]) as Set<ChecksumAlgorithm>;
+      const checksums: Partial<Record<ChecksumAlgorithm, string>> = {};
+      for (const algorithm of kept) checksums[algorithm] = digests.checksums[algorithm];
       const part: PartRecord = {
         partNumber: input.partNumber,
         etag: quote(digests.md5.toString('hex')),
         size: meter.bytes,
         lastModified: Date.now(),
+        checksums,
         dataFile: file,
         ...(this.#plaintextBodies ? { plaintext: true } : {}),
       };
@@ -906,7 +929,7 @@ export class StorageEngine implements ObjectEngine {
         const previous = upload.parts.get(input.partNumber);
         upload.parts.set(input.partNumber, part);
         if (previous !== undefined) await unlink(this.#abs(`${dir}/${previous.dataFile}`)).catch(() => undefined);
-        return { partNumber: part.partNumber, etag: part.etag, size: part.size, lastModified: new Date(part.lastModified), encryption: upload.record.encryption };
+        return { partNumber: part.partNumber, etag: part.etag, size: part.size, lastModified: new Date(part.lastModified), checksums, encryption: upload.record.encryption };
       });
     } catch (error) {
       await unlink(this.#abs(`${dir}/${file}`)).catch(() => undefined);
@@ -944,7 +967,8 @@ export class StorageEngine implements ObjectEngine {
         if (listed.partNumber <= previous) throw new AirlockError('INVALID_PART_ORDER', 'The list of parts was not in ascending order. Parts must be ordered by part number.');
         previous = listed.partNumber;
         const part = upload.parts.get(listed.partNumber);
-        if (part === undefined || unquote(part.etag) !== unquote(listed.etag)) {
+        const checksumsMatch = Object.entries(listed.checksums ?? {}).every(([algorithm, value]) => part?.checksums?.[algorithm as ChecksumAlgorithm] === value);
+        if (part === undefined || unquote(part.etag) !== unquote(listed.etag) || !checksumsMatch) {
           throw new AirlockError('INVALID_PART', 'One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part\'s entity tag.');
         }
         chosen.push(part);
@@ -952,6 +976,11 @@ export class StorageEngine implements ObjectEngine {
       for (const part of chosen.slice(0, -1)) {
         if (part.size < MIN_PART_SIZE) throw new AirlockError('ENTITY_TOO_SMALL', 'Your proposed upload is smaller than the minimum allowed size');
       }
+      const size = chosen.reduce((sum, p) => sum + p.size, 0);
+      if (input.objectSize !== undefined && input.objectSize !== size) {
+        throw invalidRequest(`The provided 'x-amz-mp-object-size' header value ${input.objectSize} does not match what was computed: ${size}`);
+      }
+      const objectChecksum = this.#multipartChecksum(upload.record, input, chosen);
       const dir = this.#uploadDir(input.bucket, input.uploadId);
       // The parts become the object's bodies as they are: each is already ASF1 under a context that
       // names this bucket, key, upload and part number, so completing copies and re-encrypts nothing.
@@ -962,6 +991,7 @@ export class StorageEngine implements ObjectEngine {
         partNumber: part.partNumber,
         etag: part.etag,
         size: part.size,
+        ...(part.checksums === undefined ? {} : { checksums: part.checksums }),
         dataFile: `${stem}.p${part.partNumber}.data`,
         ...(part.plaintext === true ? { plaintext: true } : {}),
       }));
@@ -978,14 +1008,15 @@ export class StorageEngine implements ObjectEngine {
         const meta = await this.#commitObject({
           bucket: input.bucket,
           key: input.key,
-          size: chosen.reduce((sum, p) => sum + p.size, 0),
+          size,
           etag: quote(`${createHash('md5').update(etagSource).digest('hex')}-${chosen.length}`),
           lastModified: Date.now(),
           contentType: upload.record.contentType,
           userMetadata: upload.record.userMetadata,
           headers: upload.record.headers ?? {},
           encryption: upload.record.encryption,
-          checksums: {},
+          checksums: objectChecksum === undefined ? {} : { [objectChecksum.algorithm]: objectChecksum.value },
+          ...(objectChecksum === undefined ? {} : { checksumType: objectChecksum.type }),
           partsCount: chosen.length,
           uploadId: input.uploadId,
           parts: stored,
@@ -999,6 +1030,45 @@ export class StorageEngine implements ObjectEngine {
         throw AirlockError.from(error);
       }
     });
+  }
+
+  /**
+   * The checksum of a multipart object, as S3 makes it: FULL_OBJECT combines the parts' CRCs into the
+   * whole body's; COMPOSITE is the checksum of the parts' checksums, `-<parts>`. A checksum the client
+   * states must be it (COMPOSITE with or without the suffix): DIGEST_MISMATCH otherwise.
+   */
+  #multipartChecksum(
+    upload: UploadRecord,
+    input: Parameters<ObjectEngine['completeMultipartUpload']>[0],
+    chosen: readonly PartRecord[],
+  ): { algorithm: ChecksumAlgorithm; type: ChecksumType; value: string } | undefined {
+    const expected = upload.checksum;
+    if (expected === undefined) {
+      if (input.checksum !== undefined || input.checksumType !== undefined) throw invalidRequest('The upload was created without a checksum algorithm, so its object has no checksum to check');
+      return undefined;
+    }
+    const { algorithm, type } = expected;
+    if (input.checksumType !== undefined && input.checksumType !== type) {
+      throw invalidRequest(`The upload was created using the ${type} checksum mode. The complete request must use the same checksum mode.`);
+    }
+    if (input.checksum !== undefined && input.checksum.algorithm !== algorithm) {
+      throw invalidRequest(`The upload was created using a ${algorithm.toLowerCase()} checksum. The complete request must use the same checksum algorithm.`);
+    }
+    const values = chosen.map((part, i) => {
+      const value = part.checksums?.[algorithm];
+      if (value === undefined) throw new AirlockError('INVALID_PART', `Part ${part.partNumber} has no ${algorithm} checksum`);
+      if (type === 'COMPOSITE' && input.parts[i]?.checksums?.[algorithm] === undefined) {
+        throw invalidRequest(`The upload was created using a ${algorithm.toLowerCase()} checksum. The complete request must include the checksum for each part. It was missing for part ${part.partNumber} in the request.`);
+      }
+      return value;
+    });
+    const value =
+      type === 'COMPOSITE' ? compositeChecksum(algorithm, values) : combineChecksums(algorithm, chosen.map((part, i) => ({ checksum: values[i] as string, size: part.size })));
+    const bare = (text: string): string => text.replace(/-\d+$/, '');
+    if (input.checksum !== undefined && bare(input.checksum.value) !== bare(value)) {
+      throw new AirlockError('DIGEST_MISMATCH', `The ${algorithm} you specified did not match the calculated checksum.`, { details: { kind: 'checksum', algorithm } });
+    }
+    return { algorithm, type, value };
   }
 
   async abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void> {
@@ -1016,7 +1086,7 @@ export class StorageEngine implements ObjectEngine {
     const upload = this.#upload(bucket, key, uploadId);
     const parts = [...upload.parts.values()]
       .sort((a, b) => a.partNumber - b.partNumber)
-      .map((p) => ({ partNumber: p.partNumber, etag: p.etag, size: p.size, lastModified: new Date(p.lastModified) }));
+      .map((p) => ({ partNumber: p.partNumber, etag: p.etag, size: p.size, lastModified: new Date(p.lastModified), checksums: p.checksums ?? {} }));
     return { upload: this.#uploadInfo(upload.record), parts };
   }
 

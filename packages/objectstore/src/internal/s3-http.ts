@@ -32,8 +32,10 @@ import {
   parseQuery,
   parseRange,
   parseResource,
+  parseCompletionChecksum,
   parseSseHeaders,
   parseStoredHeaders,
+  parseUploadChecksum,
   parseUserMetadata,
   parseWriteCondition,
   percentDecode,
@@ -303,8 +305,8 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     }
   };
 
-  const readXml = (call: S3Call): Promise<Buffer> =>
-    readSmallBody(openRequestBody(call.req, call.verified, { maxBytes: maxXmlBytes, tooLargeReason: 'xml-too-large', onStart: () => sendContinue(call) }));
+  const readXml = (call: S3Call, options: { readonly checksumHeadersCoverBody?: boolean } = {}): Promise<Buffer> =>
+    readSmallBody(openRequestBody(call.req, call.verified, { maxBytes: maxXmlBytes, tooLargeReason: 'xml-too-large', onStart: () => sendContinue(call), ...options }));
 
   // --- service and buckets ------------------------------------------------------------------------
 
@@ -583,7 +585,9 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     if (range !== undefined) headers['content-range'] = `bytes ${range.start}-${range.end}/${meta.size}`;
     for (const [name, value] of Object.entries(meta.userMetadata)) headers[`x-amz-meta-${name}`] = encodeHeaderText(value);
     // S3 returns whole-object checksums only when asked, and never for a part of the object.
-    if (range === undefined && header(call.req, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED') Object.assign(headers, checksumHeaders(meta.checksums));
+    if (range === undefined && header(call.req, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED' && Object.keys(meta.checksums).length > 0) {
+      Object.assign(headers, checksumHeaders(meta.checksums), { 'x-amz-checksum-type': meta.checksumType ?? 'FULL_OBJECT' });
+    }
     if (call.query.get('partNumber') !== undefined && meta.partsCount !== undefined) headers['x-amz-mp-parts-count'] = meta.partsCount;
     return { ...headers, ...responseOverrides(call) };
   };
@@ -779,6 +783,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const createMultipartUpload = async (call: ObjectCall): Promise<void> => {
     refuseUnsupportedHeaders(call.req);
+    const checksum = parseUploadChecksum(call.req);
     const upload = await engine.createMultipartUpload({
       bucket: call.bucket,
       key: call.key,
@@ -786,13 +791,16 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       userMetadata: parseUserMetadata(call.req),
       headers: parseStoredHeaders(call.req),
       sse: parseSseHeaders(call.req),
+      ...(checksum === undefined ? {} : { checksum }),
     });
-    const algorithm = header(call.req, 'x-amz-checksum-algorithm');
     sendXml(
       call,
       200,
       buildXml('InitiateMultipartUploadResult', { Bucket: upload.bucket, Key: upload.key, UploadId: upload.uploadId }),
-      { ...sseHeaders(upload.encryption), ...(algorithm === undefined ? {} : { 'x-amz-checksum-algorithm': checkHeaderValue('x-amz-checksum-algorithm', algorithm) }) },
+      {
+        ...sseHeaders(upload.encryption),
+        ...(upload.checksum === undefined ? {} : { 'x-amz-checksum-algorithm': upload.checksum.algorithm, 'x-amz-checksum-type': upload.checksum.type }),
+      },
     );
   };
 
@@ -815,7 +823,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         checksumAlgorithms: body.checksumAlgorithms,
       });
       // Verified by the engine by now; clients (the SDK's multipart uploader) read them back per part.
-      sendEmpty(call, 200, { etag: part.etag, ...sseHeaders(part.encryption), ...checksumHeaders((await body.checksums) ?? {}) });
+      sendEmpty(call, 200, { etag: part.etag, ...sseHeaders(part.encryption), ...checksumHeaders(part.checksums) });
     } finally {
       body.dispose();
     }
@@ -854,9 +862,11 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
   const completeMultipartUpload = async (call: ObjectCall): Promise<void> => {
     const uploadId = uploadIdOf(call);
     const condition = parseWriteCondition(call.req, { ifNoneMatch: true });
-    const parts = parseCompleteMultipartUpload(await readXml(call));
+    const checksum = parseCompletionChecksum(call.req);
+    // Here x-amz-checksum-* is the object's checksum, not the XML document's.
+    const parts = parseCompleteMultipartUpload(await readXml(call, { checksumHeadersCoverBody: false }));
     const meta = await withoutIdleTimeout(call, () =>
-      engine.completeMultipartUpload({ bucket: call.bucket, key: call.key, uploadId, parts, ...(condition === undefined ? {} : { condition }) }),
+      engine.completeMultipartUpload({ bucket: call.bucket, key: call.key, uploadId, parts, ...checksum, ...(condition === undefined ? {} : { condition }) }),
     );
     const host = header(call.req, 'host') ?? 'localhost';
     sendXml(
@@ -867,6 +877,8 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         Bucket: call.bucket,
         Key: call.key,
         ETag: meta.etag,
+        ...checksumElements(meta.checksums),
+        ChecksumType: meta.checksumType,
       }),
       sseHeaders(meta.encryption),
     );
@@ -901,7 +913,9 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         NextPartNumberMarker: page.at(-1)?.partNumber ?? marker,
         MaxParts: maxParts,
         IsTruncated: truncated,
-        Part: page.map((part) => ({ PartNumber: part.partNumber, LastModified: iso(part.lastModified), ETag: part.etag, Size: part.size })),
+        ChecksumAlgorithm: upload.checksum?.algorithm,
+        ChecksumType: upload.checksum?.type,
+        Part: page.map((part) => ({ PartNumber: part.partNumber, LastModified: iso(part.lastModified), ETag: part.etag, Size: part.size, ...checksumElements(part.checksums) })),
       }),
     );
   };

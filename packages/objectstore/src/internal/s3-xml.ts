@@ -1,7 +1,7 @@
 // S3 request XML parsing (entity-free, DOCTYPE-refusing) and response XML building for the embedded object store.
 import { AirlockError } from '@airlock/common';
 import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser';
-import { CORS_METHODS, type CorsMethod, type CorsRule, type SseAlgorithm, type SseRequest } from './engine-types.js';
+import { CORS_METHODS, type ChecksumAlgorithm, type CorsMethod, type CorsRule, type SseAlgorithm, type SseRequest } from './engine-types.js';
 
 /** The S3 document namespace every response root carries. */
 export const S3_XMLNS = 'http://s3.amazonaws.com/doc/2006-03-01/';
@@ -151,7 +151,17 @@ export function parseCreateBucketConfiguration(body: Uint8Array): void {
 export interface CompletedPart {
   readonly partNumber: number;
   readonly etag: string;
+  readonly checksums?: Partial<Record<ChecksumAlgorithm, string>>;
 }
+
+/** The part checksum elements of CompleteMultipartUpload and their algorithms. */
+const PART_CHECKSUM_ELEMENTS: ReadonlyArray<readonly [string, ChecksumAlgorithm]> = [
+  ['ChecksumCRC32', 'CRC32'],
+  ['ChecksumCRC32C', 'CRC32C'],
+  ['ChecksumCRC64NVME', 'CRC64NVME'],
+  ['ChecksumSHA1', 'SHA1'],
+  ['ChecksumSHA256', 'SHA256'],
+];
 
 /** CompleteMultipartUpload > Part* > (PartNumber, ETag, Checksum*). */
 export function parseCompleteMultipartUpload(body: Uint8Array): CompletedPart[] {
@@ -160,8 +170,13 @@ export function parseCompleteMultipartUpload(body: Uint8Array): CompletedPart[] 
     const number = xmlText(part, 'PartNumber')?.trim();
     const etag = xmlText(part, 'ETag')?.trim();
     if (number === undefined || !/^\d{1,5}$/.test(number) || etag === undefined || etag === '') throw malformed('part');
+    const checksums: Partial<Record<ChecksumAlgorithm, string>> = {};
+    for (const [element, algorithm] of PART_CHECKSUM_ELEMENTS) {
+      const value = xmlText(part, element)?.trim();
+      if (value !== undefined) checksums[algorithm] = value;
+    }
     // Clients send ETags quoted (as S3 returns them) or bare; the engine compares them unquoted.
-    return { partNumber: Number(number), etag: etag.startsWith('"') ? etag : `"${etag}"` };
+    return { partNumber: Number(number), etag: etag.startsWith('"') ? etag : `"${etag}"`, ...(Object.keys(checksums).length === 0 ? {} : { checksums }) };
   });
   if (parts.length === 0) throw malformed('no-parts');
   return parts;
