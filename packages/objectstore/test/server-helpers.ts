@@ -1,5 +1,5 @@
 // Test helpers: a real KMS and a real object store over TLS, sharing one access key, plus env for the AWS CLI and s3cmd.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from 'node:https';
@@ -37,10 +37,13 @@ export interface TestObjectStore {
 export interface TestObjectStoreOptions {
   /** The logger of the KMS and the store. @default a debug-level logger into `logs` */
   readonly logger?: Logger;
+  /** A data directory to start from (its `kms/` and `objects/`), copied first: a store written by an earlier release. @default none, a new store */
+  readonly from?: string;
 }
 
 export async function startTestObjectStore(options: TestObjectStoreOptions = {}): Promise<TestObjectStore> {
   const dir = await mkdtemp(join(tmpdir(), 'airlock-s3-'));
+  if (options.from !== undefined) await cp(options.from, dir, { recursive: true });
   const ca = await createCertificateAuthority();
   const tls = await issueServerCertificate({ ca, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   const caPath = join(dir, 'ca.pem');
