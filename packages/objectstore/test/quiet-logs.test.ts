@@ -1,7 +1,7 @@
 // Expected refusals stay quiet: an unimplemented operation answers 501 NotImplemented and logs one info line naming it, with no stack trace.
 import {
   CreateBucketCommand,
-  PutBucketCorsCommand,
+  PutBucketPolicyCommand,
   PutBucketVersioningCommand,
   PutObjectCommand,
   PutObjectTaggingCommand,
@@ -28,7 +28,7 @@ afterAll(async () => {
 
 describe('unimplemented operations', () => {
   const cases: Array<[operation: string, send: () => Promise<unknown>]> = [
-    ['PutBucketCors', () => store.sdk().send(new PutBucketCorsCommand({ Bucket: BUCKET, CORSConfiguration: { CORSRules: [{ AllowedMethods: ['GET'], AllowedOrigins: ['*'] }] } }))],
+    ['PutBucketPolicy', () => store.sdk().send(new PutBucketPolicyCommand({ Bucket: BUCKET, Policy: JSON.stringify({ Version: '2012-10-17', Statement: [] }) }))],
     ['PutBucketVersioning', () => store.sdk().send(new PutBucketVersioningCommand({ Bucket: BUCKET, VersioningConfiguration: { Status: 'Enabled' } }))],
     ['PutObject', () => store.sdk().send(new PutObjectCommand({ Bucket: BUCKET, Key: 'tagged', Body: 'x', Tagging: 'a=b' }))],
     ['PutObjectTagging', () => store.sdk().send(new PutObjectTaggingCommand({ Bucket: BUCKET, Key: 'present', Tagging: { TagSet: [{ Key: 'a', Value: 'b' }] } }))],

@@ -1,5 +1,5 @@
 // Test helpers: a real KMS and a real object store over TLS, sharing one access key, plus env for the AWS CLI and s3cmd.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from 'node:https';
@@ -37,10 +37,21 @@ export interface TestObjectStore {
 export interface TestObjectStoreOptions {
   /** The logger of the KMS and the store. @default a debug-level logger into `logs` */
   readonly logger?: Logger;
+  /** A data directory to start from (its `kms/` and `objects/`), copied first: a store written by an earlier release. @default none, a new store */
+  readonly from?: string;
+}
+
+/** Copies a data directory with the modes the servers require (git keeps none): files 0600, directories 0700. */
+async function copyDataDirectory(from: string, to: string): Promise<void> {
+  await cp(from, to, { recursive: true });
+  for (const entry of await readdir(to, { recursive: true, withFileTypes: true })) {
+    await chmod(join(entry.parentPath, entry.name), entry.isDirectory() ? 0o700 : 0o600);
+  }
 }
 
 export async function startTestObjectStore(options: TestObjectStoreOptions = {}): Promise<TestObjectStore> {
   const dir = await mkdtemp(join(tmpdir(), 'airlock-s3-'));
+  if (options.from !== undefined) await copyDataDirectory(options.from, dir);
   const ca = await createCertificateAuthority();
   const tls = await issueServerCertificate({ ca, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   const caPath = join(dir, 'ca.pem');

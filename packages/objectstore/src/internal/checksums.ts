@@ -77,3 +77,67 @@ export class BodyMeter {
     return { md5: this.#md5.digest(), checksums };
   }
 }
+
+/** The reflected polynomials of the CRCs a FULL_OBJECT multipart checksum can combine. */
+const CRC_POLYNOMIALS: Readonly<Partial<Record<ChecksumAlgorithm, number>>> = { CRC32: 0xedb88320, CRC32C: 0x82f63b78 };
+
+/** a·b modulo the CRC polynomial, both reflected (zlib's multmodp). */
+function multiplyModP(a: number, b: number, polynomial: number): number {
+  let m = 0x80000000;
+  let product = 0;
+  for (;;) {
+    if ((a & m) !== 0) {
+      product ^= b;
+      if ((a & (m - 1)) === 0) break;
+    }
+    m >>>= 1;
+    b = (b & 1) !== 0 ? (b >>> 1) ^ polynomial : b >>> 1;
+  }
+  return product >>> 0;
+}
+
+/** x^(8·bytes) modulo the polynomial: the shift a CRC undergoes across `bytes` bytes (zlib's x8nmodp). */
+function shiftFor(bytes: number, polynomial: number): number {
+  let power = 0x40000000; // x^1, then x^2, x^4, … by squaring
+  const squares: number[] = [];
+  for (let k = 0; k < 64; k++) {
+    squares.push(power);
+    power = multiplyModP(power, power, polynomial);
+  }
+  let result = 0x80000000; // x^0
+  let n = bytes;
+  for (let k = 3; n > 0; k++, n = Math.floor(n / 2)) {
+    if (n % 2 === 1) result = multiplyModP(squares[k % 64] as number, result, polynomial);
+  }
+  return result;
+}
+
+/** True for the checksums whose values can be combined into the whole body's (S3's FULL_OBJECT multipart checksums). */
+export function combinable(algorithm: ChecksumAlgorithm): boolean {
+  return CRC_POLYNOMIALS[algorithm] !== undefined;
+}
+
+/**
+ * The CRC of a body from the CRCs and sizes of its consecutive pieces, without the bytes (zlib's
+ * crc32_combine, for any reflected 32-bit CRC): how a FULL_OBJECT checksum is checked at
+ * CompleteMultipartUpload. Values are base64, as on the wire.
+ */
+export function combineChecksums(algorithm: ChecksumAlgorithm, pieces: ReadonlyArray<{ readonly checksum: string; readonly size: number }>): string {
+  const polynomial = CRC_POLYNOMIALS[algorithm];
+  if (polynomial === undefined) throw new AirlockError('INVALID_ARGUMENT', `A ${algorithm} checksum cannot be combined`);
+  let crc = 0;
+  for (const piece of pieces) {
+    const next = Buffer.from(piece.checksum, 'base64').readUInt32BE(0);
+    crc = (multiplyModP(shiftFor(piece.size, polynomial), crc, polynomial) ^ next) >>> 0;
+  }
+  const out = Buffer.alloc(4);
+  out.writeUInt32BE(crc);
+  return out.toString('base64');
+}
+
+/** S3's COMPOSITE multipart checksum: the checksum of the parts' checksums (raw bytes, in order), then `-<parts>`. */
+export function compositeChecksum(algorithm: ChecksumAlgorithm, partChecksums: readonly string[]): string {
+  const digest = createDigest(algorithm);
+  for (const value of partChecksums) digest.update(Buffer.from(value, 'base64'));
+  return `${digest.base64()}-${partChecksums.length}`;
+}

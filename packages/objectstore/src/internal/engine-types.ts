@@ -21,6 +21,23 @@ export interface SseRequest {
   readonly bucketKeyEnabled?: boolean;
 }
 
+/** The methods a CORS rule may allow, as S3 accepts them. */
+export const CORS_METHODS = ['GET', 'PUT', 'HEAD', 'POST', 'DELETE'] as const;
+export type CorsMethod = (typeof CORS_METHODS)[number];
+
+/** One rule of a bucket's CORS configuration (PutBucketCors), as S3 defines it. */
+export interface CorsRule {
+  readonly id?: string;
+  /** Origins, each with at most one `*` wildcard; `*` alone allows any origin. */
+  readonly allowedOrigins: readonly string[];
+  readonly allowedMethods: readonly CorsMethod[];
+  /** Headers a preflight may ask for (case-insensitive, at most one `*` each). */
+  readonly allowedHeaders: readonly string[];
+  /** Response headers a browser may let the page read. */
+  readonly exposeHeaders: readonly string[];
+  readonly maxAgeSeconds?: number;
+}
+
 export interface BucketInfo {
   readonly name: string;
   readonly createdAt: Date;
@@ -29,6 +46,14 @@ export interface BucketInfo {
 
 /** Checksums S3 can carry (x-amz-checksum-*), base64 as on the wire. */
 export type ChecksumAlgorithm = 'CRC32' | 'CRC32C' | 'SHA1' | 'SHA256' | 'CRC64NVME';
+/** S3's x-amz-checksum-type for multipart uploads. */
+export type ChecksumType = 'COMPOSITE' | 'FULL_OBJECT';
+
+/** The representation headers S3 stores with an object and returns on GET and HEAD, by lower-case name. */
+export const STORED_HEADER_NAMES = ['cache-control', 'content-disposition', 'content-encoding', 'content-language', 'expires'] as const;
+export type StoredHeaderName = (typeof STORED_HEADER_NAMES)[number];
+/** Cache-Control, Content-Disposition, Content-Encoding, Content-Language and Expires, as the writer sent them. */
+export type StoredHeaders = Readonly<Partial<Record<StoredHeaderName, string>>>;
 
 export interface ObjectMeta {
   readonly bucket: string;
@@ -41,13 +66,25 @@ export interface ObjectMeta {
   readonly contentType: string;
   /** x-amz-meta-* (lower-cased names without the prefix). */
   readonly userMetadata: Readonly<Record<string, string>>;
+  readonly headers: StoredHeaders;
   readonly encryption: BucketEncryption;
-  /** Checksums the writer supplied and the server verified, base64. */
+  /** Checksums the writer supplied and the server verified, base64 (a COMPOSITE one ends in `-<parts>`). */
   readonly checksums: Readonly<Partial<Record<ChecksumAlgorithm, string>>>;
+  /** How `checksums` cover the object: a checksum of the whole body, or (multipart) of the parts' checksums. @default FULL_OBJECT */
+  readonly checksumType?: ChecksumType;
   /** Number of parts for a multipart object; undefined otherwise. */
   readonly partsCount: number | undefined;
   /** The parts' sizes in order, for a multipart object (they locate `?partNumber=` reads). */
   readonly partSizes?: readonly number[];
+  /** The parts of a multipart object, in order, as GetObjectAttributes lists them. */
+  readonly parts?: readonly ObjectPart[];
+}
+
+export interface ObjectPart {
+  readonly partNumber: number;
+  readonly size: number;
+  /** The checksums the part was uploaded with, base64. */
+  readonly checksums: Readonly<Partial<Record<ChecksumAlgorithm, string>>>;
 }
 
 /**
@@ -185,6 +222,7 @@ export interface PutObjectInput {
   readonly checksumAlgorithms?: readonly ChecksumAlgorithm[];
   readonly contentType?: string;
   readonly userMetadata?: Readonly<Record<string, string>>;
+  readonly headers?: StoredHeaders;
   readonly sse?: SseRequest;
   readonly condition?: WriteCondition;
 }
@@ -235,6 +273,14 @@ export interface PartInfo {
   readonly etag: string;
   readonly size: number;
   readonly lastModified: Date;
+  /** The part's checksums, base64: those it was sent with, and the upload's algorithm. */
+  readonly checksums: Readonly<Partial<Record<ChecksumAlgorithm, string>>>;
+}
+
+/** How a multipart upload's object is checksummed (CreateMultipartUpload's x-amz-checksum-algorithm and -type). */
+export interface UploadChecksum {
+  readonly algorithm: ChecksumAlgorithm;
+  readonly type: ChecksumType;
 }
 
 /** A part just uploaded, with its upload's encryption (S3 repeats it in the UploadPart response). */
@@ -248,6 +294,7 @@ export interface UploadInfo {
   readonly key: string;
   readonly initiated: Date;
   readonly encryption: BucketEncryption;
+  readonly checksum: UploadChecksum | undefined;
 }
 
 /**
@@ -273,6 +320,10 @@ export interface ObjectEngine {
   putBucketEncryption(name: string, encryption: SseRequest): Promise<BucketEncryption>;
   /** Back to the default: AES256 with the store-managed key. */
   deleteBucketEncryption(name: string): Promise<void>;
+  /** The bucket's CORS rules; undefined when it has none. */
+  getBucketCors(name: string): readonly CorsRule[] | undefined;
+  putBucketCors(name: string, rules: readonly CorsRule[]): Promise<void>;
+  deleteBucketCors(name: string): Promise<void>;
 
   putObject(input: PutObjectInput): Promise<ObjectMeta>;
   /** Resolves `range` against the object's size (RANGE_NOT_SATISFIABLE when it starts past the end). */
@@ -290,6 +341,7 @@ export interface ObjectEngine {
     readonly metadataDirective: 'COPY' | 'REPLACE';
     readonly contentType?: string;
     readonly userMetadata?: Readonly<Record<string, string>>;
+    readonly headers?: StoredHeaders;
     readonly sse?: SseRequest;
     /** On the destination. */
     readonly condition?: WriteCondition;
@@ -302,7 +354,9 @@ export interface ObjectEngine {
     readonly key: string;
     readonly contentType?: string;
     readonly userMetadata?: Readonly<Record<string, string>>;
+    readonly headers?: StoredHeaders;
     readonly sse?: SseRequest;
+    readonly checksum?: UploadChecksum;
   }): Promise<UploadInfo>;
   uploadPart(input: {
     readonly bucket: string;
@@ -319,7 +373,14 @@ export interface ObjectEngine {
     readonly bucket: string;
     readonly key: string;
     readonly uploadId: string;
-    readonly parts: ReadonlyArray<{ readonly partNumber: number; readonly etag: string }>;
+    /** With the checksums the client lists for each part (each must be the part's). */
+    readonly parts: ReadonlyArray<{ readonly partNumber: number; readonly etag: string; readonly checksums?: Readonly<Partial<Record<ChecksumAlgorithm, string>>> }>;
+    /** The object's checksum the client expects (x-amz-checksum-*): the whole body's for FULL_OBJECT, the parts' for COMPOSITE (with or without `-<parts>`). */
+    readonly checksum?: { readonly algorithm: ChecksumAlgorithm; readonly value: string };
+    /** x-amz-checksum-type, which must be the upload's. */
+    readonly checksumType?: ChecksumType;
+    /** x-amz-mp-object-size: the object's size the client expects. */
+    readonly objectSize?: number;
     readonly condition?: WriteCondition;
   }): Promise<ObjectMeta>;
   abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void>;

@@ -17,7 +17,7 @@ import {
   type EncryptionContext,
 } from '@airlock/crypto';
 import { createCachingKms, ensureKey, type Kms, type KmsAdmin } from '@airlock/kms';
-import { BodyMeter } from './checksums.js';
+import { BodyMeter, combinable, combineChecksums, compositeChecksum, createDigest } from './checksums.js';
 import {
   checkWriteCondition,
   listingPage,
@@ -25,6 +25,8 @@ import {
   type BucketEncryption,
   type BucketInfo,
   type ChecksumAlgorithm,
+  type ChecksumType,
+  type CorsRule,
   type GetObjectResult,
   type KmsHealth,
   type ListObjectsInput,
@@ -35,6 +37,8 @@ import {
   type PutObjectInput,
   type RangeRequest,
   type SseRequest,
+  type StoredHeaders,
+  type UploadChecksum,
   type UploadedPart,
   type UploadInfo,
   type WriteCondition,
@@ -65,6 +69,8 @@ interface BucketRecord {
   readonly createdAt: number;
   encryption: BucketEncryption;
   bucketKeys: BucketKeyRecord[];
+  /** PutBucketCors; absent when the bucket has no CORS configuration. */
+  readonly cors?: readonly CorsRule[];
 }
 
 interface ObjectRecord {
@@ -75,8 +81,11 @@ interface ObjectRecord {
   readonly lastModified: number;
   readonly contentType: string;
   readonly userMetadata: Record<string, string>;
+  /** Absent in records written before the store kept these headers. */
+  readonly headers?: StoredHeaders;
   readonly encryption: BucketEncryption;
   readonly checksums: Partial<Record<ChecksumAlgorithm, string>>;
+  readonly checksumType?: ChecksumType;
   readonly partsCount?: number;
   /** A single-body object: its body file within the bucket's objects directory. */
   readonly dataFile?: string;
@@ -89,7 +98,11 @@ interface ObjectRecord {
 /** One part of a multipart object, in the bucket's objects directory. */
 interface StoredPart {
   readonly partNumber: number;
+  /** The part's ETag, so a repeated CompleteMultipartUpload can be checked (absent in older records). */
+  readonly etag?: string;
   readonly size: number;
+  /** The checksums the part was uploaded with (absent in older records). */
+  readonly checksums?: Partial<Record<ChecksumAlgorithm, string>>;
   readonly dataFile: string;
   readonly plaintext?: boolean;
 }
@@ -109,7 +122,9 @@ interface UploadRecord {
   readonly initiated: number;
   readonly contentType: string;
   readonly userMetadata: Record<string, string>;
+  readonly headers?: StoredHeaders;
   readonly encryption: BucketEncryption;
+  readonly checksum?: UploadChecksum;
 }
 
 interface PartRecord {
@@ -117,13 +132,20 @@ interface PartRecord {
   readonly etag: string;
   readonly size: number;
   readonly lastModified: number;
+  /** Absent in records written before parts kept their checksums. */
+  readonly checksums?: Partial<Record<ChecksumAlgorithm, string>>;
   readonly dataFile: string;
   readonly plaintext?: boolean;
 }
 
-/** How an ASF1 body names its data key (stored, authenticated, in the ASF1 header's key reference). */
+/**
+ * How an ASF1 body names its data key (stored, authenticated, in the ASF1 header's key reference).
+ * A bucket-key reference's version chooses how the object key is derived (#objectKeyFromBucketKey):
+ * v1 put the encryption context itself in the HKDF info, which HKDF caps at 1,024 bytes, so long
+ * keys failed; v2 puts its SHA-256 there. Bodies keep the version they were written with.
+ */
 type KeyRef =
-  | { readonly v: 1; readonly m: 'bk'; readonly id: string; readonly s: string }
+  | { readonly v: 1 | 2; readonly m: 'bk'; readonly id: string; readonly s: string }
   | { readonly v: 1; readonly m: 'kms'; readonly b: string };
 
 /** How long a KMS health answer is reused, and how long the KMS call behind it may take. */
@@ -152,6 +174,14 @@ class Locks {
       if (this.#tails.get(name) === next) this.#tails.delete(name);
     }
   }
+}
+
+function invalidRequest(message: string): AirlockError {
+  return new AirlockError('INVALID_ARGUMENT', message, { details: { reason: 'invalid-request' } });
+}
+
+function bucketNotFound(name: string): AirlockError {
+  return new AirlockError('BUCKET_NOT_FOUND', 'The specified bucket does not exist', { details: { bucket: name } });
 }
 
 /** The encryption context of a multipart upload's part: it binds bucket, key, upload and position. */
@@ -183,10 +213,14 @@ function toMeta(record: ObjectRecord): ObjectMeta {
     lastModified: new Date(record.lastModified),
     contentType: record.contentType,
     userMetadata: record.userMetadata,
+    headers: record.headers ?? {},
     encryption: record.encryption,
     checksums: record.checksums,
+    ...(record.checksumType === undefined ? {} : { checksumType: record.checksumType }),
     partsCount: record.partsCount,
-    ...(record.parts === undefined ? {} : { partSizes: record.parts.map((part) => part.size) }),
+    ...(record.parts === undefined
+      ? {}
+      : { partSizes: record.parts.map((part) => part.size), parts: record.parts.map((part) => ({ partNumber: part.partNumber, size: part.size, checksums: part.checksums ?? {} })) }),
   };
 }
 
@@ -371,8 +405,11 @@ export class StorageEngine implements ObjectEngine {
     return { id: record.id, plaintext };
   }
 
-  #objectKeyFromBucketKey(bucketKey: Buffer, salt: Buffer, context: EncryptionContext): Buffer {
-    return hkdfSha256(bucketKey, salt, Buffer.concat([Buffer.from('airlock objectstore object key v1\0'), encodeEncryptionContext(context)]), 32);
+  #objectKeyFromBucketKey(bucketKey: Buffer, salt: Buffer, context: EncryptionContext, version: 1 | 2): Buffer {
+    const encoded = encodeEncryptionContext(context);
+    // v2: a fixed-length digest of the context, so a 1,024-byte key in a 63-character bucket fits HKDF's info.
+    const info = version === 1 ? encoded : createHash('sha256').update(encoded).digest();
+    return hkdfSha256(bucketKey, salt, Buffer.concat([Buffer.from(`airlock objectstore object key v${version}\0`), info]), 32);
   }
 
   /** A fresh data key for a new body, and the key reference that finds it again. */
@@ -382,9 +419,9 @@ export class StorageEngine implements ObjectEngine {
     if (encryption.algorithm === 'AES256' || encryption.bucketKeyEnabled) {
       const bucketKey = await this.#bucketKey(bucket, keyArn);
       const salt = nodeRandomBytes(32);
-      const key = this.#objectKeyFromBucketKey(bucketKey.plaintext, salt, context);
+      const key = this.#objectKeyFromBucketKey(bucketKey.plaintext, salt, context, 2);
       zeroize(bucketKey.plaintext);
-      const ref: KeyRef = { v: 1, m: 'bk', id: bucketKey.id, s: salt.toString('base64') };
+      const ref: KeyRef = { v: 2, m: 'bk', id: bucketKey.id, s: salt.toString('base64') };
       return { key, keyRef: Buffer.from(JSON.stringify(ref)) };
     }
     const dataKey = await this.#kms.generateDataKey(keyArn, context);
@@ -405,7 +442,8 @@ export class StorageEngine implements ObjectEngine {
       if (record === undefined) throw new AirlockError('CIPHERTEXT_MALFORMED', 'stored object names an unknown bucket key');
       const { plaintext } = await this.#cachedKms.decrypt(Buffer.from(record.blob, 'base64'), { bucket, purpose: 'bucket-key' }, { keyId: record.keyArn });
       try {
-        return this.#objectKeyFromBucketKey(plaintext, Buffer.from(ref.s, 'base64'), context);
+        if (ref.v !== 1 && ref.v !== 2) throw new AirlockError('CIPHERTEXT_MALFORMED', 'stored object has an unknown key reference version');
+        return this.#objectKeyFromBucketKey(plaintext, Buffer.from(ref.s, 'base64'), context, ref.v);
       } finally {
         zeroize(plaintext);
       }
@@ -417,7 +455,7 @@ export class StorageEngine implements ObjectEngine {
 
   #bucketRecord(name: string): BucketRecord {
     const bucket = this.#buckets.get(name);
-    if (bucket === undefined) throw new AirlockError('BUCKET_NOT_FOUND', 'The specified bucket does not exist', { details: { bucket: name } });
+    if (bucket === undefined) throw bucketNotFound(name);
     return bucket;
   }
 
@@ -426,7 +464,8 @@ export class StorageEngine implements ObjectEngine {
   }
 
   listBuckets(): BucketInfo[] {
-    return [...this.#buckets.values()].sort((a, b) => a.name.localeCompare(b.name)).map((b) => this.#info(b));
+    // S3 lists buckets by name, in binary order ('-' and '.' before digits and letters).
+    return [...this.#buckets.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((b) => this.#info(b));
   }
 
   async createBucket(name: string): Promise<BucketInfo> {
@@ -480,17 +519,30 @@ export class StorageEngine implements ObjectEngine {
       if (meta.state === 'PendingDeletion') throw new AirlockError('KMS_KEY_PENDING_DELETION', `${meta.arn} is pending deletion.`);
       encryption = { algorithm: 'aws:kms', kmsKeyArn: meta.arn, bucketKeyEnabled: sse.bucketKeyEnabled ?? false };
     }
-    await this.#locks.run(`bucket:${name}`, async () => {
-      const updated: BucketRecord = { ...this.#bucketRecord(name), encryption };
-      await this.#sealed.write(this.#root, `${this.#bucketDir(name)}/bucket.meta`, updated);
-      this.#buckets.set(name, updated);
-    });
+    await this.#updateBucket(name, (record) => ({ ...record, encryption }));
     return encryption;
   }
 
   async deleteBucketEncryption(name: string): Promise<void> {
+    await this.#updateBucket(name, (record) => ({ ...record, encryption: DEFAULT_ENCRYPTION }));
+  }
+
+  getBucketCors(name: string): readonly CorsRule[] | undefined {
+    return this.#bucketRecord(name).cors;
+  }
+
+  async putBucketCors(name: string, rules: readonly CorsRule[]): Promise<void> {
+    await this.#updateBucket(name, (record) => ({ ...record, cors: rules }));
+  }
+
+  async deleteBucketCors(name: string): Promise<void> {
+    await this.#updateBucket(name, ({ cors: _removed, ...record }) => record);
+  }
+
+  /** Rewrites a bucket's sealed record under the bucket's lock. */
+  async #updateBucket(name: string, change: (record: BucketRecord) => BucketRecord): Promise<void> {
     await this.#locks.run(`bucket:${name}`, async () => {
-      const updated: BucketRecord = { ...this.#bucketRecord(name), encryption: DEFAULT_ENCRYPTION };
+      const updated = change(this.#bucketRecord(name));
       await this.#sealed.write(this.#root, `${this.#bucketDir(name)}/bucket.meta`, updated);
       this.#buckets.set(name, updated);
     });
@@ -568,9 +620,11 @@ export class StorageEngine implements ObjectEngine {
    * holds another write got in first: WRITE_CONFLICT, and nothing changes. (An If-Match object that
    * was deleted meanwhile is OBJECT_NOT_FOUND, as on S3.)
    */
-  async #commitObject(record: ObjectRecord, condition?: WriteCondition): Promise<ObjectMeta> {
+  async #commitObject(record: ObjectRecord, condition?: WriteCondition, bucketCreatedAt?: number): Promise<ObjectMeta> {
     const metaPath = this.#objectMetaPath(record.bucket, record.key);
     return this.#locks.run(`object:${metaPath}`, async () => {
+      // A write that began in a bucket since deleted and created again must not land in the new one.
+      if (bucketCreatedAt !== undefined && this.#bucketRecord(record.bucket).createdAt !== bucketCreatedAt) throw bucketNotFound(record.bucket);
       this.#bucketRecord(record.bucket);
       const objects = this.#objects.get(record.bucket) as Map<string, ObjectRecord>;
       const previous = objects.get(record.key);
@@ -606,8 +660,11 @@ export class StorageEngine implements ObjectEngine {
     const context = { bucket: input.bucket, key: input.key };
     const crypto = this.#plaintextBodies ? undefined : { ...(await this.#newDataKey(input.bucket, encryption, context)), context };
     const dir = `${this.#bucketDir(input.bucket)}/objects`;
-    const { file, meter } = await this.#writeBody(input.body, { dir, stem: this.#names.object(input.bucket, input.key) }, crypto, await this.#algorithmsOf(input.checksums, input.checksumAlgorithms));
+    let file: string | undefined;
     try {
+      const written = await this.#writeBody(input.body, { dir, stem: this.#names.object(input.bucket, input.key) }, crypto, await this.#algorithmsOf(input.checksums, input.checksumAlgorithms));
+      file = written.file;
+      const meter = written.meter;
       const digests = await this.#verifyDigests(meter, input);
       const requested = await input.checksums;
       const checksums: Partial<Record<ChecksumAlgorithm, string>> = {};
@@ -621,13 +678,16 @@ export class StorageEngine implements ObjectEngine {
         lastModified: Date.now(),
         contentType: input.contentType ?? 'binary/octet-stream',
         userMetadata: { ...(input.userMetadata ?? {}) },
+        headers: { ...(input.headers ?? {}) },
         encryption,
         checksums,
         dataFile: file,
         ...(this.#plaintextBodies ? { plaintext: true } : {}),
-      }, input.condition);
+      }, input.condition, bucket.createdAt);
     } catch (error) {
-      await unlink(this.#abs(`${dir}/${file}`)).catch(() => undefined);
+      if (file !== undefined) await unlink(this.#abs(`${dir}/${file}`)).catch(() => undefined);
+      // The bucket was deleted (and perhaps created again) while the body streamed in: there is nowhere to put it, as on S3.
+      if (this.#buckets.get(input.bucket)?.createdAt !== bucket.createdAt) throw bucketNotFound(input.bucket);
       throw AirlockError.from(error);
     }
   }
@@ -772,6 +832,7 @@ export class StorageEngine implements ObjectEngine {
         expectedLength: source.size,
         contentType: replace ? (input.contentType ?? 'binary/octet-stream') : source.contentType,
         userMetadata: replace ? (input.userMetadata ?? {}) : source.userMetadata,
+        headers: replace ? (input.headers ?? {}) : source.headers,
         ...(input.sse === undefined ? {} : { sse: input.sse }),
         ...(input.condition === undefined ? {} : { condition: input.condition }),
       });
@@ -801,12 +862,18 @@ export class StorageEngine implements ObjectEngine {
   }
 
   #uploadInfo(record: UploadRecord): UploadInfo {
-    return { uploadId: record.uploadId, bucket: record.bucket, key: record.key, initiated: new Date(record.initiated), encryption: record.encryption };
+    return { uploadId: record.uploadId, bucket: record.bucket, key: record.key, initiated: new Date(record.initiated), encryption: record.encryption, checksum: record.checksum };
   }
 
   async createMultipartUpload(input: Parameters<ObjectEngine['createMultipartUpload']>[0]): Promise<UploadInfo> {
     const bucket = this.#bucketRecord(input.bucket);
     checkObjectKey(input.key);
+    if (input.checksum !== undefined) {
+      createDigest(input.checksum.algorithm); // NOT_IMPLEMENTED for an algorithm the store cannot compute
+      if (input.checksum.type === 'FULL_OBJECT' && !combinable(input.checksum.algorithm)) {
+        throw invalidRequest(`The FULL_OBJECT checksum type cannot be used with the ${input.checksum.algorithm.toLowerCase()} checksum algorithm.`);
+      }
+    }
     const encryption = await this.#resolveEncryption(bucket.encryption, input.sse);
     // Fail now, not at the first part, if the key is unusable (the kill switch).
     if (!this.#plaintextBodies) zeroize((await this.#newDataKey(input.bucket, encryption, { bucket: input.bucket, key: input.key })).key);
@@ -818,7 +885,9 @@ export class StorageEngine implements ObjectEngine {
       initiated: Date.now(),
       contentType: input.contentType ?? 'binary/octet-stream',
       userMetadata: { ...(input.userMetadata ?? {}) },
+      headers: { ...(input.headers ?? {}) },
       encryption,
+      ...(input.checksum === undefined ? {} : { checksum: input.checksum }),
     };
     const dir = this.#uploadDir(input.bucket, uploadId);
     await mkdir(this.#abs(dir), { recursive: true, mode: 0o700 });
@@ -835,14 +904,22 @@ export class StorageEngine implements ObjectEngine {
     const context = partContext(input.bucket, input.key, input.uploadId, input.partNumber);
     const crypto = this.#plaintextBodies ? undefined : { ...(await this.#newDataKey(input.bucket, upload.record.encryption, context)), context };
     const dir = this.#uploadDir(input.bucket, input.uploadId);
-    const { file, meter } = await this.#writeBody(input.body, { dir, stem: `part-${input.partNumber}` }, crypto, await this.#algorithmsOf(input.checksums, input.checksumAlgorithms));
+    // The upload's own algorithm is computed for every part, sent or not: CompleteMultipartUpload builds the object's checksum from them.
+    const uploadAlgorithm = upload.record.checksum?.algorithm;
+    const algorithms = new Set(await this.#algorithmsOf(input.checksums, input.checksumAlgorithms));
+    if (uploadAlgorithm !== undefined) algorithms.add(uploadAlgorithm);
+    const { file, meter } = await this.#writeBody(input.body, { dir, stem: `part-${input.partNumber}` }, crypto, algorithms);
     try {
       const digests = await this.#verifyDigests(meter, input);
+      const kept = new Set([...Object.keys((await input.checksums) ?? {}), ...(uploadAlgorithm === undefined ? [] : [uploadAlgorithm])]) as Set<ChecksumAlgorithm>;
+      const checksums: Partial<Record<ChecksumAlgorithm, string>> = {};
+      for (const algorithm of kept) checksums[algorithm] = digests.checksums[algorithm];
       const part: PartRecord = {
         partNumber: input.partNumber,
         etag: quote(digests.md5.toString('hex')),
         size: meter.bytes,
         lastModified: Date.now(),
+        checksums,
         dataFile: file,
         ...(this.#plaintextBodies ? { plaintext: true } : {}),
       };
@@ -852,7 +929,7 @@ export class StorageEngine implements ObjectEngine {
         const previous = upload.parts.get(input.partNumber);
         upload.parts.set(input.partNumber, part);
         if (previous !== undefined) await unlink(this.#abs(`${dir}/${previous.dataFile}`)).catch(() => undefined);
-        return { partNumber: part.partNumber, etag: part.etag, size: part.size, lastModified: new Date(part.lastModified), encryption: upload.record.encryption };
+        return { partNumber: part.partNumber, etag: part.etag, size: part.size, lastModified: new Date(part.lastModified), checksums, encryption: upload.record.encryption };
       });
     } catch (error) {
       await unlink(this.#abs(`${dir}/${file}`)).catch(() => undefined);
@@ -860,8 +937,27 @@ export class StorageEngine implements ObjectEngine {
     }
   }
 
+  /**
+   * A CompleteMultipartUpload of an upload already completed, with the same parts: S3 answers it
+   * again (a client whose first answer was lost retries), as long as the object is still that upload's.
+   */
+  #completedBefore(input: Parameters<ObjectEngine['completeMultipartUpload']>[0]): ObjectMeta | undefined {
+    const record = this.#objects.get(input.bucket)?.get(input.key);
+    if (record?.uploadId !== input.uploadId || record.parts === undefined || record.parts.length !== input.parts.length) return undefined;
+    const same = record.parts.every((part, i) => {
+      const listed = input.parts[i];
+      return listed !== undefined && part.etag !== undefined && listed.partNumber === part.partNumber && unquote(listed.etag) === unquote(part.etag);
+    });
+    return same ? toMeta(record) : undefined;
+  }
+
   async completeMultipartUpload(input: Parameters<ObjectEngine['completeMultipartUpload']>[0]): Promise<ObjectMeta> {
     return this.#locks.run(`upload:${input.uploadId}`, async () => {
+      this.#bucketRecord(input.bucket);
+      if (!this.#uploads.has(input.uploadId)) {
+        const completed = this.#completedBefore(input);
+        if (completed !== undefined) return completed;
+      }
       const upload = this.#upload(input.bucket, input.key, input.uploadId);
       if (input.parts.length === 0) throw new AirlockError('MALFORMED_XML', 'You must specify at least one part');
       checkWriteCondition(input.condition, this.#objects.get(input.bucket)?.get(input.key));
@@ -871,7 +967,8 @@ export class StorageEngine implements ObjectEngine {
         if (listed.partNumber <= previous) throw new AirlockError('INVALID_PART_ORDER', 'The list of parts was not in ascending order. Parts must be ordered by part number.');
         previous = listed.partNumber;
         const part = upload.parts.get(listed.partNumber);
-        if (part === undefined || unquote(part.etag) !== unquote(listed.etag)) {
+        const checksumsMatch = Object.entries(listed.checksums ?? {}).every(([algorithm, value]) => part?.checksums?.[algorithm as ChecksumAlgorithm] === value);
+        if (part === undefined || unquote(part.etag) !== unquote(listed.etag) || !checksumsMatch) {
           throw new AirlockError('INVALID_PART', 'One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part\'s entity tag.');
         }
         chosen.push(part);
@@ -879,6 +976,11 @@ export class StorageEngine implements ObjectEngine {
       for (const part of chosen.slice(0, -1)) {
         if (part.size < MIN_PART_SIZE) throw new AirlockError('ENTITY_TOO_SMALL', 'Your proposed upload is smaller than the minimum allowed size');
       }
+      const size = chosen.reduce((sum, p) => sum + p.size, 0);
+      if (input.objectSize !== undefined && input.objectSize !== size) {
+        throw invalidRequest(`The provided 'x-amz-mp-object-size' header value ${input.objectSize} does not match what was computed: ${size}`);
+      }
+      const objectChecksum = this.#multipartChecksum(upload.record, input, chosen);
       const dir = this.#uploadDir(input.bucket, input.uploadId);
       // The parts become the object's bodies as they are: each is already ASF1 under a context that
       // names this bucket, key, upload and part number, so completing copies and re-encrypts nothing.
@@ -887,7 +989,9 @@ export class StorageEngine implements ObjectEngine {
       const stem = `${this.#names.object(input.bucket, input.key)}.${nodeRandomBytes(6).toString('hex')}`;
       const stored: StoredPart[] = chosen.map((part) => ({
         partNumber: part.partNumber,
+        etag: part.etag,
         size: part.size,
+        ...(part.checksums === undefined ? {} : { checksums: part.checksums }),
         dataFile: `${stem}.p${part.partNumber}.data`,
         ...(part.plaintext === true ? { plaintext: true } : {}),
       }));
@@ -904,13 +1008,15 @@ export class StorageEngine implements ObjectEngine {
         const meta = await this.#commitObject({
           bucket: input.bucket,
           key: input.key,
-          size: chosen.reduce((sum, p) => sum + p.size, 0),
+          size,
           etag: quote(`${createHash('md5').update(etagSource).digest('hex')}-${chosen.length}`),
           lastModified: Date.now(),
           contentType: upload.record.contentType,
           userMetadata: upload.record.userMetadata,
+          headers: upload.record.headers ?? {},
           encryption: upload.record.encryption,
-          checksums: {},
+          checksums: objectChecksum === undefined ? {} : { [objectChecksum.algorithm]: objectChecksum.value },
+          ...(objectChecksum === undefined ? {} : { checksumType: objectChecksum.type }),
           partsCount: chosen.length,
           uploadId: input.uploadId,
           parts: stored,
@@ -924,6 +1030,45 @@ export class StorageEngine implements ObjectEngine {
         throw AirlockError.from(error);
       }
     });
+  }
+
+  /**
+   * The checksum of a multipart object, as S3 makes it: FULL_OBJECT combines the parts' CRCs into the
+   * whole body's; COMPOSITE is the checksum of the parts' checksums, `-<parts>`. A checksum the client
+   * states must be it (COMPOSITE with or without the suffix): DIGEST_MISMATCH otherwise.
+   */
+  #multipartChecksum(
+    upload: UploadRecord,
+    input: Parameters<ObjectEngine['completeMultipartUpload']>[0],
+    chosen: readonly PartRecord[],
+  ): { algorithm: ChecksumAlgorithm; type: ChecksumType; value: string } | undefined {
+    const expected = upload.checksum;
+    if (expected === undefined) {
+      if (input.checksum !== undefined || input.checksumType !== undefined) throw invalidRequest('The upload was created without a checksum algorithm, so its object has no checksum to check');
+      return undefined;
+    }
+    const { algorithm, type } = expected;
+    if (input.checksumType !== undefined && input.checksumType !== type) {
+      throw invalidRequest(`The upload was created using the ${type} checksum mode. The complete request must use the same checksum mode.`);
+    }
+    if (input.checksum !== undefined && input.checksum.algorithm !== algorithm) {
+      throw invalidRequest(`The upload was created using a ${algorithm.toLowerCase()} checksum. The complete request must use the same checksum algorithm.`);
+    }
+    const values = chosen.map((part, i) => {
+      const value = part.checksums?.[algorithm];
+      if (value === undefined) throw new AirlockError('INVALID_PART', `Part ${part.partNumber} has no ${algorithm} checksum`);
+      if (type === 'COMPOSITE' && input.parts[i]?.checksums?.[algorithm] === undefined) {
+        throw invalidRequest(`The upload was created using a ${algorithm.toLowerCase()} checksum. The complete request must include the checksum for each part. It was missing for part ${part.partNumber} in the request.`);
+      }
+      return value;
+    });
+    const value =
+      type === 'COMPOSITE' ? compositeChecksum(algorithm, values) : combineChecksums(algorithm, chosen.map((part, i) => ({ checksum: values[i] as string, size: part.size })));
+    const bare = (text: string): string => text.replace(/-\d+$/, '');
+    if (input.checksum !== undefined && bare(input.checksum.value) !== bare(value)) {
+      throw new AirlockError('DIGEST_MISMATCH', `The ${algorithm} you specified did not match the calculated checksum.`, { details: { kind: 'checksum', algorithm } });
+    }
+    return { algorithm, type, value };
   }
 
   async abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void> {
@@ -941,7 +1086,7 @@ export class StorageEngine implements ObjectEngine {
     const upload = this.#upload(bucket, key, uploadId);
     const parts = [...upload.parts.values()]
       .sort((a, b) => a.partNumber - b.partNumber)
-      .map((p) => ({ partNumber: p.partNumber, etag: p.etag, size: p.size, lastModified: new Date(p.lastModified) }));
+      .map((p) => ({ partNumber: p.partNumber, etag: p.etag, size: p.size, lastModified: new Date(p.lastModified), checksums: p.checksums ?? {} }));
     return { upload: this.#uploadInfo(upload.record), parts };
   }
 

@@ -148,8 +148,14 @@ function refine(error: AirlockError, authType: S3AuthType | undefined): Mapping 
     message: 'Error parsing the X-Amz-Credential or other authentication query parameters.',
   };
   switch (error.code) {
+    case 'NOT_FOUND':
+      return reason === 'no-such-cors-configuration' ? { code: 'NoSuchCORSConfiguration', status: 404, message: 'The CORS configuration does not exist' } : undefined;
+    case 'ACCESS_DENIED':
+      return reason === 'cors-forbidden' ? { code: 'AccessForbidden', status: 403 } : undefined;
     case 'INVALID_ARGUMENT':
       switch (reason) {
+        case 'cors-bad-request':
+          return { code: 'BadRequest', status: 400 };
         case 'chunk-malformed':
         case 'decoded-length-mismatch':
           return { code: 'IncompleteBody', status: 400, message: 'The request body is not a valid aws-chunked payload or ended early' };
@@ -252,6 +258,8 @@ function extraElements(error: AirlockError, wire: S3WireError): XmlElement {
       return { Region: text('expectedRegion') };
     case 'AccessDenied':
       return error.code === 'AUTH_REQUEST_EXPIRED' ? { Expires: text('expiresAt'), ServerTime: text('serverTime') } : {};
+    case 'AccessForbidden':
+      return { Method: text('method'), ResourceType: text('resourceType') };
     case 'KeyTooLongError':
       return { MaxSizeAllowed: 1024 };
     case 'EntityTooLarge':

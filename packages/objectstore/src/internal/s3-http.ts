@@ -5,7 +5,18 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AirlockError, type Logger } from '@airlock/common';
 import { verifyRequest, type SecretLookup, type VerifiedRequest } from '@airlock/crypto';
-import { listingPage, resolveRange, type BucketEncryption, type ObjectEngine, type ObjectMeta, type RangeRequest } from './engine-types.js';
+import { CORS_VARY, corsResponseHeaders, matchCorsRule, requestedHeaders } from './cors.js';
+import {
+  listingPage,
+  resolveRange,
+  type BucketEncryption,
+  type ChecksumAlgorithm,
+  type CorsRule,
+  type ObjectEngine,
+  type ObjectMeta,
+  type RangeRequest,
+} from './engine-types.js';
+import { encodeHeaderText } from './mime-words.js';
 import { s3ErrorFor, s3ErrorXml, type S3AuthType } from './s3-errors.js';
 import {
   checkCopySourcePreconditions,
@@ -21,7 +32,10 @@ import {
   parseQuery,
   parseRange,
   parseResource,
+  parseCompletionChecksum,
   parseSseHeaders,
+  parseStoredHeaders,
+  parseUploadChecksum,
   parseUserMetadata,
   parseWriteCondition,
   percentDecode,
@@ -32,8 +46,10 @@ import {
   type S3Target,
 } from './s3-request.js';
 import {
+  buildCorsConfiguration,
   buildXml,
   parseCompleteMultipartUpload,
+  parseCorsConfiguration,
   parseCreateBucketConfiguration,
   parseDeleteObjects,
   parseEncryptionConfiguration,
@@ -98,7 +114,6 @@ const OWNER: XmlElement = Object.freeze({
 const UNSUPPORTED_SUBRESOURCES: readonly string[] = [
   'accelerate',
   'analytics',
-  'attributes',
   'cors',
   'intelligent-tiering',
   'inventory',
@@ -122,7 +137,6 @@ const UNSUPPORTED_SUBRESOURCES: readonly string[] = [
   'session',
   'tagging',
   'torrent',
-  'versions',
   'website',
 ];
 
@@ -137,6 +151,16 @@ const RESPONSE_OVERRIDES: ReadonlyArray<readonly [string, string]> = [
 ];
 
 const XML_CONTENT_TYPE = 'application/xml';
+
+/** The attributes GetObjectAttributes knows. */
+const OBJECT_ATTRIBUTES: readonly string[] = ['ETag', 'Checksum', 'ObjectParts', 'StorageClass', 'ObjectSize'];
+
+/** Checksums as S3's XML names them (ChecksumCRC32, …). */
+function checksumElements(checksums: Readonly<Partial<Record<ChecksumAlgorithm, string>>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [algorithm, value] of Object.entries(checksums)) out[`Checksum${algorithm}`] = value;
+  return out;
+}
 
 function iso(date: Date): string {
   return date.toISOString();
@@ -281,19 +305,35 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     }
   };
 
-  const readXml = (call: S3Call): Promise<Buffer> =>
-    readSmallBody(openRequestBody(call.req, call.verified, { maxBytes: maxXmlBytes, tooLargeReason: 'xml-too-large', onStart: () => sendContinue(call) }));
+  const readXml = (call: S3Call, options: { readonly checksumHeadersCoverBody?: boolean } = {}): Promise<Buffer> =>
+    readSmallBody(openRequestBody(call.req, call.verified, { maxBytes: maxXmlBytes, tooLargeReason: 'xml-too-large', onStart: () => sendContinue(call), ...options }));
 
   // --- service and buckets ------------------------------------------------------------------------
 
+  /** ListBuckets, paged as S3 pages it: max-buckets (1 – 10000), prefix, continuation-token; without max-buckets, every bucket. */
   const listBuckets = (call: S3Call): void => {
-    const buckets = engine.listBuckets();
+    const { query } = call;
+    const maxText = query.get('max-buckets');
+    if (maxText !== undefined && (!/^\d{1,5}$/.test(maxText) || Number(maxText) < 1 || Number(maxText) > 10000)) {
+      throw new AirlockError('INVALID_ARGUMENT', 'Argument max-buckets must be an integer between 1 and 10000');
+    }
+    const prefix = query.get('prefix') ?? '';
+    const token = query.get('continuation-token');
+    const after = token === undefined || token === '' ? undefined : decodeContinuationToken(token);
+    const page = listingPage(engine.listBuckets(), (bucket) => bucket.name, {
+      prefix,
+      ...(after === undefined ? {} : { marker: after }),
+      max: maxText === undefined ? Number.MAX_SAFE_INTEGER : Number(maxText),
+    });
     sendXml(
       call,
       200,
       buildXml('ListAllMyBucketsResult', {
         Owner: OWNER,
-        Buckets: { Bucket: buckets.map((bucket) => ({ Name: bucket.name, CreationDate: iso(bucket.createdAt) })) },
+        Buckets: { Bucket: page.entries.map((bucket) => ({ Name: bucket.name, CreationDate: iso(bucket.createdAt), BucketRegion: region })) },
+        // S3 names the next page's token ContinuationToken in the answer.
+        ContinuationToken: page.truncated && page.last !== undefined ? encodeContinuationToken(page.last.key) : undefined,
+        Prefix: query.has('prefix') ? prefix : undefined,
       }),
     );
   };
@@ -346,6 +386,23 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const deleteBucketEncryption = async (call: BucketCall): Promise<void> => {
     await engine.deleteBucketEncryption(call.bucket);
+    sendEmpty(call, 204);
+  };
+
+  const getBucketCors = (call: BucketCall): void => {
+    const rules = engine.getBucketCors(call.bucket);
+    if (rules === undefined) throw new AirlockError('NOT_FOUND', 'The CORS configuration does not exist', { details: { reason: 'no-such-cors-configuration' } });
+    sendXml(call, 200, buildCorsConfiguration(rules));
+  };
+
+  const putBucketCors = async (call: BucketCall): Promise<void> => {
+    engine.headBucket(call.bucket);
+    await engine.putBucketCors(call.bucket, parseCorsConfiguration(await readXml(call)));
+    sendEmpty(call, 200);
+  };
+
+  const deleteBucketCors = async (call: BucketCall): Promise<void> => {
+    await engine.deleteBucketCors(call.bucket);
     sendEmpty(call, 204);
   };
 
@@ -438,6 +495,53 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     sendXml(call, 200, buildXml('ListBucketResult', document));
   };
 
+  /**
+   * ListObjectVersions on a bucket that never had versioning: every object is its one version, with
+   * version id `null`, as S3 lists them (bucket-cleaning tools ask this before deleting).
+   */
+  const listObjectVersions = (call: BucketCall): void => {
+    const { query } = call;
+    const { encodingType, encode } = listingEncoding(query.get('encoding-type'));
+    const maxKeys = parseMaxKeys(query.get('max-keys'), 'max-keys');
+    const prefix = query.get('prefix') ?? '';
+    const delimiter = query.get('delimiter') || undefined;
+    const keyMarker = query.get('key-marker') || undefined;
+    const versionIdMarker = query.get('version-id-marker') || undefined;
+    if (versionIdMarker !== undefined && keyMarker === undefined) throw new AirlockError('INVALID_ARGUMENT', 'A version-id marker cannot be specified without a key marker.');
+    if (versionIdMarker !== undefined && versionIdMarker !== 'null') throw new AirlockError('INVALID_ARGUMENT', 'Invalid version id specified');
+    // Each key has one version, so the keys after key-marker are what follows (key-marker, any version).
+    const result = engine.listObjects({ bucket: call.bucket, prefix, delimiter, after: keyMarker, maxKeys });
+    const truncated = result.isTruncated && result.nextAfter !== undefined;
+    const lastIsKey = truncated && result.objects.at(-1)?.key === result.nextAfter;
+    sendXml(
+      call,
+      200,
+      buildXml('ListVersionsResult', {
+        Name: call.bucket,
+        Prefix: encode(prefix),
+        KeyMarker: encode(keyMarker ?? ''),
+        VersionIdMarker: versionIdMarker ?? '',
+        NextKeyMarker: truncated ? encode(result.nextAfter) : undefined,
+        NextVersionIdMarker: lastIsKey ? 'null' : undefined,
+        MaxKeys: maxKeys,
+        Delimiter: delimiter === undefined ? undefined : encode(delimiter),
+        EncodingType: encodingType,
+        IsTruncated: truncated,
+        Version: result.objects.map((object) => ({
+          Key: encode(object.key),
+          VersionId: 'null',
+          IsLatest: true,
+          LastModified: iso(object.lastModified),
+          ETag: object.etag,
+          Size: object.size,
+          Owner: OWNER,
+          StorageClass: 'STANDARD',
+        })),
+        CommonPrefixes: result.commonPrefixes.map((commonPrefix) => ({ Prefix: encode(commonPrefix) })),
+      }),
+    );
+  };
+
   const deleteObjects = async (call: BucketCall): Promise<void> => {
     engine.headBucket(call.bucket);
     const { quiet, keys } = parseDeleteObjects(await readXml(call));
@@ -475,14 +579,66 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       'content-length': range === undefined ? meta.size : range.end - range.start + 1,
       'content-type': meta.contentType,
       'accept-ranges': 'bytes',
+      ...meta.headers,
       ...sseHeaders(meta.encryption),
     };
     if (range !== undefined) headers['content-range'] = `bytes ${range.start}-${range.end}/${meta.size}`;
-    for (const [name, value] of Object.entries(meta.userMetadata)) headers[`x-amz-meta-${name}`] = value;
+    for (const [name, value] of Object.entries(meta.userMetadata)) headers[`x-amz-meta-${name}`] = encodeHeaderText(value);
     // S3 returns whole-object checksums only when asked, and never for a part of the object.
-    if (range === undefined && header(call.req, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED') Object.assign(headers, checksumHeaders(meta.checksums));
+    if (range === undefined && header(call.req, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED' && Object.keys(meta.checksums).length > 0) {
+      Object.assign(headers, checksumHeaders(meta.checksums), { 'x-amz-checksum-type': meta.checksumType ?? 'FULL_OBJECT' });
+    }
     if (call.query.get('partNumber') !== undefined && meta.partsCount !== undefined) headers['x-amz-mp-parts-count'] = meta.partsCount;
     return { ...headers, ...responseOverrides(call) };
+  };
+
+  /**
+   * GetObjectAttributes: the attributes x-amz-object-attributes names (ETag, Checksum, ObjectParts,
+   * StorageClass, ObjectSize), from the sealed record alone. ObjectParts only for a multipart
+   * object, paged by x-amz-max-parts and x-amz-part-number-marker; the ETag unquoted, as S3 sends it.
+   */
+  const getObjectAttributes = (call: ObjectCall): void => {
+    checkVersionId(call);
+    const names = (header(call.req, 'x-amz-object-attributes') ?? '')
+      .split(',')
+      .map((name) => name.trim())
+      .filter((name) => name !== '');
+    if (names.length === 0) throw invalidRequest('Missing required header for this request: x-amz-object-attributes');
+    const unknown = names.find((name) => !OBJECT_ATTRIBUTES.includes(name));
+    if (unknown !== undefined) throw new AirlockError('INVALID_ARGUMENT', 'Invalid attribute name specified.', { details: { attribute: unknown } });
+    const maxParts = parseMaxKeys(header(call.req, 'x-amz-max-parts'), 'max-parts');
+    const markerText = header(call.req, 'x-amz-part-number-marker')?.trim() ?? '0';
+    if (!/^\d{1,5}$/.test(markerText)) throw new AirlockError('INVALID_ARGUMENT', 'Provided part-number-marker not an integer or within integer range');
+    const marker = Number(markerText);
+    const meta = engine.headObject(call.bucket, call.key);
+    const wanted = new Set(names);
+    const checksums = checksumElements(meta.checksums);
+    let objectParts: XmlElement | undefined;
+    if (wanted.has('ObjectParts') && meta.parts !== undefined) {
+      const after = meta.parts.filter((part) => part.partNumber > marker);
+      const page = after.slice(0, maxParts);
+      objectParts = {
+        // The SDKs call it TotalPartsCount; on the wire it is PartsCount.
+        PartsCount: meta.parts.length,
+        PartNumberMarker: marker,
+        NextPartNumberMarker: page.at(-1)?.partNumber ?? marker,
+        MaxParts: maxParts,
+        IsTruncated: after.length > page.length,
+        Part: page.map((part) => ({ PartNumber: part.partNumber, Size: part.size, ...checksumElements(part.checksums) })),
+      };
+    }
+    sendXml(
+      call,
+      200,
+      buildXml('GetObjectAttributesResponse', {
+        ETag: wanted.has('ETag') ? meta.etag.replace(/^"|"$/g, '') : undefined,
+        Checksum: wanted.has('Checksum') && Object.keys(checksums).length > 0 ? { ...checksums, ChecksumType: meta.checksumType ?? 'FULL_OBJECT' } : undefined,
+        ObjectParts: objectParts,
+        StorageClass: wanted.has('StorageClass') ? 'STANDARD' : undefined,
+        ObjectSize: wanted.has('ObjectSize') ? meta.size : undefined,
+      }),
+      { 'last-modified': meta.lastModified.toUTCString() },
+    );
   };
 
   const notModified = (call: S3Call, meta: ObjectMeta): void => {
@@ -572,6 +728,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         checksumAlgorithms: body.checksumAlgorithms,
         contentType,
         userMetadata,
+        headers: parseStoredHeaders(call.req),
         sse,
         ...(condition === undefined ? {} : { condition }),
       });
@@ -601,7 +758,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         bucket: call.bucket,
         key: call.key,
         metadataDirective: directive,
-        ...(directive === 'REPLACE' ? { contentType, userMetadata: parseUserMetadata(call.req) } : {}),
+        ...(directive === 'REPLACE' ? { contentType, userMetadata: parseUserMetadata(call.req), headers: parseStoredHeaders(call.req) } : {}),
         sse,
         ...(condition === undefined ? {} : { condition }),
         checkSource: (meta) => checkCopySourcePreconditions(call.req, meta),
@@ -626,19 +783,24 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const createMultipartUpload = async (call: ObjectCall): Promise<void> => {
     refuseUnsupportedHeaders(call.req);
+    const checksum = parseUploadChecksum(call.req);
     const upload = await engine.createMultipartUpload({
       bucket: call.bucket,
       key: call.key,
       contentType: header(call.req, 'content-type'),
       userMetadata: parseUserMetadata(call.req),
+      headers: parseStoredHeaders(call.req),
       sse: parseSseHeaders(call.req),
+      ...(checksum === undefined ? {} : { checksum }),
     });
-    const algorithm = header(call.req, 'x-amz-checksum-algorithm');
     sendXml(
       call,
       200,
       buildXml('InitiateMultipartUploadResult', { Bucket: upload.bucket, Key: upload.key, UploadId: upload.uploadId }),
-      { ...sseHeaders(upload.encryption), ...(algorithm === undefined ? {} : { 'x-amz-checksum-algorithm': checkHeaderValue('x-amz-checksum-algorithm', algorithm) }) },
+      {
+        ...sseHeaders(upload.encryption),
+        ...(upload.checksum === undefined ? {} : { 'x-amz-checksum-algorithm': upload.checksum.algorithm, 'x-amz-checksum-type': upload.checksum.type }),
+      },
     );
   };
 
@@ -661,7 +823,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         checksumAlgorithms: body.checksumAlgorithms,
       });
       // Verified by the engine by now; clients (the SDK's multipart uploader) read them back per part.
-      sendEmpty(call, 200, { etag: part.etag, ...sseHeaders(part.encryption), ...checksumHeaders((await body.checksums) ?? {}) });
+      sendEmpty(call, 200, { etag: part.etag, ...sseHeaders(part.encryption), ...checksumHeaders(part.checksums) });
     } finally {
       body.dispose();
     }
@@ -700,9 +862,11 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
   const completeMultipartUpload = async (call: ObjectCall): Promise<void> => {
     const uploadId = uploadIdOf(call);
     const condition = parseWriteCondition(call.req, { ifNoneMatch: true });
-    const parts = parseCompleteMultipartUpload(await readXml(call));
+    const checksum = parseCompletionChecksum(call.req);
+    // Here x-amz-checksum-* is the object's checksum, not the XML document's.
+    const parts = parseCompleteMultipartUpload(await readXml(call, { checksumHeadersCoverBody: false }));
     const meta = await withoutIdleTimeout(call, () =>
-      engine.completeMultipartUpload({ bucket: call.bucket, key: call.key, uploadId, parts, ...(condition === undefined ? {} : { condition }) }),
+      engine.completeMultipartUpload({ bucket: call.bucket, key: call.key, uploadId, parts, ...checksum, ...(condition === undefined ? {} : { condition }) }),
     );
     const host = header(call.req, 'host') ?? 'localhost';
     sendXml(
@@ -713,6 +877,8 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         Bucket: call.bucket,
         Key: call.key,
         ETag: meta.etag,
+        ...checksumElements(meta.checksums),
+        ChecksumType: meta.checksumType,
       }),
       sseHeaders(meta.encryption),
     );
@@ -747,7 +913,9 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         NextPartNumberMarker: page.at(-1)?.partNumber ?? marker,
         MaxParts: maxParts,
         IsTruncated: truncated,
-        Part: page.map((part) => ({ PartNumber: part.partNumber, LastModified: iso(part.lastModified), ETag: part.etag, Size: part.size })),
+        ChecksumAlgorithm: upload.checksum?.algorithm,
+        ChecksumType: upload.checksum?.type,
+        Part: page.map((part) => ({ PartNumber: part.partNumber, LastModified: iso(part.lastModified), ETag: part.etag, Size: part.size, ...checksumElements(part.checksums) })),
       }),
     );
   };
@@ -819,6 +987,12 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       if (method === 'DELETE') return ['DeleteBucketEncryption', () => deleteBucketEncryption(call)];
       throw methodNotAllowed();
     }
+    if (sub('cors')) {
+      if (method === 'GET') return ['GetBucketCors', () => getBucketCors(call)];
+      if (method === 'PUT') return ['PutBucketCors', () => putBucketCors(call)];
+      if (method === 'DELETE') return ['DeleteBucketCors', () => deleteBucketCors(call)];
+      throw methodNotAllowed();
+    }
     if (sub('location')) {
       if (method === 'GET') return ['GetBucketLocation', () => getBucketLocation(call)];
       throw methodNotAllowed();
@@ -837,6 +1011,10 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     }
     if (sub('uploads')) {
       if (method === 'GET') return ['ListMultipartUploads', () => listMultipartUploads(call)];
+      throw methodNotAllowed();
+    }
+    if (sub('versions')) {
+      if (method === 'GET') return ['ListObjectVersions', () => listObjectVersions(call)];
       throw methodNotAllowed();
     }
     const unsupported = UNSUPPORTED_SUBRESOURCES.find(sub);
@@ -886,6 +1064,10 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       return refused(subresourceOperation(method, 'Object', 'acl'), () => notImplemented('Object ACLs cannot be changed: every object is private to the store owner'));
     }
     if (query.has('tagging') && method === 'GET') return ['GetObjectTagging', () => getObjectTagging(call)];
+    if (query.has('attributes')) {
+      if (method === 'GET') return ['GetObjectAttributes', () => getObjectAttributes(call)];
+      throw methodNotAllowed();
+    }
     const unsupported = UNSUPPORTED_SUBRESOURCES.find((name) => query.has(name));
     if (unsupported !== undefined) return refused(subresourceOperation(method, 'Object', unsupported), () => unsupportedSubresource(call, unsupported));
     switch (method) {
@@ -904,6 +1086,67 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       default:
         throw methodNotAllowed();
     }
+  };
+
+  // --- CORS ---------------------------------------------------------------------------------------
+
+  /** The CORS rules of the bucket a request path names; undefined when there is no such bucket or it has none. */
+  const corsRulesFor = (rawPath: string): readonly CorsRule[] | undefined => {
+    const bucket = percentDecode(rawPath.slice(1).split('/')[0] ?? '');
+    if (bucket === undefined || bucket === '') return undefined;
+    try {
+      return engine.getBucketCors(bucket);
+    } catch (error) {
+      if (AirlockError.is(error, 'BUCKET_NOT_FOUND')) return undefined;
+      throw error;
+    }
+  };
+
+  const corsForbidden = (message: string, method: string, key: string | undefined): AirlockError =>
+    new AirlockError('ACCESS_DENIED', `CORSResponse: ${message}`, { details: { reason: 'cors-forbidden', method, resourceType: key === undefined ? 'BUCKET' : 'OBJECT' } });
+
+  /**
+   * A preflight (OPTIONS), unauthenticated as on S3: the bucket's first rule that allows the
+   * Origin, the Access-Control-Request-Method and every Access-Control-Request-Headers name
+   * answers 200 with what it grants; no rule (or no configuration) is 403 AccessForbidden.
+   */
+  const preflight = (req: IncomingMessage, res: ServerResponse, rawPath: string): void => {
+    const { bucket, key } = parseResource(rawPath);
+    const origin = header(req, 'origin');
+    const method = header(req, 'access-control-request-method')?.trim();
+    if (bucket === undefined) throw methodNotAllowed();
+    if (origin === undefined) throw new AirlockError('INVALID_ARGUMENT', 'Insufficient information. Origin request header needed.', { details: { reason: 'cors-bad-request' } });
+    if (method === undefined || method === '') throw new AirlockError('INVALID_ARGUMENT', 'Invalid Access-Control-Request-Method: null', { details: { reason: 'cors-bad-request' } });
+    const rules = corsRulesFor(rawPath);
+    if (rules === undefined) throw corsForbidden('CORS is not enabled for this bucket.', method, key);
+    const headers = requestedHeaders(header(req, 'access-control-request-headers'));
+    const rule = matchCorsRule(rules, { origin, method, headers });
+    if (rule === undefined) {
+      throw corsForbidden(
+        "This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
+        method,
+        key,
+      );
+    }
+    res.writeHead(200, { ...corsResponseHeaders(rule, origin, headers), 'content-length': 0 });
+    res.end();
+  };
+
+  /**
+   * An actual request from a page (it carries Origin): the matching rule's headers go on the
+   * response, success or error alike, so the page can read either; presigned GETs and PUTs included.
+   */
+  const applyCors = (req: IncomingMessage, res: ServerResponse, rawPath: string, method: string): void => {
+    const origin = header(req, 'origin');
+    if (origin === undefined) return;
+    const rules = corsRulesFor(rawPath);
+    if (rules === undefined) return;
+    const rule = matchCorsRule(rules, { origin, method });
+    if (rule === undefined) {
+      res.setHeader('vary', CORS_VARY);
+      return;
+    }
+    for (const [name, value] of Object.entries(corsResponseHeaders(rule, origin))) res.setHeader(name, value);
   };
 
   // --- the request --------------------------------------------------------------------------------
@@ -960,6 +1203,12 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       }
       const target = splitTarget(req.url);
       context.resource = target.rawPath;
+      if (method === 'OPTIONS') {
+        context.operation = 'PreflightRequest';
+        preflight(req, res, target.rawPath);
+        return;
+      }
+      applyCors(req, res, target.rawPath, method);
       context.authType = hasQueryAuth(target.rawQuery) ? 'query' : 'header';
       const verified = await verifyRequest({
         method,

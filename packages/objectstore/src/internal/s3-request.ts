@@ -5,7 +5,21 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { AirlockError } from '@airlock/common';
 import { chunkedPayloadMode, createChunkedPayloadDecoder, type ChunkedPayloadDecoder, type VerifiedRequest } from '@airlock/crypto';
 import { createDigest } from './checksums.js';
-import { etagListMatches, type ChecksumAlgorithm, type ObjectMeta, type RangeRequest, type SseAlgorithm, type SseRequest, type WriteCondition } from './engine-types.js';
+import {
+  etagListMatches,
+  STORED_HEADER_NAMES,
+  type ChecksumAlgorithm,
+  type ChecksumType,
+  type ObjectMeta,
+  type RangeRequest,
+  type SseAlgorithm,
+  type SseRequest,
+  type StoredHeaders,
+  type StoredHeaderName,
+  type UploadChecksum,
+  type WriteCondition,
+} from './engine-types.js';
+import { decodeHeaderText } from './mime-words.js';
 
 /** S3's limit for a single PUT (PutObject, UploadPart): 5 GiB. */
 export const MAX_OBJECT_BYTES = 5 * 1024 * 1024 * 1024;
@@ -210,13 +224,16 @@ export function parseSseHeaders(req: IncomingMessage): SseRequest | undefined {
   };
 }
 
-/** x-amz-meta-* headers, by lower-case name without the prefix. */
+/**
+ * x-amz-meta-* headers, by lower-case name without the prefix. As on S3, a value's bytes are read
+ * as UTF-8 and its RFC 2047 encoded-words decoded before it is stored (and counted).
+ */
 export function parseUserMetadata(req: IncomingMessage): Record<string, string> {
   const metadata: Record<string, string> = {};
   let size = 0;
   for (const [name, value] of Object.entries(req.headers)) {
     if (!name.startsWith('x-amz-meta-') || value === undefined) continue;
-    const text = Array.isArray(value) ? value.join(',') : value;
+    const text = decodeHeaderText(Array.isArray(value) ? value.join(',') : value);
     const short = name.slice('x-amz-meta-'.length);
     if (short === '') throw invalidArgument('A user metadata header name must not be empty');
     size += Buffer.byteLength(short) + Buffer.byteLength(text);
@@ -224,6 +241,27 @@ export function parseUserMetadata(req: IncomingMessage): Record<string, string> 
   }
   if (size > MAX_METADATA_BYTES) throw invalidArgument('Your metadata headers exceed the maximum allowed metadata size', 'metadata-too-large');
   return metadata;
+}
+
+/**
+ * Cache-Control, Content-Disposition, Content-Encoding, Content-Language and Expires, stored as sent.
+ * `aws-chunked` is the transfer framing of this request's body, not the object's encoding: S3
+ * drops it from Content-Encoding, and stores nothing when it was the only coding.
+ */
+export function parseStoredHeaders(req: IncomingMessage): StoredHeaders {
+  const headers: Partial<Record<StoredHeaderName, string>> = {};
+  for (const name of STORED_HEADER_NAMES) {
+    let value = header(req, name);
+    if (name === 'content-encoding' && value !== undefined) {
+      value = value
+        .split(',')
+        .map((coding) => coding.trim())
+        .filter((coding) => coding !== '' && coding.toLowerCase() !== 'aws-chunked')
+        .join(',');
+    }
+    if (value !== undefined && value !== '') headers[name] = value;
+  }
+  return headers;
 }
 
 /** Request headers for features this store does not have: refused rather than silently dropped. */
@@ -263,6 +301,59 @@ function checksumValue(name: string, value: string, bytes: number): string {
     throw invalidRequest(`Value for ${name} header is invalid.`);
   }
   return trimmed;
+}
+
+const CHECKSUM_TYPES: readonly ChecksumType[] = ['COMPOSITE', 'FULL_OBJECT'];
+
+function parseChecksumType(value: string | undefined): ChecksumType | undefined {
+  if (value === undefined) return undefined;
+  const type = value.trim().toUpperCase();
+  if (!(CHECKSUM_TYPES as readonly string[]).includes(type)) throw invalidRequest('Value for x-amz-checksum-type header is invalid.');
+  return type as ChecksumType;
+}
+
+/**
+ * CreateMultipartUpload's x-amz-checksum-algorithm and x-amz-checksum-type. As on S3, the type
+ * defaults to COMPOSITE (FULL_OBJECT for CRC64NVME, which has no other), and needs an algorithm.
+ */
+export function parseUploadChecksum(req: IncomingMessage): UploadChecksum | undefined {
+  const name = header(req, 'x-amz-checksum-algorithm')?.trim().toUpperCase();
+  const type = parseChecksumType(header(req, 'x-amz-checksum-type'));
+  if (name === undefined) {
+    if (type !== undefined) throw invalidRequest('The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.');
+    return undefined;
+  }
+  const algorithm = CHECKSUM_HEADERS.find(([, candidate]) => candidate === name)?.[1];
+  if (algorithm === undefined) throw invalidRequest('Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]');
+  if (algorithm === 'CRC64NVME' && type === 'COMPOSITE') throw invalidRequest('The COMPOSITE checksum type cannot be used with the crc64nvme checksum algorithm.');
+  return { algorithm, type: type ?? (algorithm === 'CRC64NVME' ? 'FULL_OBJECT' : 'COMPOSITE') };
+}
+
+/**
+ * CompleteMultipartUpload's view of the object's checksum: one x-amz-checksum-<algorithm> (a
+ * COMPOSITE value may end in `-<parts>`), x-amz-checksum-type and x-amz-mp-object-size.
+ */
+export function parseCompletionChecksum(req: IncomingMessage): {
+  checksum?: { algorithm: ChecksumAlgorithm; value: string };
+  checksumType?: ChecksumType;
+  objectSize?: number;
+} {
+  const given = CHECKSUM_HEADERS.flatMap(([name, algorithm, bytes]) => {
+    const value = header(req, name)?.trim();
+    if (value === undefined) return [];
+    const [, digest, suffix] = /^([A-Za-z0-9+/]*={0,2})(-\d{1,5})?$/.exec(value) ?? [];
+    if (digest === undefined) throw invalidRequest(`Value for ${name} header is invalid.`);
+    checksumValue(name, digest, bytes);
+    return [{ algorithm, value: digest + (suffix ?? '') }];
+  });
+  if (given.length > 1) throw invalidRequest('Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.');
+  const checksumType = parseChecksumType(header(req, 'x-amz-checksum-type'));
+  const objectSize = parseLength('x-amz-mp-object-size', header(req, 'x-amz-mp-object-size'));
+  return {
+    ...(given[0] === undefined ? {} : { checksum: given[0] }),
+    ...(checksumType === undefined ? {} : { checksumType }),
+    ...(objectSize === undefined ? {} : { objectSize }),
+  };
 }
 
 /** The response headers for checksums an object or part carries. */
@@ -451,6 +542,11 @@ export interface RequestBodyOptions {
   readonly onStart: () => void;
   /** The reason code for a too-large body. */
   readonly tooLargeReason?: string;
+  /**
+   * Whether x-amz-checksum-* headers are checksums of this body. On CompleteMultipartUpload they are
+   * the object's checksum instead. @default true
+   */
+  readonly checksumHeadersCoverBody?: boolean;
 }
 
 /**
@@ -487,7 +583,7 @@ export function openRequestBody(req: IncomingMessage, verified: VerifiedRequest,
   if (expectedLength !== undefined && expectedLength > options.maxBytes) throw tooLarge();
 
   const headerChecksums: ChecksumValues = {};
-  for (const [name, algorithm, bytes] of CHECKSUM_HEADERS) {
+  for (const [name, algorithm, bytes] of options.checksumHeadersCoverBody === false ? [] : CHECKSUM_HEADERS) {
     const value = header(req, name);
     if (value !== undefined) headerChecksums[algorithm] = checksumValue(name, value, bytes);
   }

@@ -1,13 +1,22 @@
 // S3 request XML parsing (entity-free, DOCTYPE-refusing) and response XML building for the embedded object store.
 import { AirlockError } from '@airlock/common';
 import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser';
-import type { SseAlgorithm, SseRequest } from './engine-types.js';
+import { CORS_METHODS, type ChecksumAlgorithm, type CorsMethod, type CorsRule, type SseAlgorithm, type SseRequest } from './engine-types.js';
 
 /** The S3 document namespace every response root carries. */
 export const S3_XMLNS = 'http://s3.amazonaws.com/doc/2006-03-01/';
 
 /** Elements S3 lets repeat, by path from the root; listed so one occurrence still parses as an array. */
-const REPEATED: ReadonlySet<string> = new Set(['CompleteMultipartUpload.Part', 'Delete.Object', 'ServerSideEncryptionConfiguration.Rule']);
+const REPEATED: ReadonlySet<string> = new Set([
+  'CompleteMultipartUpload.Part',
+  'Delete.Object',
+  'ServerSideEncryptionConfiguration.Rule',
+  'CORSConfiguration.CORSRule',
+  'CORSConfiguration.CORSRule.AllowedOrigin',
+  'CORSConfiguration.CORSRule.AllowedMethod',
+  'CORSConfiguration.CORSRule.AllowedHeader',
+  'CORSConfiguration.CORSRule.ExposeHeader',
+]);
 
 const parser = new XMLParser({
   ignoreAttributes: true,
@@ -116,6 +125,13 @@ export function xmlChildren(node: XmlNode, name: string): XmlNode[] {
   });
 }
 
+/** The texts of a repeatable text element (declared in REPEATED). */
+export function xmlTexts(node: XmlNode, name: string): string[] {
+  const value = node[name];
+  if (value === undefined) return [];
+  return (Array.isArray(value) ? (value as unknown[]) : [value]).map((item) => xmlText({ [name]: item }, name) as string);
+}
+
 function xmlBoolean(node: XmlNode, name: string): boolean | undefined {
   const text = xmlText(node, name)?.trim().toLowerCase();
   if (text === undefined) return undefined;
@@ -135,7 +151,17 @@ export function parseCreateBucketConfiguration(body: Uint8Array): void {
 export interface CompletedPart {
   readonly partNumber: number;
   readonly etag: string;
+  readonly checksums?: Partial<Record<ChecksumAlgorithm, string>>;
 }
+
+/** The part checksum elements of CompleteMultipartUpload and their algorithms. */
+const PART_CHECKSUM_ELEMENTS: ReadonlyArray<readonly [string, ChecksumAlgorithm]> = [
+  ['ChecksumCRC32', 'CRC32'],
+  ['ChecksumCRC32C', 'CRC32C'],
+  ['ChecksumCRC64NVME', 'CRC64NVME'],
+  ['ChecksumSHA1', 'SHA1'],
+  ['ChecksumSHA256', 'SHA256'],
+];
 
 /** CompleteMultipartUpload > Part* > (PartNumber, ETag, Checksum*). */
 export function parseCompleteMultipartUpload(body: Uint8Array): CompletedPart[] {
@@ -144,8 +170,13 @@ export function parseCompleteMultipartUpload(body: Uint8Array): CompletedPart[] 
     const number = xmlText(part, 'PartNumber')?.trim();
     const etag = xmlText(part, 'ETag')?.trim();
     if (number === undefined || !/^\d{1,5}$/.test(number) || etag === undefined || etag === '') throw malformed('part');
+    const checksums: Partial<Record<ChecksumAlgorithm, string>> = {};
+    for (const [element, algorithm] of PART_CHECKSUM_ELEMENTS) {
+      const value = xmlText(part, element)?.trim();
+      if (value !== undefined) checksums[algorithm] = value;
+    }
     // Clients send ETags quoted (as S3 returns them) or bare; the engine compares them unquoted.
-    return { partNumber: Number(number), etag: etag.startsWith('"') ? etag : `"${etag}"` };
+    return { partNumber: Number(number), etag: etag.startsWith('"') ? etag : `"${etag}"`, ...(Object.keys(checksums).length === 0 ? {} : { checksums }) };
   });
   if (parts.length === 0) throw malformed('no-parts');
   return parts;
@@ -192,6 +223,65 @@ export function parseEncryptionConfiguration(body: Uint8Array): SseRequest {
     ...(kmsKeyId === undefined || kmsKeyId === '' ? {} : { kmsKeyId }),
     ...(bucketKeyEnabled === undefined ? {} : { bucketKeyEnabled }),
   };
+}
+
+/** S3's limit on the rules of one CORS configuration. */
+const MAX_CORS_RULES = 100;
+
+function invalidCors(message: string): AirlockError {
+  return new AirlockError('INVALID_ARGUMENT', message, { details: { reason: 'invalid-request' } });
+}
+
+/**
+ * CORSConfiguration > CORSRule+ > (ID?, AllowedOrigin+, AllowedMethod+, AllowedHeader*,
+ * ExposeHeader*, MaxAgeSeconds?), checked as S3 checks it: a method other than GET, PUT, HEAD,
+ * POST or DELETE, or an origin or header with more than one `*`, is InvalidRequest.
+ */
+export function parseCorsConfiguration(body: Uint8Array): CorsRule[] {
+  const root = parseXmlDocument(body, 'CORSConfiguration');
+  const rules = xmlChildren(root, 'CORSRule');
+  if (rules.length === 0 || rules.length > MAX_CORS_RULES) throw malformed('cors-rule-count');
+  return rules.map((rule) => {
+    const id = xmlText(rule, 'ID');
+    const allowedOrigins = xmlTexts(rule, 'AllowedOrigin').map((origin) => origin.trim());
+    const methods = xmlTexts(rule, 'AllowedMethod').map((method) => method.trim());
+    const allowedHeaders = xmlTexts(rule, 'AllowedHeader').map((name) => name.trim());
+    const exposeHeaders = xmlTexts(rule, 'ExposeHeader').map((name) => name.trim());
+    const maxAge = xmlText(rule, 'MaxAgeSeconds')?.trim();
+    if (allowedOrigins.length === 0 || methods.length === 0) throw malformed('cors-rule');
+    if (id !== undefined && id.length > 255) throw invalidCors('The ID of a CORS rule must be at most 255 characters');
+    const unsupported = methods.find((method) => !(CORS_METHODS as readonly string[]).includes(method));
+    if (unsupported !== undefined) throw invalidCors(`Found unsupported HTTP method in CORS config. Unsupported method is ${unsupported}`);
+    for (const origin of allowedOrigins) {
+      if (origin.split('*').length > 2) throw invalidCors(`AllowedOrigin "${origin}" can not have more than one wildcard.`);
+    }
+    for (const name of allowedHeaders) {
+      if (name.split('*').length > 2) throw invalidCors(`AllowedHeader "${name}" can not have more than one wildcard.`);
+    }
+    if (maxAge !== undefined && !/^\d{1,10}$/.test(maxAge)) throw malformed('cors-max-age');
+    return {
+      ...(id === undefined ? {} : { id }),
+      allowedOrigins,
+      allowedMethods: methods as CorsMethod[],
+      allowedHeaders,
+      exposeHeaders,
+      ...(maxAge === undefined ? {} : { maxAgeSeconds: Number(maxAge) }),
+    };
+  });
+}
+
+/** GetBucketCors's document: the rules as they were put. */
+export function buildCorsConfiguration(rules: readonly CorsRule[]): string {
+  return buildXml('CORSConfiguration', {
+    CORSRule: rules.map((rule) => ({
+      ID: rule.id,
+      AllowedHeader: [...rule.allowedHeaders],
+      AllowedMethod: [...rule.allowedMethods],
+      AllowedOrigin: [...rule.allowedOrigins],
+      ExposeHeader: [...rule.exposeHeaders],
+      MaxAgeSeconds: rule.maxAgeSeconds,
+    })),
+  });
 }
 
 // --- response documents ---------------------------------------------------------------------------
