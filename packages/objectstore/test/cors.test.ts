@@ -10,14 +10,13 @@ import {
   GetObjectCommand,
   PutBucketCorsCommand,
   PutObjectCommand,
-  S3ServiceException,
   type CORSRule,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { makeCanary, scanForCanary } from '@airlock/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestObjectStore, type TestObjectStore } from './server-helpers.js';
+import { refusal, startTestObjectStore, type TestObjectStore } from './server-helpers.js';
 
 const run = promisify(execFile);
 const BUCKET = 'cors';
@@ -35,16 +34,6 @@ const RULES: CORSRule[] = [
 ];
 let store: TestObjectStore;
 let sdk: S3Client;
-
-async function refusal(send: Promise<unknown>): Promise<{ name: string; status: number | undefined }> {
-  const error = await send.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(S3ServiceException);
-  const e = error as S3ServiceException;
-  return { name: e.name, status: e.$metadata.httpStatusCode };
-}
 
 interface CurlResponse {
   readonly status: number;

@@ -12,27 +12,16 @@ import {
   ListBucketsCommand,
   ListObjectVersionsCommand,
   PutObjectCommand,
-  S3ServiceException,
   UploadPartCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestObjectStore, type TestObjectStore } from './server-helpers.js';
+import { refusal, startTestObjectStore, type TestObjectStore } from './server-helpers.js';
 
 const run = promisify(execFile);
 const BUCKET = 'listings';
 let store: TestObjectStore;
 let sdk: S3Client;
-
-async function refusal(send: Promise<unknown>): Promise<{ name: string; status: number | undefined }> {
-  const error = await send.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(S3ServiceException);
-  const e = error as S3ServiceException;
-  return { name: e.name, status: e.$metadata.httpStatusCode };
-}
 
 async function aws(args: string[]): Promise<string> {
   const { stdout } = await run('/usr/bin/aws', [...args, '--endpoint-url', store.server.url], { env: store.awsEnv(), timeout: 60_000 });

@@ -12,29 +12,18 @@ import {
   GetObjectAttributesCommand,
   HeadObjectCommand,
   ListPartsCommand,
-  S3ServiceException,
   UploadPartCommand,
   type CompletedPart,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestObjectStore, type TestObjectStore } from './server-helpers.js';
+import { refusal, startTestObjectStore, type TestObjectStore } from './server-helpers.js';
 
 const run = promisify(execFile);
 const BUCKET = 'multipart-checksums';
 const PART = 5 * 1024 * 1024;
 let store: TestObjectStore;
 let sdk: S3Client;
-
-async function refusal(send: Promise<unknown>): Promise<{ name: string; status: number | undefined }> {
-  const error = await send.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(S3ServiceException);
-  const e = error as S3ServiceException;
-  return { name: e.name, status: e.$metadata.httpStatusCode };
-}
 
 const u32 = (value: number): string => {
   const out = Buffer.alloc(4);

@@ -16,27 +16,16 @@ import {
   ListObjectsV2Command,
   ListPartsCommand,
   PutObjectCommand,
-  S3ServiceException,
   UploadPartCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestObjectStore, type TestObjectStore } from './server-helpers.js';
+import { refusal, startTestObjectStore, type TestObjectStore } from './server-helpers.js';
 
 const run = promisify(execFile);
 const BUCKET = 'multipart-semantics';
 let store: TestObjectStore;
 let sdk: S3Client;
-
-async function refusal(send: Promise<unknown>): Promise<{ name: string; status: number | undefined }> {
-  const error = await send.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(S3ServiceException);
-  const e = error as S3ServiceException;
-  return { name: e.name, status: e.$metadata.httpStatusCode };
-}
 
 /** Waits until the store is streaming a body into its temporary directory (the request passed every check). */
 async function bodyStreaming(count = 1): Promise<void> {

@@ -3,13 +3,14 @@ import { chmod, cp, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from 'node:https';
-import { S3Client } from '@aws-sdk/client-s3';
+import { S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { createLogger, Redactor, type Logger } from '@airlock/common';
 import { createAwsKms, type KmsAdmin } from '@airlock/kms';
 import { createKmsServer, resolveKmsServerConfig, type KmsServer } from '@airlock/kms/server';
 import { createCertificateAuthority, issueServerCertificate, tlsClientOptions } from '@airlock/pki';
 import { awsCliEnv } from '@airlock/testing';
+import { expect } from 'vitest';
 import { createS3ObjectStore } from '../src/s3-object-store.js';
 import { createObjectStoreServer, resolveObjectStoreServerConfig, type ObjectStoreServer } from '../src/server.js';
 
@@ -159,4 +160,15 @@ export function sendHeaders<C extends S3Client>(client: C, headers: Readonly<Rec
     { step: 'build', name: 'airlockTestExtraHeaders' },
   );
   return client;
+}
+
+/** The S3 error a call was refused with (its name and HTTP status); fails the test when the call succeeds or fails some other way. */
+export async function refusal(send: Promise<unknown>): Promise<{ name: string; status: number | undefined }> {
+  const error = await send.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(S3ServiceException);
+  const e = error as S3ServiceException;
+  return { name: e.name, status: e.$metadata.httpStatusCode };
 }

@@ -13,27 +13,16 @@ import {
   HeadObjectCommand,
   PutBucketEncryptionCommand,
   PutObjectCommand,
-  S3ServiceException,
   UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sendHeaders, startTestObjectStore, type TestObjectStore } from './server-helpers.js';
+import { refusal, sendHeaders, startTestObjectStore, type TestObjectStore } from './server-helpers.js';
 
 const run = promisify(execFile);
 const BUCKET = 'sse-semantics';
 let store: TestObjectStore;
 let kmsKey: { keyId: string; arn: string };
-
-async function refusal(send: Promise<unknown>): Promise<{ name: string; status: number | undefined }> {
-  const error = await send.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(S3ServiceException);
-  const e = error as S3ServiceException;
-  return { name: e.name, status: e.$metadata.httpStatusCode };
-}
 
 async function aws(args: string[]): Promise<{ code: number; stderr: string }> {
   try {
