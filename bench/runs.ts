@@ -10,10 +10,9 @@ import { run as runGraphileWorker, makeWorkerUtils, Logger as GraphileLogger } f
 import { generateSealingKeyPair, openSealed, seal } from '@airlock/crypto';
 import { tlsClientOptions } from '@airlock/pki';
 import { ActionPhase, IO_SEALING_PURPOSE, runInputsAad, runResultAad, verifyDataPlaneKeys } from '@airlock/protocol';
-import { taskSpecDigest, taskVersion } from '@airlock/sdk';
 import { startTempPostgres, type TempPostgres } from '@airlock/testing';
+import { prepareTask, uploadBundle } from '../packages/cli/src/commands/runs.js';
 import { connectApi, type ApiConnection } from '../packages/cli/src/internal/api-client.js';
-import { bundleTaskModule, describeBundle, pickTask } from '../packages/cli/src/internal/bundle.js';
 import { loadClientConfig } from '../packages/cli/src/internal/client-config.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -57,30 +56,13 @@ async function startStack(extraArgs: readonly string[]): Promise<Stack> {
   if (pin === undefined) throw new Error('no pin in the client configuration');
   const { ioKey } = verifyDataPlaneKeys(found?.keys, pin, cluster);
 
-  const file = join(ROOT, 'bench', 'fixtures', 'noop-task.ts');
-  const bundle = await bundleTaskModule(file);
-  const spec = pickTask(await describeBundle(bundle), file, 'noop').spec;
-  const location = await api.client.createUploadLocation({ project, cluster, bundle: { sha256: bundle.sha256, size: BigInt(bundle.size) } });
-  if (!location.alreadyStored) {
-    const response = await fetchWithCa(location.url, { method: 'PUT', headers: location.headers, body: bundle.code }, config.caFile);
-    if (response !== 200) throw new Error(`bundle upload: HTTP ${response}`);
-  }
-  await api.client.registerTask({ project, specJson: Buffer.from(JSON.stringify(spec)), bundle: { sha256: bundle.sha256, size: BigInt(bundle.size) } });
-  return { dir, child, api, project, cluster, ioKey, version: taskVersion(taskSpecDigest(spec), bundle.sha256) };
-}
-
-async function fetchWithCa(url: string, init: { method: string; headers: Record<string, string>; body: Buffer }, caFile: string | undefined): Promise<number> {
-  const { request } = await import('node:https');
-  const { readFile } = await import('node:fs/promises');
-  const ca = caFile === undefined ? undefined : await readFile(caFile, 'utf8');
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: init.method, headers: { ...init.headers, 'content-length': String(init.body.length) }, ...(ca === undefined ? {} : tlsClientOptions({ ca })) }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', reject);
-    req.end(init.body);
-  });
+  // The CLI's own bundling and upload, so the bench pays exactly what `airlock run` pays.
+  const task = await prepareTask(join(ROOT, 'bench', 'fixtures', 'noop-task.ts'), 'noop');
+  const bundle = { sha256: task.bundle.sha256, size: BigInt(task.bundle.size) };
+  const location = await api.client.createUploadLocation({ project, cluster, bundle });
+  if (!location.alreadyStored) await uploadBundle(task.bundle, location.url, location.headers, config.caFile);
+  await api.client.registerTask({ project, specJson: Buffer.from(JSON.stringify(task.spec)), bundle });
+  return { dir, child, api, project, cluster, ioKey, version: task.version };
 }
 
 async function stopStack(stack: Stack): Promise<void> {

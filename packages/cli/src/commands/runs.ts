@@ -71,12 +71,12 @@ async function resolveCluster(client: AirlockClient, config: ClientConfig, optio
 }
 
 /** The data plane's I/O key, trusted only because its statement verifies under the pinned identity. */
-async function pinnedIoKey(client: AirlockClient, config: ClientConfig, cluster: string): Promise<{ publicKey: Uint8Array; keyId: string }> {
+async function pinnedIoKey(client: AirlockClient, config: ClientConfig & { readonly path?: string }, cluster: string): Promise<{ publicKey: Uint8Array; keyId: string }> {
   const pin = config.pins[cluster];
   if (pin === undefined) {
     throw new AirlockError(
       'DATA_PLANE_PIN_MISMATCH',
-      `No identity is pinned for data plane "${cluster}" in ${'path' in config ? String((config as { path: unknown }).path) : 'the client configuration'}: pin it with \`airlock login --pin sha256:…\``,
+      `No identity is pinned for data plane "${cluster}" in ${config.path ?? 'the client configuration'}: pin it with \`airlock login --pin sha256:…\``,
     );
   }
   const { cluster: found } = await client.getCluster({ name: cluster });
@@ -86,7 +86,7 @@ async function pinnedIoKey(client: AirlockClient, config: ClientConfig, cluster:
 }
 
 /** PUTs the bundle to the presigned URL, with the headers signed into it. */
-async function uploadBundle(bundle: TaskBundle, url: string, headers: Readonly<Record<string, string>>, caFile: string | undefined): Promise<void> {
+export async function uploadBundle(bundle: TaskBundle, url: string, headers: Readonly<Record<string, string>>, caFile: string | undefined): Promise<void> {
   const ca = caFile === undefined ? rootCertificates.join('\n') : await readFile(caFile, 'utf8');
   const target = new URL(url);
   const showProgress = bundle.size >= PROGRESS_THRESHOLD_BYTES && process.stderr.isTTY === true;
@@ -239,7 +239,7 @@ export interface SubmitOptions {
  * Uploads the bundle if the data plane lacks it, registers the task version, verifies the data
  * plane's keys against the pin, seals the inputs to its I/O key and creates the run.
  */
-export async function submitRun(client: AirlockClient, config: ClientConfig, project: string, task: PreparedTask, inputs: unknown, options: SubmitOptions = {}): Promise<{ run: Run; cluster: string }> {
+export async function submitRun(client: AirlockClient, config: ClientConfig & { readonly path?: string }, project: string, task: PreparedTask, inputs: unknown, options: SubmitOptions = {}): Promise<{ run: Run; cluster: string }> {
   const say = options.onStatus ?? (() => undefined);
   const { bundle, spec, version } = task;
   const cluster = await resolveCluster(client, config, options.cluster);

@@ -1,6 +1,6 @@
 // The `runs.canary` check of `airlock verify`: a run whose inputs and outputs carry a fresh canary, then a search for that canary in everything the control plane keeps (its files and its memory).
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -89,6 +89,18 @@ export async function scanControlPlaneFiles(dataDir: string, canary: string): Pr
   return { looked, scannedBytes, found };
 }
 
+/** The last `length` bytes of a file of `size` bytes, read without loading the rest. */
+async function tailOf(path: string, size: number, length: number): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const buffer = Buffer.alloc(Math.min(length, size));
+    await handle.read(buffer, 0, buffer.length, size - buffer.length);
+    return buffer;
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Signals the control plane for a heap snapshot and waits until the file is complete; returns its path. */
 export async function takeHeapSnapshot(info: HeapSnapshotInfo, signal: AbortSignal): Promise<string> {
   const before = new Set(await readdir(info.dir));
@@ -99,12 +111,10 @@ export async function takeHeapSnapshot(info: HeapSnapshotInfo, signal: AbortSign
     await sleep(250);
     candidate ??= (await readdir(info.dir)).find((name) => name.endsWith('.heapsnapshot') && !before.has(name));
     if (candidate === undefined) continue;
-    const size = (await stat(join(info.dir, candidate))).size;
-    if (size > 0 && size === lastSize) {
-      const handle = await readFile(join(info.dir, candidate));
-      // V8 writes the snapshot as one JSON document; it is complete once it parses to its closing brace.
-      if (handle.subarray(-4).toString('latin1').trimEnd().endsWith('}')) return join(info.dir, candidate);
-    }
+    const path = join(info.dir, candidate);
+    const size = (await stat(path)).size;
+    // V8 writes the snapshot as one JSON document: it is complete once it stops growing and ends with its closing brace.
+    if (size > 0 && size === lastSize && (await tailOf(path, size, 4)).toString('latin1').trimEnd().endsWith('}')) return path;
     lastSize = size;
   }
   throw new AirlockError('TIMEOUT', `the control plane (pid ${info.pid}) wrote no heap snapshot in ${info.dir} within 60 s`);
