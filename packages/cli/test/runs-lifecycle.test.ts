@@ -74,7 +74,8 @@ describe('run lifecycle against airlock up', () => {
   }, 120_000);
 
   it('survives a kill -9 of the data plane mid-run: the crashed attempt is reported and the retry finishes the run', async () => {
-    const runId = await submit('sleeper', ['--input', 'ms=4000']);
+    // Long enough that the attempt is still running when the kill lands, however slow the CLI polls are.
+    const runId = await submit('sleeper', ['--input', 'ms=10000']);
     await waitForPhase(runId, ['RUNNING'], 60_000);
     const endpoints = JSON.parse(await readFile(join(dir, 'endpoints.json'), 'utf8')) as { pids: { dataPlane: number } };
     process.kill(endpoints.pids.dataPlane, 'SIGKILL');

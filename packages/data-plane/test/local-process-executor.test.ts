@@ -41,12 +41,17 @@ beforeEach(async () => {
   storage = new DirectoryStorage(join(dir, 'store'));
   logger = captureLogger('executor');
 });
+const opened: Executor[] = [];
 afterEach(async () => {
+  await Promise.all(opened.splice(0).map(async (target) => target.close?.()));
   await rm(dir, { recursive: true, force: true });
 });
 
+/** An executor without prepared processes (each attempt starts its process cold) unless `options.prepared` says otherwise. */
 function executor(options: Partial<LocalProcessExecutorOptions> = {}): Executor {
-  return createLocalProcessExecutor({ storage, stateDir, log: logger.log, killGraceMs: 500, ...options });
+  const created = createLocalProcessExecutor({ storage, stateDir, log: logger.log, killGraceMs: 500, prepared: { perBundle: 0 }, ...options });
+  opened.push(created);
+  return created;
 }
 
 /** Stores the bundle and the inputs, and returns the action the control plane would lease. */
@@ -343,19 +348,24 @@ describe('LocalProcessExecutor', () => {
     let pids: { task: number; grandchild?: number } | undefined;
     try {
       pids = await readPids(pidFile);
+      // The stand-in runs with the default executor: besides the task, a prepared process waits for the bundle's next attempt.
+      let preparedPid = 0;
       await until(async () => {
-        const [file] = await journalFiles();
-        return file !== undefined && (await readFile(join(stateDir, 'executor-journal', file), 'utf8')).includes('"pid"');
+        const entries = await Promise.all(
+          (await journalFiles()).map(async (file) => JSON.parse(await readFile(join(stateDir, 'executor-journal', file), 'utf8')) as { actionId: string; process?: { pid: number } }),
+        );
+        preparedPid = entries.find((entry) => entry.actionId === '')?.process?.pid ?? 0;
+        return entries.some((entry) => entry.actionId === act.actionId && entry.process !== undefined) && preparedPid !== 0;
       });
       agent.kill('SIGKILL');
       await agentExited;
-      // Its own process group: the task outlives the agent that started it.
+      // Their own process groups: the task and the prepared process outlive the agent that started them.
       const { task, grandchild = 0 } = pids;
-      expect(alive(task) && alive(grandchild)).toBe(true);
-      expect(await workDirs()).toHaveLength(1);
+      expect(alive(task) && alive(grandchild) && alive(preparedPid)).toBe(true);
+      expect(await workDirs()).toHaveLength(2);
 
       expect(await executor().recover()).toEqual([{ actionId: act.actionId, attempt: 1 }]);
-      await until(() => !alive(task) && !alive(grandchild), 5000);
+      await until(() => !alive(task) && !alive(grandchild) && !alive(preparedPid), 5000);
       expect(await workDirs()).toEqual([]);
       expect(await journalFiles()).toEqual([]);
     } finally {
@@ -387,5 +397,138 @@ describe('LocalProcessExecutor', () => {
     expect(await executor().recover()).toEqual([{ actionId: entry.actionId, attempt: 1 }]);
     expect(logger.lines.find((line) => line.event === 'executor.action_recovered')).toMatchObject({ process: 'recycled' });
     expect(await journalFiles()).toEqual([]);
+  });
+
+  describe('prepared processes', () => {
+    const prepared = (options: Partial<LocalProcessExecutorOptions> = {}): Executor => executor({ prepared: { perBundle: 1, max: 4, idleMs: 60_000 }, ...options });
+
+    async function journalEntries(): Promise<{ actionId: string; process?: { pid: number } }[]> {
+      return Promise.all((await journalFiles()).map(async (file) => JSON.parse(await readFile(join(stateDir, 'executor-journal', file), 'utf8')) as { actionId: string; process?: { pid: number } }));
+    }
+
+    /** Waits until one prepared process is waiting (its journal entry names no action and has its pid); returns the pid. */
+    async function preparedPid(): Promise<number> {
+      let pid = 0;
+      await until(async () => {
+        const waiting = (await journalEntries()).filter((entry) => entry.actionId === '' && entry.process !== undefined);
+        pid = waiting[0]?.process?.pid ?? 0;
+        return waiting.length === 1;
+      });
+      return pid;
+    }
+
+    it("runs the next attempt of a bundle in a process started before it, as isolated as a cold one, one attempt per process", async () => {
+      const canary = makeCanary('env');
+      process.env.AWS_SECRET_ACCESS_KEY = canary;
+      const openFile = join(dir, `open-${canary}`);
+      const fd = openSync(openFile, 'w');
+      try {
+        const target = prepared();
+        const first = await run(target, await action(bundles.tasks, 'inspect', {}));
+        expect(first.outcome).toEqual({ phase: 'SUCCEEDED' });
+        const pid = await preparedPid();
+        expect(alive(pid)).toBe(true);
+        const [waitingDir] = await workDirs();
+        expect((await stat(join(stateDir, 'work', waitingDir as string))).mode & 0o777).toBe(0o700);
+
+        const second = await run(target, await action(bundles.tasks, 'inspect', {}));
+        expect(second.outcome).toEqual({ phase: 'SUCCEEDED' });
+        expect(logger.lines.filter((line) => line.event === 'executor.prepared_process_used')).toHaveLength(1);
+        const [before, after] = [first, second].map((one) => (one.result as { outputs: { env: Record<string, string>; fds: string[]; cwd: string } }).outputs);
+        expect(Object.keys(after?.env ?? {}).sort()).toEqual(['HOME', 'LANG', 'PATH', 'TMPDIR']);
+        expect(JSON.stringify(after)).not.toContain(canary);
+        expect(after?.cwd).toBe(join(stateDir, 'work', waitingDir as string));
+        expect(after?.cwd).not.toBe(before?.cwd);
+        expect(after?.env.HOME).toBe(after?.cwd);
+        expect(after?.fds.some((target) => target.includes(openFile))).toBe(false);
+        // The process that served the attempt is gone; another one waits for the next.
+        await until(() => !alive(pid));
+        const next = await preparedPid();
+        expect(next).not.toBe(pid);
+
+        await target.close?.();
+        await until(() => !alive(next));
+        expect(await workDirs()).toEqual([]);
+        expect(await journalFiles()).toEqual([]);
+      } finally {
+        closeSync(fd);
+        delete process.env.AWS_SECRET_ACCESS_KEY;
+      }
+    });
+
+    it('kills a prepared process whose attempt cannot read its inputs (a disabled key), so the task never runs', async () => {
+      const target = prepared();
+      expect((await run(target, await action(bundles.tasks, 'marker', { path: join(dir, 'first') }))).outcome).toEqual({ phase: 'SUCCEEDED' });
+      const pid = await preparedPid();
+      const markerPath = join(dir, 'second');
+      const act = await action(bundles.tasks, 'marker', { path: markerPath });
+      storage.failWith = 'KMS_KEY_DISABLED';
+      const { outcome, running } = await run(target, act);
+      expect(outcome).toMatchObject({ phase: 'FAILED', error: { code: 'KMS_KEY_DISABLED', kind: 'SYSTEM' } });
+      expect(running).toBe(0);
+      await until(() => !alive(pid));
+      expect(existsSync(markerPath)).toBe(false);
+      expect(await workDirs()).toEqual([]);
+      expect(await journalFiles()).toEqual([]);
+    });
+
+    it('aborts an attempt running in a prepared process', async () => {
+      const target = prepared();
+      expect((await run(target, await action(bundles.tasks, 'marker', { path: join(dir, 'first') }))).outcome).toEqual({ phase: 'SUCCEEDED' });
+      await preparedPid();
+      const pidFile = join(dir, 'pids');
+      const controller = new AbortController();
+      const running = run(target, await action(bundles.tasks, 'wait', { pidFile }), controller.signal);
+      const pids = await readPids(pidFile);
+      controller.abort(new AirlockError('ABORTED'));
+      expect((await running).outcome).toEqual({ phase: 'ABORTED', error: { code: 'TASK_ABORTED', kind: 'USER', retryable: false } });
+      expect(alive(pids.task)).toBe(false);
+      expect(logger.lines.some((line) => line.event === 'executor.prepared_process_used')).toBe(true);
+    });
+
+    it('kills a prepared process nobody used after its idle time', async () => {
+      const target = prepared({ prepared: { perBundle: 1, max: 4, idleMs: 300 } });
+      expect((await run(target, await action(bundles.tasks, 'marker', { path: join(dir, 'first') }))).outcome).toEqual({ phase: 'SUCCEEDED' });
+      // Its log line, not its journal entry, names it: the entry may be gone before a poll sees it.
+      await until(() => logger.lines.some((line) => line.event === 'executor.process_prepared'));
+      const pid = logger.lines.find((line) => line.event === 'executor.process_prepared')?.pid as number;
+      expect(pid).toEqual(expect.any(Number));
+      await until(() => !alive(pid), 10_000);
+      await until(() => logger.lines.some((line) => line.event === 'executor.prepared_process_discarded'));
+      expect(logger.lines.find((line) => line.event === 'executor.prepared_process_discarded')).toMatchObject({ reason: 'idle' });
+      await until(async () => (await workDirs()).length === 0 && (await journalFiles()).length === 0, 10_000);
+    });
+
+    it('after a crash, recover() kills a prepared process and does not report it as an action', async () => {
+      const crashed = createLocalProcessExecutor({ storage, stateDir, log: logger.log, prepared: { perBundle: 1 } });
+      expect((await run(crashed, await action(bundles.tasks, 'marker', { path: join(dir, 'first') }))).outcome).toEqual({ phase: 'SUCCEEDED' });
+      const pid = await preparedPid();
+      // `crashed` is dropped without close(), as a killed agent would leave it.
+      expect(await executor().recover()).toEqual([]);
+      await until(() => !alive(pid));
+      expect(await workDirs()).toEqual([]);
+      expect(await journalFiles()).toEqual([]);
+    });
+
+    it('starts a bundle cold when its prepared process exits before use (a runtime that cannot read its request from standard input)', async () => {
+      // A bundle of an older runtime: `run --request <file>` works, `run --request -` is refused with exit status 2.
+      const legacy = Buffer.from(
+        [
+          "import { readFileSync, writeFileSync } from 'node:fs';",
+          'const path = process.argv[4];',
+          "if (path === '-') process.exit(2);",
+          "const request = JSON.parse(readFileSync(path, 'utf8'));",
+          'writeFileSync(request.resultPath, JSON.stringify({ version: 1, ok: true, attempt: request.attempt, outputs: {} }));',
+        ].join('\n'),
+      );
+      const target = prepared();
+      expect((await run(target, await action(legacy, 'legacy', {}))).outcome).toEqual({ phase: 'SUCCEEDED' });
+      await until(() => logger.lines.some((line) => line.event === 'executor.prepared_process_exited'));
+      await until(async () => (await workDirs()).length === 0);
+      expect((await run(target, await action(legacy, 'legacy', {}))).outcome).toEqual({ phase: 'SUCCEEDED' });
+      expect(logger.lines.some((line) => line.event === 'executor.prepared_process_used')).toBe(false);
+      // Not prepared again: exactly one prepared process was ever started for it.
+      expect(logger.lines.filter((line) => line.event === 'executor.prepared_process_exited')).toHaveLength(1);
+    });
   });
 });

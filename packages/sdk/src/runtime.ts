@@ -14,6 +14,24 @@ export interface RunActionMainOptions {
   readonly argv?: readonly string[];
   readonly stdout?: (text: string) => void;
   readonly stderr?: (text: string) => void;
+  /** Where `run --request -` reads its request. @default process.stdin */
+  readonly stdin?: NodeJS.ReadableStream;
+}
+
+/** The largest request read from standard input: a request is a few hundred bytes of paths and ids. */
+const MAX_STDIN_REQUEST_BYTES = 64 * 1024;
+
+/** Reads standard input to its end (the executor closes it after the request), refusing more than MAX_STDIN_REQUEST_BYTES. */
+async function readStandardInput(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of stream) {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    length += bytes.length;
+    if (length > MAX_STDIN_REQUEST_BYTES) throw new AirlockError('INVALID_ARGUMENT', `the request on standard input is larger than ${MAX_STDIN_REQUEST_BYTES} bytes`);
+    chunks.push(bytes);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /**
@@ -27,7 +45,8 @@ export interface RunActionMainOptions {
  *
  * and the executor starts it (in the attempt's working directory, with a minimal environment) as
  * - `describe`: prints a BundleDescription (JSON) on stdout;
- * - `run --request <file>`: runs one attempt through executeTask with the working directory as
+ * - `run --request <file>` (or `-`: read from standard input, so the executor can start the process
+ *   and load the bundle before an attempt is assigned to it): runs one attempt through executeTask with the working directory as
  *   ctx.workDir, writes the ActionResult to `resultPath`, and writes the task's log entries to
  *   stderr as JSON lines. SIGTERM or SIGINT aborts the attempt (TASK_ABORTED).
  *
@@ -51,11 +70,13 @@ export async function runActionMain(moduleNamespace: Readonly<Record<string, unk
     stdout(`${JSON.stringify(description)}\n`);
     return ACTION_EXIT_OK;
   }
-  if (argv[0] !== 'run' || argv[1] !== '--request' || argv[2] === undefined || argv.length !== 3) return usage('usage: describe | run --request <file>');
+  if (argv[0] !== 'run' || argv[1] !== '--request' || argv[2] === undefined || argv.length !== 3) return usage('usage: describe | run --request <file | ->');
 
   let request: ActionRequest;
   try {
-    request = parseRequest(JSON.parse(await readFile(argv[2], 'utf8')) as unknown);
+    // `-`: the request arrives on standard input, once the executor assigns this already-loaded process an attempt.
+    const text = argv[2] === '-' ? await readStandardInput(options.stdin ?? process.stdin) : await readFile(argv[2], 'utf8');
+    request = parseRequest(JSON.parse(text) as unknown);
   } catch (error) {
     return usage(`cannot read the request: ${AirlockError.from(error, 'INVALID_ARGUMENT').message}`);
   }

@@ -19,26 +19,28 @@ afterEach(async () => {
 });
 
 /** Starts the entry as the executor would: its own working directory, a minimal environment. */
-function start(args: readonly string[]) {
+function start(args: readonly string[], stdin: 'ignore' | 'pipe' = 'ignore') {
   const child = spawn(process.execPath, ['--conditions=airlock-source', '--import', TSX, ENTRY, ...args], {
     cwd: dir,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [stdin, 'pipe', 'pipe'],
   });
+  const { stdout: out, stderr: err } = child;
+  if (out === null || err === null) throw new Error('the child has no stdout or stderr pipe');
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  out.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  err.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
   /** Resolves once stderr contains `text`. */
   const logged = (text: string): Promise<void> =>
     new Promise((resolve) => {
       const check = (): void => {
         if (!stderr.includes(text)) return;
-        child.stderr.off('data', check);
+        err.off('data', check);
         resolve();
       };
-      child.stderr.on('data', check);
+      err.on('data', check);
       check();
     });
   return { child, exited, logged };
@@ -68,6 +70,30 @@ describe('runActionMain', () => {
     expect(code).toBe(0);
     expect(JSON.parse(await readFile(join(dir, 'result.json'), 'utf8'))).toEqual({ version: 1, ok: true, attempt: 2, outputs: { greeting: 'Hello, World!' } });
     expect(stderr.trim().split('\n').map((line) => JSON.parse(line))).toEqual([expect.objectContaining({ level: 'info', message: 'greeting' })]);
+  });
+
+  it('with `--request -`, loads the bundle, then waits for the request on standard input', async () => {
+    const { child, exited } = start(['run', '--request', '-'], 'pipe');
+    // Loaded and waiting: nothing is written until the request arrives.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(child.exitCode).toBeNull();
+    await expect(readFile(join(dir, 'result.json'))).rejects.toThrow();
+    child.stdin?.end(await readFile(await request('greet', { name: 'Stdin' })));
+    const { code } = await exited;
+    expect(code).toBe(0);
+    expect(JSON.parse(await readFile(join(dir, 'result.json'), 'utf8'))).toEqual({ version: 1, ok: true, attempt: 2, outputs: { greeting: 'Hello, Stdin!' } });
+  });
+
+  it('refuses a request on standard input that is not a request, or too large', async () => {
+    const malformed = start(['run', '--request', '-'], 'pipe');
+    malformed.child.stdin?.end('{"version":1}');
+    expect((await malformed.exited).code).toBe(2);
+    const huge = start(['run', '--request', '-'], 'pipe');
+    huge.child.stdin?.on('error', () => undefined);
+    huge.child.stdin?.end(`"${'x'.repeat(70 * 1024)}"`);
+    const { code, stderr } = await huge.exited;
+    expect(code).toBe(2);
+    expect(stderr).toContain('larger than 65536 bytes');
   });
 
   it('writes invalid inputs and an unknown task as failed results', async () => {

@@ -953,6 +953,9 @@ class DataPlaneAgentImpl implements DataPlaneAgent {
       for (const entry of running) this.abortAction(entry.action.actionId, 'stopping');
       await Promise.race([Promise.all(running.map((entry) => entry.done)), new Promise((resolve) => setTimeout(resolve, STOP_ACTION_GRACE_MS).unref())]);
       await this.loopDone;
+      await this.config.executor?.close?.().catch((error: unknown) =>
+        this.log.warn({ event: 'agent.executor_close_failed', code: AirlockError.from(error).code }, 'the executor did not close cleanly'),
+      );
       if (wasRegistered && this.failure === undefined && this.outbox.length > 0) {
         // One last try, so outcomes produced just before the stop are not left behind.
         const batch = this.outbox.slice(0, EVENT_BATCH);

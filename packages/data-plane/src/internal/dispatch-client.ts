@@ -151,6 +151,8 @@ export function createDispatchClient(options: DispatchClientOptions): DispatchCl
   const channels = new Set<Channel>();
   let current: Channel | undefined;
   let closed = false;
+  let lastCert: string | undefined;
+  let lastFingerprint: string | undefined;
 
   const connectSocket = (
     credentials: DispatchClientCredentials | undefined,
@@ -240,7 +242,13 @@ export function createDispatchClient(options: DispatchClientOptions): DispatchCl
     if (closed) throw new AirlockError('UNAVAILABLE', 'The dispatch client is closed');
     const credentials = config.getCredentials();
     if (credentials === undefined) throw new AirlockError('UNAVAILABLE', 'The agent has no client certificate yet');
-    const fingerprint = certificateFingerprint(credentials.cert);
+    // Parsing a certificate costs milliseconds, and this runs on every call: parse only a certificate not seen before.
+    let fingerprint = lastFingerprint;
+    if (fingerprint === undefined || credentials.cert !== lastCert) {
+      fingerprint = certificateFingerprint(credentials.cert);
+      lastFingerprint = fingerprint;
+      lastCert = credentials.cert;
+    }
     if (current?.fingerprint !== fingerprint) {
       const previous = current;
       current = openChannel(credentials);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '@airlock/common';
 import type { ProcessIdentity } from './process-group.js';
 
-/** One started action. */
+/** One started action, or (actionId empty, attempt 0) a prepared process no action has taken yet. */
 export interface JournalEntry {
   readonly version: 1;
   readonly actionId: string;

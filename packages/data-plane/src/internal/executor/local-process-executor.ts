@@ -1,5 +1,5 @@
 // The data plane's default executor: each action a child process in its own working directory, process group and minimal environment (docs/runs.md, "The executor").
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
@@ -44,6 +44,13 @@ export interface LocalProcessExecutorOptions {
   readonly lang?: string;
   /** The Node.js binary that runs bundles. @default process.execPath */
   readonly nodePath?: string;
+  /**
+   * Prepared processes (docs/runs.md, "The executor"): after an attempt of a bundle starts, a fresh
+   * process for the next attempt of the same project and bundle is started and loads the bundle, in a
+   * working directory of its own, then waits for its request; each serves one attempt. `perBundle`
+   * 0 turns this off. @default { perBundle: 1, max: 4, idleMs: 60000 }
+   */
+  readonly prepared?: { readonly perBundle?: number; readonly max?: number; readonly idleMs?: number };
   /** Event names, ids and codes only. */
   readonly log: Logger;
 }
@@ -58,6 +65,7 @@ export type ResolvedLocalProcessExecutorConfig = DeepReadonly<{
   path: string;
   lang: string;
   nodePath: string;
+  prepared: { perBundle: number; max: number; idleMs: number };
 }> & { readonly storage: ExecutorStorage; readonly log: Logger };
 
 const DEFAULT_MAX_RESULT_BYTES = 4 * 1024 * 1024;
@@ -66,6 +74,7 @@ const DEFAULT_KILL_GRACE_MS = 5000;
 /** How long to wait for the task's standard error to close once its group is gone (a process that escaped the group may hold it). */
 const STDERR_CLOSE_WAIT_MS = 2000;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+const DEFAULT_PREPARED = Object.freeze({ perBundle: 1, max: 4, idleMs: 60_000 });
 
 export function resolveLocalProcessExecutorConfig(options: LocalProcessExecutorOptions): ResolvedLocalProcessExecutorConfig {
   if (typeof options !== 'object' || options === null) throw configError('executor', 'options are required');
@@ -91,6 +100,11 @@ export function resolveLocalProcessExecutorConfig(options: LocalProcessExecutorO
     path,
     lang,
     nodePath: absolute('executor.nodePath', options.nodePath ?? process.execPath),
+    prepared: {
+      perBundle: configCheck.integer('executor.prepared.perBundle', options.prepared?.perBundle ?? DEFAULT_PREPARED.perBundle, 0, 64),
+      max: configCheck.integer('executor.prepared.max', options.prepared?.max ?? DEFAULT_PREPARED.max, 0, 1024),
+      idleMs: configCheck.integer('executor.prepared.idleMs', options.prepared?.idleMs ?? DEFAULT_PREPARED.idleMs, 100, 3_600_000),
+    },
   });
   return Object.freeze({ ...settings, storage, log: options.log });
 }
@@ -119,8 +133,37 @@ interface ProcessEnd {
   readonly stderrTail: string;
 }
 
+/** A started task process: its exit, its standard error and (for a prepared one) its standard input. */
+interface StartedProcess {
+  readonly child: ChildProcess;
+  readonly pid: number | undefined;
+  readonly tail: BoundedTail;
+  readonly exited: Promise<{ exitCode: number | null; signal: NodeJS.Signals | null; spawnError?: Error }>;
+  readonly stderrClosed: Promise<void>;
+}
+
+/** A process started for the next attempt of one project's bundle, its bundle loaded, waiting for its request on standard input. */
+interface PreparedSlot {
+  readonly key: string;
+  readonly workDirName: string;
+  readonly workDir: string;
+  readonly bundlePath: string;
+  readonly process: StartedProcess;
+  idleTimer: NodeJS.Timeout | undefined;
+  /** Taken by an attempt, or discarded: no longer in the pool. */
+  gone: boolean;
+}
+
 class LocalProcessExecutor implements Executor {
   private readonly journal: ExecutorJournal;
+  /** Prepared processes by `<project>/<bundle sha256>`. */
+  private readonly prepared = new Map<string, PreparedSlot[]>();
+  /** Bundles whose prepared process exited before it was used (a runtime without `--request -`, a module that fails to load): started cold from then on. */
+  private readonly unpreparable = new Set<string>();
+  private preparing = 0;
+  /** Prepares under way, which close() waits for. */
+  private readonly inFlight = new Set<Promise<void>>();
+  private closed = false;
 
   constructor(private readonly config: ResolvedLocalProcessExecutorConfig) {
     this.journal = new ExecutorJournal(config.journalDir);
@@ -133,27 +176,35 @@ class LocalProcessExecutor implements Executor {
   async execute(action: Action, signal: AbortSignal, hooks: ExecutionHooks): Promise<ActionOutcome> {
     const { config } = this;
     const ids = { actionId: action.actionId, runId: action.runId, attempt: action.attempt };
-    const workDirName = `action-${randomUUID()}`;
-    const workDir = join(config.workRoot, workDirName);
     const project = action.task?.project ?? '';
+    let slot: PreparedSlot | undefined;
+    let workDirName = `action-${randomUUID()}`;
     let journaled = false;
+    let started: StartedProcess | undefined;
     try {
       const bundle = checkAction(action);
       const timeoutMs = action.timeout === undefined ? 0 : durationMs(action.timeout);
+      slot = this.takePrepared(preparedKey(project, bundle.sha256));
+      if (slot !== undefined) workDirName = slot.workDirName;
+      const workDir = join(config.workRoot, workDirName);
       // The journal comes first: whatever exists of this action from here on, a restart finds.
-      await this.journal.put(journalEntry(action, workDirName));
+      const identity = slot?.process.pid === undefined ? undefined : await processIdentity(slot.process.pid);
+      await this.journal.put({ ...journalEntry(action, workDirName), ...(identity === undefined ? {} : { process: identity }) });
       journaled = true;
-      await mkdir(config.workRoot, { recursive: true, mode: 0o700 });
-      await mkdir(workDir, { mode: 0o700 });
+      if (slot === undefined) {
+        await mkdir(config.workRoot, { recursive: true, mode: 0o700 });
+        await mkdir(workDir, { mode: 0o700 });
+      }
       if (signal.aborted) return await this.stopped(action, signal, timeoutMs);
 
       const bundlePath = join(workDir, 'bundle.mjs');
-      await config.storage.fetchBundle(project, bundle, bundlePath);
+      if (slot === undefined) await config.storage.fetchBundle(project, bundle, bundlePath);
+      // Read under the data plane's KMS key for every attempt, prepared or not: a disabled key stops it here.
       const inputs = await config.storage.readInputs(project, action.runId, action.inputsRef, action.task?.name ?? '');
       const inputsPath = join(workDir, 'inputs.json');
       // A task run without inputs gets an empty object, as the CLI sends for no --input.
       await writeFile(inputsPath, inputs ?? '{}', { mode: 0o600, flag: 'wx' });
-      await mkdir(join(workDir, 'tmp'), { mode: 0o700 });
+      if (slot === undefined) await mkdir(join(workDir, 'tmp'), { mode: 0o700 });
       const resultPath = join(workDir, 'result.json');
       const request: ActionRequest = {
         version: ACTION_PROTOCOL_VERSION,
@@ -166,8 +217,11 @@ class LocalProcessExecutor implements Executor {
         actionId: action.actionId,
         ...(config.killGraceMs > 0 ? { killGraceMs: config.killGraceMs } : {}),
       };
-      const requestPath = join(workDir, 'request.json');
-      await writeFile(requestPath, JSON.stringify(request), { mode: 0o600, flag: 'wx' });
+      let requestPath: string | undefined;
+      if (slot === undefined) {
+        requestPath = join(workDir, 'request.json');
+        await writeFile(requestPath, JSON.stringify(request), { mode: 0o600, flag: 'wx' });
+      }
       if (signal.aborted) return await this.stopped(action, signal, timeoutMs);
 
       try {
@@ -175,7 +229,17 @@ class LocalProcessExecutor implements Executor {
       } catch {
         // A reporting hook must not fail the action.
       }
-      const end = await this.runProcess(action, workDirName, workDir, bundlePath, requestPath, signal);
+      if (slot === undefined) {
+        started = this.startProcess(workDir, bundlePath, requestPath as string, 'ignore');
+        await this.recordProcess(action, workDirName, started);
+      } else {
+        started = slot.process;
+        started.child.stdin?.end(JSON.stringify(request));
+        this.log.info({ event: 'executor.prepared_process_used', actionId: action.actionId, attempt: action.attempt, pid: started.pid }, 'task process (prepared) started');
+      }
+      // The next attempt of this bundle finds a process ready; started after this one, so it never delays it.
+      setImmediate(() => this.prepare(project, bundle));
+      const end = await this.waitProcess(action, started, signal);
       this.log.info({ event: 'executor.process_exited', ...ids, exitCode: end.exitCode, signal: end.signal, stopped: end.stopped }, 'task process exited');
       if (end.stopped) return await this.stopped(action, signal, timeoutMs);
       if (end.exitCode === ACTION_EXIT_OK) {
@@ -195,7 +259,9 @@ class LocalProcessExecutor implements Executor {
       this.log.warn({ event: 'executor.action_failed', ...ids, code: record.code }, 'the executor could not run the action');
       return await this.fail(action, record);
     } finally {
-      await rm(workDir, { recursive: true, force: true }).catch((error: unknown) =>
+      // A prepared process never handed its request (the inputs could not be read, the attempt was aborted first) is killed.
+      if (slot !== undefined && started === undefined) await this.discard(slot, 'unused');
+      await rm(join(config.workRoot, workDirName), { recursive: true, force: true }).catch((error: unknown) =>
         this.log.error({ event: 'executor.workdir_not_removed', ...ids, code: AirlockError.from(error).code }, 'could not remove an action working directory'),
       );
       if (journaled) {
@@ -206,17 +272,19 @@ class LocalProcessExecutor implements Executor {
     }
   }
 
-  /** Starts the task's process, records it in the journal, and waits until it and its group are gone. */
-  private async runProcess(action: Action, workDirName: string, workDir: string, bundlePath: string, requestPath: string, signal: AbortSignal): Promise<ProcessEnd> {
+  /** Starts `node <bundle> run --request <requestArg>` in `workDir`: the minimal environment, a process group of its own. */
+  private startProcess(workDir: string, bundlePath: string, requestArg: string, stdin: 'ignore' | 'pipe'): StartedProcess {
     const { config } = this;
-    const child = spawn(config.nodePath, [bundlePath, 'run', '--request', requestPath], {
+    const child = spawn(config.nodePath, [bundlePath, 'run', '--request', requestArg], {
       cwd: workDir,
       // The whole environment: nothing of the agent's (its KMS credentials, AIRLOCK_* settings, NODE_OPTIONS) reaches the task.
       env: { PATH: config.path, HOME: workDir, TMPDIR: join(workDir, 'tmp'), LANG: config.lang },
       // setsid(): a process group (and session) of its own, so signals reach every process the task starts.
       detached: true,
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: [stdin, 'ignore', 'pipe'],
     });
+    // A process that exits before reading its request closes the pipe under us: that is seen at its exit, not here.
+    child.stdin?.on('error', () => undefined);
     const tail = new BoundedTail(config.maxStderrBytes);
     child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk));
     const stderrClosed = new Promise<void>((resolve) => {
@@ -227,18 +295,25 @@ class LocalProcessExecutor implements Executor {
       child.once('exit', (exitCode, exitSignal) => resolve({ exitCode, signal: exitSignal }));
       child.once('error', (error) => resolve({ exitCode: null, signal: null, spawnError: error }));
     });
+    return { child, pid: child.pid, tail, exited, stderrClosed };
+  }
 
-    const pid = child.pid;
-    if (pid !== undefined) {
-      const identity = await processIdentity(pid);
-      if (identity !== undefined) {
-        await this.journal.put({ ...journalEntry(action, workDirName), process: identity }).catch((error: unknown) =>
-          this.log.warn({ event: 'executor.journal_not_updated', actionId: action.actionId, code: AirlockError.from(error).code }, 'could not record the task process in the journal'),
-        );
-      }
-      this.log.info({ event: 'executor.process_started', actionId: action.actionId, attempt: action.attempt, pid }, 'task process started');
+  /** Records a cold-started process in its action's journal entry, so a restarted agent can kill what is left of it. */
+  private async recordProcess(action: Action, workDirName: string, started: StartedProcess): Promise<void> {
+    if (started.pid === undefined) return;
+    const identity = await processIdentity(started.pid);
+    if (identity !== undefined) {
+      await this.journal.put({ ...journalEntry(action, workDirName), process: identity }).catch((error: unknown) =>
+        this.log.warn({ event: 'executor.journal_not_updated', actionId: action.actionId, code: AirlockError.from(error).code }, 'could not record the task process in the journal'),
+      );
     }
+    this.log.info({ event: 'executor.process_started', actionId: action.actionId, attempt: action.attempt, pid: started.pid }, 'task process started');
+  }
 
+  /** Waits until the task's process and its group are gone; the agent's signal stops it (SIGTERM, SIGKILL after the grace period). */
+  private async waitProcess(action: Action, started: StartedProcess, signal: AbortSignal): Promise<ProcessEnd> {
+    const { config } = this;
+    const { pid } = started;
     let stopped = false;
     let killTimer: NodeJS.Timeout | undefined;
     const onAbort = (): void => {
@@ -251,15 +326,122 @@ class LocalProcessExecutor implements Executor {
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
 
-    const end = await exited;
+    const end = await started.exited;
     signal.removeEventListener('abort', onAbort);
     clearTimeout(killTimer);
     if (end.spawnError !== undefined) throw AirlockError.from(end.spawnError);
     // The leader is gone; nothing it started outlives it (a task's background processes, a command that ignored SIGTERM).
     if (pid !== undefined) signalGroup(pid, 'SIGKILL');
-    await waitAtMost(stderrClosed, STDERR_CLOSE_WAIT_MS);
-    child.stderr?.destroy();
-    return { exitCode: end.exitCode, signal: end.signal, stopped, stderrTail: tail.text(STDERR_TAIL_BYTES) };
+    await waitAtMost(started.stderrClosed, STDERR_CLOSE_WAIT_MS);
+    started.child.stderr?.destroy();
+    return { exitCode: end.exitCode, signal: end.signal, stopped, stderrTail: started.tail.text(STDERR_TAIL_BYTES) };
+  }
+
+  /** A live prepared process for `key`, out of the pool; undefined when there is none. */
+  private takePrepared(key: string): PreparedSlot | undefined {
+    const slots = this.prepared.get(key);
+    while (slots !== undefined && slots.length > 0) {
+      const slot = slots.shift() as PreparedSlot;
+      if (slots.length === 0) this.prepared.delete(key);
+      if (slot.gone || slot.process.child.exitCode !== null || slot.process.child.signalCode !== null) continue;
+      slot.gone = true;
+      clearTimeout(slot.idleTimer);
+      return slot;
+    }
+    return undefined;
+  }
+
+  private preparedCount(): number {
+    let count = this.preparing;
+    for (const slots of this.prepared.values()) count += slots.length;
+    return count;
+  }
+
+  /**
+   * Starts a process for the next attempt of `bundle` in `project`, if the pool has room: a fresh working
+   * directory, the bundle fetched (digest verified), `run --request -`. Best effort: a failure here
+   * only means the next attempt starts cold.
+   */
+  private prepare(project: string, bundle: { sha256: string; size: number }): void {
+    const { config } = this;
+    const key = preparedKey(project, bundle.sha256);
+    if (this.closed || config.prepared.perBundle === 0 || this.unpreparable.has(key)) return;
+    if ((this.prepared.get(key)?.length ?? 0) >= config.prepared.perBundle || this.preparedCount() >= config.prepared.max) return;
+    this.preparing += 1;
+    const workDirName = `action-${randomUUID()}`;
+    const workDir = join(config.workRoot, workDirName);
+    const entry: JournalEntry = { version: 1, actionId: '', runId: '', attempt: 0, workDirName };
+    const preparing = (async () => {
+      let started: StartedProcess | undefined;
+      try {
+        await this.journal.put(entry);
+        await mkdir(config.workRoot, { recursive: true, mode: 0o700 });
+        await mkdir(workDir, { mode: 0o700 });
+        await mkdir(join(workDir, 'tmp'), { mode: 0o700 });
+        const bundlePath = join(workDir, 'bundle.mjs');
+        await config.storage.fetchBundle(project, bundle, bundlePath);
+        if (this.closed) throw new AirlockError('UNAVAILABLE', 'The executor is closed');
+        started = this.startProcess(workDir, bundlePath, '-', 'pipe');
+        const identity = started.pid === undefined ? undefined : await processIdentity(started.pid);
+        if (identity !== undefined) await this.journal.put({ ...entry, process: identity });
+        const slot: PreparedSlot = { key, workDirName, workDir, bundlePath, process: started, idleTimer: undefined, gone: false };
+        slot.idleTimer = setTimeout(() => void this.discard(slot, 'idle'), config.prepared.idleMs);
+        slot.idleTimer.unref();
+        void started.exited.then(() => {
+          if (slot.gone) return;
+          // Exited before any attempt was handed to it: this bundle cannot be prepared (or fails to load); its attempts start cold.
+          this.unpreparable.add(key);
+          this.log.info({ event: 'executor.prepared_process_exited', bundleSha256: bundle.sha256, exitCode: slot.process.child.exitCode }, 'a prepared task process exited unused; this bundle starts cold');
+          void this.discard(slot, 'exited');
+        });
+        const slots = this.prepared.get(key) ?? [];
+        slots.push(slot);
+        this.prepared.set(key, slots);
+        // Closed while it started: close() has already emptied the pool, so this one goes at once.
+        if (this.closed) await this.discard(slot, 'closed');
+        this.log.debug({ event: 'executor.process_prepared', bundleSha256: bundle.sha256, pid: started.pid }, 'prepared a task process');
+      } catch (error) {
+        this.log.warn({ event: 'executor.prepare_failed', bundleSha256: bundle.sha256, code: AirlockError.from(error).code }, 'could not prepare a task process');
+        if (started?.pid !== undefined) signalGroup(started.pid, 'SIGKILL');
+        await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+        await this.journal.remove(workDirName).catch(() => undefined);
+      } finally {
+        this.preparing -= 1;
+      }
+    })();
+    this.inFlight.add(preparing);
+    void preparing.finally(() => this.inFlight.delete(preparing));
+  }
+
+  /** Kills a prepared process's group and removes its working directory and journal entry. */
+  private async discard(slot: PreparedSlot, reason: 'idle' | 'exited' | 'unused' | 'closed'): Promise<void> {
+    clearTimeout(slot.idleTimer);
+    if (reason !== 'unused') {
+      // Still in the pool: take it out.
+      const slots = this.prepared.get(slot.key);
+      const index = slots?.indexOf(slot) ?? -1;
+      if (slots !== undefined && index >= 0) {
+        slots.splice(index, 1);
+        if (slots.length === 0) this.prepared.delete(slot.key);
+      }
+      if (slot.gone) return;
+    }
+    slot.gone = true;
+    const { pid } = slot.process;
+    if (pid !== undefined) signalGroup(pid, 'SIGKILL');
+    await waitAtMost(slot.process.exited, STDERR_CLOSE_WAIT_MS);
+    slot.process.child.stderr?.destroy();
+    if (reason === 'unused') return; // The attempt that took it removes its directory and journal entry.
+    await rm(slot.workDir, { recursive: true, force: true }).catch(() => undefined);
+    await this.journal.remove(slot.workDirName).catch(() => undefined);
+    this.log.debug({ event: 'executor.prepared_process_discarded', reason }, 'discarded a prepared task process');
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.inFlight]);
+    const slots = [...this.prepared.values()].flat();
+    await Promise.all(slots.map((slot) => this.discard(slot, 'closed')));
   }
 
   /** The result file's bytes, or undefined when the process wrote none. Refuses symbolic links and anything over the limit. */
@@ -276,7 +458,8 @@ class LocalProcessExecutor implements Executor {
       if (!info.isFile()) throw new AirlockError('INTERNAL', 'The task result document is not a regular file', { details: { reason: 'result-malformed' } });
       const limit = this.config.maxResultBytes;
       if (info.size > limit) throw tooLarge(limit);
-      const buffer = Buffer.alloc(limit + 1);
+      // Sized by the file, one byte more to notice growth past the limit; not the limit itself (4 MiB zeroed per attempt).
+      const buffer = Buffer.allocUnsafe(Math.min(limit, info.size) + 1);
       let length = 0;
       while (length < buffer.length) {
         const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
@@ -284,6 +467,18 @@ class LocalProcessExecutor implements Executor {
         length += bytesRead;
       }
       if (length > limit) throw tooLarge(limit);
+      if (length === buffer.length) {
+        // The file grew after stat: read on until the limit, so a growing file is judged by its bytes.
+        const rest = Buffer.allocUnsafe(limit + 1 - length);
+        let more = 0;
+        while (more < rest.length) {
+          const { bytesRead } = await handle.read(rest, more, rest.length - more, length + more);
+          if (bytesRead === 0) break;
+          more += bytesRead;
+        }
+        if (length + more > limit) throw tooLarge(limit);
+        return Buffer.concat([buffer, rest.subarray(0, more)]);
+      }
       return buffer.subarray(0, length);
     } finally {
       await handle.close();
@@ -319,6 +514,11 @@ class LocalProcessExecutor implements Executor {
       const killed = entry.process === undefined ? 'none' : await killLeftoverGroup(entry.process);
       await rm(join(this.config.workRoot, entry.workDirName), { recursive: true, force: true });
       await this.journal.remove(entry.workDirName);
+      if (entry.actionId === '') {
+        // A prepared process that no attempt had taken: nothing to report.
+        this.log.info({ event: 'executor.prepared_process_recovered', process: killed }, 'removed a prepared task process a previous agent process left');
+        continue;
+      }
       this.log.warn({ event: 'executor.action_recovered', actionId: entry.actionId, attempt: entry.attempt, process: killed }, 'an action a previous agent process started never finished');
       recovered.push({ actionId: entry.actionId, attempt: entry.attempt });
     }
@@ -347,6 +547,10 @@ function checkAction(action: Action): { sha256: string; size: number } {
   const size = Number(bundle.size);
   if (!Number.isSafeInteger(size) || size < 1) throw bad('bundle.size');
   return { sha256: bundle.sha256, size };
+}
+
+function preparedKey(project: string, sha256: string): string {
+  return `${project}/${sha256}`;
 }
 
 function journalEntry(action: Action, workDirName: string): JournalEntry {

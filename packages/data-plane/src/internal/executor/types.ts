@@ -58,4 +58,6 @@ export interface Executor {
    * executor's journal), each already cleaned up; the agent reports them FAILED with TASK_CRASHED.
    */
   recover(): Promise<readonly { readonly actionId: string; readonly attempt: number }[]>;
+  /** Releases what the executor holds between actions (prepared processes); called when the agent stops. */
+  close?(): Promise<void>;
 }
