@@ -1,7 +1,7 @@
 // Runs end to end (issue 12): submit → SUCCEEDED latency of a no-op function task with sealed I/O, the drain rate of 500 queued
 // runs, and graphile-worker's add_job → job done latency on the same PostgreSQL as a durable-queue floor. Writes bench/results/runs.md.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +31,8 @@ interface Stack {
   readonly cluster: string;
   readonly ioKey: { publicKey: Uint8Array; keyId: string };
   readonly version: string;
+  readonly pids: { readonly controlPlane: number; readonly dataPlane: number };
+  readonly bundleCode: Buffer;
 }
 
 async function startStack(extraArgs: readonly string[]): Promise<Stack> {
@@ -62,7 +64,8 @@ async function startStack(extraArgs: readonly string[]): Promise<Stack> {
   const location = await api.client.createUploadLocation({ project, cluster, bundle });
   if (!location.alreadyStored) await uploadBundle(task.bundle, location.url, location.headers, config.caFile);
   await api.client.registerTask({ project, specJson: Buffer.from(JSON.stringify(task.spec)), bundle });
-  return { dir, child, api, project, cluster, ioKey, version: task.version };
+  const { pids } = JSON.parse(await readFile(join(dir, 'endpoints.json'), 'utf8')) as { pids: Stack['pids'] };
+  return { dir, child, api, project, cluster, ioKey, version: task.version, pids, bundleCode: task.bundle.code };
 }
 
 async function stopStack(stack: Stack): Promise<void> {
@@ -110,8 +113,17 @@ async function latency(stack: Stack): Promise<{ done: number[]; withOutputs: num
   return { done, withOutputs };
 }
 
+/** CPU seconds a process has used, and (cutime/cstime) what its waited-for children used: /proc/<pid>/stat, in clock ticks of 10 ms. */
+async function cpuSeconds(pid: number): Promise<{ own: number; children: number }> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).replace(/^.*\) /su, '').split(' ').map(Number);
+  // After "(comm) ": state is field 3, so utime (14), stime (15), cutime (16), cstime (17) are at 11..14.
+  const tick = 100;
+  return { own: ((fields[11] ?? 0) + (fields[12] ?? 0)) / tick, children: ((fields[13] ?? 0) + (fields[14] ?? 0)) / tick };
+}
+
 /** Queues DRAIN_RUNS runs as fast as SUBMITTERS clients can, then waits for all: runs per second from the first submit to the last SUCCEEDED. */
-async function drain(stack: Stack): Promise<{ perSecond: number; submitSeconds: number }> {
+async function drain(stack: Stack): Promise<{ perSecond: number; submitSeconds: number; cpuMsPerRun: { controlPlane: number; dataPlane: number; tasks: number } }> {
+  const [cpBefore, dpBefore] = await Promise.all([cpuSeconds(stack.pids.controlPlane), cpuSeconds(stack.pids.dataPlane)]);
   const started = performance.now();
   const ids: string[] = [];
   let next = 0;
@@ -128,7 +140,72 @@ async function drain(stack: Stack): Promise<{ perSecond: number; submitSeconds: 
   const seconds = (performance.now() - started) / 1000;
   const failed = phases.filter((p) => p !== ActionPhase.SUCCEEDED).length;
   if (failed > 0) throw new Error(`${failed} of ${DRAIN_RUNS} runs did not succeed`);
-  return { perSecond: DRAIN_RUNS / seconds, submitSeconds: (submitted - started) / 1000 };
+  const [cpAfter, dpAfter] = await Promise.all([cpuSeconds(stack.pids.controlPlane), cpuSeconds(stack.pids.dataPlane)]);
+  const perRun = (seconds: number): number => (seconds * 1000) / DRAIN_RUNS;
+  return {
+    perSecond: DRAIN_RUNS / seconds,
+    submitSeconds: (submitted - started) / 1000,
+    cpuMsPerRun: { controlPlane: perRun(cpAfter.own - cpBefore.own), dataPlane: perRun(dpAfter.own - dpBefore.own), tasks: perRun(dpAfter.children - dpBefore.children) },
+  };
+}
+
+/**
+ * The floor of a fresh process per attempt, without the platform: the same bundle run by `node` directly,
+ * as the executor runs it (minimal environment, own working directory), cold (`run --request <file>`) and
+ * prepared (`run --request -`, timed from the request to the exit), and as many processes per second as
+ * 4 at a time (the agent's default concurrency) manage on this machine, with their CPU.
+ */
+async function processFloor(bundleCode: Buffer): Promise<{ cold: number[]; prepared: number[]; perSecond: number; cpuMsPerProcess: number }> {
+  const dir = await mkdtemp(join(tmpdir(), 'airlock-bench-floor-'));
+  try {
+    const bundlePath = join(dir, 'bundle.mjs');
+    await writeFile(bundlePath, bundleCode);
+    await writeFile(join(dir, 'inputs.json'), JSON.stringify({ n: 1 }));
+    let counter = 0;
+    const requestFor = (): string => {
+      counter += 1;
+      return JSON.stringify({ version: 1, task: 'noop', inputsPath: join(dir, 'inputs.json'), resultPath: join(dir, `result-${counter}.json`), attempt: 1 });
+    };
+    const start = (requestArg: string): ChildProcess =>
+      spawn(process.execPath, [bundlePath, 'run', '--request', requestArg], { cwd: dir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, TMPDIR: dir, LANG: 'C.UTF-8' }, detached: true, stdio: [requestArg === '-' ? 'pipe' : 'ignore', 'ignore', 'ignore'] });
+    const exited = (child: ChildProcess): Promise<number | null> => new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    const cold: number[] = [];
+    const prepared: number[] = [];
+    for (let i = 0; i < WARMUP_RUNS + LATENCY_RUNS; i += 1) {
+      const requestPath = join(dir, `request-${i}.json`);
+      await writeFile(requestPath, requestFor());
+      let began = performance.now();
+      if ((await exited(start(requestPath))) !== 0) throw new Error('the bundle failed');
+      if (i >= WARMUP_RUNS) cold.push(performance.now() - began);
+      const waiting = start('-');
+      // Loaded well before its request, as a prepared process is between attempts.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      began = performance.now();
+      const done = exited(waiting);
+      waiting.stdin?.end(requestFor());
+      if ((await done) !== 0) throw new Error('the bundle failed');
+      if (i >= WARMUP_RUNS) prepared.push(performance.now() - began);
+    }
+    const count = Math.min(DRAIN_RUNS, 200);
+    const before = await cpuSeconds(process.pid);
+    const began = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (next < count) {
+          next += 1;
+          const requestPath = join(dir, `drain-${next}.json`);
+          await writeFile(requestPath, requestFor());
+          if ((await exited(start(requestPath))) !== 0) throw new Error('the bundle failed');
+        }
+      }),
+    );
+    const seconds = (performance.now() - began) / 1000;
+    const after = await cpuSeconds(process.pid);
+    return { cold, prepared, perSecond: count / seconds, cpuMsPerProcess: ((after.children - before.children) * 1000) / count };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** graphile-worker on the same PostgreSQL: add_job → job done, one at a time (the latency floor of a durable queue). */
@@ -177,7 +254,10 @@ async function main(): Promise<void> {
   const sqlite = await startStack([]);
   let sqliteLatency;
   let sqliteDrain;
+  let floor;
   try {
+    floor = await processFloor(sqlite.bundleCode);
+    process.stderr.write(`floor: cold p50 ${percentile(floor.cold, 50).toFixed(0)} ms, prepared p50 ${percentile(floor.prepared, 50).toFixed(0)} ms, ${floor.perSecond.toFixed(1)} processes/s\n`);
     sqliteLatency = await latency(sqlite);
     process.stderr.write(`sqlite: p50 ${percentile(sqliteLatency.done, 50).toFixed(0)} ms\n`);
     sqliteDrain = await drain(sqlite);
@@ -216,7 +296,8 @@ async function main(): Promise<void> {
 A real \`airlock up\` stack (control plane and data plane as separate processes, everything over TLS); the
 client is the CLI's own code (bundle, pin check, HPKE sealing, Connect), with the CLI's start-up excluded.
 The task is a no-op function task (\`bench/fixtures/noop-task.ts\`): each attempt is a fresh Node process
-running the 1 MB bundle, as the local-process executor always runs it.
+running the ${(sqlite.bundleCode.length / 1e6).toFixed(1)} MB bundle, as the local-process executor always runs it; since an attempt's process
+is *prepared* (started and loaded before its attempt comes, docs/runs.md), a sequential run finds one waiting.
 
 ## Latency: submit → SUCCEEDED (${LATENCY_RUNS} sequential runs after ${WARMUP_RUNS} warm-up)
 
@@ -229,6 +310,8 @@ ${row('encrypted SQLite: submit → SUCCEEDED', sqliteLatency.done)}
 ${row('encrypted SQLite: … + outputs opened', sqliteLatency.withOutputs)}
 ${row('PostgreSQL over TLS: submit → SUCCEEDED', pgLatency.done)}
 ${row('graphile-worker on the same PostgreSQL: add_job → done', graphile)}
+${row('floor: the bundle run by `node` alone, cold (spawn → exit)', floor.cold)}
+${row('floor: the bundle run by `node` alone, prepared (request → exit)', floor.prepared)}
 
 | target | measured | |
 |---|---|---|
@@ -243,6 +326,16 @@ submit to the last SUCCEEDED.
 | measure | runs/s | target |
 |---|---|---|
 | encrypted SQLite | ${sqliteDrain.perSecond.toFixed(1)} | ≥ 20 ${sqliteDrain.perSecond >= 20 ? '✓' : '✗'} |
+| floor: the bundle run by \`node\` alone, fresh process each, 4 at a time | ${floor.perSecond.toFixed(1)} | — |
+
+CPU per run while draining (from \`/proc/<pid>/stat\`; the task processes are the data plane's waited-for children):
+
+| control plane | data plane (agent, KMS, object store) | task processes | the bundle alone, per process |
+|---|---|---|---|
+| ${sqliteDrain.cpuMsPerRun.controlPlane.toFixed(0)} ms | ${sqliteDrain.cpuMsPerRun.dataPlane.toFixed(0)} ms | ${sqliteDrain.cpuMsPerRun.tasks.toFixed(0)} ms | ${floor.cpuMsPerProcess.toFixed(0)} ms |
+
+On ${cpus().length} cores, ${(sqliteDrain.cpuMsPerRun.controlPlane + sqliteDrain.cpuMsPerRun.dataPlane + sqliteDrain.cpuMsPerRun.tasks).toFixed(0)} ms of CPU per run caps the drain at about ${((cpus().length * 1000) / (sqliteDrain.cpuMsPerRun.controlPlane + sqliteDrain.cpuMsPerRun.dataPlane + sqliteDrain.cpuMsPerRun.tasks)).toFixed(1)} runs/s; a fresh
+Node.js process per attempt alone (${floor.cpuMsPerProcess.toFixed(0)} ms) caps it at ${((cpus().length * 1000) / floor.cpuMsPerProcess).toFixed(1)}.
 `;
   await writeFile(join(ROOT, 'bench', 'results', 'runs.md'), report);
   process.stdout.write(report);
