@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AirlockError, type AirlockErrorCode } from '@airlock/common';
 import {
+  createSealedOpener,
   generateSealingKeyPair,
   open,
   parseSealedHeader,
@@ -209,6 +210,34 @@ describe('recipient checks', () => {
     zeroEnc.fill(0, 30 + 'airlock/v1/io'.length, 62 + 'airlock/v1/io'.length);
     const error = await rejection(() => open({ recipientPrivateKey: privateKey, purpose: 'io', sealed: zeroEnc }));
     expect(error.code).toBe('CIPHERTEXT_AUTH_FAILED');
+  });
+});
+
+describe('createSealedOpener', () => {
+  it('opens what open opens, refuses what open refuses, with the same codes, and nothing after destroy()', async () => {
+    // Its own pair, not the shared recipient(): this test zeroes the private key.
+    const alice = generateSealingKeyPair();
+    const opener = await createSealedOpener(alice.privateKey);
+    expect(opener.keyId).toBe(sealingKeyId(alice.publicKey));
+    expect(Buffer.compare(opener.publicKey, alice.publicKey)).toBe(0);
+    const aad = utf8('run 1');
+    const sealed = await seal({ recipientPublicKey: alice.publicKey, purpose: 'io', plaintext: utf8('inputs'), aad });
+    expect((await opener.open({ purpose: 'io', sealed, aad })).toString()).toBe('inputs');
+    // The raw key is not retained: zeroing the caller's copy changes nothing.
+    alice.privateKey.fill(0);
+    expect((await opener.open({ purpose: 'io', sealed, aad })).toString()).toBe('inputs');
+    expect((await rejection(() => opener.open({ purpose: 'io', sealed, aad: utf8('run 2') }))).code).toBe('CIPHERTEXT_AUTH_FAILED');
+    expect((await rejection(() => opener.open({ purpose: 'secret', sealed, aad }))).code).toBe('CIPHERTEXT_AUTH_FAILED');
+    const tampered = Buffer.from(sealed);
+    tampered.writeUInt8(tampered.readUInt8(tampered.length - 1) ^ 1, tampered.length - 1);
+    expect((await rejection(() => opener.open({ purpose: 'io', sealed: tampered, aad }))).code).toBe('CIPHERTEXT_AUTH_FAILED');
+    expect((await rejection(() => opener.open({ purpose: 'io', sealed: sealed.subarray(0, 10), aad }))).code).toBe('CIPHERTEXT_MALFORMED');
+    const bob = generateSealingKeyPair();
+    const forBob = await seal({ recipientPublicKey: bob.publicKey, purpose: 'io', plaintext: utf8('x') });
+    expect((await rejection(() => opener.open({ purpose: 'io', sealed: forBob }))).code).toBe('SEALED_WRONG_RECIPIENT');
+    expect((await rejection(() => opener.open({ purpose: 'IO!', sealed }))).code).toBe('INVALID_ARGUMENT');
+    opener.destroy();
+    expect((await rejection(() => opener.open({ purpose: 'io', sealed, aad }))).code).toBe('UNAVAILABLE');
   });
 });
 

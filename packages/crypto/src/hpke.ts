@@ -1,6 +1,7 @@
 // Sealed messages: HPKE (RFC 9180) base mode to an X25519 sealing key, in the ASM1 format of docs/formats/sealed.md.
+import { AirlockError } from '@airlock/common';
 import { assertBytes, assertLength } from './bytes.js';
-import { openWith, sealWith } from './internal/sealed-core.js';
+import { importRecipient, openWith, openWithRecipient, sealWith, type ImportedRecipient } from './internal/sealed-core.js';
 import {
   AEAD_ID,
   HEADER_OVERHEAD,
@@ -118,6 +119,40 @@ export async function seal(options: SealOptions): Promise<Buffer> {
  */
 export async function open(options: OpenOptions): Promise<Buffer> {
   return openWith(options);
+}
+
+/** A recipient's private key imported once, for a holder that opens many messages (a data plane's I/O key). */
+export interface SealedOpener {
+  /** The recipient's raw public key. */
+  readonly publicKey: Buffer;
+  /** {@link sealingKeyId} of `publicKey`. */
+  readonly keyId: string;
+  /** {@link open} with this recipient: the same checks, errors and order. Throws UNAVAILABLE after destroy(). */
+  open(options: Omit<OpenOptions, 'recipientPrivateKey' | 'recipientPublicKey'>): Promise<Buffer>;
+  /** Drops the imported key; the opener is unusable afterwards. */
+  destroy(): void;
+}
+
+/**
+ * Imports `recipientPrivateKey` once (deriving its public key and importing both for WebCrypto costs
+ * more than an open of a small message) and returns an opener. The raw key is not retained: the
+ * caller zeroizes its copy whenever it likes.
+ */
+export async function createSealedOpener(recipientPrivateKey: Uint8Array): Promise<SealedOpener> {
+  let recipient: ImportedRecipient | undefined = await importRecipient(recipientPrivateKey);
+  const publicKey = Buffer.from(recipient.publicKey);
+  return Object.freeze({
+    publicKey,
+    keyId: sealingKeyId(publicKey),
+    async open(options: Omit<OpenOptions, 'recipientPrivateKey' | 'recipientPublicKey'>) {
+      if (recipient === undefined) throw new AirlockError('UNAVAILABLE', 'The sealed-message opener was destroyed');
+      if (typeof options !== 'object' || options === null) throw new AirlockError('INVALID_ARGUMENT', 'options must be an object', { details: { argument: 'options' } });
+      return openWithRecipient(recipient, options);
+    },
+    destroy() {
+      recipient = undefined;
+    },
+  });
 }
 
 /** Reads a sealed message's header without decrypting it. Throws CIPHERTEXT_MALFORMED if it is not well formed. */

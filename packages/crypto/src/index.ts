@@ -55,6 +55,7 @@ export {
 } from './root-key.js';
 export { generateX25519KeyPair, X25519_KEY_LENGTH, x25519PublicKey, x25519SharedSecret, type X25519KeyPair } from './x25519.js';
 export {
+  createSealedOpener,
   generateSealingKeyPair,
   HPKE_AEAD_ID,
   HPKE_KDF_ID,
@@ -71,6 +72,7 @@ export {
   SEALING_KEY_ID_LENGTH,
   type OpenOptions,
   type SealedHeader,
+  type SealedOpener,
   type SealingKeyPair,
   type SealOptions,
 } from './hpke.js';

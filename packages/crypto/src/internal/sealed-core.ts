@@ -114,45 +114,61 @@ export async function sealWith(options: SealCoreOptions, ephemeralIkm?: Uint8Arr
  */
 export async function openWith(options: OpenCoreOptions): Promise<Buffer> {
   if (typeof options !== 'object' || options === null) throw invalidArgument('options', 'options must be an object');
-  const { recipientPrivateKey, purpose, sealed } = options;
+  const { recipientPrivateKey } = options;
   assertBytes('recipientPrivateKey', recipientPrivateKey, X25519_KEY_LENGTH);
-  const expectedInfo = infoForPurpose(purpose);
-  assertBytes('sealed', sealed);
-  const aad = checkAad(options.aad);
-
-  const publicKey = x25519PublicKey(recipientPrivateKey);
+  infoForPurpose(options.purpose);
+  assertBytes('sealed', options.sealed);
+  checkAad(options.aad);
+  const recipient = await importRecipient(recipientPrivateKey);
   if (options.recipientPublicKey !== undefined) {
     assertBytes('recipientPublicKey', options.recipientPublicKey, X25519_KEY_LENGTH);
-    if (!constantTimeEqual(publicKey, options.recipientPublicKey)) {
+    if (!constantTimeEqual(recipient.publicKey, options.recipientPublicKey)) {
       throw invalidArgument('recipientPublicKey', 'recipientPublicKey does not belong to recipientPrivateKey');
     }
   }
+  return openWithRecipient(recipient, options);
+}
 
-  const parsed = parseSealed(sealed);
-  if (!constantTimeEqual(parsed.keyId, keyIdOf(publicKey))) throw new AirlockError('SEALED_WRONG_RECIPIENT');
-  // The info string is bound into the HPKE key schedule (RFC 9180 §5.1) and the header into the
-  // AAD, so a purpose mismatch could only fail later anyway; failing here just saves the work.
-  if (parsed.info !== expectedInfo.toString('ascii')) throw authFailed();
+/** A recipient's key pair imported once for WebCrypto, with its public key and key id: what opening needs besides the message. */
+export interface ImportedRecipient {
+  readonly publicKey: Buffer;
+  readonly keyId: Buffer;
+  readonly skR: webcrypto.CryptoKey;
+  readonly pkR: webcrypto.CryptoKey;
+}
 
-  let skR: webcrypto.CryptoKey;
-  let pkR: webcrypto.CryptoKey;
+/** Imports a raw X25519 private key (and its derived public key) for opening; the caller keeps and zeroizes its raw copy. */
+export async function importRecipient(recipientPrivateKey: Uint8Array): Promise<ImportedRecipient> {
+  assertBytes('recipientPrivateKey', recipientPrivateKey, X25519_KEY_LENGTH);
+  const publicKey = x25519PublicKey(recipientPrivateKey);
   try {
-    skR = await importPrivateKey(recipientPrivateKey);
-    pkR = await importPublicKey(publicKey);
+    return { publicKey, keyId: keyIdOf(publicKey), skR: await importPrivateKey(recipientPrivateKey), pkR: await importPublicKey(publicKey) };
   } catch (error) {
     throw new AirlockError('INVALID_ARGUMENT', 'recipientPrivateKey could not be imported', {
       cause: error,
       details: { argument: 'recipientPrivateKey' },
     });
   }
+}
+
+/** Opens with an imported recipient: the checks and errors of openWith, without importing the key again. */
+export async function openWithRecipient(recipient: ImportedRecipient, options: { readonly purpose: string; readonly sealed: Uint8Array; readonly aad?: Uint8Array | undefined }): Promise<Buffer> {
+  const expectedInfo = infoForPurpose(options.purpose);
+  assertBytes('sealed', options.sealed);
+  const aad = checkAad(options.aad);
+  const parsed = parseSealed(options.sealed);
+  if (!constantTimeEqual(parsed.keyId, recipient.keyId)) throw new AirlockError('SEALED_WRONG_RECIPIENT');
+  // The info string is bound into the HPKE key schedule (RFC 9180 §5.1) and the header into the
+  // AAD, so a purpose mismatch could only fail later anyway; failing here just saves the work.
+  if (parsed.info !== expectedInfo.toString('ascii')) throw authFailed();
   try {
-    const recipient = await hpkeSuite().createRecipientContext({
+    const context = await hpkeSuite().createRecipientContext({
       // Passing the pair spares @hpke/core re-deriving pkR from skR for kem_context.
-      recipientKey: { privateKey: skR, publicKey: pkR },
+      recipientKey: { privateKey: recipient.skR, publicKey: recipient.pkR },
       enc: parsed.enc,
       info: expectedInfo,
     });
-    const plaintext = await recipient.open(parsed.ciphertext, hpkeAad(parsed.header, aad));
+    const plaintext = await context.open(parsed.ciphertext, hpkeAad(parsed.header, aad));
     return Buffer.from(plaintext);
   } catch {
     // Decap of a small-order enc, a bad tag, and everything in between: one code, no detail.

@@ -3,7 +3,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject 
 import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AirlockError, writeFileAtomic, type Logger } from '@airlock/common';
-import { generateX25519KeyPair, openSealed, sealingKeyId, x25519PublicKey, zeroize } from '@airlock/crypto';
+import { createSealedOpener, generateX25519KeyPair, sealingKeyId, x25519PublicKey, zeroize, type SealedOpener } from '@airlock/crypto';
 import { identityFingerprint, signDataPlaneKeys, type DataPlaneKeys } from '@airlock/protocol';
 import type { DataPlaneKeyVault } from './key-vault.js';
 
@@ -99,6 +99,7 @@ function keysFrom(identitySeed: Uint8Array, ioPrivate: Uint8Array, secretsPrivat
   const ioPublic = x25519PublicKey(ioKey);
   const secretsPublic = x25519PublicKey(secretsKey);
   let destroyed = false;
+  let ioOpener: Promise<SealedOpener> | undefined;
   const alive = (): void => {
     if (destroyed) throw new AirlockError('UNAVAILABLE', 'The data-plane sealing keys were destroyed');
   };
@@ -113,11 +114,15 @@ function keysFrom(identitySeed: Uint8Array, ioPrivate: Uint8Array, secretsPrivat
     },
     async openIo(sealed: Uint8Array, purpose: string, aad: Uint8Array) {
       alive();
-      return openSealed({ recipientPrivateKey: ioKey, recipientPublicKey: ioPublic, purpose, sealed, aad });
+      // Imported once, on first use: importing costs more than opening a small message.
+      ioOpener ??= createSealedOpener(ioKey);
+      return (await ioOpener).open({ purpose, sealed, aad });
     },
     destroy() {
       destroyed = true;
       zeroize(ioKey, secretsKey);
+      void ioOpener?.then((opener) => opener.destroy(), () => undefined);
+      ioOpener = undefined;
     },
   });
 }
