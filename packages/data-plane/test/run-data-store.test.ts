@@ -279,4 +279,41 @@ describe('the kill switch', () => {
     await storage.kms.enableKey(own.keyArn!);
     expect(JSON.parse((await killable.readInputs('team-a', runId, inputsRef, 'hello'))!.toString())).toEqual({ name: 'World' });
   });
+
+  it('a bundle kept in memory serves the next fetches for at most a second: then a disabled key stops them', async () => {
+    const own = await openKmsKeyVault(storage.kms, 'alias/airlock/bundle-kill', { create: true });
+    const killable = await createRunDataStore({ objectStore: storage.objectStore, sealingKeys: storage.sealingKeys, bucket: 'airlock-data-bundle-kill', kmsKeyId: 'alias/airlock/bundle-kill' });
+    const code = Buffer.from(`export const kept = ${JSON.stringify(randomBytes(64).toString('hex'))};`);
+    const ref = { sha256: createHash('sha256').update(code).digest('hex'), size: code.length };
+    await storage.objectStore.put('airlock-data-bundle-kill', `bundles/team-a/${ref.sha256}`, code);
+    const dir = join(storage.dir, 'work-kill');
+    await mkdir(dir, { mode: 0o700 });
+    const key = `bundles/team-a/${ref.sha256}`;
+    await killable.fetchBundle('team-a', ref, join(dir, 'first.mjs'));
+    // Within its second the kept copy is used: the store no longer has the object...
+    await storage.objectStore.delete('airlock-data-bundle-kill', key);
+    await killable.fetchBundle('team-a', ref, join(dir, 'kept.mjs'));
+    expect((await readFile(join(dir, 'kept.mjs'))).equals(code)).toBe(true);
+    expect((await stat(join(dir, 'kept.mjs'))).mode & 0o777).toBe(0o600);
+    // ...and not after it.
+    await sleep(1100);
+    expect(await codeOf(killable.fetchBundle('team-a', ref, join(dir, 'gone.mjs')))).toBe('OBJECT_NOT_FOUND');
+    // A disabled key: a second later, fetches fail even though a copy was kept.
+    await storage.objectStore.put('airlock-data-bundle-kill', key, code);
+    await killable.fetchBundle('team-a', ref, join(dir, 'refetched.mjs'));
+    await storage.kms.disableKey(own.keyArn!);
+    await sleep(1100);
+    expect(await codeOf(killable.fetchBundle('team-a', ref, join(dir, 'after.mjs')))).toBe('KMS_KEY_DISABLED');
+    expect((await readdir(dir)).sort()).toEqual(['first.mjs', 'kept.mjs', 'refetched.mjs']);
+    await storage.kms.enableKey(own.keyArn!);
+    await killable.fetchBundle('team-a', ref, join(dir, 'again.mjs'));
+    // Kept or not, a size that is not the bundle's is refused.
+    expect(await codeOf(killable.fetchBundle('team-a', { ...ref, size: ref.size + 1 }, join(dir, 'wrong.mjs')))).toBe('DIGEST_MISMATCH');
+    const uncached = await createRunDataStore({ objectStore: storage.objectStore, sealingKeys: storage.sealingKeys, bucket: 'airlock-data-bundle-kill', kmsKeyId: 'alias/airlock/bundle-kill', bundleCacheBytes: 0 });
+    await uncached.fetchBundle('team-a', ref, join(dir, 'uncached.mjs'));
+    await storage.kms.disableKey(own.keyArn!);
+    await sleep(1100);
+    expect(await codeOf(uncached.fetchBundle('team-a', ref, join(dir, 'uncached-after.mjs')))).toBe('KMS_KEY_DISABLED');
+    await storage.kms.enableKey(own.keyArn!);
+  });
 });

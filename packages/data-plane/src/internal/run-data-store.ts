@@ -1,9 +1,9 @@
 // The data plane's run data in its object store (docs/runs.md, "Storage in the data plane"): sealed inputs, result documents, code bundles and the presigned URLs that move bundles and files.
 import { createHash, randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { open, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { AirlockError, configCheck, configError, freezeConfig, syncDirectory, type DeepReadonly, type Logger } from '@airlock/common';
+import { AirlockError, configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
 import { seal, sealingKeyId, zeroize } from '@airlock/crypto';
 import type { ObjectStore } from '@airlock/objectstore';
 import { IO_SEALING_PURPOSE, presignAad, PRESIGN_SEALING_PURPOSE, runInputsAad, runResultAad } from '@airlock/protocol';
@@ -17,6 +17,9 @@ export const RUN_DATA_BUCKET = 'airlock-data';
 export const DEFAULT_MAX_BUNDLE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_SEALED_INPUTS_BYTES = 1024 * 1024;
 export const DEFAULT_MAX_RESULT_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_BUNDLE_CACHE_BYTES = 64 * 1024 * 1024;
+/** The kill switch's bound (DESIGN.md): a bundle read under a key is not used more than a second after the read. */
+export const DEFAULT_BUNDLE_CACHE_TTL_MS = 1000;
 /** DESIGN.md §2: a presigned URL lives an hour at most by default. */
 export const DEFAULT_MAX_PRESIGN_SECONDS = 3600;
 export const DEFAULT_PRESIGN_SECONDS = 900;
@@ -59,6 +62,13 @@ export interface RunDataStoreOptions {
   readonly presignSeconds?: number;
   /** Cap on a presigned URL's lifetime, in seconds. @default 3600 */
   readonly maxPresignSeconds?: number;
+  /**
+   * Verified bundles kept in memory so the next attempts of a bundle do not fetch and decrypt it
+   * again, in bytes (0: none). @default 67108864 (64 MiB)
+   */
+  readonly bundleCacheBytes?: number;
+  /** How long a kept bundle is used, in milliseconds: the revocation bound of a disabled key, as the object store's own key cache. @default 1000 */
+  readonly bundleCacheTtlMs?: number;
   readonly log?: Logger;
 }
 
@@ -70,6 +80,8 @@ export type ResolvedRunDataStoreConfig = DeepReadonly<{
   maxResultBytes: number;
   presignSeconds: number;
   maxPresignSeconds: number;
+  bundleCacheBytes: number;
+  bundleCacheTtlMs: number;
 }> & { readonly objectStore: ObjectStore; readonly sealingKeys: DataPlaneSealingKeys; readonly log: Logger | undefined };
 
 export function resolveRunDataStoreConfig(options: RunDataStoreOptions): ResolvedRunDataStoreConfig {
@@ -85,6 +97,8 @@ export function resolveRunDataStoreConfig(options: RunDataStoreOptions): Resolve
     maxResultBytes: configCheck.integer('runData.maxResultBytes', options.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES, 1, 64 * 1024 * 1024),
     presignSeconds: configCheck.integer('runData.presignSeconds', options.presignSeconds ?? Math.min(DEFAULT_PRESIGN_SECONDS, maxPresignSeconds), 1, maxPresignSeconds),
     maxPresignSeconds,
+    bundleCacheBytes: configCheck.integer('runData.bundleCacheBytes', options.bundleCacheBytes ?? DEFAULT_BUNDLE_CACHE_BYTES, 0, 4 * 1024 ** 3),
+    bundleCacheTtlMs: configCheck.integer('runData.bundleCacheTtlMs', options.bundleCacheTtlMs ?? DEFAULT_BUNDLE_CACHE_TTL_MS, 0, 1000),
   });
   return Object.freeze({ ...settings, objectStore: options.objectStore, sealingKeys: options.sealingKeys, log: options.log });
 }
@@ -199,6 +213,57 @@ async function readAll(stream: Readable, maxBytes: number, what: string): Promis
   return Buffer.concat(chunks, total);
 }
 
+/**
+ * Verified bundles by project and digest, least recently stored first, each used for at most `ttlMs`
+ * after it was read from the store (so a disabled KMS key stops fetches within the same bound as
+ * the object store's key cache), at most `maxBytes` in all. A bundle is code, not a key: a dropped
+ * one is left to the garbage collector, since an attempt may still be writing it out.
+ */
+class BundleCache {
+  private readonly entries = new Map<string, { readonly bytes: Buffer; readonly readAt: number }>();
+  private bytes = 0;
+
+  constructor(
+    private readonly maxBytes: number,
+    private readonly ttlMs: number,
+  ) {}
+
+  accepts(size: number): boolean {
+    return this.ttlMs > 0 && size <= this.maxBytes;
+  }
+
+  get(project: string, sha256: string): Buffer | undefined {
+    const key = `${project}/${sha256}`;
+    const entry = this.entries.get(key);
+    if (entry === undefined) return undefined;
+    if (performance.now() - entry.readAt > this.ttlMs) {
+      this.drop(key);
+      return undefined;
+    }
+    return entry.bytes;
+  }
+
+  put(project: string, sha256: string, bytes: Buffer): void {
+    const key = `${project}/${sha256}`;
+    if (!this.accepts(bytes.length)) return;
+    this.drop(key);
+    const now = performance.now();
+    for (const [name, entry] of this.entries) {
+      if (this.bytes + bytes.length <= this.maxBytes && now - entry.readAt <= this.ttlMs) break;
+      this.drop(name);
+    }
+    this.entries.set(key, { bytes, readAt: now });
+    this.bytes += bytes.length;
+  }
+
+  private drop(key: string): void {
+    const entry = this.entries.get(key);
+    if (entry === undefined) return;
+    this.entries.delete(key);
+    this.bytes -= entry.bytes.length;
+  }
+}
+
 function notFoundAs(error: unknown, replacement: AirlockError): never {
   const e = AirlockError.from(error);
   if (e.code === 'OBJECT_NOT_FOUND') throw replacement;
@@ -230,6 +295,8 @@ export async function createRunDataStore(options: RunDataStoreOptions): Promise<
     // An existing bucket gets the default it must have (a no-op when it has it already).
     await store.putBucketEncryption(bucket, encryption);
   }
+
+  const bundleCache = new BundleCache(config.bundleCacheBytes, config.bundleCacheTtlMs);
 
   const readInputsObject = async (project: string, runId: string): Promise<Buffer> => {
     const stream = await store.get(bucket, keys.inputs(project, runId)).catch((error: unknown) =>
@@ -294,11 +361,24 @@ export async function createRunDataStore(options: RunDataStoreOptions): Promise<
     async fetchBundle(project, bundle, destination) {
       checkProjectName(project);
       const { sha256, size } = checkBundle(bundle, config.maxBundleBytes);
+      const temporary = join(dirname(destination), `.${basename(destination)}.${randomBytes(6).toString('hex')}.tmp`);
+      const cached = bundleCache.get(project, sha256);
+      // A size that is not the bundle's goes to the store, whose bytes then fail the check.
+      if (cached !== undefined && cached.length === size) {
+        try {
+          await writeFile(temporary, cached, { flag: 'wx', mode: 0o600 });
+          await rename(temporary, destination);
+          return;
+        } catch (error) {
+          await rm(temporary, { force: true }).catch(() => undefined);
+          throw AirlockError.from(error);
+        }
+      }
       const stream = await store.get(bucket, keys.bundle(project, sha256)).catch((error: unknown) =>
         notFoundAs(error, new AirlockError('OBJECT_NOT_FOUND', 'The bundle is not stored in this data plane', { details: { project, sha256 } })),
       );
-      const temporary = join(dirname(destination), `.${basename(destination)}.${randomBytes(6).toString('hex')}.tmp`);
       const hash = createHash('sha256');
+      const keep: Buffer[] | undefined = bundleCache.accepts(size) ? [] : undefined;
       let received = 0;
       let handle: Awaited<ReturnType<typeof open>> | undefined;
       try {
@@ -309,16 +389,17 @@ export async function createRunDataStore(options: RunDataStoreOptions): Promise<
           // Stop reading at the first byte past the expected size: the bundle is wrong already.
           if (received > size) break;
           hash.update(bytes);
+          keep?.push(bytes);
           await handle.write(bytes);
         }
         if (received !== size || hash.digest('hex') !== sha256) {
           throw new AirlockError('DIGEST_MISMATCH', 'The stored bundle does not match its SHA-256 and size', { details: { project, sha256, size } });
         }
-        await handle.sync();
+        // A working directory is scratch (removed after the attempt, and by recover() after a crash): atomic, not durable.
         await handle.close();
         handle = undefined;
         await rename(temporary, destination);
-        await syncDirectory(dirname(destination));
+        if (keep !== undefined) bundleCache.put(project, sha256, Buffer.concat(keep, size));
       } catch (error) {
         await handle?.close().catch(() => undefined);
         await rm(temporary, { force: true }).catch(() => undefined);
