@@ -1,5 +1,4 @@
 // The data plane's default executor: each action a child process in its own working directory, process group and minimal environment (docs/runs.md, "The executor").
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
@@ -23,6 +22,7 @@ import {
 import { errorOutcome, failedResultDocument, outcomeOfResult, parseActionResult } from './action-result.js';
 import { ExecutorJournal, type JournalEntry } from './executor-journal.js';
 import { killLeftoverGroup, processIdentity, signalGroup } from './process-group.js';
+import { createProcessSpawner, type ProcessSpawner, type SpawnedProcess } from './process-spawner.js';
 import type { ActionOutcome, ExecutionHooks, Executor, ExecutorStorage } from './types.js';
 
 export interface LocalProcessExecutorOptions {
@@ -135,8 +135,8 @@ interface ProcessEnd {
 
 /** A started task process: its exit, its standard error and (for a prepared one) its standard input. */
 interface StartedProcess {
-  readonly child: ChildProcess;
   readonly pid: number | undefined;
+  readonly spawned: SpawnedProcess | undefined;
   readonly tail: BoundedTail;
   readonly exited: Promise<{ exitCode: number | null; signal: NodeJS.Signals | null; spawnError?: Error }>;
   readonly stderrClosed: Promise<void>;
@@ -164,9 +164,11 @@ class LocalProcessExecutor implements Executor {
   /** Prepares under way, which close() waits for. */
   private readonly inFlight = new Set<Promise<void>>();
   private closed = false;
+  private readonly spawner: ProcessSpawner;
 
   constructor(private readonly config: ResolvedLocalProcessExecutorConfig) {
     this.journal = new ExecutorJournal(config.journalDir);
+    this.spawner = createProcessSpawner({ nodePath: config.nodePath, log: config.log });
   }
 
   private get log(): Logger {
@@ -230,11 +232,11 @@ class LocalProcessExecutor implements Executor {
         // A reporting hook must not fail the action.
       }
       if (slot === undefined) {
-        started = this.startProcess(workDir, bundlePath, requestPath as string, 'ignore');
+        started = await this.startProcess(workDir, bundlePath, requestPath as string, 'ignore');
         await this.recordProcess(action, workDirName, started);
       } else {
         started = slot.process;
-        started.child.stdin?.end(JSON.stringify(request));
+        started.spawned?.stdin?.end(JSON.stringify(request));
         this.log.info({ event: 'executor.prepared_process_used', actionId: action.actionId, attempt: action.attempt, pid: started.pid }, 'task process (prepared) started');
       }
       // The next attempt of this bundle finds a process ready; started after this one, so it never delays it.
@@ -272,30 +274,33 @@ class LocalProcessExecutor implements Executor {
     }
   }
 
-  /** Starts `node <bundle> run --request <requestArg>` in `workDir`: the minimal environment, a process group of its own. */
-  private startProcess(workDir: string, bundlePath: string, requestArg: string, stdin: 'ignore' | 'pipe'): StartedProcess {
+  /**
+   * Starts `node <bundle> run --request <requestArg>` in `workDir`, through the launcher: the minimal
+   * environment, a process group of its own. A process that cannot be started is a started process
+   * that exited at once with the reason as its spawn error.
+   */
+  private async startProcess(workDir: string, bundlePath: string, requestArg: string, stdin: 'ignore' | 'pipe'): Promise<StartedProcess> {
     const { config } = this;
-    const child = spawn(config.nodePath, [bundlePath, 'run', '--request', requestArg], {
-      cwd: workDir,
-      // The whole environment: nothing of the agent's (its KMS credentials, AIRLOCK_* settings, NODE_OPTIONS) reaches the task.
-      env: { PATH: config.path, HOME: workDir, TMPDIR: join(workDir, 'tmp'), LANG: config.lang },
-      // setsid(): a process group (and session) of its own, so signals reach every process the task starts.
-      detached: true,
-      stdio: [stdin, 'ignore', 'pipe'],
-    });
-    // A process that exits before reading its request closes the pipe under us: that is seen at its exit, not here.
-    child.stdin?.on('error', () => undefined);
     const tail = new BoundedTail(config.maxStderrBytes);
-    child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk));
-    const stderrClosed = new Promise<void>((resolve) => {
-      if (child.stderr === null) resolve();
-      else child.stderr.once('close', () => resolve());
-    });
-    const exited = new Promise<{ exitCode: number | null; signal: NodeJS.Signals | null; spawnError?: Error }>((resolve) => {
-      child.once('exit', (exitCode, exitSignal) => resolve({ exitCode, signal: exitSignal }));
-      child.once('error', (error) => resolve({ exitCode: null, signal: null, spawnError: error }));
-    });
-    return { child, pid: child.pid, tail, exited, stderrClosed };
+    let spawned: SpawnedProcess;
+    try {
+      spawned = await this.spawner.spawn({
+        command: config.nodePath,
+        args: [bundlePath, 'run', '--request', requestArg],
+        cwd: workDir,
+        // The whole environment: nothing of the agent's (its KMS credentials, AIRLOCK_* settings, NODE_OPTIONS) reaches the task.
+        env: { PATH: config.path, HOME: workDir, TMPDIR: join(workDir, 'tmp'), LANG: config.lang },
+        stdin,
+      });
+    } catch (error) {
+      return { pid: undefined, spawned: undefined, tail, exited: Promise.resolve({ exitCode: null, signal: null, spawnError: AirlockError.from(error) }), stderrClosed: Promise.resolve() };
+    }
+    // A process that exits before reading its request closes the pipe under us: that is seen at its exit, not here.
+    spawned.stdin?.on('error', () => undefined);
+    spawned.stderr.on('error', () => undefined);
+    spawned.stderr.on('data', (chunk: Buffer) => tail.push(chunk));
+    const stderrClosed = new Promise<void>((resolve) => spawned.stderr.once('close', () => resolve()));
+    return { pid: spawned.pid, spawned, tail, exited: spawned.exited, stderrClosed };
   }
 
   /** Records a cold-started process in its action's journal entry, so a restarted agent can kill what is left of it. */
@@ -333,7 +338,7 @@ class LocalProcessExecutor implements Executor {
     // The leader is gone; nothing it started outlives it (a task's background processes, a command that ignored SIGTERM).
     if (pid !== undefined) signalGroup(pid, 'SIGKILL');
     await waitAtMost(started.stderrClosed, STDERR_CLOSE_WAIT_MS);
-    started.child.stderr?.destroy();
+    started.spawned?.stderr.destroy();
     return { exitCode: end.exitCode, signal: end.signal, stopped, stderrTail: started.tail.text(STDERR_TAIL_BYTES) };
   }
 
@@ -343,7 +348,7 @@ class LocalProcessExecutor implements Executor {
     while (slots !== undefined && slots.length > 0) {
       const slot = slots.shift() as PreparedSlot;
       if (slots.length === 0) this.prepared.delete(key);
-      if (slot.gone || slot.process.child.exitCode !== null || slot.process.child.signalCode !== null) continue;
+      if (slot.gone || slot.process.spawned === undefined || slot.process.spawned.exit !== undefined) continue;
       slot.gone = true;
       clearTimeout(slot.idleTimer);
       return slot;
@@ -381,7 +386,8 @@ class LocalProcessExecutor implements Executor {
         const bundlePath = join(workDir, 'bundle.mjs');
         await config.storage.fetchBundle(project, bundle, bundlePath);
         if (this.closed) throw new AirlockError('UNAVAILABLE', 'The executor is closed');
-        started = this.startProcess(workDir, bundlePath, '-', 'pipe');
+        started = await this.startProcess(workDir, bundlePath, '-', 'pipe');
+        if (started.spawned === undefined) throw (await started.exited).spawnError ?? new AirlockError('INTERNAL', 'The task process could not be started');
         const identity = started.pid === undefined ? undefined : await processIdentity(started.pid);
         if (identity !== undefined) await this.journal.put({ ...entry, process: identity });
         const slot: PreparedSlot = { key, workDirName, workDir, bundlePath, process: started, idleTimer: undefined, gone: false };
@@ -391,7 +397,7 @@ class LocalProcessExecutor implements Executor {
           if (slot.gone) return;
           // Exited before any attempt was handed to it: this bundle cannot be prepared (or fails to load); its attempts start cold.
           this.unpreparable.add(key);
-          this.log.info({ event: 'executor.prepared_process_exited', bundleSha256: bundle.sha256, exitCode: slot.process.child.exitCode }, 'a prepared task process exited unused; this bundle starts cold');
+          this.log.info({ event: 'executor.prepared_process_exited', bundleSha256: bundle.sha256, exitCode: slot.process.spawned?.exit?.exitCode }, 'a prepared task process exited unused; this bundle starts cold');
           void this.discard(slot, 'exited');
         });
         const slots = this.prepared.get(key) ?? [];
@@ -430,7 +436,7 @@ class LocalProcessExecutor implements Executor {
     const { pid } = slot.process;
     if (pid !== undefined) signalGroup(pid, 'SIGKILL');
     await waitAtMost(slot.process.exited, STDERR_CLOSE_WAIT_MS);
-    slot.process.child.stderr?.destroy();
+    slot.process.spawned?.stderr.destroy();
     if (reason === 'unused') return; // The attempt that took it removes its directory and journal entry.
     await rm(slot.workDir, { recursive: true, force: true }).catch(() => undefined);
     await this.journal.remove(slot.workDirName).catch(() => undefined);
@@ -442,6 +448,7 @@ class LocalProcessExecutor implements Executor {
     await Promise.all([...this.inFlight]);
     const slots = [...this.prepared.values()].flat();
     await Promise.all(slots.map((slot) => this.discard(slot, 'closed')));
+    this.spawner.close();
   }
 
   /** The result file's bytes, or undefined when the process wrote none. Refuses symbolic links and anything over the limit. */
