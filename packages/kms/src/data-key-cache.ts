@@ -220,6 +220,8 @@ export function createCachingKms<K extends Kms>(kms: K, options: DataKeyCacheOpt
     }
     lastMessageAt = config.now();
     if (state === 'late') state = 'live';
+    // A stream that was late and caught up is live again without a new snapshot.
+    if (waiters.size > 0) notify();
   };
   const connect = (): void => {
     if (closed || !hasKeyEvents(kms)) return;

@@ -16,8 +16,10 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-/** Relays 127.0.0.1:<port> to `target` until closed. */
-export async function startTcpProxy(target: { readonly host: string; readonly port: number }): Promise<TcpProxy> {
+type Target = { readonly host: string; readonly port: number };
+
+/** Relays 127.0.0.1:<port> to `target` (looked up per connection when a function) until closed. */
+export async function startTcpProxy(target: Target | (() => Target)): Promise<TcpProxy> {
   let mode: TcpProxyMode = 'pass';
   const pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
   const hang = (pair: { client: net.Socket; upstream: net.Socket }): void => {
@@ -31,7 +33,8 @@ export async function startTcpProxy(target: { readonly host: string; readonly po
       client.destroy();
       return;
     }
-    const upstream = net.connect(target.port, target.host);
+    const to = typeof target === 'function' ? target() : target;
+    const upstream = net.connect(to.port, to.host);
     const pair = { client, upstream };
     pairs.add(pair);
     const end = (): void => {
