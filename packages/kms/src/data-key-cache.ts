@@ -91,6 +91,12 @@ export interface CachingKms {
   /** Drops (and zeroes) every entry. */
   clear(): void;
   keyEventStatus(): KeyEventStatus;
+  /**
+   * Calls `listener` with `keyArn`'s state whenever the key-event stream reports it: on each event
+   * for the key, and on each opening snapshot (Deleted when the key is not in it). Returns a function
+   * that stops it. For holders of key material outside the cache (the data plane's sealing keys).
+   */
+  watchKey(keyArn: string, listener: (state: KmsKeyEventState) => void): () => void;
   /** Resolves once the key-event stream is live (true), or false after `timeoutMs` or when it cannot be (unsupported, off). */
   waitForKeyEvents(timeoutMs: number): Promise<boolean>;
   /** Ends the key-event stream and drops every entry. */
@@ -137,6 +143,10 @@ export function createCachingKms<K extends Kms>(kms: K, options: DataKeyCacheOpt
   const changedAt = new Map<string, number>();
   const keyStates = new Map<string, KmsKeyEventState>();
   const waiters = new Set<() => void>();
+  const watchers = new Map<string, Set<(state: KmsKeyEventState) => void>>();
+  const tell = (keyArn: string, keyState: KmsKeyEventState): void => {
+    for (const listener of watchers.get(keyArn) ?? []) listener(keyState);
+  };
 
   const live = (now: number): boolean => state === 'live' && now - lastMessageAt <= config.heartbeatTimeoutMs;
   const expiresAt = (entry: Entry, now: number): number => entry.fetchedAt + (entry.long && live(now) ? config.subscribedTtlMs : config.ttlMs);
@@ -196,6 +206,7 @@ export function createCachingKms<K extends Kms>(kms: K, options: DataKeyCacheOpt
     }
     state = 'live';
     reconnectDelay = RECONNECT_MIN_MS;
+    for (const keyArn of watchers.keys()) tell(keyArn, keyStates.get(keyArn) ?? 'Deleted');
     notify();
   };
   const onEvent = (event: KmsKeyEvent): void => {
@@ -211,6 +222,7 @@ export function createCachingKms<K extends Kms>(kms: K, options: DataKeyCacheOpt
     keyStates.set(event.keyArn, event.state);
     changedAt.set(event.keyArn, ++generation);
     if (event.change !== 'created' && event.change !== 'enabled') revokeKey(event.keyArn);
+    tell(event.keyArn, event.state);
   };
   const onHeartbeat = (seq: number): void => {
     if (lastSeq !== undefined && seq !== lastSeq) {
@@ -340,6 +352,15 @@ export function createCachingKms<K extends Kms>(kms: K, options: DataKeyCacheOpt
       // A reconnection in progress is still "down": only the first connection is "connecting".
       const shown = state === 'live' && !live(now) ? 'late' : state === 'connecting' && connections > 1 ? 'down' : state;
       return { state: shown, epoch, lastSeq, lastMessageAgoMs: lastMessageAt === 0 ? undefined : now - lastMessageAt, connections, lastError };
+    },
+    watchKey(keyArn, listener) {
+      const set = watchers.get(keyArn) ?? new Set();
+      set.add(listener);
+      watchers.set(keyArn, set);
+      return () => {
+        set.delete(listener);
+        if (set.size === 0) watchers.delete(keyArn);
+      };
     },
     async waitForKeyEvents(timeoutMs) {
       const ready = (): boolean | undefined => (live(config.now()) ? true : state === 'off' || state === 'unsupported' || closed ? false : undefined);
