@@ -82,8 +82,8 @@ export interface KeyEventStatus {
   readonly lastMessageAgoMs: number | undefined;
   /** Streams opened so far (reconnections included). */
   readonly connections: number;
-  /** Why the last stream ended, as an error code. */
-  readonly lastError: string | undefined;
+  /** Why the last stream ended: an AirlockError code (KMS_UNAVAILABLE, …), `sequence-gap` (events were missed) or `heartbeat-late` (silent too long). */
+  readonly lastCloseReason: string | undefined;
 }
 
 export interface CachingKms {
@@ -212,12 +212,13 @@ export function createCachingKms<K extends Kms>(kms: K, options: DataKeyCacheOpt
   const onEvent = (event: KmsKeyEvent): void => {
     // The stream covers every key, so sequence numbers run without gaps; a gap means lost events.
     if (lastSeq !== undefined && event.seq !== lastSeq + 1) {
-      lastError = 'KEY_EVENT_GAP';
+      lastError = 'sequence-gap';
       restartStream();
       return;
     }
     lastSeq = event.seq;
     lastMessageAt = config.now();
+    if (state === 'late') state = 'live';
     stats.events++;
     keyStates.set(event.keyArn, event.state);
     changedAt.set(event.keyArn, ++generation);
@@ -226,7 +227,7 @@ export function createCachingKms<K extends Kms>(kms: K, options: DataKeyCacheOpt
   };
   const onHeartbeat = (seq: number): void => {
     if (lastSeq !== undefined && seq !== lastSeq) {
-      lastError = 'KEY_EVENT_GAP';
+      lastError = 'sequence-gap';
       restartStream();
       return;
     }
@@ -282,7 +283,7 @@ export function createCachingKms<K extends Kms>(kms: K, options: DataKeyCacheOpt
           sweep(now);
         }
         if (silent > 4 * config.heartbeatTimeoutMs) {
-          lastError = 'KEY_EVENT_HEARTBEAT_LATE';
+          lastError = 'heartbeat-late';
           restartStream();
         }
       }
@@ -351,7 +352,7 @@ export function createCachingKms<K extends Kms>(kms: K, options: DataKeyCacheOpt
       const now = config.now();
       // A reconnection in progress is still "down": only the first connection is "connecting".
       const shown = state === 'live' && !live(now) ? 'late' : state === 'connecting' && connections > 1 ? 'down' : state;
-      return { state: shown, epoch, lastSeq, lastMessageAgoMs: lastMessageAt === 0 ? undefined : now - lastMessageAt, connections, lastError };
+      return { state: shown, epoch, lastSeq, lastMessageAgoMs: lastMessageAt === 0 ? undefined : now - lastMessageAt, connections, lastCloseReason: lastError };
     },
     watchKey(keyArn, listener) {
       const set = watchers.get(keyArn) ?? new Set();

@@ -109,9 +109,14 @@ describe('key-state events (AirlockSubscribeKeyEvents)', () => {
     const events = record(client);
     await events.waitFor(() => events.snapshots.length === 1);
     await sleep(1500);
-    const gaps = events.lines.slice(1).map((t, i) => t - (events.lines[i] ?? t));
+    // Measured on the client, in the server's own process: a stalled event loop delays a line now and then, so percentiles.
+    const gaps = events.lines
+      .slice(1)
+      .map((t, i) => t - (events.lines[i] ?? t))
+      .sort((a, b) => a - b);
     expect(gaps.length).toBeGreaterThanOrEqual(6);
-    expect(Math.max(...gaps)).toBeLessThanOrEqual(250);
+    expect(gaps[Math.floor(gaps.length / 2)]).toBeLessThanOrEqual(150);
+    expect(gaps[Math.floor(gaps.length * 0.9)]).toBeLessThanOrEqual(250);
     events.subscription.close();
   });
 
