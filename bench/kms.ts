@@ -1,5 +1,5 @@
 // Benchmark: embedded KMS GenerateDataKey/Decrypt over keep-alive HTTPS vs a no-op HTTPS endpoint on the same server,
-// plus KMS calls per 1,000 envelope decrypts with and without the data-key cache. Writes bench/results/kms.md.
+// plus KMS calls per 1,000 envelope decrypts with and without the data-key cache, and the kill switch on key events (kms-kill-switch.ts). Writes bench/results/kms.md.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { envelopeDecrypt, envelopeEncrypt, signRequest } from '@airlock/crypto';
 import { createAwsKms, createCachingKms, createKmsKeyWrapper } from '@airlock/kms';
+import { runKillSwitchBench } from './kms-kill-switch.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CONCURRENCY = 32;
@@ -135,7 +136,7 @@ async function main(): Promise<void> {
     // KMS calls per 1,000 envelope decrypts: 10 objects read round-robin over about 2 seconds.
     const wrapperFor = (k: typeof sdk) => createKmsKeyWrapper(k, key.keyId);
     const blobs = await Promise.all(Array.from({ length: 10 }, (_, i) => envelopeEncrypt(Buffer.alloc(1024, i), { wrapper: wrapperFor(sdk), context })));
-    const count = async (caching: boolean): Promise<number> => {
+    const count = async (caching: boolean, keyEvents = false): Promise<number> => {
       const counting = { calls: 0 };
       const base = new Proxy(sdk, {
         get(target, prop, receiver) {
@@ -143,16 +144,21 @@ async function main(): Promise<void> {
           return Reflect.get(target, prop, receiver) as unknown;
         },
       });
-      const kmsClient = caching ? createCachingKms(base) : base;
+      const cache = caching ? createCachingKms(base, { keyEvents }) : undefined;
+      const kmsClient = cache ?? base;
+      if (keyEvents && !(await cache?.waitForKeyEvents(5000))) throw new Error('key events did not go live');
       const wrapper = wrapperFor(kmsClient);
       for (let i = 0; i < 1000; i++) {
         await envelopeDecrypt(blobs[i % blobs.length] as Buffer, { wrapper, context });
         if (i % 100 === 99) await new Promise((r) => setTimeout(r, 200));
       }
+      cache?.close();
       return counting.calls;
     };
     const uncached = await count(false);
     const cached = await count(true);
+    const cachedLive = await count(true, true);
+    const killSwitch = await runKillSwitchBench({ url: kms.endpoint.endpoint, region: kms.endpoint.region, caPem: ca, credentials: kms.credentials });
     sdk.destroy();
 
     const floor = rows[0]?.[1] as Result;
@@ -184,8 +190,10 @@ read round-robin, with a 200 ms pause every 100 decrypts (about 2 s in all):
 | | KMS Decrypt calls per 1,000 envelope decrypts |
 |---|---|
 | without cache | ${uncached} |
-| with \`createCachingKms\` (TTL 1 s, the kill-switch bound) | ${cached} |
-`;
+| with \`createCachingKms\`, key events off (TTL 1 s, the kill-switch bound) | ${cached} |
+| with \`createCachingKms\`, key events live (TTL 5 min, dropped on a key-state change) | ${cachedLive} |
+
+${killSwitch}`;
     await writeFile(join(ROOT, 'bench/results/kms.md'), report);
     console.log(report);
   } finally {

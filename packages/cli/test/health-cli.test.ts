@@ -69,7 +69,8 @@ describe('airlock status', () => {
       ['objectstore', 'healthy'],
     ]);
     expect(byName(status, 'kms')?.check).toMatch(/^KMS ListKeys \(authenticated\): \d+ keys?$/);
-    expect(byName(status, 'objectstore')?.check).toMatch(/^S3 ListBuckets \(signed\): \d+ buckets?; its KMS reachable$/);
+    expect(byName(status, 'objectstore')?.check).toMatch(/^S3 ListBuckets \(signed\): \d+ buckets?; its KMS reachable; KMS key events live$/);
+    expect(byName(status, 'objectstore')).toMatchObject({ keyEvents: 'live' });
     expect(byName(status, 'api')?.check).toBe('API Health (Connect): SERVING');
     for (const endpoint of status.endpoints) expect(endpoint.tls).toMatch(/^TLSv1\.3, TLS_AES_256_GCM_SHA384$/);
 
@@ -105,7 +106,7 @@ describe('airlock status', () => {
       expect(report.ok).toBe(false);
       expect(report.checks[0]).toMatchObject({ id: 'stack.reachable', status: 'fail', evidence: { kms: 'unreachable (ECONNREFUSED)' } });
       expect(report.checks.slice(1).map((c) => [c.id, c.status, c.details])).toEqual(
-        ['tls.versions', 'tls.aead-only', 'transport.no-plaintext', 'tunnel.refuses-unauthenticated', 'dataplane.outbound-only', 'controlplane.database-sealed', 'runs.canary'].map((id) => [
+        ['tls.versions', 'tls.aead-only', 'transport.no-plaintext', 'tunnel.refuses-unauthenticated', 'dataplane.outbound-only', 'controlplane.database-sealed', 'runs.canary', 'kms.kill-switch'].map((id) => [
           id,
           'skip',
           'not run: stack.reachable failed',
@@ -113,7 +114,7 @@ describe('airlock status', () => {
       );
       const text = await runCli(['verify', '--data-dir', dir]);
       expect(text.stdout).toMatch(/stack\.reachable\s+FAIL\s+OUTAGE: kms \(127\.0\.0\.1:\d+\) is unreachable: ECONNREFUSED/);
-      expect(text.stdout).toMatch(/1 failed, 7 skipped\. Verification FAILED: the stack is not reachable \(an outage\)/);
+      expect(text.stdout).toMatch(/1 failed, 8 skipped\. Verification FAILED: the stack is not reachable \(an outage\)/);
       expect(text.stdout).not.toMatch(/tls\.versions\s+FAIL/);
     } finally {
       await copyFile(saved, endpointsPath());

@@ -67,7 +67,8 @@ describe('airlock verify', () => {
     expect(result.stdout).toMatch(/controlplane\.database-sealed\s+PASS\s+canary written as a bootstrap-token reason; absent from \d+ files/);
     expect(result.stdout).toMatch(/stack\.reachable\s+PASS\s+5 endpoints answer; plane processes running/);
     expect(result.stdout).toMatch(/runs\.canary\s+PASS\s+run [0-9a-f]{8}… SUCCEEDED; canary in none of \d+ control-plane files \(\d+ bytes\) and a \d+-byt/);
-    expect(result.stdout).toMatch(/8 passed, 0 failed, 0 skipped\. Verification passed\./);
+    expect(result.stdout).toMatch(/kms\.kill-switch\s+PASS\s+GET refused \d+ ms after DisableKey returned \(event path live\); restored on EnableKey/);
+    expect(result.stdout).toMatch(/9 passed, 0 failed, 0 skipped\. Verification passed\./);
     // The heap snapshot holds the control plane's memory: it is removed once scanned.
     expect((await readdir(join(dir, 'control-plane', 'diagnostics'))).filter((name) => name.endsWith('.heapsnapshot'))).toEqual([]);
   });
@@ -86,7 +87,13 @@ describe('airlock verify', () => {
       ['dataplane.outbound-only', 'pass'],
       ['controlplane.database-sealed', 'pass'],
       ['runs.canary', 'pass'],
+      ['kms.kill-switch', 'pass'],
     ]);
+    // The kill switch, measured: a GET refused with KMS.DisabledException within the 1 s bound, on the live event path.
+    const killSwitch = report.checks[8]?.evidence ?? {};
+    expect(killSwitch).toMatchObject({ refusedWith: 'KMS.DisabledException', eventPathLive: true, keyEvents: 'live', restored: true });
+    expect(killSwitch.latencyMs).toBeGreaterThanOrEqual(0);
+    expect(killSwitch.latencyMs).toBeLessThanOrEqual(1000);
     const canary = report.checks[7]?.evidence ?? {};
     expect(canary.heapSnapshotBytes).toBeGreaterThan(1_000_000);
     expect(canary.found).toEqual([]);

@@ -71,6 +71,7 @@ export {
   type LoadSealingKeysOptions,
   type SealingPublicKeyInfo,
 } from './internal/sealing-keys.js';
+export { createRevocableSealingKeys, type RevocableSealingKeysOptions } from './internal/revocable-sealing-keys.js';
 export {
   checkProjectName,
   checkRunId,

@@ -26,7 +26,8 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { AirlockError, configCheck, freezeConfig, type DeepReadonly } from '@airlock/common';
 import type { EncryptionContext } from '@airlock/crypto';
 import { createInternalHttpsAgent, resolveInternalPoolConfig, tlsClientOptions, type InternalPoolOptions, type ResolvedInternalPoolConfig } from '@airlock/pki';
-import type { KmsAdmin, KmsAlias, KmsKeyMetadata, KmsKeyState } from './kms.js';
+import { openKeyEventStream } from './internal/key-event-stream.js';
+import type { KmsAdmin, KmsAlias, KmsKeyEventSource, KmsKeyMetadata, KmsKeyState } from './kms.js';
 import { kmsErrorFromWire } from './wire-errors.js';
 
 export interface AwsKmsOptions {
@@ -99,7 +100,7 @@ function bytes(value: Uint8Array | undefined, what: string): Buffer {
 }
 
 /** A KmsAdmin over the AWS KMS JSON protocol, with keep-alive TLS and the Airlock TLS policy. */
-export function createAwsKms(options: AwsKmsOptions | ResolvedAwsKmsConfig = {}): KmsAdmin & { destroy(): void } {
+export function createAwsKms(options: AwsKmsOptions | ResolvedAwsKmsConfig = {}): KmsAdmin & KmsKeyEventSource & { destroy(): void } {
   const config = resolveAwsKmsConfig(options);
   const agent = createInternalHttpsAgent(config.pool, config.caBundle === undefined ? {} : tlsClientOptions({ ca: config.caBundle }));
   const client = new KMSClient({
@@ -228,6 +229,34 @@ export function createAwsKms(options: AwsKmsOptions | ResolvedAwsKmsConfig = {})
     },
     async rotateKeyOnDemand(keyId) {
       await call(() => client.send(new RotateKeyOnDemandCommand({ KeyId: keyId })));
+    },
+    subscribeKeyEvents(handlers, opts = {}) {
+      if (config.endpoint === undefined) {
+        // AWS KMS itself has no key-event extension: do not send it a request it would refuse.
+        let closed = false;
+        queueMicrotask(() => {
+          if (!closed) handlers.onClose(new AirlockError('KMS_UNSUPPORTED_OPERATION', 'AWS KMS has no key-event extension'));
+          closed = true;
+        });
+        return {
+          close() {
+            if (!closed) handlers.onClose(undefined);
+            closed = true;
+          },
+        };
+      }
+      const fixed = config.credentials;
+      return openKeyEventStream(
+        {
+          endpoint: config.endpoint,
+          region: config.region,
+          credentials: () => (fixed === undefined ? client.config.credentials() : Promise.resolve(fixed)),
+          agent,
+          openTimeoutMs: config.requestTimeoutMs,
+          ...(opts.keyIds === undefined ? {} : { keyIds: opts.keyIds }),
+        },
+        handlers,
+      );
     },
     destroy() {
       client.destroy();

@@ -1,4 +1,5 @@
 // The Kms interface every Airlock component uses for keys; implemented over the AWS KMS protocol (and, later, Vault Transit).
+import type { AirlockError } from '@airlock/common';
 import type { EncryptionContext } from '@airlock/crypto';
 
 export type KmsKeyState = 'Enabled' | 'Disabled' | 'PendingDeletion' | 'PendingImport' | 'Unavailable' | 'Creating' | 'Updating';
@@ -75,4 +76,60 @@ export interface KmsAdmin extends Kms {
   disableKeyRotation(keyId: string): Promise<void>;
   getKeyRotationStatus(keyId: string): Promise<KmsRotationStatus>;
   rotateKeyOnDemand(keyId: string): Promise<void>;
+}
+
+/** A key's state as key events report it: Deleted once its deletion completed. */
+export type KmsKeyEventState = 'Enabled' | 'Disabled' | 'PendingDeletion' | 'Deleted';
+
+/** One key-state change published by the embedded KMS (docs/kms.md, "Key-state events"). */
+export interface KmsKeyEvent {
+  /** Increases by one per change published by this server run (epoch). */
+  readonly seq: number;
+  readonly keyId: string;
+  readonly keyArn: string;
+  readonly state: KmsKeyEventState;
+  /** The key's newest version after the change. */
+  readonly version: number;
+  readonly change: 'created' | 'enabled' | 'disabled' | 'pending-deletion' | 'deletion-cancelled' | 'deleted' | 'rotated';
+}
+
+/** The opening line of a key-event stream: every subscribed key's state when it opened. */
+export interface KmsKeyEventSnapshot {
+  /** Identifies the server run; sequence numbers restart with a new epoch. */
+  readonly epoch: string;
+  /** The last sequence number published before the snapshot. */
+  readonly seq: number;
+  /** How often the server sends a heartbeat. */
+  readonly heartbeatMs: number;
+  readonly keys: ReadonlyArray<{ readonly keyId: string; readonly keyArn: string; readonly state: KmsKeyEventState; readonly version: number }>;
+}
+
+export interface KmsKeyEventHandlers {
+  onSnapshot(snapshot: KmsKeyEventSnapshot): void;
+  onEvent(event: KmsKeyEvent): void;
+  /** `seq` is the last sequence number the server had published when it sent the heartbeat. */
+  onHeartbeat(seq: number): void;
+  /**
+   * The stream ended (closed by either side, broken, or refused). It is called exactly once; with
+   * KMS_UNSUPPORTED_OPERATION when the KMS has no key-event extension (AWS KMS, other KMSs).
+   */
+  onClose(error: AirlockError | undefined): void;
+}
+
+/** An open key-event stream. */
+export interface KmsKeyEventSubscription {
+  close(): void;
+}
+
+/**
+ * An Airlock extension of the embedded KMS: a SigV4-signed stream of key-state changes with
+ * heartbeats. `keyIds` limits it to some keys (resolved when it opens); by default every key.
+ */
+export interface KmsKeyEventSource {
+  subscribeKeyEvents(handlers: KmsKeyEventHandlers, options?: { readonly keyIds?: readonly string[] }): KmsKeyEventSubscription;
+}
+
+/** Whether a Kms client can open key-event streams (the AWS-protocol adapter can; against AWS KMS the stream is refused). */
+export function hasKeyEvents<K extends Kms>(kms: K): kms is K & KmsKeyEventSource {
+  return typeof (kms as Partial<KmsKeyEventSource>).subscribeKeyEvents === 'function';
 }

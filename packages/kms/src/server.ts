@@ -10,7 +10,8 @@ import { loadRootKey, resolveRootKeySource, verifyRequest, type RootKeyOptions, 
 import { createLimitedHttpsServer, resolveListenerLimits, tlsServerOptions, type ConnectionBudget, type ListenerLimitsOptions, type ResolvedListenerLimits } from '@airlock/pki';
 import { AccessKeys, type AccessKey } from './internal/access-keys.js';
 import { AuditLog, verifyAuditLog, type AuditAnchor, type AuditVerification } from './internal/audit-log.js';
-import { KmsEngine, type OperationAudit } from './internal/engine.js';
+import { KmsEngine, type KeyStateChange, type OperationAudit } from './internal/engine.js';
+import { KEY_EVENTS_OPERATION, KeyEventHub } from './internal/key-events.js';
 import { RecordStore } from './internal/record-store.js';
 import { kmsWireError } from './wire-errors.js';
 
@@ -51,6 +52,17 @@ export interface KmsServerOptions {
    * (see @airlock/pki ConnectionBudget). @default none: only this listener's own caps
    */
   readonly connectionBudget?: ConnectionBudget;
+  /**
+   * Key-event streams (AirlockSubscribeKeyEvents, docs/kms.md): how often each stream carries a
+   * heartbeat, at most 250 ms. @default 100
+   */
+  readonly keyEventHeartbeatMs?: number;
+  /**
+   * How long a key-state change waits for each stream's connection to take its event before the
+   * stream is cut off (and its client falls back to its 1 s cache bound). The request that made the
+   * change is answered only after this. @default 100
+   */
+  readonly keyEventPublishTimeoutMs?: number;
   readonly logger?: Logger;
 }
 
@@ -67,6 +79,8 @@ export type ResolvedKmsServerConfig = DeepReadonly<{
   rootKey: RootKeySource;
   maxBodyBytes: number;
   maxSkewSeconds: number;
+  keyEventHeartbeatMs: number;
+  keyEventPublishTimeoutMs: number;
   now: () => number;
 }> & { readonly limits: ResolvedListenerLimits; readonly connectionBudget: ConnectionBudget | undefined; readonly logger: Logger };
 
@@ -88,6 +102,8 @@ export function resolveKmsServerConfig(options: KmsServerOptions, env: NodeJS.Pr
     rootKey,
     maxBodyBytes: configCheck.integer('kms.maxBodyBytes', options.maxBodyBytes ?? 65536, 1024, 16 * 1024 * 1024),
     maxSkewSeconds: configCheck.integer('kms.maxSkewSeconds', options.maxSkewSeconds ?? 900, 1, 3600),
+    keyEventHeartbeatMs: configCheck.integer('kms.keyEventHeartbeatMs', options.keyEventHeartbeatMs ?? 100, 10, 250),
+    keyEventPublishTimeoutMs: configCheck.integer('kms.keyEventPublishTimeoutMs', options.keyEventPublishTimeoutMs ?? 100, 1, 10_000),
     now: options.now ?? Date.now,
   });
   const limits = resolveListenerLimits(options.limits, 'kms.limits', KMS_LISTENER_LIMIT_DEFAULTS);
@@ -104,6 +120,8 @@ export interface KmsServer {
   listAccessKeys(): Array<Omit<AccessKey, 'secretAccessKey'>>;
   /** Runs due deletions and rotations now (they also run before every request and every 10 s). */
   maintain(): void;
+  /** Open key-event streams (AirlockSubscribeKeyEvents). */
+  keyEventSubscribers(): number;
   /** Verifies the audit log's chain against the store's anchor. */
   verifyAudit(): Promise<AuditVerification>;
   close(): Promise<void>;
@@ -143,15 +161,35 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
   let audit: AuditLog;
   let engine: KmsEngine;
   let accessKeys: AccessKeys;
+  const hub = new KeyEventHub({ heartbeatMs: config.keyEventHeartbeatMs, publishTimeoutMs: config.keyEventPublishTimeoutMs, now: config.now, log });
   try {
     store = RecordStore.open(join(config.dataDir, 'kms.db'), rootKey);
     audit = await AuditLog.open(auditPath, rootKey, store.all<AuditAnchor>('meta')[0], (bytes) =>
       log.warn({ file: auditPath, bytes }, 'the KMS audit log ended in an incomplete record, an append cut short by a crash; it was not anchored and has been removed'),
     );
-    engine = new KmsEngine({ store, rootKey, region: config.region, accountId: config.accountId, now: config.now, log });
+    const auditLog = audit;
+    // Every published change is a record in the audit chain, next to the request that caused it.
+    const onKeyStateChange = (change: KeyStateChange): void => {
+      const eventSeq = hub.publish(change);
+      auditLog.append({
+        time: new Date(config.now()).toISOString(),
+        accessKeyId: null,
+        operation: 'AirlockKeyStateChange',
+        keyArn: change.keyArn,
+        keyVersion: change.version,
+        encryptionContext: null,
+        outcome: 'Success',
+        sourceIp: null,
+        keyState: change.state,
+        keyChange: change.change,
+        eventSeq,
+      });
+    };
+    engine = new KmsEngine({ store, rootKey, region: config.region, accountId: config.accountId, now: config.now, log, onKeyStateChange });
     accessKeys = new AccessKeys(store);
   } catch (error) {
     // A refused start (tampered audit log or store) leaves no open database and no root key in memory.
+    hub.close();
     store?.close();
     rootKey.fill(0);
     throw error;
@@ -161,6 +199,16 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
   const persistAnchor = (): void => {
     const next = audit.flush();
     if (next !== undefined) store.transaction((tx) => tx.put('meta', 'audit-anchor', next));
+  };
+
+  /** AirlockSubscribeKeyEvents input: `KeyIds` (any KeyId form, resolved now), or none for every key. */
+  const subscribedKeyIds = (input: Record<string, unknown>): ReadonlySet<string> | undefined => {
+    const ids = input.KeyIds;
+    if (ids === undefined) return undefined;
+    if (!Array.isArray(ids) || ids.length === 0 || ids.length > 1000 || !ids.every((id) => typeof id === 'string' && id.length > 0 && id.length <= 2048)) {
+      throw new AirlockError('INVALID_ARGUMENT', 'KeyIds must be a list of 1 to 1000 key identifiers');
+    }
+    return new Set((ids as string[]).map((id) => engine.resolveKeyId(id)));
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -173,6 +221,8 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
     const auditInfo: OperationAudit = {};
     let status = 200;
     let body: string;
+    // Set when the request opens a key-event stream: the keys it asked for (undefined: all keys).
+    let subscription: { keyIds: ReadonlySet<string> | undefined } | undefined;
     try {
       if (req.method !== 'POST' || (req.url ?? '/').split('?')[0] !== '/') {
         throw new AirlockError('UNKNOWN_OPERATION', 'Only POST / is served (AWS JSON 1.1 protocol)');
@@ -202,7 +252,9 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
       accessKeyId = verified.accessKeyId;
       const name = typeof target === 'string' && target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : undefined;
       const handler = name === undefined ? undefined : engine.operations.get(name);
-      if (name === undefined || handler === undefined) throw new AirlockError('UNKNOWN_OPERATION', `Unknown operation ${typeof target === 'string' ? target : '(missing X-Amz-Target)'}`);
+      if (name === undefined || (handler === undefined && name !== KEY_EVENTS_OPERATION)) {
+        throw new AirlockError('UNKNOWN_OPERATION', `Unknown operation ${typeof target === 'string' ? target : '(missing X-Amz-Target)'}`);
+      }
       let input: unknown;
       try {
         input = raw.byteLength === 0 ? {} : JSON.parse(raw.toString('utf8'));
@@ -211,7 +263,14 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
       }
       if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new AirlockError('MALFORMED_REQUEST', 'Request body must be a JSON object');
       engine.maintain();
-      body = JSON.stringify(await handler(input as Record<string, unknown>, auditInfo));
+      if (handler === undefined) {
+        subscription = { keyIds: subscribedKeyIds(input as Record<string, unknown>) };
+        body = '';
+      } else {
+        body = JSON.stringify(await handler(input as Record<string, unknown>, auditInfo));
+      }
+      // A change this request caused (or a deletion that maintain() completed) is on its way to every subscriber before the answer.
+      await hub.settled();
     } catch (error) {
       const e = AirlockError.from(error);
       const wire = kmsWireError(e);
@@ -220,6 +279,12 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
       body = JSON.stringify({ __type: wire.type, message: status >= 500 ? 'An internal error occurred' : e.message });
     }
     const outcome = status === 200 ? 'Success' : (JSON.parse(body) as { __type: string }).__type;
+    if (subscription !== undefined && status === 200) {
+      audit.append({ time: new Date(config.now()).toISOString(), accessKeyId, operation, keyArn: null, keyVersion: null, encryptionContext: null, outcome, sourceIp });
+      hub.subscribe(res, subscription.keyIds, engine.keyStates(subscription.keyIds), requestId);
+      log.debug({ operation, accessKeyId, keys: subscription.keyIds?.size ?? 'all', requestId }, 'KMS key-event stream opened');
+      return;
+    }
     // Every request is audited, refused ones included: accessKeyId is null unless the signature verified.
     {
       audit.append({
@@ -275,6 +340,7 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
     });
   } catch (error) {
     // E.g. the port is taken: release what start opened, as close() would.
+    hub.close();
     audit.close();
     engine.close();
     store.close();
@@ -296,6 +362,7 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
     createAccessKey: (desc) => accessKeys.create(desc, config.now()),
     listAccessKeys: () => accessKeys.list(),
     maintain: () => engine.maintain(),
+    keyEventSubscribers: () => hub.subscriberCount,
     verifyAudit: () => {
       persistAnchor();
       return verifyAuditLog(auditPath, rootKey, store.all<AuditAnchor>('meta')[0]);
@@ -303,6 +370,8 @@ export async function createKmsServer(config: ResolvedKmsServerConfig): Promise<
     close() {
       closed ??= (async () => {
         for (const timer of timers) clearInterval(timer);
+        // Streams never end by themselves; their clients see the end and fall back to their short bound.
+        hub.close();
         server.closeIdleConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
         const last = audit.close();

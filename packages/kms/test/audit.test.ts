@@ -28,6 +28,9 @@ interface DecodedRecord {
   readonly encryptionContext: Record<string, string> | null;
   readonly outcome: string;
   readonly sourceIp: string | null;
+  readonly keyState?: string;
+  readonly keyChange?: string;
+  readonly eventSeq?: number;
 }
 
 /**
@@ -77,14 +80,27 @@ describe('KMS audit log', () => {
     await expect(client.scheduleKeyDeletion(key.keyId, 6)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' }); // 14
     await client.listKeys(); // 15
 
+    // 15 requests, and 5 key-state events they published (two creations, disable, enable, rotation).
     const result = await kms.server.verifyAudit();
-    expect(result).toMatchObject({ ok: true, records: 15, problems: [] });
+    expect(result).toMatchObject({ ok: true, records: 20, problems: [] });
   });
 
   it('each record names the operation, key ARN and version, caller, context and outcome', async () => {
-    const records = await decodeAuditLog();
+    const all = await decodeAuditLog();
+    expect(all.map((r) => r.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    // Each published key-state change is a record of its own, just before the request that caused it.
+    const events = all.filter((r) => r.operation === 'AirlockKeyStateChange');
+    expect(events.map((r) => [r.keyArn, r.keyState, r.keyChange, r.keyVersion, r.eventSeq])).toEqual([
+      [keyArn, 'Enabled', 'created', 1, 1],
+      [otherArn, 'Enabled', 'created', 1, 2],
+      [keyArn, 'Disabled', 'disabled', 1, 3],
+      [keyArn, 'Enabled', 'enabled', 1, 4],
+      [keyArn, 'Enabled', 'rotated', 2, 5],
+    ]);
+    expect(events.every((r) => r.accessKeyId === null && r.sourceIp === null && r.outcome === 'Success')).toBe(true);
+    expect(events.map((r) => all[all.indexOf(r) + 1]?.operation)).toEqual(['CreateKey', 'CreateKey', 'DisableKey', 'EnableKey', 'RotateKeyOnDemand']);
+    const records = all.filter((r) => r.operation !== 'AirlockKeyStateChange');
     const caller = kms.credentials.accessKeyId;
-    expect(records.map((r) => r.seq)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
     expect(records.every((r) => r.accessKeyId === caller)).toBe(true);
     expect(records.every((r) => r.sourceIp === '127.0.0.1' || r.sourceIp === '::ffff:127.0.0.1')).toBe(true);
     expect(records.map((r) => [r.operation, r.keyArn, r.outcome])).toEqual([
@@ -113,8 +129,8 @@ describe('KMS audit log', () => {
     await kms.server.close();
     original = await readFile(auditPath, 'utf8');
     lines = original.split('\n').filter((line) => line.length > 0);
-    expect(lines).toHaveLength(15);
-    expect(await verify()).toMatchObject({ ok: true, records: 15, problems: [] });
+    expect(lines).toHaveLength(20);
+    expect(await verify()).toMatchObject({ ok: true, records: 20, problems: [] });
   });
 
   const tampering: Array<[string, (lines: string[]) => string[]]> = [
@@ -161,9 +177,9 @@ describe('KMS audit log', () => {
     await kms.restart();
     const client = kms.client();
     await client.describeKey(keyArn);
-    expect(await kms.server.verifyAudit()).toMatchObject({ ok: true, records: 16 });
+    expect(await kms.server.verifyAudit()).toMatchObject({ ok: true, records: 21 });
     const last = (await decodeAuditLog()).at(-1);
-    expect(last).toMatchObject({ seq: 16, operation: 'DescribeKey', keyArn, outcome: 'Success' });
+    expect(last).toMatchObject({ seq: 21, operation: 'DescribeKey', keyArn, outcome: 'Success' });
   });
   it('a final append cut short by a crash is not tampering: verify notes it, and the KMS cuts it off and continues the chain', async () => {
     await kms.server.close();

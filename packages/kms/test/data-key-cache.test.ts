@@ -32,7 +32,7 @@ describe('data-key cache', () => {
       const again = await cached.decrypt(dk.ciphertextBlob, { bucket: 'b' });
       expect(again.plaintext.equals(dk.plaintext)).toBe(true);
     }
-    expect(cached.stats).toEqual({ hits: 99, misses: 1 });
+    expect(cached.stats).toMatchObject({ hits: 99, misses: 1 });
     // A different context is a different entry, and still checked by the KMS.
     await expect(cached.decrypt(dk.ciphertextBlob, { bucket: 'other' })).rejects.toMatchObject({ code: 'KMS_INVALID_CIPHERTEXT' });
   });

@@ -1,7 +1,7 @@
 // The embedded S3-compatible object store: HTTPS only, SigV4, every object encrypted under KMS keys.
 import { configCheck, configError, createLogger, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
 import { resolveListenerLimits, type ConnectionBudget, type ListenerLimitsOptions, type ResolvedListenerLimits } from '@airlock/pki';
-import type { Kms, KmsAdmin } from '@airlock/kms';
+import type { KeyEventStatus, Kms, KmsAdmin } from '@airlock/kms';
 import { StorageEngine } from './internal/engine.js';
 import { OBJECT_STORE_LISTENER_LIMIT_DEFAULTS, startS3Listener } from './internal/s3-server.js';
 
@@ -29,6 +29,14 @@ export interface ObjectStoreServerOptions {
   /** Bench-only: store bodies unencrypted, to measure the cost of encryption. @default false */
   readonly benchmarkPlaintextBodies?: boolean;
   /**
+   * How long bucket keys and data keys are reused while the KMS's key-event stream is live; they
+   * are dropped the moment their key leaves Enabled (docs/kms.md, "Key-state events"). Without a
+   * live stream they live at most 1 s, the kill-switch bound. At most 24 h. @default 300000 (5 minutes)
+   */
+  readonly keyCacheTtlMs?: number;
+  /** Subscribe to the KMS's key-state events; false keeps every cached key to 1 s. @default true */
+  readonly kmsKeyEvents?: boolean;
+  /**
    * Timeouts and connection caps of the listener (see @airlock/pki ListenerLimitsOptions). There is
    * no whole-request timeout: a 5 GiB upload may rightly take long; a body that stops progressing is
    * cut off by the body-progress timeout instead.
@@ -52,6 +60,8 @@ export type ResolvedObjectStoreServerConfig = DeepReadonly<{
   region: string;
   defaultKeyId: string;
   benchmarkPlaintextBodies: boolean;
+  keyCacheTtlMs: number;
+  kmsKeyEvents: boolean;
 }> & {
   readonly kms: Kms | KmsAdmin;
   readonly lookupSecret: ObjectStoreServerOptions['lookupSecret'];
@@ -74,6 +84,8 @@ export function resolveObjectStoreServerConfig(options: ObjectStoreServerOptions
     region,
     defaultKeyId: configCheck.nonEmptyString('objectStore.defaultKeyId', options.defaultKeyId ?? 'alias/airlock/s3'),
     benchmarkPlaintextBodies: options.benchmarkPlaintextBodies ?? false,
+    keyCacheTtlMs: configCheck.integer('objectStore.keyCacheTtlMs', options.keyCacheTtlMs ?? 300_000, 0, 86_400_000),
+    kmsKeyEvents: options.kmsKeyEvents ?? true,
   });
   const limits = resolveListenerLimits(options.limits, 'objectStore.limits', OBJECT_STORE_LISTENER_LIMIT_DEFAULTS);
   return Object.freeze({ ...resolved, limits, connectionBudget: options.connectionBudget, kms: options.kms, lookupSecret: options.lookupSecret, logger: options.logger ?? createLogger({ name: 'objectstore' }) });
@@ -84,6 +96,10 @@ export interface ObjectStoreServer {
   readonly url: string;
   readonly port: number;
   readonly region: string;
+  /** The key cache's KMS key-event subscription: `live` means keys are cached for minutes and revoked on the event. */
+  keyEventStatus(): KeyEventStatus;
+  /** Resolves true once the key-event subscription is live, false after `timeoutMs` or if it cannot be. */
+  waitForKeyEvents(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -95,6 +111,8 @@ export async function createObjectStoreServer(config: ResolvedObjectStoreServerC
     defaultKeyId: config.defaultKeyId,
     log: config.logger,
     benchmarkPlaintextBodies: config.benchmarkPlaintextBodies,
+    keyCacheTtlMs: config.keyCacheTtlMs,
+    kmsKeyEvents: config.kmsKeyEvents,
   });
   try {
     const listener = await startS3Listener({
@@ -114,6 +132,8 @@ export async function createObjectStoreServer(config: ResolvedObjectStoreServerC
       url: listener.url,
       port: listener.port,
       region: config.region,
+      keyEventStatus: () => engine.keyEventStatus(),
+      waitForKeyEvents: (timeoutMs) => engine.waitForKeyEvents(timeoutMs),
       close() {
         closing ??= (async () => {
           await listener.close();

@@ -27,10 +27,12 @@ function health(): Promise<{ status: number; body: unknown }> {
 
 describe('GET /health', () => {
   it('is ok while the KMS answers, and degraded with the reason once the KMS is gone', async () => {
-    expect(await health()).toEqual({ status: 200, body: { status: 'ok', kms: 'ok' } });
+    expect(await stack.server.waitForKeyEvents(5000)).toBe(true);
+    // keyEvents: the store's key cache is subscribed to the KMS's key-state events.
+    expect(await health()).toEqual({ status: 200, body: { status: 'ok', kms: 'ok', keyEvents: 'live' } });
     await stack.kmsServer.close();
     // The answer is reused for at most 1 s.
     await new Promise((resolve) => setTimeout(resolve, 1100));
-    expect(await health()).toEqual({ status: 503, body: { status: 'degraded', kms: 'unreachable', reason: 'ECONNREFUSED' } });
+    expect(await health()).toEqual({ status: 503, body: { status: 'degraded', kms: 'unreachable', reason: 'ECONNREFUSED', keyEvents: 'down' } });
   });
 });

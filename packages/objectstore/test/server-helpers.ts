@@ -6,13 +6,13 @@ import { Agent } from 'node:https';
 import { S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { createLogger, Redactor, type Logger } from '@airlock/common';
-import { createAwsKms, type KmsAdmin } from '@airlock/kms';
+import { createAwsKms, type Kms, type KmsAdmin, type KmsKeyEventSource } from '@airlock/kms';
 import { createKmsServer, resolveKmsServerConfig, type KmsServer } from '@airlock/kms/server';
 import { createCertificateAuthority, issueServerCertificate, tlsClientOptions } from '@airlock/pki';
 import { awsCliEnv } from '@airlock/testing';
 import { expect } from 'vitest';
 import { createS3ObjectStore } from '../src/s3-object-store.js';
-import { createObjectStoreServer, resolveObjectStoreServerConfig, type ObjectStoreServer } from '../src/server.js';
+import { createObjectStoreServer, resolveObjectStoreServerConfig, type ObjectStoreServer, type ObjectStoreServerOptions } from '../src/server.js';
 
 export interface TestObjectStore {
   readonly dir: string;
@@ -40,6 +40,13 @@ export interface TestObjectStoreOptions {
   readonly logger?: Logger;
   /** A data directory to start from (its `kms/` and `objects/`), copied first: a store written by an earlier release. @default none, a new store */
   readonly from?: string;
+  /**
+   * Wraps the store's own KMS client (to count its calls, or to route its key-event stream through a
+   * proxy the test breaks). @default the client as it is
+   */
+  readonly wrapStoreKms?: (storeKms: KmsAdmin & KmsKeyEventSource, kms: { url: string; credentials: { accessKeyId: string; secretAccessKey: string }; caPem: string }) => Kms;
+  /** Options of the object store server beyond those the helper sets. @default none */
+  readonly server?: Partial<Pick<ObjectStoreServerOptions, 'keyCacheTtlMs' | 'kmsKeyEvents'>>;
 }
 
 /** Copies a data directory with the modes the servers require (git keeps none): files 0600, directories 0700. */
@@ -63,12 +70,14 @@ export async function startTestObjectStore(options: TestObjectStoreOptions = {})
   const credentials = kmsServer.createAccessKey('objectstore tests');
   const kms = createAwsKms({ endpoint: kmsServer.url, credentials, caBundle: ca.cert, maxAttempts: 1 });
   const storeKms = createAwsKms({ endpoint: kmsServer.url, credentials, caBundle: ca.cert, maxAttempts: 1 });
+  const storeKmsSeen = options.wrapStoreKms?.(storeKms, { url: kmsServer.url, credentials, caPem: ca.cert }) ?? storeKms;
   const start = (port = 0): Promise<ObjectStoreServer> =>
     createObjectStoreServer(
       resolveObjectStoreServerConfig({
+        ...options.server,
         dataDir: join(dir, 'objects'),
         tls: { cert: tls.cert, key: tls.key },
-        kms: storeKms,
+        kms: storeKmsSeen,
         lookupSecret: (id) => (id === credentials.accessKeyId ? credentials.secretAccessKey : undefined),
         port,
         logger,

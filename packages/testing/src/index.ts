@@ -19,3 +19,4 @@ export {
   type TempPostgresOptions,
 } from './temp-postgres.js';
 export { partialClientHello } from './tls-probes.js';
+export { startTcpProxy, type TcpProxy, type TcpProxyMode } from './tcp-proxy.js';

@@ -3,6 +3,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { AirlockError, createLogger, type Logger } from '@airlock/common';
 import {
   createLocalProcessExecutor,
+  createRevocableSealingKeys,
   createRunDataStore,
   DEFAULT_DATA_PLANE_KEY_ID,
   loadOrCreateSealingKeys,
@@ -12,6 +13,7 @@ import {
   type DataPlaneAgent,
   type RunDataStore,
 } from '@airlock/data-plane';
+import { createCachingKms } from '@airlock/kms';
 import { createS3ObjectStore } from '@airlock/objectstore';
 import { processConnectionBudget } from '../internal/connection-budget.js';
 import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
@@ -108,8 +110,20 @@ export async function startLocalDataPlane(dataDir: string, options: Omit<DataPla
     if (keyVault.created) log.info({ event: 'agent.key_created', alias: keyVault.keyId, keyArn: keyVault.keyArn }, 'created the data-plane key that seals the agent\'s private key');
 
     // The sealing keys sit under the same key as the agent's private key: a disabled key stops the start here too.
-    const { keys: sealingKeys } = await loadOrCreateSealingKeys(layout.agentStateDir(dataDir), options.cluster, { vault: keyVault, log }).catch((error: unknown) => {
+    const loadSealingKeys = async () => (await loadOrCreateSealingKeys(layout.agentStateDir(dataDir), options.cluster, { vault: keyVault, log })).keys;
+    const loaded = await loadSealingKeys().catch((error: unknown) => {
       throw withLocalKeyHint(error, dataDir);
+    });
+    // While running, they follow their KMS key: zeroed the moment a key-state event says it left
+    // Enabled (without live events, within 1 s), and loaded again once it is enabled.
+    const keyEvents = createCachingKms(agentKms);
+    closers.push(() => Promise.resolve(keyEvents.close()));
+    const sealingKeys = createRevocableSealingKeys({
+      keys: loaded,
+      reload: loadSealingKeys,
+      kms: keyEvents,
+      keyArn: keyVault.keyArn ?? (await agentKms.describeKey(keyVault.keyId)).arn,
+      log,
     });
     closers.push(() => Promise.resolve(sealingKeys.destroy()));
     // The run-data store talks S3 to the embedded store with the data plane's own access key, as `aws s3` would.

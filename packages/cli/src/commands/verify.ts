@@ -2,6 +2,7 @@
 import { AirlockError } from '@airlock/common';
 import { allPassed, defaultChecks, loadCheckContext, processRunning, runChecks, type CheckContext, type CheckResult, type EvidenceValue } from '@airlock/verify';
 import { canaryRunCheck } from '../internal/canary-run-check.js';
+import { killSwitchCheck } from '../internal/kill-switch-check.js';
 import { layout, resolveDataDir } from '../internal/data-dir.js';
 import { formatTable, print, printJson } from '../internal/output.js';
 
@@ -79,7 +80,7 @@ function printReport(dataDir: string, results: readonly CheckResult[]): void {
 export async function runVerify(options: VerifyOptions): Promise<void> {
   const dataDir = resolveDataDir(options.dataDir);
   const ctx = await loadRunningStack(dataDir);
-  const results = await runChecks([...defaultChecks(), canaryRunCheck()], ctx);
+  const results = await runChecks([...defaultChecks(), canaryRunCheck(), killSwitchCheck()], ctx);
   const ok = allPassed(results);
   if (options.json) printJson({ ok, checks: results });
   else printReport(dataDir, results);

@@ -21,6 +21,12 @@ export interface EndpointHealth {
   readonly reason?: string;
   /** What the TLS handshake negotiated, e.g. `TLSv1.3, TLS_AES_256_GCM_SHA384`, when one completed. */
   readonly tls?: string;
+  /**
+   * The object store's KMS key-event subscription (its /health): `live` (keys cached for minutes,
+   * revoked the moment their KMS key changes), or not (`down`, `late`, `connecting`, `unsupported`,
+   * `off`: keys cached at most 1 s). Absent for other services, and for a store that does not say.
+   */
+  readonly keyEvents?: string;
 }
 
 export interface StackHealthContext {
@@ -107,12 +113,15 @@ async function objectStoreHealth(endpoint: StackEndpoint, ctx: StackHealthContex
   const listedCheck = `${check}: ${buckets} bucket${buckets === 1 ? '' : 's'}`;
   const health = await exchange(new URL('/health', endpoint.url), tlsOptions(ctx), undefined, timeoutMs);
   if (!health.ok) return { ...base, check: listedCheck, health: 'degraded', reason: `/health: ${health.reason}`, ...tls };
-  const report = parseJson(health.answer.body) as { kms?: unknown; reason?: unknown } | undefined;
+  const report = parseJson(health.answer.body) as { kms?: unknown; reason?: unknown; keyEvents?: unknown } | undefined;
+  const keyEvents = typeof report?.keyEvents === 'string' && /^[a-z]{1,16}$/.test(report.keyEvents) ? { keyEvents: report.keyEvents } : {};
   if (health.answer.status !== 200 || report?.kms !== 'ok') {
     const why = typeof report?.reason === 'string' ? report.reason : `HTTP ${health.answer.status}`;
-    return { ...base, check: listedCheck, health: 'degraded', reason: `KMS unreachable from the object store (${why})`, ...tls };
+    return { ...base, check: listedCheck, health: 'degraded', reason: `KMS unreachable from the object store (${why})`, ...tls, ...keyEvents };
   }
-  return { ...base, check: `${listedCheck}; its KMS reachable`, health: 'healthy', ...tls };
+  // Not live is still healthy: the store falls back to the 1 s key-cache bound, as without key events.
+  const events = keyEvents.keyEvents === undefined ? '' : keyEvents.keyEvents === 'live' ? '; KMS key events live' : `; KMS key events ${keyEvents.keyEvents} (keys cached ≤ 1 s)`;
+  return { ...base, check: `${listedCheck}; its KMS reachable${events}`, health: 'healthy', ...tls, ...keyEvents };
 }
 
 /** The API: the Connect Health call (no credentials needed), which must answer SERVING. */

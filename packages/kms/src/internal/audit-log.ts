@@ -15,6 +15,10 @@ export interface AuditEntry {
   /** "Success", or the AWS error type returned. */
   readonly outcome: string;
   readonly sourceIp: string | null;
+  /** Key-state events (operation AirlockKeyStateChange): the state published, what changed, and the event's sequence number. */
+  readonly keyState?: string;
+  readonly keyChange?: string;
+  readonly eventSeq?: number;
 }
 
 export interface AuditRecord extends AuditEntry {

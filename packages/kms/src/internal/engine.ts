@@ -53,6 +53,19 @@ export interface OperationAudit {
   encryptionContext?: EncryptionContext;
 }
 
+/** The state a key-state event reports: a KMS key state, or Deleted once its deletion completed. */
+export type KeyEventState = KeyState | 'Deleted';
+
+/** A change of a key's state or versions, as the engine reports it to the key-event hub (key-events.ts). */
+export interface KeyStateChange {
+  readonly keyId: string;
+  readonly keyArn: string;
+  readonly state: KeyEventState;
+  /** The key's newest version after the change. */
+  readonly version: number;
+  readonly change: 'created' | 'enabled' | 'disabled' | 'pending-deletion' | 'deletion-cancelled' | 'deleted' | 'rotated';
+}
+
 export interface EngineOptions {
   readonly store: RecordStore;
   readonly rootKey: Buffer;
@@ -60,6 +73,8 @@ export interface EngineOptions {
   readonly accountId: string;
   readonly now: () => number;
   readonly log: Logger;
+  /** Called synchronously, after the change is stored, for every key-state change. @default none */
+  readonly onKeyStateChange?: (change: KeyStateChange) => void;
 }
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -81,6 +96,7 @@ export class KmsEngine {
   readonly #accountId: string;
   readonly #now: () => number;
   readonly #log: Logger;
+  readonly #onChange: ((change: KeyStateChange) => void) | undefined;
   readonly #keys = new Map<string, KeyRecord>();
   readonly #aliases = new Map<string, AliasRecord>();
   readonly operations: ReadonlyMap<string, Handler>;
@@ -92,6 +108,7 @@ export class KmsEngine {
     this.#accountId = options.accountId;
     this.#now = options.now;
     this.#log = options.log;
+    this.#onChange = options.onKeyStateChange;
     for (const key of this.#store.all<KeyRecord>('key')) this.#keys.set(key.keyId, key);
     for (const alias of this.#store.all<AliasRecord>('alias')) this.#aliases.set(alias.aliasName, alias);
     this.operations = new Map<string, Handler>([
@@ -124,6 +141,22 @@ export class KmsEngine {
     return this.#keys.size;
   }
 
+  /** The current state and newest version of every key, or of `keyIds` only (for a subscription's opening snapshot). */
+  keyStates(keyIds?: ReadonlySet<string>): Array<{ keyId: string; keyArn: string; state: KeyState; version: number }> {
+    return [...this.#keys.values()]
+      .filter((key) => keyIds === undefined || keyIds.has(key.keyId))
+      .map((key) => ({ keyId: key.keyId, keyArn: this.arn(key.keyId), state: key.state, version: key.versions.at(-1)?.version ?? 0 }));
+  }
+
+  /** The key id behind a KeyId in any AWS form (NotFound if there is none). */
+  resolveKeyId(keyIdOrAlias: string): string {
+    return this.#resolve(keyIdOrAlias).keyId;
+  }
+
+  #changed(key: KeyRecord, change: KeyStateChange['change'], state: KeyEventState = key.state): void {
+    this.#onChange?.({ keyId: key.keyId, keyArn: this.arn(key.keyId), state, version: key.versions.at(-1)?.version ?? 0, change });
+  }
+
   arn(keyId: string): string {
     return `arn:aws:kms:${this.#region}:${this.#accountId}:key/${keyId}`;
   }
@@ -141,6 +174,7 @@ export class KmsEngine {
         this.#addVersion(key, now);
         key.nextRotation = now + key.rotationPeriodDays * DAY;
         this.#save(key);
+        this.#changed(key, 'rotated');
       }
     }
   }
@@ -155,6 +189,7 @@ export class KmsEngine {
     this.#store.checkpoint();
     this.#keys.delete(key.keyId);
     for (const alias of aliases) this.#aliases.delete(alias.aliasName);
+    this.#changed(key, 'deleted', 'Deleted');
     this.#log.info({ keyArn: this.arn(key.keyId) }, 'KMS key deletion completed; its key material is destroyed');
   }
 
@@ -266,6 +301,7 @@ export class KmsEngine {
     this.#addVersion(key, now);
     this.#save(key);
     this.#keys.set(key.keyId, key);
+    this.#changed(key, 'created');
     // The audit record names the key it created, as CloudTrail does.
     audit.keyArn = this.arn(key.keyId);
     audit.keyVersion = 1;
@@ -302,6 +338,7 @@ export class KmsEngine {
     if (key.state !== state) {
       key.state = state;
       this.#save(key);
+      this.#changed(key, enabled ? 'enabled' : 'disabled');
     }
     return Promise.resolve({});
   }
@@ -314,6 +351,7 @@ export class KmsEngine {
     key.pendingWindowInDays = days;
     key.deletionDate = this.#now() + days * DAY;
     this.#save(key);
+    this.#changed(key, 'pending-deletion');
     return Promise.resolve({
       KeyId: this.arn(key.keyId),
       DeletionDate: seconds(key.deletionDate),
@@ -330,6 +368,7 @@ export class KmsEngine {
     delete key.deletionDate;
     delete key.pendingWindowInDays;
     this.#save(key);
+    this.#changed(key, 'deletion-cancelled');
     return Promise.resolve({ KeyId: this.arn(key.keyId) });
   }
 
@@ -539,6 +578,7 @@ export class KmsEngine {
     this.#addVersion(key, now);
     key.lastOnDemandRotation = now;
     this.#save(key);
+    this.#changed(key, 'rotated');
     audit.keyVersion = key.versions.at(-1)?.version;
     return Promise.resolve({ KeyId: this.arn(key.keyId) });
   }

@@ -1,6 +1,7 @@
 // The contract between the S3 HTTP layer and the encrypted storage engine of the embedded object store.
 import type { Readable } from 'node:stream';
 import { AirlockError } from '@airlock/common';
+import type { KeyEventStatus } from '@airlock/kms';
 
 /** Server-side encryption as S3 names it. Every object is encrypted; these choose the key. */
 export type SseAlgorithm = 'AES256' | 'aws:kms';
@@ -311,6 +312,10 @@ export type KmsHealth = { readonly ok: true } | { readonly ok: false; readonly r
 export interface ObjectEngine {
   /** A real, uncached KMS call (DescribeKey of the store key), at most one in flight and its answer reused for 1 s. */
   kmsHealth(): Promise<KmsHealth>;
+  /** The key cache's KMS key-event subscription (live: keys cached for minutes; otherwise 1 s). */
+  keyEventStatus(): KeyEventStatus;
+  /** Resolves true once the key-event subscription is live, false after `timeoutMs` or if it cannot be. */
+  waitForKeyEvents(timeoutMs: number): Promise<boolean>;
   listBuckets(): BucketInfo[];
   createBucket(name: string): Promise<BucketInfo>;
   headBucket(name: string): BucketInfo;

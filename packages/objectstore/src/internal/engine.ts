@@ -16,7 +16,7 @@ import {
   encodeEncryptionContext,
   type EncryptionContext,
 } from '@airlock/crypto';
-import { createCachingKms, ensureKey, type Kms, type KmsAdmin } from '@airlock/kms';
+import { createCachingKms, ensureKey, type CachingKms, type KeyEventStatus, type Kms, type KmsAdmin } from '@airlock/kms';
 import { BodyMeter, combinable, combineChecksums, compositeChecksum, createDigest } from './checksums.js';
 import {
   checkWriteCondition,
@@ -55,6 +55,13 @@ export interface EngineOptions {
   readonly log: Logger;
   /** Bench-only: store bodies unencrypted to measure the cost of encryption. Never set in production. */
   readonly benchmarkPlaintextBodies?: boolean;
+  /**
+   * How long bucket keys and data keys are reused while the KMS's key-event stream is live (they are
+   * dropped the moment their key changes state); without live events, 1 s. @default 300000
+   */
+  readonly keyCacheTtlMs?: number;
+  /** Subscribe to the KMS's key events (the embedded KMS has them; others refuse and the 1 s bound stays). @default true */
+  readonly kmsKeyEvents?: boolean;
 }
 
 interface BucketKeyRecord {
@@ -227,7 +234,7 @@ function toMeta(record: ObjectRecord): ObjectMeta {
 export class StorageEngine implements ObjectEngine {
   readonly #root: string;
   readonly #kms: Kms;
-  readonly #cachedKms: Kms;
+  readonly #cachedKms: Kms & CachingKms;
   readonly #log: Logger;
   readonly #plaintextBodies: boolean;
   readonly #sealed: SealedFiles;
@@ -243,8 +250,13 @@ export class StorageEngine implements ObjectEngine {
   private constructor(options: EngineOptions, defaultKeyArn: string, metadataKey: Buffer) {
     this.#root = options.dataDir;
     this.#kms = options.kms;
-    // Bucket keys and data keys are reused for at most 1 s: the kill-switch bound.
-    this.#cachedKms = createCachingKms(options.kms, { ttlMs: 1000 });
+    // Bucket keys and data keys are reused for at most 1 s (the kill-switch bound), or for minutes while
+    // the KMS's key-event stream is live and drops them the moment their key leaves Enabled.
+    this.#cachedKms = createCachingKms(options.kms, {
+      ttlMs: 1000,
+      ...(options.keyCacheTtlMs === undefined ? {} : { subscribedTtlMs: options.keyCacheTtlMs }),
+      ...(options.kmsKeyEvents === undefined ? {} : { keyEvents: options.kmsKeyEvents }),
+    });
     this.#log = options.log;
     this.#plaintextBodies = options.benchmarkPlaintextBodies === true;
     this.#defaultKeyArn = defaultKeyArn;
@@ -383,7 +395,7 @@ export class StorageEngine implements ObjectEngine {
     return encryption.algorithm === 'aws:kms' && encryption.kmsKeyArn !== undefined ? encryption.kmsKeyArn : this.#defaultKeyArn;
   }
 
-  /** The bucket key for (bucket, KMS key): created once (GenerateDataKey), then unwrapped through the ≤ 1 s cache. */
+  /** The bucket key for (bucket, KMS key): created once (GenerateDataKey), then unwrapped through the key cache. */
   async #bucketKey(bucket: string, keyArn: string): Promise<{ id: string; plaintext: Buffer }> {
     const context = { bucket, purpose: 'bucket-key' };
     let record = this.#bucketRecord(bucket).bucketKeys.find((k) => k.keyArn === keyArn);
@@ -429,7 +441,7 @@ export class StorageEngine implements ObjectEngine {
     return { key: dataKey.plaintext, keyRef: Buffer.from(JSON.stringify(ref)) };
   }
 
-  /** Finds the data key of a stored body from its key reference; the KMS is asked (through the ≤ 1 s cache) every time. */
+  /** Finds the data key of a stored body from its key reference; the KMS is asked (through the key cache) every time. */
   async #existingDataKey(bucket: string, keyRefBytes: Buffer, context: EncryptionContext): Promise<Buffer> {
     let ref: KeyRef;
     try {
@@ -1090,6 +1102,14 @@ export class StorageEngine implements ObjectEngine {
     return { upload: this.#uploadInfo(upload.record), parts };
   }
 
+  keyEventStatus(): KeyEventStatus {
+    return this.#cachedKms.keyEventStatus();
+  }
+
+  waitForKeyEvents(timeoutMs: number): Promise<boolean> {
+    return this.#cachedKms.waitForKeyEvents(timeoutMs);
+  }
+
   kmsHealth(): Promise<KmsHealth> {
     const now = Date.now();
     // An unauthenticated /health must not turn into a KMS call per request: one in flight, reused for 1 s.
@@ -1114,7 +1134,7 @@ export class StorageEngine implements ObjectEngine {
   close(): Promise<void> {
     this.#sealed.dispose();
     this.#names.dispose();
-    (this.#cachedKms as ReturnType<typeof createCachingKms>).clear();
+    this.#cachedKms.close();
     return Promise.resolve();
   }
 }

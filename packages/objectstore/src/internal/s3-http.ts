@@ -1196,7 +1196,9 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         // Liveness of the store and of its path to the KMS: a store that cannot reach its KMS can
         // list buckets but neither read nor write an object, so it is degraded, and says why.
         const kms = await engine.kmsHealth();
-        const body = JSON.stringify(kms.ok ? { status: 'ok', kms: 'ok' } : { status: 'degraded', kms: 'unreachable', reason: kms.reason });
+        // Whether the key cache's KMS key-event stream is live (keys cached for minutes, revoked at once) or not (1 s bound).
+        const keyEvents = engine.keyEventStatus().state;
+        const body = JSON.stringify(kms.ok ? { status: 'ok', kms: 'ok', keyEvents } : { status: 'degraded', kms: 'unreachable', reason: kms.reason, keyEvents });
         res.writeHead(kms.ok ? 200 : 503, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
         res.end(body);
         return;
