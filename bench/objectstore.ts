@@ -41,7 +41,8 @@ const SDK_REPS_256M = 5;
 // BENCH_OBJECTSTORE_QUICK=1 takes 3 CLI runs of each instead, to check the bench itself (never for the results file).
 const QUICK = process.env.BENCH_OBJECTSTORE_QUICK === '1';
 const CLI_REPS_1M = QUICK ? 3 : 21;
-const CLI_REPS_256M = QUICK ? 3 : 7;
+const CLI_REPS_256M = QUICK ? 3 : 11;
+const SPAN_REPS = QUICK ? 2 : 15;
 const SERVER_ARGS = process.env.BENCH_OBJECTSTORE_SERVER_ARGS?.split(' ').filter((s) => s !== '') ?? [];
 
 function startNode(script: string, args: string[] = []): { child: ChildProcessWithoutNullStreams; lines: AsyncIterator<string> } {
@@ -132,6 +133,23 @@ async function pairedMedians(reps: number, a: () => Promise<unknown>, b: () => P
   return { a: medianOf(as as number[]), b: medianOf(bs as number[]) };
 }
 
+/**
+ * Seconds from the AWS CLI's first "Sending http request" to its last log line, read from its --debug log: the
+ * transfer itself (requests, body, file I/O), without the interpreter's start-up and exit.
+ */
+function transferSpan(log: string): number {
+  let first: number | undefined;
+  let last = NaN;
+  for (const line of log.split('\n')) {
+    const m = /^\d{4}-\d\d-\d\d (\d\d):(\d\d):(\d\d),(\d{3}) /.exec(line);
+    if (m === null) continue;
+    const [h, min, sec, milli] = m.slice(1).map(Number) as [number, number, number, number];
+    last = h * 3600 + min * 60 + sec + milli / 1000;
+    if (first === undefined && line.includes('Sending http request')) first = last;
+  }
+  return first === undefined ? NaN : last - first;
+}
+
 /** The 25th and 75th percentiles of `values` (nearest rank). */
 function quartiles(values: number[]): [number, number] {
   const sorted = [...values].sort((x, y) => x - y);
@@ -169,6 +187,7 @@ async function main(): Promise<void> {
   const cliRows: string[] = [];
   const cpuRows: string[] = [];
   const floorRows: string[] = [];
+  const spanRows: string[] = [];
   let kmsCalls = NaN;
   let memory = '';
   const s3rvers: ChildProcessWithoutNullStreams[] = [];
@@ -330,11 +349,30 @@ async function main(): Promise<void> {
           );
           console.error(`${cliRows.at(-1)}\n  CPU s, CLI / server: ${cpuRows.at(-1)}\n  floor: ${floorRows.at(-1)}`);
         }
+        if (size === MiB) {
+          // At 1 MiB the CLI's start-up is most of each copy; its --debug log timestamps the transfer itself.
+          for (const [op, args] of [['PUT', [file, `s3://bench/f-${size}`]], ['GET', [`s3://bench/f-${size}`, `${file}.back`]]] as const) {
+            const spans: number[][] = targets.slice(0, 4).map(() => []);
+            for (let i = 0; i < SPAN_REPS + 1; i++) {
+              const order = [0, 1, 2, 3];
+              for (const at of i % 2 === 0 ? order : order.reverse()) {
+                const t = targets[at] as (typeof targets)[number];
+                const { stderr } = await run(AWS, ['s3', 'cp', ...args, ...t.flags, '--no-progress', '--debug', '--endpoint-url', t.url], { env: t.env, maxBuffer: 64 << 20 });
+                if (i > 0) spans[at]?.push(transferSpan(stderr));
+              }
+            }
+            const [airlock, peerTls, peerHttp, floorTls] = spans.map((values) => medianOf(values)) as [number, number, number, number];
+            spanRows.push(
+              `| ${op} | ${ms(floorTls)} | ${ms(airlock)} | ${ms(peerTls)} | ${ms(peerHttp)} | ${(peerTls / airlock).toFixed(2)}× (${quartiles(spans[0]!.map((t, i) => spans[1]![i]! / t)).map((q) => q.toFixed(2)).join('–')}) |`,
+            );
+            console.error(`transfer span: ${spanRows.at(-1)}`);
+          }
+        }
       }
     }
 
     if (ONLY !== undefined || QUICK) {
-      console.log([...rows, ...cliRows, ...cpuRows, ...floorRows].join('\n'));
+      console.log([...rows, ...cliRows, ...cpuRows, ...floorRows, ...spanRows].join('\n'));
       if (runs('kms')) console.log(`KMS calls: ${kmsCalls} (${elapsed.toFixed(2)} s)`);
       if (runs('memory')) console.log(memory);
       return;
@@ -397,6 +435,15 @@ what each server adds above it. HTTPS ÷ HTTP is what TLS alone costs this clien
 | size | op | bare HTTPS MB/s | bare HTTP MB/s | HTTPS ÷ HTTP | floor ms per copy (bare HTTPS) | Airlock − floor, ms | s3rver TLS − floor, ms |
 |---|---|---|---|---|---|---|---|
 ${floorRows.join('\n')}
+
+At 1 MiB the CLI's own cost is nearly all of each copy, so the ratio above mostly compares CLI start-ups. The
+transfer itself, read from the CLI's \`--debug\` log: from its first "Sending http request" to its last log line
+(requests, body and file I/O, without the interpreter's start-up and exit), median of ${SPAN_REPS} runs of each, in
+interleaved rounds; ratio = s3rver TLS span ÷ Airlock span, with the interquartile range of the per-round ratios.
+
+| 1 MiB | bare HTTPS, ms | Airlock, ms | s3rver TLS, ms | s3rver HTTP, ms | Airlock ÷ s3rver TLS |
+|---|---|---|---|---|---|
+${spanRows.join('\n')}
 
 ## KMS calls with bucket keys
 
