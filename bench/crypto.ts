@@ -26,6 +26,13 @@ import {
 const MiB = 1024 * 1024;
 const SEG = 64 * 1024;
 const SIZES = [1 * MiB, 256 * MiB];
+/**
+ * ABBA rounds per comparison with the bare loop; each letter is a batch of BATCH_1M calls at 1 MiB (≈ 60 ms, long
+ * enough that one preemption by another process does not decide a round) and one call at 256 MiB.
+ */
+const ROUNDS_1M = 15;
+const ROUNDS_256M = 11;
+const BATCH_1M = 200;
 const context = { bucket: 'bench', key: 'object' };
 
 /** Median seconds of `reps` runs of `fn` (after one warm-up run). */
@@ -40,6 +47,59 @@ async function time(reps: number, fn: () => unknown): Promise<number> {
   samples.sort((a, b) => a - b);
   return samples[Math.floor(samples.length / 2)] as number;
 }
+
+/** Seconds per call of `fn`, over one batch of `batch` calls. */
+async function batchTime(batch: number, fn: () => unknown): Promise<number> {
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < batch; i++) await fn();
+  return Number(process.hrtime.bigint() - start) / 1e9 / batch;
+}
+
+interface Paired {
+  /** Median seconds per call of each, over the rounds. */
+  a: number;
+  b: number;
+  /** Each round's a ÷ b time (b's speed ÷ a's), sorted. */
+  ratios: number[];
+}
+
+/**
+ * Times `a` and `b` alternately: `rounds` rounds, each ABBA (or BAAB, every other round), each letter one batch of
+ * `batch` calls, after a warm-up batch of each. Each round's ratio compares runs made back to back, so a change in
+ * the machine's load between rounds moves both sides of that round's ratio alike; timed one after the other, on a
+ * busy machine, the same ratio came out anywhere from 0.59× to 1.75×.
+ */
+async function abba(rounds: number, batch: number, a: () => unknown, b: () => unknown): Promise<Paired> {
+  await batchTime(batch, a);
+  await batchTime(batch, b);
+  const as: number[] = [];
+  const bs: number[] = [];
+  const ratios: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? [a, b, b, a] : [b, a, a, b];
+    let ta = 0;
+    let tb = 0;
+    for (const fn of order) {
+      const t = await batchTime(batch, fn);
+      if (fn === a) ta += t / 2;
+      else tb += t / 2;
+    }
+    as.push(ta);
+    bs.push(tb);
+    ratios.push(ta / tb);
+  }
+  ratios.sort((x, y) => x - y);
+  return { a: median(as), b: median(bs), ratios };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  return sorted[Math.floor(sorted.length / 2)] as number;
+}
+
+/** "0.97× (0.93–1.01)": the median of the per-round ratios, and their spread (lowest–highest). */
+const ratioCell = (p: Paired): string =>
+  `**${median(p.ratios).toFixed(2)}×** (${(p.ratios[0] as number).toFixed(2)}–${(p.ratios.at(-1) as number).toFixed(2)})`;
 
 // --- the floor: one fresh AES-256-GCM cipher per 64 KiB segment and nothing else ------------------
 /** Encrypts and discards the output: what Node's AES-GCM can do with per-segment ciphers. */
@@ -197,28 +257,34 @@ async function main(): Promise<void> {
     const f = (seconds: number): string => mbpsOf(size, seconds).toFixed(0);
     const r = (floor: number, measured: number): string => (floor / measured).toFixed(2);
 
-    const bareEnc = await time(reps, () => bareEncrypt(key, plaintext));
+    const rounds = size <= MiB ? ROUNDS_1M : ROUNDS_256M;
+    const batch = size <= MiB ? BATCH_1M : 1;
     const bareBlob = Buffer.concat(bareEncryptKeep(key, plaintext));
-    const bareDec = await time(reps, () => bareDecrypt(key, bareBlob));
-    const coreEnc = await time(reps, () => encryptAsf1ToChunks(plaintext, { key, context }));
     const blob = encryptAsf1(plaintext, { key, context });
-    const coreDec = await time(reps, () => decryptAsf1ToChunks(blob, { key, context }));
     const inChunks = chunksOf(plaintext, SEG);
     const blobChunks = chunksOf(blob, SEG);
-    const streamEnc = await time(reps, () => pipeline(Readable.from(inChunks), createAsf1EncryptStream({ key, context }), sink()));
-    const streamDec = await time(reps, () => pipeline(Readable.from(blobChunks), createAsf1DecryptStream({ key, context }), sink()));
+    const vectoredEnc = () => encryptAsf1ToChunks(plaintext, { key, context });
+    const vectoredDec = () => decryptAsf1ToChunks(blob, { key, context });
+    const streamEncOnce = () => pipeline(Readable.from(inChunks), createAsf1EncryptStream({ key, context }), sink());
+    const streamDecOnce = () => pipeline(Readable.from(blobChunks), createAsf1DecryptStream({ key, context }), sink());
     // The form Airlock uses at each size: whole buffers (vectored) for small blobs, streams for large ones.
-    const [bestEnc, bestDec, form] = size <= MiB ? [coreEnc, coreDec, 'vectored one-shot'] : [streamEnc, streamDec, 'stream'];
+    const [formEnc, formDec, form] = size <= MiB ? [vectoredEnc, vectoredDec, 'vectored one-shot'] : [streamEncOnce, streamDecOnce, 'stream'];
+    const enc = await abba(rounds, batch, () => bareEncrypt(key, plaintext), formEnc);
+    const dec = await abba(rounds, batch, () => bareDecrypt(key, bareBlob), formDec);
     core.push(
-      `| ${label} | encrypt | ${f(bareEnc)} | ${form} | ${f(bestEnc)} | **${r(bareEnc, bestEnc)}×** |`,
-      `| ${label} | decrypt | ${f(bareDec)} | ${form} | ${f(bestDec)} | **${r(bareDec, bestDec)}×** |`,
+      `| ${label} | encrypt | ${f(enc.a)} | ${form} | ${f(enc.b)} | ${ratioCell(enc)} |`,
+      `| ${label} | decrypt | ${f(dec.a)} | ${form} | ${f(dec.b)} | ${ratioCell(dec)} |`,
     );
+    const bareStream = () => pipeline(Readable.from(inChunks), bareEncryptTransform(key), sink());
+    const sEncPaired = await abba(rounds, batch, bareStream, streamEncOnce);
+    const sDecPaired = await abba(rounds, batch, bareStream, streamDecOnce);
+    const [streamEnc, streamDec] = [sEncPaired.b, sDecPaired.b];
+    const [coreEnc, coreDec] = size <= MiB ? [enc.b, dec.b] : [await time(reps, vectoredEnc), await time(reps, vectoredDec)];
 
     const contEnc = await time(reps, () => encryptAsf1(plaintext, { key, context }));
     const contDec = await time(reps, () => decryptAsf1(blob, { key, context }));
-    const bareStream = await time(reps, () => pipeline(Readable.from(inChunks), bareEncryptTransform(key), sink()));
     shapes.push(
-      `| ${label} | ${f(coreEnc)} / ${f(coreDec)} | ${f(contEnc)} / ${f(contDec)} | ${f(bareStream)} | ${f(streamEnc)} / ${f(streamDec)} (${r(bareStream, streamEnc)}× / ${r(bareStream, streamDec)}×) |`,
+      `| ${label} | ${f(coreEnc)} / ${f(coreDec)} | ${f(contEnc)} / ${f(contDec)} | ${f(median([sEncPaired.a, sDecPaired.a]))} | ${f(streamEnc)} / ${f(streamDec)} (${ratioCell(sEncPaired)} / ${ratioCell(sDecPaired)}) |`,
     );
 
     for (const [name, suiteId] of Object.entries(suites)) {
@@ -240,7 +306,9 @@ async function main(): Promise<void> {
         `${label} vs ESDK ${name}: buffer ${r(enc, contEnc)}× / ${r(dec, contDec)}×, stream ${r(sEnc, streamEnc)}× / ${r(sDec, streamDec)}× (encrypt / decrypt)`,
       );
     }
-    summary.push(`${label}: ASF1 (${form}) ${r(bareEnc, bestEnc)}× encrypt and ${r(bareDec, bestDec)}× decrypt of the bare loop`);
+    summary.push(
+      `${label}: ASF1 (${form}) ${median(enc.ratios).toFixed(2)}× encrypt and ${median(dec.ratios).toFixed(2)}× decrypt of the bare loop (median of ${rounds} ABBA rounds; spread ${enc.ratios[0]?.toFixed(2)}–${enc.ratios.at(-1)?.toFixed(2)} and ${dec.ratios[0]?.toFixed(2)}–${dec.ratios.at(-1)?.toFixed(2)})`,
+    );
     console.error(summary.slice(-3).join('\n'));
   }
 
@@ -256,7 +324,12 @@ async function main(): Promise<void> {
 
 Generated by \`npm run bench:crypto\` (bench/crypto.ts) on ${new Date().toISOString()}, all rows in one run.
 Machine: ${cpus()[0]?.model ?? 'unknown'} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, OpenSSL ${process.versions.openssl}.
-Figures are MB/s of plaintext (10^6 bytes/s), the median of repeated runs (${'300'} at 1 MiB, 5 at 256 MiB; 50 and 3 for the ESDK).
+Figures are MB/s of plaintext (10^6 bytes/s). Comparisons with the bare loop are timed alternately: ${ROUNDS_1M} rounds at 1 MiB
+(each ABBA, every other one BAAB, each letter a batch of ${BATCH_1M} calls) and ${ROUNDS_256M} at 256 MiB (each letter one call), after a
+warm-up of both; MB/s cells are the medians over the rounds, and ratio cells the median of the rounds' own ratios with
+their spread (lowest–highest) in brackets. The machine has ${cpus().length} cores shared with other work, so the spread is
+part of the result: a single round, or one side timed after the other, says little. Other cells are the median of
+repeated runs (300 at 1 MiB, 7 at 256 MiB; 50 and 3 for the ESDK).
 
 ## ASF1 against the bare loop
 
@@ -268,7 +341,7 @@ nonces and tag checks, in the form Airlock uses at each size: whole buffers at 1
 object store streams to disk). Keeping 256 MiB of output in memory instead costs page faults and
 allocation, not cryptography (next table).
 
-| size | op | bare loop | ASF1 form | ASF1 | ASF1 ÷ bare (target ≥ 0.85) |
+| size | op | bare loop | ASF1 form | ASF1 | ASF1 ÷ bare, median (spread) (target ≥ 0.85) |
 |---|---|---|---|---|---|
 ${core.join('\n')}
 
@@ -276,7 +349,7 @@ ${core.join('\n')}
 
 Contiguous one-shot (\`encryptAsf1\`/\`decryptAsf1\`) pays one extra copy to join the segments.
 Streams pay Node's per-chunk stream machinery; their floor is the bare loop as a \`Transform\` in
-the same \`pipeline\` (64 KiB chunks in, a discarding sink out).
+the same \`pipeline\` (64 KiB chunks in, a discarding sink out), timed ABBA against each ASF1 stream.
 
 | size | vectored one-shot (enc / dec) | contiguous one-shot (enc / dec) | bare loop as Transform | ASF1 streams (enc / dec, ÷ floor) |
 |---|---|---|---|---|

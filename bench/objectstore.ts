@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
+import { connect } from 'node:tls';
 import { promisify } from 'node:util';
 import { PLANE_NODE_FLAGS } from '@airlock/cli';
 import { createS3ObjectStore } from '@airlock/objectstore';
@@ -24,6 +25,7 @@ interface Fixture {
   kmsKeyArn: string;
   encryptedUrl: string;
   plainUrl: string;
+  peerTls: { keyPath: string; certPath: string };
 }
 
 /**
@@ -36,8 +38,11 @@ const runs = (section: string): boolean => ONLY === undefined || ONLY.includes(s
 const CLOCK_TICKS = 100; // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linux
 const SDK_REPS_1M = 200;
 const SDK_REPS_256M = 5;
-const CLI_REPS_1M = 15;
-const CLI_REPS_256M = 5;
+// BENCH_OBJECTSTORE_QUICK=1 takes 3 CLI runs of each instead, to check the bench itself (never for the results file).
+const QUICK = process.env.BENCH_OBJECTSTORE_QUICK === '1';
+const CLI_REPS_1M = QUICK ? 3 : 21;
+const CLI_REPS_256M = QUICK ? 3 : 11;
+const SPAN_REPS = QUICK ? 2 : 15;
 const SERVER_ARGS = process.env.BENCH_OBJECTSTORE_SERVER_ARGS?.split(' ').filter((s) => s !== '') ?? [];
 
 function startNode(script: string, args: string[] = []): { child: ChildProcessWithoutNullStreams; lines: AsyncIterator<string> } {
@@ -107,28 +112,61 @@ const medianOf = (samples: number[]): number => [...samples].sort((a, b) => a - 
 const warmupsFor = (reps: number): number => Math.max(1, Math.min(5, Math.floor(reps / 8)));
 
 /**
- * Times `a` and `b` interleaved, in ABBA order after a warm-up of each, and returns each one's median
- * seconds. Timing one configuration after the other lets the second inherit the first's warm-up (JIT,
- * heap sizing, TCP windows): measured that way, whichever ran second looked 5–15 % faster.
+ * Times `fns` interleaved, each round in the order of the one before reversed (ABBA for two, ABCCBA for three …)
+ * after a warm-up of each, and returns every run's seconds per configuration. Timing one configuration after the
+ * other lets the later ones inherit the earlier ones' warm-up (JIT, heap sizing, TCP windows) and a different share
+ * of a busy machine: measured that way, whichever ran second looked 5–15 % faster.
  */
-async function pairedMedians(reps: number, a: () => Promise<unknown>, b: () => Promise<unknown>): Promise<{ a: number; b: number }> {
-  const warmups = warmupsFor(reps);
-  for (let i = 0; i < warmups; i++) {
-    await a();
-    await b();
-  }
-  const as: number[] = [];
-  const bs: number[] = [];
+async function interleaved(reps: number, fns: ReadonlyArray<() => Promise<unknown>>): Promise<number[][]> {
+  for (let i = 0; i < warmupsFor(reps); i++) for (const fn of fns) await fn();
+  const samples = fns.map((): number[] => []);
+  const order = fns.map((_, i) => i);
   for (let i = 0; i < reps; i++) {
-    if (i % 2 === 0) {
-      as.push(await timeIt(a));
-      bs.push(await timeIt(b));
-    } else {
-      bs.push(await timeIt(b));
-      as.push(await timeIt(a));
-    }
+    for (const at of i % 2 === 0 ? order : [...order].reverse()) samples[at]?.push(await timeIt(fns[at] as () => Promise<unknown>));
   }
-  return { a: medianOf(as), b: medianOf(bs) };
+  return samples;
+}
+
+/** `interleaved` for two configurations, as each one's median seconds. */
+async function pairedMedians(reps: number, a: () => Promise<unknown>, b: () => Promise<unknown>): Promise<{ a: number; b: number }> {
+  const [as, bs] = await interleaved(reps, [a, b]);
+  return { a: medianOf(as as number[]), b: medianOf(bs as number[]) };
+}
+
+/**
+ * Seconds from the AWS CLI's first "Sending http request" to its last log line, read from its --debug log: the
+ * transfer itself (requests, body, file I/O), without the interpreter's start-up and exit.
+ */
+function transferSpan(log: string): number {
+  let first: number | undefined;
+  let last = NaN;
+  for (const line of log.split('\n')) {
+    const m = /^\d{4}-\d\d-\d\d (\d\d):(\d\d):(\d\d),(\d{3}) /.exec(line);
+    if (m === null) continue;
+    const [h, min, sec, milli] = m.slice(1).map(Number) as [number, number, number, number];
+    last = h * 3600 + min * 60 + sec + milli / 1000;
+    if (first === undefined && line.includes('Sending http request')) first = last;
+  }
+  return first === undefined ? NaN : last - first;
+}
+
+/** The 25th and 75th percentiles of `values` (nearest rank). */
+function quartiles(values: number[]): [number, number] {
+  const sorted = [...values].sort((x, y) => x - y);
+  const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] as number;
+  return [at(0.25), at(0.75)];
+}
+
+/** The TLS version and cipher suite a server negotiates with a default Node client (Python's ssl offers the same TLS 1.3 suites). */
+async function negotiated(url: string, ca: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: hostname, port: Number(port), ca, servername: undefined }, () => {
+      resolve(`${socket.getProtocol() ?? '?'} ${socket.getCipher().standardName}`);
+      socket.end();
+    });
+    socket.once('error', reject);
+  });
 }
 
 /** Starts the fixture process (KMS, encrypting store, plaintext store) and reads where it listens. */
@@ -149,9 +187,12 @@ async function main(): Promise<void> {
   const cliRows: string[] = [];
   const cpuRows: string[] = [];
   const floorRows: string[] = [];
+  const spanRows: string[] = [];
   let kmsCalls = NaN;
   let memory = '';
-  let s3rver: ChildProcessWithoutNullStreams | undefined;
+  const s3rvers: ChildProcessWithoutNullStreams[] = [];
+  let tlsSuites: string[] = [];
+  let awsVersion = 'aws-cli';
   let cliServers: ReturnType<typeof startNode> | undefined;
   let bareServers: ReturnType<typeof startNode> | undefined;
   let cliFixtureDir: string | undefined;
@@ -219,65 +260,119 @@ async function main(): Promise<void> {
     enc.destroy();
     plain.destroy();
 
-    // 4. The AWS CLI (aws s3 cp --no-progress) against s3rver (plaintext HTTP) and Airlock (TLS + SSE-KMS). Both
-    //    servers start fresh for it: Airlock in a second fixture process, so it does not carry the heap and files of
-    //    the sections above while s3rver starts clean.
+    // 4. The AWS CLI (aws s3 cp --no-progress) against Airlock (TLS + SSE-KMS), s3rver over TLS (a certificate from the
+    //    same CA) and s3rver over plaintext HTTP, with bare servers as the CLI's floor, all interleaved. The servers
+    //    start fresh for it: Airlock in a second fixture process, so it does not carry the heap and files of the
+    //    sections above while the s3rvers start clean.
     if (runs('cli-1m') || runs('cli-256m')) {
       const started = await startFixture();
       cliServers = started.servers;
       const cliFixture = started.fixture;
       cliFixtureDir = cliFixture.dir;
-      const cliClient = createS3ObjectStore({ endpoint: cliFixture.encryptedUrl, credentials: cliFixture.credentials, caBundle: await readFile(cliFixture.caPath, 'utf8'), maxAttempts: 1 });
+      const cliCa = await readFile(cliFixture.caPath, 'utf8');
+      awsVersion = (await run(AWS, ['--version'])).stdout.trim().split(' ')[0] ?? awsVersion;
+      const cliClient = createS3ObjectStore({ endpoint: cliFixture.encryptedUrl, credentials: cliFixture.credentials, caBundle: cliCa, maxAttempts: 1 });
       await createBenchBucket(cliClient, cliFixture);
       cliClient.destroy();
-      const s3rverDir = join(work, 's3rver');
-      s3rver = spawn(
-        process.execPath,
-        ['-e', `import('@20minutes/s3rver').then(async ({default: S3rver}) => { const s = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: ${JSON.stringify(s3rverDir)}, configureBuckets: [{ name: 'bench' }] }); const { port } = await s.run(); console.log(port); })`],
-        { cwd: ROOT },
-      );
-      const s3rverPort = await new Promise<number>((resolve) => s3rver?.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+      const startS3rver = async (name: string, tls: boolean): Promise<{ child: ChildProcessWithoutNullStreams; url: string }> => {
+        const options = {
+          port: 0,
+          address: '127.0.0.1',
+          silent: true,
+          directory: join(work, name),
+          configureBuckets: [{ name: 'bench' }],
+          ...(tls ? { keyPath: cliFixture.peerTls.keyPath, certPath: cliFixture.peerTls.certPath } : {}),
+        };
+        const child = spawn(
+          process.execPath,
+          [
+            '-e',
+            `const o = ${JSON.stringify(options)}; const fs = require('node:fs');
+             if (o.keyPath) { o.key = fs.readFileSync(o.keyPath); o.cert = fs.readFileSync(o.certPath); delete o.keyPath; delete o.certPath; }
+             import('@20minutes/s3rver').then(async ({ default: S3rver }) => { const { port } = await new S3rver(o).run(); console.log(port); });`,
+          ],
+          { cwd: ROOT },
+        );
+        child.stderr.on('data', (d: Buffer) => process.stderr.write(d));
+        const port = await new Promise<number>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+        return { child, url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}` };
+      };
+      const s3rverTls = await startS3rver('s3rver-tls', true);
+      s3rvers.push(s3rverTls.child);
+      const s3rverHttp = await startS3rver('s3rver-http', false);
+      s3rvers.push(s3rverHttp.child);
       const env = { ...process.env, AWS_ACCESS_KEY_ID: cliFixture.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: cliFixture.credentials.secretAccessKey, AWS_DEFAULT_REGION: 'us-east-1', AWS_CA_BUNDLE: cliFixture.caPath, AWS_PAGER: '', HOME: work };
       const s3rverEnv = { ...env, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
       const cp = (args: string[], endpoint: string, e: NodeJS.ProcessEnv) => run(AWS, ['s3', 'cp', ...args, '--no-progress', '--endpoint-url', endpoint], { env: e, maxBuffer: 1 << 20 });
-      // The TLS floor: bare servers that do nothing but send the file from memory, over HTTPS and over HTTP.
+      // The floor: bare servers that read and drop uploads and send downloads from memory, over HTTPS and over HTTP.
       bareServers = startNode(join(ROOT, 'bench/fixtures/bare-servers.ts'), [work]);
       const bare = JSON.parse((await bareServers.lines.next()).value) as { httpsUrl: string; httpUrl: string; caPath: string };
       const bareEnv = { ...env, AWS_CA_BUNDLE: bare.caPath };
+      const targets = [
+        { url: cliFixture.encryptedUrl, env, pid: cliServers.child.pid as number, flags: [] },
+        { url: s3rverTls.url, env: s3rverEnv, pid: s3rverTls.child.pid as number, flags: [] },
+        { url: s3rverHttp.url, env: s3rverEnv, pid: s3rverHttp.child.pid as number, flags: [] },
+        { url: bare.httpsUrl, env: bareEnv, pid: bareServers.child.pid as number, flags: ['--no-sign-request'] },
+        { url: bare.httpUrl, env: bareEnv, pid: bareServers.child.pid as number, flags: ['--no-sign-request'] },
+      ];
+      tlsSuites = await Promise.all([
+        negotiated(cliFixture.encryptedUrl, cliCa),
+        negotiated(s3rverTls.url, cliCa),
+        negotiated(bare.httpsUrl, await readFile(bare.caPath, 'utf8')),
+      ]);
+      const ms = (seconds: number): string => (seconds * 1000).toFixed(0);
       for (const size of [MiB, 256 * MiB]) {
         if (!runs(size === MiB ? 'cli-1m' : 'cli-256m')) continue;
         const file = join(work, `f-${size}`);
         await writeFile(file, randomBytes(size));
         const reps = size === MiB ? CLI_REPS_1M : CLI_REPS_256M;
-        const peerUrl = `http://127.0.0.1:${s3rverPort}`;
-        const airlockPid = cliServers.child.pid as number;
-        const s3rverPid = s3rver.pid as number;
-        const upload = (url: string, e: NodeJS.ProcessEnv) => () => cp([file, `s3://bench/f-${size}`], url, e);
-        const download = (url: string, e: NodeJS.ProcessEnv, ...flags: string[]) => () => cp([`s3://bench/f-${size}`, `${file}.back`, ...flags], url, e);
-        const ops = {
-          PUT: [cpuMetered(airlockPid, upload(cliFixture.encryptedUrl, env)), cpuMetered(s3rverPid, upload(peerUrl, s3rverEnv))],
-          GET: [cpuMetered(airlockPid, download(cliFixture.encryptedUrl, env)), cpuMetered(s3rverPid, download(peerUrl, s3rverEnv))],
-        } as const;
-        for (const [op, [airlock, peer]] of Object.entries(ops)) {
-          const times = await pairedMedians(reps, airlock.run, peer.run);
-          const cpu = (samples: Array<{ cli: number; server: number }>, which: 'cli' | 'server'): string =>
-            medianOf(samples.slice(warmupsFor(reps)).map((sample) => sample[which])).toFixed(2);
+        const upload = (t: (typeof targets)[number]) => () => cp([file, `s3://bench/f-${size}`, ...t.flags], t.url, t.env);
+        const download = (t: (typeof targets)[number]) => () => cp([`s3://bench/f-${size}`, `${file}.back`, ...t.flags], t.url, t.env);
+        for (const [op, copy] of [['PUT', upload], ['GET', download]] as const) {
+          const metered = targets.map((t) => cpuMetered(t.pid, copy(t)));
+          const samples = await interleaved(reps, metered.map((m) => m.run));
+          const [airlock, peerTls, peerHttp, floorTls, floorHttp] = samples.map((times) => medianOf(times)) as [number, number, number, number, number];
+          const speed = (seconds: number): string => (size / seconds / 1e6).toFixed(1);
+          // Each round times all five once, back to back: the round's own ratio pairs runs made under the same load.
+          const paired = (peer: number): string => {
+            const [low, high] = quartiles((samples[0] as number[]).map((t, i) => ((samples[peer] as number[])[i] as number) / t));
+            return `${low.toFixed(2)}–${high.toFixed(2)}`;
+          };
+          const target = peerTls / airlock;
           cliRows.push(
-            `| ${size / MiB} MiB | ${op} | ${(size / times.a / 1e6).toFixed(1)} | ${(size / times.b / 1e6).toFixed(1)} | **${(times.b / times.a).toFixed(2)}×** |`,
+            `| ${size / MiB} MiB | ${op} | ${speed(airlock)} | ${speed(peerTls)} | ${speed(peerHttp)} | **${target.toFixed(2)}×** ${target >= 1 ? '✓' : '✗'} (${paired(1)}) | ${(peerHttp / airlock).toFixed(2)}× (${paired(2)}) |`,
           );
-          cpuRows.push(
-            `| ${size / MiB} MiB | ${op} | ${cpu(airlock.samples, 'cli')} / ${cpu(airlock.samples, 'server')} | ${cpu(peer.samples, 'cli')} / ${cpu(peer.samples, 'server')} |`,
+          const cpu = (m: (typeof metered)[number], which: 'cli' | 'server'): string => medianOf(m.samples.slice(warmupsFor(reps)).map((sample) => sample[which])).toFixed(2);
+          cpuRows.push(`| ${size / MiB} MiB | ${op} | ${metered.map((m) => `${cpu(m, 'cli')} / ${cpu(m, 'server')}`).join(' | ')} |`);
+          floorRows.push(
+            `| ${size / MiB} MiB | ${op} | ${speed(floorTls)} | ${speed(floorHttp)} | ${(floorHttp / floorTls).toFixed(2)}× | ${ms(floorTls)} | ${ms(airlock - floorTls)} | ${ms(peerTls - floorTls)} |`,
           );
-          console.error(`${cliRows.at(-1)}   CPU s, CLI / server: ${cpuRows.at(-1)}`);
+          console.error(`${cliRows.at(-1)}\n  CPU s, CLI / server: ${cpuRows.at(-1)}\n  floor: ${floorRows.at(-1)}`);
         }
-        const floor = await pairedMedians(reps, download(bare.httpsUrl, bareEnv, '--no-sign-request'), download(bare.httpUrl, bareEnv, '--no-sign-request'));
-        floorRows.push(`| ${size / MiB} MiB | GET | ${(size / floor.a / 1e6).toFixed(1)} | ${(size / floor.b / 1e6).toFixed(1)} | **${(floor.b / floor.a).toFixed(2)}×** |`);
-        console.error(floorRows.at(-1));
+        if (size === MiB) {
+          // At 1 MiB the CLI's start-up is most of each copy; its --debug log timestamps the transfer itself.
+          for (const [op, args] of [['PUT', [file, `s3://bench/f-${size}`]], ['GET', [`s3://bench/f-${size}`, `${file}.back`]]] as const) {
+            const spans: number[][] = targets.slice(0, 4).map(() => []);
+            for (let i = 0; i < SPAN_REPS + 1; i++) {
+              const order = [0, 1, 2, 3];
+              for (const at of i % 2 === 0 ? order : order.reverse()) {
+                const t = targets[at] as (typeof targets)[number];
+                const { stderr } = await run(AWS, ['s3', 'cp', ...args, ...t.flags, '--no-progress', '--debug', '--endpoint-url', t.url], { env: t.env, maxBuffer: 64 << 20 });
+                if (i > 0) spans[at]?.push(transferSpan(stderr));
+              }
+            }
+            const [airlock, peerTls, peerHttp, floorTls] = spans.map((values) => medianOf(values)) as [number, number, number, number];
+            spanRows.push(
+              `| ${op} | ${ms(floorTls)} | ${ms(airlock)} | ${ms(peerTls)} | ${ms(peerHttp)} | ${(peerTls / airlock).toFixed(2)}× (${quartiles(spans[0]!.map((t, i) => spans[1]![i]! / t)).map((q) => q.toFixed(2)).join('–')}) |`,
+            );
+            console.error(`transfer span: ${spanRows.at(-1)}`);
+          }
+        }
       }
     }
 
-    if (ONLY !== undefined) {
-      console.log([...rows, ...cliRows, ...cpuRows, ...floorRows].join('\n'));
+    if (ONLY !== undefined || QUICK) {
+      console.log([...rows, ...cliRows, ...cpuRows, ...floorRows, ...spanRows].join('\n'));
       if (runs('kms')) console.log(`KMS calls: ${kmsCalls} (${elapsed.toFixed(2)} s)`);
       if (runs('memory')) console.log(memory);
       return;
@@ -287,7 +382,7 @@ async function main(): Promise<void> {
 
 Generated by \`npm run bench:objectstore\` (bench/objectstore.ts) on ${new Date().toISOString()}, all rows in one run.
 Machine: ${cpus()[0]?.model ?? 'unknown'} × ${cpus().length}, Node ${process.version}. The KMS and both Airlock stores run in one
-child process (a second, fresh one for the AWS CLI section), started with the V8 flags \`airlock up\` gives its plane processes
+child process (a second, fresh one for the AWS CLI section, beside two s3rver processes and one bare-server process), started with the V8 flags \`airlock up\` gives its plane processes
 (\`${PLANE_NODE_FLAGS.join(' ')}\`); clients run in this process (SDK) or as \`/usr/bin/aws\` processes. All share ${cpus().length} cores.
 
 ## Encryption cost: SSE-KMS on vs off, same server
@@ -303,33 +398,52 @@ ${rows.join('\n')}
 
 ## The AWS CLI against @20minutes/s3rver
 
-\`/usr/bin/aws s3 cp --no-progress\` (aws-cli 2.9) on the same files, up and down: Airlock over TLS with SSE-KMS
-vs s3rver 4.0.4 over plaintext HTTP storing plaintext, both servers freshly started for this section. MB/s including the CLI's own start-up (≈ 0.5 s), median
-of ${CLI_REPS_1M} runs (1 MiB) or ${CLI_REPS_256M} (256 MiB) of each, the two servers timed alternately (ABBA) after a
-warm-up of both; ratio = Airlock speed ÷ s3rver speed.
+\`/usr/bin/aws s3 cp --no-progress\` (${awsVersion}) on the same files, up and down, against five servers, all
+freshly started for this section and each in its own process:
 
-| size | op | Airlock (TLS + SSE-KMS) | s3rver (HTTP, plaintext) | Airlock ÷ s3rver (target ≥ 1) |
-|---|---|---|---|---|
+- **Airlock** over TLS with SSE-KMS (ASF1 at rest under a bucket key);
+- **s3rver TLS**: s3rver 4.0.4 over HTTPS (its \`key\`/\`cert\` options, Node's default TLS settings) with a
+  certificate issued by the same CA as Airlock's, so that both sides pay for TLS; it stores plaintext;
+- **s3rver HTTP**: the same over plaintext HTTP, kept as a reference;
+- two **bare** servers (the CLI's floor, next table).
+
+Negotiated with a default Node client: Airlock ${tlsSuites[0] ?? '?'}, s3rver TLS ${tlsSuites[1] ?? '?'}, bare HTTPS ${tlsSuites[2] ?? '?'}.
+MB/s including the CLI's own start-up, median of ${CLI_REPS_1M} runs (1 MiB) or ${CLI_REPS_256M} (256 MiB) of each; the five
+are timed in rounds, each round once each, in the previous round's order reversed (ABCDE EDCBA …), after a
+warm-up of each. Ratio = Airlock speed ÷ peer speed (ratio of the medians), with, in brackets, the interquartile
+range of the same ratio taken within each round (runs made back to back, under the same load).
+
+| size | op | Airlock (TLS + SSE-KMS) | s3rver TLS | s3rver HTTP | Airlock ÷ s3rver TLS (target ≥ 1.0) | Airlock ÷ s3rver HTTP (reference) |
+|---|---|---|---|---|---|---|
 ${cliRows.join('\n')}
 
-Where the time goes: CPU seconds per copy (medians of the same runs), of the CLI process and of the
-server process meanwhile. Both share the machine's ${cpus().length} cores, so CPU that either side spends is CPU the
-other cannot use.
+Where the time goes: CPU seconds per copy (medians of the same runs), of the CLI process / of the server
+process meanwhile. All share the machine's ${cpus().length} cores, so CPU that either side spends is CPU the other cannot use.
 
-| size | op | Airlock: CLI / server | s3rver: CLI / server |
-|---|---|---|---|
+| size | op | Airlock | s3rver TLS | s3rver HTTP | bare HTTPS | bare HTTP |
+|---|---|---|---|---|---|---|
 ${cpuRows.join('\n')}
 
-The TLS floor: the same CLI GETs (\`--no-sign-request\`) from two bare servers in one more process, which hold
-the files in memory and do nothing else — no auth, no storage, no encryption at rest — one over HTTPS (the
-same TLS policy) and one over plaintext HTTP. Their ratio is the most any S3 server over TLS could reach
-against a plaintext one with this client on this machine: the rest of the gap is the CLI's own TLS work
-(Python's ssl reads one ≤ 16 KiB record per call, releasing the GIL around each, where a plaintext socket
-read returns up to 128 KiB).
+The CLI's floor: the same copies (\`--no-sign-request\`) against two bare servers in one more process, which
+read and drop uploads and send downloads from memory and do nothing else — no auth, no storage, no
+encryption at rest — one over HTTPS (the pki TLS policy) and one over plaintext HTTP, timed in the same rounds.
+Bare HTTPS is the fastest any S3 server over TLS can look to this client on this machine; its time per copy is
+the CLI's own cost (at 1 MiB, mostly its start-up: Python and botocore loading), and the last two columns are
+what each server adds above it. HTTPS ÷ HTTP is what TLS alone costs this client (Python's ssl reads one
+≤ 16 KiB record per call, releasing the GIL around each, where a plaintext socket read returns up to 128 KiB).
 
-| size | op | bare HTTPS | bare HTTP | HTTPS ÷ HTTP |
-|---|---|---|---|---|
+| size | op | bare HTTPS MB/s | bare HTTP MB/s | HTTPS ÷ HTTP | floor ms per copy (bare HTTPS) | Airlock − floor, ms | s3rver TLS − floor, ms |
+|---|---|---|---|---|---|---|---|
 ${floorRows.join('\n')}
+
+At 1 MiB the CLI's own cost is nearly all of each copy, so the ratio above mostly compares CLI start-ups. The
+transfer itself, read from the CLI's \`--debug\` log: from its first "Sending http request" to its last log line
+(requests, body and file I/O, without the interpreter's start-up and exit), median of ${SPAN_REPS} runs of each, in
+interleaved rounds; ratio = s3rver TLS span ÷ Airlock span, with the interquartile range of the per-round ratios.
+
+| 1 MiB | bare HTTPS, ms | Airlock, ms | s3rver TLS, ms | s3rver HTTP, ms | Airlock ÷ s3rver TLS |
+|---|---|---|---|---|---|
+${spanRows.join('\n')}
 
 ## KMS calls with bucket keys
 
@@ -345,7 +459,7 @@ ${memory}. Flat: the store streams through 64 KiB ASF1 segments and never holds 
     await writeFile(join(ROOT, 'bench/results/objectstore.md'), report);
     console.log(report);
   } finally {
-    s3rver?.kill();
+    for (const child of s3rvers) child.kill();
     bareServers?.child.kill('SIGINT');
     for (const fixtureServers of [servers, cliServers]) {
       if (fixtureServers === undefined) continue;
