@@ -259,7 +259,8 @@ describe('listener basics', () => {
   it('serves GET /health without authentication, and tags every response with request ids', async () => {
     const reply = await send('GET', '/health');
     expect(reply.status).toBe(200);
-    expect(JSON.parse(reply.text)).toEqual({ status: 'ok', kms: 'ok' });
+    // keyEvents: the state of the subscription to the embedded KMS's key events (live once its first message arrived).
+    expect(JSON.parse(reply.text)).toEqual({ status: 'ok', kms: 'ok', keyEvents: expect.stringMatching(/^(connecting|live)$/) });
     expect(reply.headers['x-amz-request-id']).toMatch(/^[0-9A-F]{16}$/);
     expect(reply.headers['x-amz-id-2']).toBeTruthy();
   });
