@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger, Redactor } from '@airlock/common';
 import { createCertificateAuthority, issueServerCertificate } from '@airlock/pki';
 import { createAwsKms } from '../src/aws-kms.js';
+import { createCachingKms } from '../src/data-key-cache.js';
 import { createKmsServer, resolveKmsServerConfig, type KmsServerOptions } from '../src/server.js';
 
 let dir: string;
@@ -52,6 +53,14 @@ describe('root key', () => {
     const again = await start({ logger: log.logger });
     const client2 = createAwsKms({ endpoint: again.url, credentials: key, caBundle: caPem, maxAttempts: 1 });
     expect((await client2.decrypt(dk.ciphertextBlob, { canary: 'ctx' })).plaintext.equals(dk.plaintext)).toBe(true);
+    // The key-event path too: a subscribed cache holding the data key, and a disable/enable published to it.
+    const cached = createCachingKms(client2);
+    expect(await cached.waitForKeyEvents(5000)).toBe(true);
+    expect((await cached.decrypt(dk.ciphertextBlob, { canary: 'ctx' })).plaintext.equals(dk.plaintext)).toBe(true);
+    await client2.disableKey(created.keyId);
+    await client2.enableKey(created.keyId);
+    cached.close();
+    expect(log.text()).toContain('KMS key-event stream opened');
     client2.destroy();
     await again.close();
 
