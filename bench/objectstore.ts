@@ -417,6 +417,10 @@ range of the same ratio taken within each round (runs made back to back, under t
 |---|---|---|---|---|---|---|
 ${cliRows.join('\n')}
 
+How to read ✓ and ✗ here: the machine's ${cpus().length} cores are shared with other work, and each copy runs a fresh
+CLI process, so a ratio whose bracketed range spans 1.00 does not tell the two servers apart. The CPU table and
+the floor below say where the time goes.
+
 Where the time goes: CPU seconds per copy (medians of the same runs), of the CLI process / of the server
 process meanwhile. All share the machine's ${cpus().length} cores, so CPU that either side spends is CPU the other cannot use.
 
