@@ -312,6 +312,160 @@ describe('header timeout', () => {
   });
 });
 
+/** What a raw HTTP/2 client received: the streams refused, and the first GOAWAY's error code, if one came. */
+interface RawH2Received {
+  readonly refused: number[];
+  readonly goaway: number | undefined;
+}
+
+/** A raw HTTP/2 client over TLS (ALPN h2) that sends exactly the bytes it is given, and parses what comes back. */
+async function rawH2(port: number): Promise<{ socket: tls.TLSSocket; received: () => RawH2Received; closed: () => boolean }> {
+  const socket = await tlsHandshake(port, ['h2']);
+  expect(socket.alpnProtocol).toBe('h2');
+  const chunks: Buffer[] = [];
+  let closed = false;
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  socket.on('error', () => undefined);
+  socket.once('close', () => (closed = true));
+  const received = (): RawH2Received => {
+    const bytes = Buffer.concat(chunks);
+    const refused: number[] = [];
+    let goaway: number | undefined;
+    for (let at = 0; at + 9 <= bytes.length; ) {
+      const length = bytes.readUIntBE(at, 3);
+      if (at + 9 + length > bytes.length) break;
+      const type = bytes[at + 3];
+      const id = bytes.readUInt32BE(at + 5) & 0x7fffffff;
+      // RST_STREAM REFUSED_STREAM (0x7); GOAWAY carries its error code after the last stream id.
+      if (type === 0x3 && bytes.readUInt32BE(at + 9) === 0x7) refused.push(id);
+      if (type === 0x7) goaway ??= bytes.readUInt32BE(at + 13);
+      at += 9 + length;
+    }
+    return { refused, goaway };
+  };
+  return { socket, received, closed: () => closed };
+}
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+/**
+ * HPACK (RFC 7541 §6.1, §6.2.2): indexed :method POST (3) and :scheme https (7); :path (4), :authority (1)
+ * and content-type (31: a 4-bit prefix, 15 then 16) as literals without indexing, with indexed names.
+ */
+function requestHead(path: string): Buffer {
+  const literal = (prefix: readonly number[], value: string): Buffer => Buffer.concat([Buffer.from([...prefix, value.length]), Buffer.from(value, 'latin1')]);
+  return Buffer.concat([Buffer.from([0x83, 0x87]), literal([0x04], path), literal([0x01], 'localhost'), literal([0x0f, 0x10], 'application/json')]);
+}
+/** An RPC whose handler waits for the request body, so a stream that never sends one stays open. */
+const HELD_PATH = '/airlock.v1.AirlockService/Health';
+const ENHANCE_YOUR_CALM = 0xb;
+
+describe('HTTP/2 header timeout: a request head is cut off after headersTimeoutMs, not the idle timeout', () => {
+  // The idle timeout stays at its default (120 s), so only the headers timeout can end these within the waits.
+  const LIMITS: ListenerLimitsOptions = { headersTimeoutMs: 500 };
+
+  it('a HEADERS frame without END_HEADERS, then CONTINUATION frames one at a time, then silence: GOAWAY ENHANCE_YOUR_CALM and closed', async () => {
+    const api = await startApi(LIMITS);
+    const client = await rawH2(api.port);
+    const head = requestHead(HELD_PATH);
+    // Each CONTINUATION is a complete frame, which resets Node's own session timer. Five of them:
+    // nghttp2 itself ends a session after 8, and that must not be what ends this one.
+    client.socket.write(Buffer.concat([PREFACE, frame(0x4, 0, 0), frame(0x1, 0, 1, head.subarray(0, 2))]));
+    let sent = 2;
+    const trickle = setInterval(() => {
+      if (client.socket.destroyed || sent >= 2 + 5) return;
+      client.socket.write(frame(0x9, 0, 1, head.subarray(sent, sent + 1)));
+      sent++;
+    }, 150);
+    const started = Date.now();
+    try {
+      await until('the server to close the session whose head never ends', 10_000, () => client.closed());
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(client.received().goaway).toBe(ENHANCE_YOUR_CALM);
+    // Cut once the head has been in progress for the timeout (checked every quarter of it); 10 s allows for a busy machine.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+    expect(await health(api.port)).toBe(200);
+  });
+
+  it('a HEADERS frame whose payload trickles in one byte at a time', async () => {
+    const api = await startApi(LIMITS);
+    const client = await rawH2(api.port);
+    const headers = frame(0x1, 0x4, 1, requestHead(HELD_PATH));
+    client.socket.write(Buffer.concat([PREFACE, frame(0x4, 0, 0), headers.subarray(0, 10)]));
+    let sent = 10;
+    const trickle = setInterval(() => {
+      if (!client.socket.destroyed && sent < headers.length - 1) client.socket.write(headers.subarray(sent, ++sent));
+    }, 150);
+    try {
+      await until('the server to close the session whose HEADERS frame trickles', 10_000, () => client.closed());
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(client.received().goaway).toBe(ENHANCE_YOUR_CALM);
+  });
+
+  it('a connection preface sent one byte at a time', async () => {
+    const api = await startApi(LIMITS);
+    const client = await rawH2(api.port);
+    let sent = 0;
+    const trickle = setInterval(() => {
+      if (!client.socket.destroyed && sent < PREFACE.length - 1) client.socket.write(PREFACE.subarray(sent, ++sent));
+    }, 150);
+    try {
+      await until('the server to close the session whose preface trickles', 10_000, () => client.closed());
+    } finally {
+      clearInterval(trickle);
+    }
+  });
+
+  it('does not cut a session that sits idle between complete requests, however long past the headers timeout', async () => {
+    const api = await startApi(LIMITS);
+    const session = http2.connect(api.url, { ca: ca.cert, servername: 'localhost' });
+    session.on('error', () => undefined);
+    const get = async (): Promise<number> => {
+      const stream = session.request({ ':method': 'GET', ':path': '/health' });
+      const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+      stream.resume();
+      await once(stream, 'end');
+      return Number(headers[':status']);
+    };
+    try {
+      expect(await get()).toBe(200);
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      expect(session.closed || session.destroyed).toBe(false);
+      expect(await get()).toBe(200);
+    } finally {
+      session.close();
+    }
+  });
+});
+
+describe('HTTP/2 stream cap across a listener', () => {
+  it('refuses streams beyond maxListenerStreams over all sessions with REFUSED_STREAM, and admits new ones once streams close', async () => {
+    const api = await startApi({ maxListenerStreams: 6, maxConcurrentStreams: 5 });
+    const head = requestHead(HELD_PATH);
+    // Five held streams on one session, then five on another: each within the per-session cap of 5.
+    const first = await rawH2(api.port);
+    first.socket.write(Buffer.concat([PREFACE, frame(0x4, 0, 0), ...[1, 3, 5, 7, 9].map((id) => frame(0x1, 0x4, id, head))]));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const second = await rawH2(api.port);
+    second.socket.write(Buffer.concat([PREFACE, frame(0x4, 0, 0), ...[1, 3, 5, 7, 9].map((id) => frame(0x1, 0x4, id, head))]));
+    await until('the streams beyond the listener cap to be refused', 10_000, () => second.received().refused.length >= 4);
+    expect(first.received().refused).toEqual([]);
+    expect(second.received().refused).toEqual([3, 5, 7, 9]);
+    expect(second.received().goaway).toBeUndefined();
+
+    // The first session's five streams go with it: the second session may open streams again.
+    first.socket.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    second.socket.write(Buffer.concat([11, 13, 15].map((id) => frame(0x1, 0x4, id, head))));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(second.received().refused).toEqual([3, 5, 7, 9]);
+    second.socket.destroy();
+  });
+});
+
 describe('body progress: a trickled body is cut off even without a request timeout', () => {
   it('object store, one byte every 200 ms under a valid signature', async () => {
     const { server, credentials } = await startStore({ bodyProgressTimeoutMs: 500, bodyMinBytes: 1024 });
