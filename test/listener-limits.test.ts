@@ -10,7 +10,15 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '@connectrpc/connect';
-import { openApiTokenStore, openClusterRegistry, startApiServer, startTunnelEndpoint, type TunnelEndpoint } from '@airlock/control-plane';
+import {
+  openActionQueue,
+  openApiTokenStore,
+  openClusterRegistry,
+  startApiServer,
+  startDispatchServer,
+  startTunnelEndpoint,
+  type TunnelEndpoint,
+} from '@airlock/control-plane';
 import { startTunnelAgent } from '@airlock/data-plane';
 import { signRequest } from '@airlock/crypto';
 import { createAwsKms } from '@airlock/kms';
@@ -20,6 +28,7 @@ import { createObjectStoreServer, resolveObjectStoreServerConfig, type ObjectSto
 import {
   clusterIdentityUri,
   createCertificateAuthority,
+  createConnectionBudget,
   issueClientCertificate,
   issueServerCertificate,
   type CertificateKeyPair,
@@ -196,6 +205,45 @@ describe('connection caps: refused sockets are destroyed at once', () => {
     const { sockets, refused } = await openRaw(tunnel.port, 7, 500);
     expect(refused).toBe(3);
     for (const socket of sockets) socket.destroy();
+  });
+});
+
+describe('the control plane\'s shared connection budget', () => {
+  it('a flood on the tunnel port spends the budget the API and dispatch listeners share, so they refuse new clients too; they serve again once it goes', async () => {
+    // 30 public connections for the three listeners together, far below each one's own caps.
+    const budget = createConnectionBudget({ descriptorLimit: 40, reserve: 10 });
+    expect(budget.maxPublicConnections).toBe(30);
+    const stateDir = join(dir, `cp-budget-${kmsCount++}`);
+    await mkdir(stateDir, { recursive: true });
+    const database = await openTestDatabase(stateDir, logs.log);
+    closers.push(() => database.close());
+    const registry = openClusterRegistry({ ca, database, log: logs.log });
+    const queue = await openActionQueue({ database, log: logs.log });
+    closers.push(() => queue.close());
+    const slow: ListenerLimitsOptions = { handshakeTimeoutMs: 60_000 };
+    const tunnel = await startTunnelEndpoint({ tls: leaf, ca: ca.cert, log: logs.log, isClusterAllowed: () => true, limits: slow, connectionBudget: budget });
+    closers.push(() => tunnel.close());
+    const dispatch = await startDispatchServer({ tls: leaf, ca: ca.cert, registry, queue, log: logs.log, limits: slow, connectionBudget: budget });
+    closers.push(() => dispatch.close());
+    const api = await startApiServer({ tls: leaf, tokens: openApiTokenStore({ database, log: logs.log }), registry, log: logs.log, limits: slow, connectionBudget: budget });
+    closers.push(() => api.close());
+    expect(await health(api.port)).toBe(200);
+    await until('the health check\'s connection to be released', 5000, () => budget.inUse() === 0);
+
+    const flood = await openRaw(tunnel.port, 35, 500);
+    try {
+      expect(flood.refused).toBe(5);
+      expect(budget.inUse()).toBe(30);
+      // The other two listeners are nowhere near their own caps, yet refuse: the process has no budget left.
+      expect((await openRaw(api.port, 1, 300)).refused).toBe(1);
+      expect((await openRaw(dispatch.port, 1, 300)).refused).toBe(1);
+      await expect(health(api.port)).rejects.toMatchObject({ code: expect.stringMatching(/^(ECONNRESET|EPIPE)$/) as string });
+    } finally {
+      for (const socket of flood.sockets) socket.destroy();
+    }
+    await until('the flood\'s connections to be released', 5000, () => budget.inUse() === 0);
+    expect(await health(api.port)).toBe(200);
+    expect(await health(dispatch.port)).toBe(200);
   });
 });
 

@@ -19,6 +19,7 @@ import {
   type ControlPlaneKey,
 } from '@airlock/control-plane';
 import { listenerLimitsFromEnv } from '@airlock/pki';
+import { processConnectionBudget } from '../internal/connection-budget.js';
 import { layout, LOCAL_CLUSTER_NAME, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { ensureLocalCa, issueLocalServerCertificate, openLocalControlPlaneKey, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
@@ -183,6 +184,10 @@ export async function startLocalControlPlane(
     await ensureClientToken(dataDir, tokens, log);
     await ensureLocalBootstrapToken(dataDir, registry, log);
 
+    // One budget for the three public listeners: near the descriptor limit they refuse new clients
+    // while the reserve stays for the database, logs and the control plane's own connections.
+    const budget = await processConnectionBudget();
+    const shared = budget === undefined ? {} : { connectionBudget: budget };
     const tunnelTls = await issueLocalServerCertificate(ca);
     const tunnel = await startTunnelEndpoint({
       tls: tunnelTls,
@@ -191,6 +196,7 @@ export async function startLocalControlPlane(
       port: options.tunnelPort,
       log,
       limits: listenerLimitsFromEnv(env, 'tunnel'),
+      ...shared,
       isClusterAllowed: (cluster, fingerprint) => registry.isClusterAllowed(cluster, fingerprint),
     });
     closers.push(() => tunnel.close());
@@ -203,6 +209,7 @@ export async function startLocalControlPlane(
       queue,
       log,
       limits: listenerLimitsFromEnv(env, 'dispatch'),
+      ...shared,
     });
     closers.push(() => dispatch.close());
     const runs = await openRunService({
@@ -230,6 +237,7 @@ export async function startLocalControlPlane(
       runs,
       log,
       limits: listenerLimitsFromEnv(env, 'api'),
+      ...shared,
     });
     closers.push(() => api.close());
 
