@@ -25,6 +25,7 @@ import { ensureLocalCa, issueLocalServerCertificate, openLocalControlPlaneKey, t
 import { print } from '../internal/output.js';
 import type { ControlPlaneDatabaseInfo } from '@airlock/verify';
 import { announceReady, restrictFileCreationMode, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
+import { logRateLimit, type LogRateFlags } from '../internal/log-flags.js';
 
 /** Where the control plane keeps its state. PostgreSQL when a URL is given, else the data directory's encrypted SQLite file. */
 export interface DatabaseFlags extends ControlPlaneKeyFlags {
@@ -36,7 +37,7 @@ export interface DatabaseFlags extends ControlPlaneKeyFlags {
   readonly dbAllowPlaintextSocket?: boolean;
 }
 
-export interface ControlPlaneServeOptions extends DatabaseFlags {
+export interface ControlPlaneServeOptions extends DatabaseFlags, LogRateFlags {
   readonly dataDir?: string;
   readonly host: string;
   readonly apiPort: number;
@@ -273,7 +274,7 @@ export async function runControlPlaneServe(options: ControlPlaneServeOptions): P
   restrictFileCreationMode();
   const dataDir = resolveDataDir(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const log = createLogger({ name: 'control-plane', level: options.logLevel });
+  const log = createLogger({ name: 'control-plane', level: options.logLevel, rateLimit: logRateLimit(options) });
   const plane = await startLocalControlPlane(dataDir, options, log);
   const child = process.connected;
   // Stop signals are trapped before anything says "Press Ctrl-C": a Ctrl-C right after it must stop the plane, not kill it.
