@@ -10,7 +10,15 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '@connectrpc/connect';
-import { openApiTokenStore, openClusterRegistry, startApiServer, startTunnelEndpoint, type TunnelEndpoint } from '@airlock/control-plane';
+import {
+  openActionQueue,
+  openApiTokenStore,
+  openClusterRegistry,
+  startApiServer,
+  startDispatchServer,
+  startTunnelEndpoint,
+  type TunnelEndpoint,
+} from '@airlock/control-plane';
 import { startTunnelAgent } from '@airlock/data-plane';
 import { signRequest } from '@airlock/crypto';
 import { createAwsKms } from '@airlock/kms';
@@ -20,6 +28,7 @@ import { createObjectStoreServer, resolveObjectStoreServerConfig, type ObjectSto
 import {
   clusterIdentityUri,
   createCertificateAuthority,
+  createConnectionBudget,
   issueClientCertificate,
   issueServerCertificate,
   type CertificateKeyPair,
@@ -199,6 +208,45 @@ describe('connection caps: refused sockets are destroyed at once', () => {
   });
 });
 
+describe('the control plane\'s shared connection budget', () => {
+  it('a flood on the tunnel port spends the budget the API and dispatch listeners share, so they refuse new clients too; they serve again once it goes', async () => {
+    // 30 public connections for the three listeners together, far below each one's own caps.
+    const budget = createConnectionBudget({ descriptorLimit: 40, reserve: 10 });
+    expect(budget.maxPublicConnections).toBe(30);
+    const stateDir = join(dir, `cp-budget-${kmsCount++}`);
+    await mkdir(stateDir, { recursive: true });
+    const database = await openTestDatabase(stateDir, logs.log);
+    closers.push(() => database.close());
+    const registry = openClusterRegistry({ ca, database, log: logs.log });
+    const queue = await openActionQueue({ database, log: logs.log });
+    closers.push(() => queue.close());
+    const slow: ListenerLimitsOptions = { handshakeTimeoutMs: 60_000 };
+    const tunnel = await startTunnelEndpoint({ tls: leaf, ca: ca.cert, log: logs.log, isClusterAllowed: () => true, limits: slow, connectionBudget: budget });
+    closers.push(() => tunnel.close());
+    const dispatch = await startDispatchServer({ tls: leaf, ca: ca.cert, registry, queue, log: logs.log, limits: slow, connectionBudget: budget });
+    closers.push(() => dispatch.close());
+    const api = await startApiServer({ tls: leaf, tokens: openApiTokenStore({ database, log: logs.log }), registry, log: logs.log, limits: slow, connectionBudget: budget });
+    closers.push(() => api.close());
+    expect(await health(api.port)).toBe(200);
+    await until('the health check\'s connection to be released', 5000, () => budget.inUse() === 0);
+
+    const flood = await openRaw(tunnel.port, 35, 500);
+    try {
+      expect(flood.refused).toBe(5);
+      expect(budget.inUse()).toBe(30);
+      // The other two listeners are nowhere near their own caps, yet refuse: the process has no budget left.
+      expect((await openRaw(api.port, 1, 300)).refused).toBe(1);
+      expect((await openRaw(dispatch.port, 1, 300)).refused).toBe(1);
+      await expect(health(api.port)).rejects.toMatchObject({ code: expect.stringMatching(/^(ECONNRESET|EPIPE)$/) as string });
+    } finally {
+      for (const socket of flood.sockets) socket.destroy();
+    }
+    await until('the flood\'s connections to be released', 5000, () => budget.inUse() === 0);
+    expect(await health(api.port)).toBe(200);
+    expect(await health(dispatch.port)).toBe(200);
+  });
+});
+
 /** An HTTP/2 frame: 9-byte header (RFC 9113 §4.1) and payload. */
 function frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
   const header = Buffer.alloc(9);
@@ -309,6 +357,160 @@ describe('header timeout', () => {
       clearInterval(trickle);
     }
     expect(answer.startsWith('HTTP/1.1 408')).toBe(true);
+  });
+});
+
+/** What a raw HTTP/2 client received: the streams refused, and the first GOAWAY's error code, if one came. */
+interface RawH2Received {
+  readonly refused: number[];
+  readonly goaway: number | undefined;
+}
+
+/** A raw HTTP/2 client over TLS (ALPN h2) that sends exactly the bytes it is given, and parses what comes back. */
+async function rawH2(port: number): Promise<{ socket: tls.TLSSocket; received: () => RawH2Received; closed: () => boolean }> {
+  const socket = await tlsHandshake(port, ['h2']);
+  expect(socket.alpnProtocol).toBe('h2');
+  const chunks: Buffer[] = [];
+  let closed = false;
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  socket.on('error', () => undefined);
+  socket.once('close', () => (closed = true));
+  const received = (): RawH2Received => {
+    const bytes = Buffer.concat(chunks);
+    const refused: number[] = [];
+    let goaway: number | undefined;
+    for (let at = 0; at + 9 <= bytes.length; ) {
+      const length = bytes.readUIntBE(at, 3);
+      if (at + 9 + length > bytes.length) break;
+      const type = bytes[at + 3];
+      const id = bytes.readUInt32BE(at + 5) & 0x7fffffff;
+      // RST_STREAM REFUSED_STREAM (0x7); GOAWAY carries its error code after the last stream id.
+      if (type === 0x3 && bytes.readUInt32BE(at + 9) === 0x7) refused.push(id);
+      if (type === 0x7) goaway ??= bytes.readUInt32BE(at + 13);
+      at += 9 + length;
+    }
+    return { refused, goaway };
+  };
+  return { socket, received, closed: () => closed };
+}
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+/**
+ * HPACK (RFC 7541 §6.1, §6.2.2): indexed :method POST (3) and :scheme https (7); :path (4), :authority (1)
+ * and content-type (31: a 4-bit prefix, 15 then 16) as literals without indexing, with indexed names.
+ */
+function requestHead(path: string): Buffer {
+  const literal = (prefix: readonly number[], value: string): Buffer => Buffer.concat([Buffer.from([...prefix, value.length]), Buffer.from(value, 'latin1')]);
+  return Buffer.concat([Buffer.from([0x83, 0x87]), literal([0x04], path), literal([0x01], 'localhost'), literal([0x0f, 0x10], 'application/json')]);
+}
+/** An RPC whose handler waits for the request body, so a stream that never sends one stays open. */
+const HELD_PATH = '/airlock.v1.AirlockService/Health';
+const ENHANCE_YOUR_CALM = 0xb;
+
+describe('HTTP/2 header timeout: a request head is cut off after headersTimeoutMs, not the idle timeout', () => {
+  // The idle timeout stays at its default (120 s), so only the headers timeout can end these within the waits.
+  const LIMITS: ListenerLimitsOptions = { headersTimeoutMs: 500 };
+
+  it('a HEADERS frame without END_HEADERS, then CONTINUATION frames one at a time, then silence: GOAWAY ENHANCE_YOUR_CALM and closed', async () => {
+    const api = await startApi(LIMITS);
+    const client = await rawH2(api.port);
+    const head = requestHead(HELD_PATH);
+    // Each CONTINUATION is a complete frame, which resets Node's own session timer. Five of them:
+    // nghttp2 itself ends a session after 8, and that must not be what ends this one.
+    client.socket.write(Buffer.concat([PREFACE, frame(0x4, 0, 0), frame(0x1, 0, 1, head.subarray(0, 2))]));
+    let sent = 2;
+    const trickle = setInterval(() => {
+      if (client.socket.destroyed || sent >= 2 + 5) return;
+      client.socket.write(frame(0x9, 0, 1, head.subarray(sent, sent + 1)));
+      sent++;
+    }, 150);
+    const started = Date.now();
+    try {
+      await until('the server to close the session whose head never ends', 10_000, () => client.closed());
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(client.received().goaway).toBe(ENHANCE_YOUR_CALM);
+    // Cut once the head has been in progress for the timeout (checked every quarter of it); 10 s allows for a busy machine.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+    expect(await health(api.port)).toBe(200);
+  });
+
+  it('a HEADERS frame whose payload trickles in one byte at a time', async () => {
+    const api = await startApi(LIMITS);
+    const client = await rawH2(api.port);
+    const headers = frame(0x1, 0x4, 1, requestHead(HELD_PATH));
+    client.socket.write(Buffer.concat([PREFACE, frame(0x4, 0, 0), headers.subarray(0, 10)]));
+    let sent = 10;
+    const trickle = setInterval(() => {
+      if (!client.socket.destroyed && sent < headers.length - 1) client.socket.write(headers.subarray(sent, ++sent));
+    }, 150);
+    try {
+      await until('the server to close the session whose HEADERS frame trickles', 10_000, () => client.closed());
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(client.received().goaway).toBe(ENHANCE_YOUR_CALM);
+  });
+
+  it('a connection preface sent one byte at a time', async () => {
+    const api = await startApi(LIMITS);
+    const client = await rawH2(api.port);
+    let sent = 0;
+    const trickle = setInterval(() => {
+      if (!client.socket.destroyed && sent < PREFACE.length - 1) client.socket.write(PREFACE.subarray(sent, ++sent));
+    }, 150);
+    try {
+      await until('the server to close the session whose preface trickles', 10_000, () => client.closed());
+    } finally {
+      clearInterval(trickle);
+    }
+  });
+
+  it('does not cut a session that sits idle between complete requests, however long past the headers timeout', async () => {
+    const api = await startApi(LIMITS);
+    const session = http2.connect(api.url, { ca: ca.cert, servername: 'localhost' });
+    session.on('error', () => undefined);
+    const get = async (): Promise<number> => {
+      const stream = session.request({ ':method': 'GET', ':path': '/health' });
+      const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+      stream.resume();
+      await once(stream, 'end');
+      return Number(headers[':status']);
+    };
+    try {
+      expect(await get()).toBe(200);
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      expect(session.closed || session.destroyed).toBe(false);
+      expect(await get()).toBe(200);
+    } finally {
+      session.close();
+    }
+  });
+});
+
+describe('HTTP/2 stream cap across a listener', () => {
+  it('refuses streams beyond maxListenerStreams over all sessions with REFUSED_STREAM, and admits new ones once streams close', async () => {
+    const api = await startApi({ maxListenerStreams: 6, maxConcurrentStreams: 5 });
+    const head = requestHead(HELD_PATH);
+    // Five held streams on one session, then five on another: each within the per-session cap of 5.
+    const first = await rawH2(api.port);
+    first.socket.write(Buffer.concat([PREFACE, frame(0x4, 0, 0), ...[1, 3, 5, 7, 9].map((id) => frame(0x1, 0x4, id, head))]));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const second = await rawH2(api.port);
+    second.socket.write(Buffer.concat([PREFACE, frame(0x4, 0, 0), ...[1, 3, 5, 7, 9].map((id) => frame(0x1, 0x4, id, head))]));
+    await until('the streams beyond the listener cap to be refused', 10_000, () => second.received().refused.length >= 4);
+    expect(first.received().refused).toEqual([]);
+    expect(second.received().refused).toEqual([3, 5, 7, 9]);
+    expect(second.received().goaway).toBeUndefined();
+
+    // The first session's five streams go with it: the second session may open streams again.
+    first.socket.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    second.socket.write(Buffer.concat([11, 13, 15].map((id) => frame(0x1, 0x4, id, head))));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(second.received().refused).toEqual([3, 5, 7, 9]);
+    second.socket.destroy();
   });
 });
 

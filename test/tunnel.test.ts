@@ -28,6 +28,12 @@ const AGENT_FIXTURE = fileURLToPath(new URL('../packages/data-plane/test/fixture
 
 
 
+/**
+ * Both ends' heartbeat defaults: a PING every 1 s, and a connection whose PING is unanswered for 2 s is
+ * dropped, so a silent peer is noticed within 3 s. Timed checks below allow twice that.
+ */
+const HEARTBEAT_DETECTION_MS = 1000 + 2000;
+
 function sameBytes(actual: Uint8Array, expected: Uint8Array): boolean {
   return Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength).equals(expected);
 }
@@ -231,12 +237,10 @@ describe('tunnel round trip with the agent in its own process', () => {
   });
 
   it('detects a frozen agent within a few seconds (PING timeout), and the agent reconnects once it runs again', async () => {
-    const started = Date.now();
     child.kill('SIGSTOP');
     try {
-      await eventually('the frozen tunnel to be dropped', 8000, () => (endpoint.clusters().includes(cluster) ? undefined : true));
-      const detectedMs = Date.now() - started;
-      expect(detectedMs).toBeLessThan(5000);
+      // Twice the contract leaves room for a busy machine; without the heartbeat it never happens.
+      await eventually('the frozen tunnel to be dropped', 2 * HEARTBEAT_DETECTION_MS, () => (endpoint.clusters().includes(cluster) ? undefined : true));
       expect(cpLogs.lines.some((line) => line.event === 'tunnel.heartbeat_timeout' && line.cluster === cluster)).toBe(true);
       expect(() => endpoint.transportFor(cluster)).toThrow(expect.objectContaining({ code: 'UNAVAILABLE' }));
     } finally {
@@ -255,9 +259,7 @@ describe('tunnel round trip with the agent in its own process', () => {
     expect(child.exitCode).toBeNull();
     ({ endpoint, logs: cpLogs } = await startEndpoint(port));
     expect(endpoint.port).toBe(port);
-    const started = Date.now();
     await endpoint.waitForCluster(cluster, 10_000);
-    expect(Date.now() - started).toBeLessThan(10_000);
     const echo = createClient(EchoService, endpoint.transportFor(cluster, 'grpc'));
     expect(sameBytes((await echo.echo({ payload: new Uint8Array([7]) })).payload, new Uint8Array([7]))).toBe(true);
     expect(childLines.some((line) => line.event === 'tunnel.connect_failed')).toBe(true);
@@ -492,15 +494,15 @@ describe('revocation, certificate rotation and silent network loss (agent in pro
       await endpoint.waitForCluster(cluster, 10_000);
       expect(agent.stats().established).toBe(1);
 
-      const started = Date.now();
       for (const { a, b } of pipes) {
         a.unpipe(b);
         b.unpipe(a);
         a.pause();
         b.pause();
       }
-      await eventually('the agent to re-establish the tunnel', 10_000, () => (agent.stats().established >= 2 ? true : undefined));
-      expect(Date.now() - started).toBeLessThan(6000);
+      // The agent's heartbeat drops the silent connection within HEARTBEAT_DETECTION_MS, and it redials
+      // after at most backoffMaxMs (500 ms); twice that leaves room for a busy machine.
+      await eventually('the agent to re-establish the tunnel', 2 * (HEARTBEAT_DETECTION_MS + 500), () => (agent.stats().established >= 2 ? true : undefined));
       expect(agentLogs.lines.some((line) => line.event === 'tunnel.heartbeat_timeout')).toBe(true);
       await eventually('the control plane to drop the silent connection', 5000, () =>
         logs.lines.some((line) => line.event === 'tunnel.heartbeat_timeout' && line.cluster === cluster) ? true : undefined,

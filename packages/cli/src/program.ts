@@ -44,6 +44,12 @@ function addDatabaseOptions(command: Command): Command {
 }
 
 /** The control plane's root key: it wraps the database keys and seals the local CA key. */
+/** The rate limit of repeated log lines (docs/listener-limits.md, "Log volume"); unset flags keep the logger's defaults. */
+const logRateWindowOption = (): Option =>
+  new Option('--log-rate-window <ms>', 'repeated log lines: length of the window, per kind of line (default 10000)').argParser(positiveInteger);
+const logRateBurstOption = (): Option =>
+  new Option('--log-rate-burst <lines>', 'repeated log lines: lines of one kind written per window, the rest counted in one summary line (default 20)').argParser(positiveInteger);
+
 function addControlPlaneKeyOptions(command: Command): Command {
   return command
     .option('--cp-key-file <path>', "the control plane's root key file (base64, 0600); default <data-dir>/control-plane/cp-root.key, created on first start")
@@ -68,6 +74,8 @@ export function createProgram(): Command {
     .option('--kms-port <port>', 'KMS port', port, 9443)
     .option('--s3-port <port>', 'object store port', port, 9000)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'))
+    .addOption(logRateWindowOption())
+    .addOption(logRateBurstOption())
     .action(async (options: Parameters<typeof runUp>[0]) => runUp(options));
   program
     .command('down')
@@ -121,6 +129,8 @@ export function createProgram(): Command {
     .option('--tunnel-port <port>', 'tunnel port (0 = any free port)', port, 8445)
     .option('--run-lease <seconds>', 'a run whose data plane is not heard from for this long, while its action waits, ends FAILED (DATA_PLANE_LOST)', positiveInteger, 120)
     .addOption(logLevelOption('info'))
+    .addOption(logRateWindowOption())
+    .addOption(logRateBurstOption())
     .action(async (options: Parameters<typeof runControlPlaneServe>[0]) => runControlPlaneServe(options));
   addControlPlaneKeyOptions(addDatabaseOptions(
     controlPlane
@@ -152,6 +162,8 @@ export function createProgram(): Command {
     .option('--agent-key-id <key>', "the data plane's KMS key that seals the agent's private key (created if it is a missing alias)", 'alias/airlock/data-plane')
     .option('--register-timeout <ms>', 'how long to wait for registration and the tunnel', positiveInteger, 60_000)
     .addOption(logLevelOption('info'))
+    .addOption(logRateWindowOption())
+    .addOption(logRateBurstOption())
     .action(async (options: Omit<Parameters<typeof runDataPlaneServe>[0], 'registerTimeoutMs'> & { registerTimeout: number }) => {
       const { registerTimeout, ...rest } = options;
       await runDataPlaneServe({ ...rest, registerTimeoutMs: registerTimeout });
@@ -166,7 +178,9 @@ export function createProgram(): Command {
       .option('--host <host>', 'address to listen on', '127.0.0.1')
       .option('--port <port>', 'port to listen on (0 = any free port)', port, 9443)
       .option('--region <region>', 'AWS region in ARNs and signatures', 'us-east-1')
-      .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
+      .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
+      .addOption(logRateWindowOption())
+      .addOption(logRateBurstOption()),
   )).action(async (options: Parameters<typeof runKmsServe>[0]) => {
     await runKmsServe(options);
   });
@@ -185,6 +199,8 @@ export function createProgram(): Command {
     .option('--port <port>', 'port to listen on (0 = any free port)', port, 9000)
     .option('--kms <endpoint>', "KMS endpoint (default: the data directory's KMS)")
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
+    .addOption(logRateWindowOption())
+    .addOption(logRateBurstOption())
     .action(async (options: Parameters<typeof runObjectStoreServe>[0]) => {
       await runObjectStoreServe(options);
     });

@@ -1,5 +1,6 @@
 // End to end: `airlock kms serve` in its own process, driven by `airlock keys …` and `airlock kms audit verify`.
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -87,5 +88,47 @@ describe('airlock kms serve + airlock keys', () => {
 
   it('stops gracefully on Ctrl-C', async () => {
     expect(await interrupt(serve.child)).toBe(0);
+  });
+});
+
+/** An unsigned KMS call: refused (MissingAuthenticationToken), and logged at debug as one `KMS request` line. */
+async function unsignedCall(endpoint: string, ca: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${endpoint}/`, { method: 'POST', ca, agent: false, headers: { 'content-type': 'application/x-amz-json-1.1' } }, (res) => {
+      res.resume();
+      res.once('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.once('error', reject);
+    req.end('{}');
+  });
+}
+
+describe('airlock kms serve --log-rate-burst / --log-rate-window', () => {
+  it('writes at most the burst of one kind of line per window, and counts the rest', async () => {
+    const own = await mkdtemp(join(tmpdir(), 'airlock-cli-kms-log-'));
+    const limited = await startCli(
+      ['kms', 'serve', '--data-dir', own, '--port', '0', '--log-level', 'debug', '--log-rate-burst', '3', '--log-rate-window', '60000'],
+      /Press Ctrl-C/,
+    );
+    try {
+      const endpoint = JSON.parse(await readFile(join(own, 'kms', 'endpoint.json'), 'utf8')) as { endpoint: string; caBundle: string };
+      const ca = await readFile(endpoint.caBundle, 'utf8');
+      // Ten lines of one kind in one window: three written (the default burst, 20, would write all ten).
+      for (let i = 0; i < 10; i++) expect(await unsignedCall(endpoint.endpoint, ca)).toBe(400);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const written = (): number => limited.output().split('\n').filter((line) => line.includes('"msg":"KMS request"')).length;
+      expect(written()).toBe(3);
+    } finally {
+      await interrupt(limited.child);
+      await rm(own, { recursive: true, force: true });
+    }
+    // The seven held back are counted at exit, in one line.
+    expect(limited.output()).toMatch(/"suppressed":7\b/);
+  });
+
+  it('refuses a burst that is not a positive integer', async () => {
+    const result = await runCli(['kms', 'serve', '--data-dir', dir, '--port', '0', '--log-rate-burst', '0']);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/--log-rate-burst.*must be a positive integer/);
   });
 });

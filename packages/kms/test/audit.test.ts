@@ -1,23 +1,80 @@
 // The KMS audit log: one sealed, hash-chained record per operation, and offline verification that catches every kind of tampering.
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '@airlock/common';
 import { aesGcmDecrypt, hkdfSha256 } from '@airlock/crypto';
 import { verifyKmsAudit } from '../src/server.js';
 import { startTestKms, type TestKms } from './helpers.js';
 
-let kms: TestKms;
+// Every test gets its own copy of one prepared store whose log holds the same 15 records
+// (recordOperations), and a server of its own when it needs one, so that no test depends on what an
+// earlier one did to a server or a log.
+let seed: TestKms;
+let keyArn: string;
+let otherArn: string;
 let dataDir: string;
 let auditPath: string;
+let copyRoot: string;
+let kms: TestKms | undefined;
 beforeAll(async () => {
-  kms = await startTestKms();
-  dataDir = join(kms.dir, 'kms');
-  auditPath = join(dataDir, 'audit.log');
+  seed = await startTestKms();
+  ({ keyArn, otherArn } = await recordOperations(seed));
+  await seed.server.close();
 });
 afterAll(async () => {
-  await kms.stop();
+  await seed?.stop();
 });
+beforeEach(async () => {
+  copyRoot = await mkdtemp(join(tmpdir(), 'airlock-kms-audit-'));
+  dataDir = join(copyRoot, 'kms');
+  await cp(join(seed.dir, 'kms'), dataDir, { recursive: true });
+  auditPath = join(dataDir, 'audit.log');
+  kms = undefined;
+});
+afterEach(async () => {
+  await kms?.stop();
+  await rm(copyRoot, { recursive: true, force: true });
+});
+
+/** A server of this test's own, on this test's copy of the store (dataDir and auditPath are then the server's). */
+async function startServer(): Promise<TestKms> {
+  const started = await startTestKms({}, dataDir);
+  kms = started;
+  dataDir = join(started.dir, 'kms');
+  auditPath = join(dataDir, 'audit.log');
+  return started;
+}
+
+/** Fifteen operations, successful or not, each one audit record (numbered as in the log). */
+async function recordOperations(target: TestKms): Promise<{ keyArn: string; otherArn: string }> {
+  const client = target.client();
+  const key = await client.createKey({ description: 'audited' }); // 1
+  const other = await client.createKey(); // 2
+  await client.describeKey(key.keyId); // 3
+  const dataKey = await client.generateDataKey(key.keyId, { bucket: 'b', key: 'k' }); // 4
+  await client.decrypt(dataKey.ciphertextBlob, { bucket: 'b', key: 'k' }); // 5
+  await client.disableKey(key.keyId); // 6
+  await expect(client.decrypt(dataKey.ciphertextBlob, { bucket: 'b', key: 'k' })).rejects.toMatchObject({ code: 'KMS_KEY_DISABLED' }); // 7
+  await client.enableKey(key.keyId); // 8
+  await client.createAlias('alias/audited', key.keyId); // 9
+  await expect(client.describeKey('alias/missing')).rejects.toMatchObject({ code: 'KMS_KEY_NOT_FOUND' }); // 10
+  await expect(client.decrypt(dataKey.ciphertextBlob, { bucket: 'other', key: 'k' })).rejects.toMatchObject({ code: 'KMS_INVALID_CIPHERTEXT' }); // 11
+  await expect(client.decrypt(dataKey.ciphertextBlob, { bucket: 'b', key: 'k' }, { keyId: other.keyId })).rejects.toMatchObject({
+    code: 'KMS_INCORRECT_KEY',
+  }); // 12
+  await client.rotateKeyOnDemand('alias/audited'); // 13
+  await expect(client.scheduleKeyDeletion(key.keyId, 6)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' }); // 14
+  await client.listKeys(); // 15
+  return { keyArn: key.arn, otherArn: other.arn };
+}
+
+/** This test's (closed) log, whole and as lines. */
+async function closedLog(): Promise<{ original: string; lines: string[] }> {
+  const original = await readFile(auditPath, 'utf8');
+  return { original, lines: original.split('\n').filter((line) => line.length > 0) };
+}
 
 interface DecodedRecord {
   readonly seq: number;
@@ -53,12 +110,8 @@ const verify = async (): Promise<{ ok: boolean; records: number; problems: reado
   verifyKmsAudit({ dataDir, logger: createLogger({ level: 'silent' }) });
 
 describe('KMS audit log', () => {
-  let keyArn = '';
-  let otherArn = '';
-  let lines: string[] = [];
-  let original = '';
-
   it('records every operation, successful or not, and verifies', async () => {
+<<<<<<< HEAD
     const client = kms.client();
     const key = await client.createKey({ description: 'audited' }); // 1
     keyArn = key.arn;
@@ -101,6 +154,16 @@ describe('KMS audit log', () => {
     expect(events.map((r) => all[all.indexOf(r) + 1]?.operation)).toEqual(['CreateKey', 'CreateKey', 'DisableKey', 'EnableKey', 'RotateKeyOnDemand']);
     const records = all.filter((r) => r.operation !== 'AirlockKeyStateChange');
     const caller = kms.credentials.accessKeyId;
+=======
+    const result = await (await startServer()).server.verifyAudit();
+    expect(result).toMatchObject({ ok: true, records: 15, problems: [] });
+  });
+
+  it('each record names the operation, key ARN and version, caller, context and outcome', async () => {
+    const records = await decodeAuditLog();
+    const caller = seed.credentials.accessKeyId;
+    expect(records.map((r) => r.seq)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+>>>>>>> hardening
     expect(records.every((r) => r.accessKeyId === caller)).toBe(true);
     expect(records.every((r) => r.sourceIp === '127.0.0.1' || r.sourceIp === '::ffff:127.0.0.1')).toBe(true);
     expect(records.map((r) => [r.operation, r.keyArn, r.outcome])).toEqual([
@@ -126,11 +189,17 @@ describe('KMS audit log', () => {
   });
 
   it('offline verification accepts the untouched log', async () => {
+<<<<<<< HEAD
     await kms.server.close();
     original = await readFile(auditPath, 'utf8');
     lines = original.split('\n').filter((line) => line.length > 0);
     expect(lines).toHaveLength(20);
     expect(await verify()).toMatchObject({ ok: true, records: 20, problems: [] });
+=======
+    const { lines } = await closedLog();
+    expect(lines).toHaveLength(15);
+    expect(await verify()).toMatchObject({ ok: true, records: 15, problems: [] });
+>>>>>>> hardening
   });
 
   const tampering: Array<[string, (lines: string[]) => string[]]> = [
@@ -153,24 +222,24 @@ describe('KMS audit log', () => {
   ];
 
   it('offline verification of a directory without a KMS store fails, and creates nothing there', async () => {
-    const empty = join(kms.dir, 'not-a-kms');
+    const empty = join(copyRoot, 'not-a-kms');
     await mkdir(empty);
     await expect(verifyKmsAudit({ dataDir: empty, logger: createLogger({ level: 'silent' }) })).rejects.toMatchObject({ code: 'NOT_FOUND' });
     expect(await readdir(empty)).toEqual([]);
   });
 
   it.each(tampering)('offline verification rejects: %s', async (_name, tamper) => {
-    await writeFile(auditPath, `${tamper([...lines]).join('\n')}\n`);
-    try {
-      const result = await verify();
-      expect(result.ok).toBe(false);
-      expect(result.problems.length).toBeGreaterThan(0);
-    } finally {
-      await writeFile(auditPath, original);
-    }
+    const { lines } = await closedLog();
+    await writeFile(auditPath, `${tamper(lines).join('\n')}\n`);
+    const result = await verify();
+    expect(result.ok).toBe(false);
+    expect(result.problems.length).toBeGreaterThan(0);
   });
 
   it('the server refuses to start on a tampered log, and resumes on the intact one', async () => {
+    const kms = await startServer();
+    await kms.server.close();
+    const { original, lines } = await closedLog();
     await writeFile(auditPath, `${lines.slice(0, -1).join('\n')}\n`);
     await expect(kms.restart()).rejects.toMatchObject({ code: 'CIPHERTEXT_AUTH_FAILED' });
     await writeFile(auditPath, original);
@@ -182,6 +251,7 @@ describe('KMS audit log', () => {
     expect(last).toMatchObject({ seq: 21, operation: 'DescribeKey', keyArn, outcome: 'Success' });
   });
   it('a final append cut short by a crash is not tampering: verify notes it, and the KMS cuts it off and continues the chain', async () => {
+    const kms = await startServer();
     await kms.server.close();
     const intact = await readFile(auditPath, 'utf8');
     const before = await verify();

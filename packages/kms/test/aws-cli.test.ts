@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startTestKms, type TestKms } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
@@ -66,14 +66,24 @@ afterAll(async () => {
 
 describe('embedded KMS via the real AWS CLI v2', () => {
   const context = JSON.stringify({ bucket: 'reports', key: 'q3.csv' });
+  // Each test works on a key and data key of its own, made through the SDK (quicker than the CLI), so
+  // that no test depends on what an earlier one did.
   let keyId = '';
   let keyArn = '';
-  let dataKey: { plaintext: string; blobArg: string; blob: string } | undefined;
+  let dataKey: { plaintext: string; blobArg: string; blob: string };
+  beforeEach(async () => {
+    const client = kms.client();
+    const key = await client.createKey({ description: 'cli test fixture' });
+    ({ keyId, arn: keyArn } = key);
+    const generated = await client.generateDataKey(keyId, JSON.parse(context) as Record<string, string>);
+    const blob = Buffer.from(generated.ciphertextBlob).toString('base64');
+    dataKey = { plaintext: Buffer.from(generated.plaintext).toString('base64'), blob, blobArg: await blobFile(blob) };
+  });
 
   it('create-key → describe-key → generate-data-key → decrypt', async () => {
     const created = (await awsKms('create-key', '--description', 'cli test')).KeyMetadata as Record<string, unknown>;
-    keyId = created.KeyId as string;
-    keyArn = created.Arn as string;
+    const keyId = created.KeyId as string;
+    const keyArn = created.Arn as string;
     expect(created).toMatchObject({ KeyState: 'Enabled', Enabled: true, Description: 'cli test', KeyUsage: 'ENCRYPT_DECRYPT' });
     expect(keyArn).toBe(`arn:aws:kms:us-east-1:111122223333:key/${keyId}`);
 
@@ -85,15 +95,14 @@ describe('embedded KMS via the real AWS CLI v2', () => {
     const plaintext = generated.Plaintext as string;
     expect(Buffer.from(plaintext, 'base64').byteLength).toBe(32);
     expect(blobVersion(generated.CiphertextBlob)).toBe(1);
-    dataKey = { plaintext, blob: generated.CiphertextBlob as string, blobArg: await blobFile(generated.CiphertextBlob) };
+    const blobArg = await blobFile(generated.CiphertextBlob);
 
-    const opened = await awsKms('decrypt', '--ciphertext-blob', dataKey.blobArg, '--encryption-context', context);
+    const opened = await awsKms('decrypt', '--ciphertext-blob', blobArg, '--encryption-context', context);
     expect(opened.Plaintext).toBe(plaintext);
     expect(opened.KeyId).toBe(keyArn);
   }, 60_000);
 
   it('disable-key makes decrypt fail with DisabledException; enable-key restores it', async () => {
-    if (dataKey === undefined) throw new Error('depends on the previous test');
     expect(await awsKms('disable-key', '--key-id', keyId)).toEqual({});
     const failure = await awsKmsError('decrypt', '--ciphertext-blob', dataKey.blobArg, '--encryption-context', context);
     expect(failure).toEqual({ exitCode: SERVICE_ERROR_EXIT, errorType: 'DisabledException', operation: 'Decrypt' });
@@ -113,7 +122,6 @@ describe('embedded KMS via the real AWS CLI v2', () => {
   }, 60_000);
 
   it('after a rotation, blobs made before it still decrypt and new ones use version 2', async () => {
-    if (dataKey === undefined) throw new Error('depends on the first test');
     // The Debian CLI (2.9.x) predates RotateKeyOnDemand (2024), so the rotation itself goes through the SDK.
     const client = kms.client();
     await client.rotateKeyOnDemand(keyId);
@@ -131,11 +139,12 @@ describe('embedded KMS via the real AWS CLI v2', () => {
   }, 60_000);
 
   it('list-keys and list-aliases include the key', async () => {
+    await kms.client().createAlias('alias/cli-list', keyId);
     const keys = (await awsKms('list-keys')).Keys as Array<Record<string, unknown>>;
     expect(keys).toContainEqual({ KeyId: keyId, KeyArn: keyArn });
     const aliases = (await awsKms('list-aliases')).Aliases as Array<Record<string, unknown>>;
     expect(aliases).toContainEqual(
-      expect.objectContaining({ AliasName: 'alias/cli-test', AliasArn: 'arn:aws:kms:us-east-1:111122223333:alias/cli-test', TargetKeyId: keyId }),
+      expect.objectContaining({ AliasName: 'alias/cli-list', AliasArn: 'arn:aws:kms:us-east-1:111122223333:alias/cli-list', TargetKeyId: keyId }),
     );
   }, 60_000);
 

@@ -44,20 +44,25 @@ describe('data-key cache', () => {
     const dk = await client.generateDataKey(key.keyId, {});
     await cached.decrypt(dk.ciphertextBlob, {});
     await client.disableKey(key.keyId);
+    // The contract: no decrypt that starts more than the bound after the key was disabled is served
+    // from memory. Measured on when each call started, not when it ended, so a slow machine cannot fail it.
     const disabledAt = Date.now();
-    let refusedAfter = -1;
-    while (Date.now() - disabledAt < 3000) {
+    let lastServedStartMs = -1;
+    let refused = false;
+    while (Date.now() - disabledAt < 3 * KILL_SWITCH_BOUND_MS) {
+      const startedMs = Date.now() - disabledAt;
       try {
         await cached.decrypt(dk.ciphertextBlob, {});
+        lastServedStartMs = startedMs;
       } catch (error) {
         expect(error).toMatchObject({ code: 'KMS_KEY_DISABLED' });
-        refusedAfter = Date.now() - disabledAt;
+        refused = true;
         break;
       }
       await sleep(20);
     }
-    expect(refusedAfter).toBeGreaterThanOrEqual(0);
-    expect(refusedAfter).toBeLessThanOrEqual(KILL_SWITCH_BOUND_MS + 50);
+    expect(refused, 'a decrypt was refused after the key was disabled').toBe(true);
+    expect(lastServedStartMs).toBeLessThanOrEqual(KILL_SWITCH_BOUND_MS + 10); // 10 ms: the two clocks' rounding
   });
 
   it('drives envelope encryption through a KMS key (KeyWrapper), with the kill switch reaching the data', async () => {

@@ -1,5 +1,5 @@
 // Test helpers: a real KMS server over real TLS in a temporary directory, with a movable clock and captured logs.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, Redactor } from '@airlock/common';
@@ -22,8 +22,13 @@ export interface TestKms {
   stop(): Promise<void>;
 }
 
-export async function startTestKms(overrides: Partial<KmsServerOptions> = {}): Promise<TestKms> {
+/**
+ * A KMS on a new temporary directory. `seedDataDir` is a closed KMS data directory to start from (a
+ * copy: the seed is never changed), so that tests can share a prepared store without sharing state.
+ */
+export async function startTestKms(overrides: Partial<KmsServerOptions> = {}, seedDataDir?: string): Promise<TestKms> {
   const dir = await mkdtemp(join(tmpdir(), 'airlock-kms-'));
+  if (seedDataDir !== undefined) await cp(seedDataDir, join(dir, 'kms'), { recursive: true });
   const ca = await createCertificateAuthority();
   const tls = await issueServerCertificate({ ca, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   const clock = { offsetMs: 0 };

@@ -34,6 +34,15 @@ export interface S3ObjectStoreOptions {
   readonly presignExpiresInSeconds?: number;
   /** @default 3 */
   readonly maxAttempts?: number;
+  /**
+   * A call fails with TIMEOUT when its connection takes this long to open, or then carries no bytes
+   * either way for this long: a store that accepted the connection but never answers (stopped, or
+   * out of descriptors), or one that stops in the middle of a body. A download that has started
+   * fails as a stream error of the same kind (`AirlockError.from` gives TIMEOUT). An upload or a
+   * download that keeps moving is never cut, however long it takes. Each attempt has its own
+   * timeout. @default 30000
+   */
+  readonly requestTimeoutMs?: number;
 }
 
 export type ResolvedS3ObjectStoreConfig = DeepReadonly<{
@@ -44,6 +53,7 @@ export type ResolvedS3ObjectStoreConfig = DeepReadonly<{
   forcePathStyle: boolean;
   presignExpiresInSeconds: number;
   maxAttempts: number;
+  requestTimeoutMs: number;
 }>;
 
 /** Seven days: the longest SigV4 presigned URL S3 accepts. */
@@ -61,6 +71,7 @@ export function resolveS3ObjectStoreConfig(options: S3ObjectStoreOptions = {}): 
     forcePathStyle: options.forcePathStyle ?? options.endpoint !== undefined,
     presignExpiresInSeconds: configCheck.integer('objectStore.presignExpiresInSeconds', options.presignExpiresInSeconds ?? 3600, 1, MAX_PRESIGN_SECONDS),
     maxAttempts: configCheck.integer('objectStore.maxAttempts', options.maxAttempts ?? 3, 1, 10),
+    requestTimeoutMs: configCheck.integer('objectStore.requestTimeoutMs', options.requestTimeoutMs ?? 30_000, 100, 3_600_000),
   });
 }
 
@@ -83,7 +94,10 @@ export function createS3ObjectStore(options: S3ObjectStoreOptions | ResolvedS3Ob
     ...(config.credentials === undefined ? {} : { credentials: { ...config.credentials } }),
     forcePathStyle: config.forcePathStyle,
     maxAttempts: config.maxAttempts,
-    requestHandler: new NodeHttpHandler({ httpsAgent: agent }),
+    // Inactivity, not a deadline for the whole call (which a 5 GiB upload may rightly exceed): the
+    // socket timeout fires when no bytes move either way, the connection timeout when a connection
+    // does not open. Without them a call waits for ever on a store that accepted it and went silent.
+    requestHandler: new NodeHttpHandler({ httpsAgent: agent, connectionTimeout: config.requestTimeoutMs, socketTimeout: config.requestTimeoutMs }),
   });
   const call = async <T>(send: () => Promise<T>): Promise<T> => {
     try {

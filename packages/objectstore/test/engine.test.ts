@@ -17,6 +17,9 @@ afterAll(async () => {
   await stack.stop();
 });
 
+/** How long after a KMS key is disabled the engine may still serve objects under it (its cached bucket keys' lifetime). */
+const KILL_SWITCH_MS = 1000;
+
 const body = (bytes: Buffer | string): Readable => Readable.from([Buffer.from(bytes)]);
 
 async function walk(dir: string): Promise<string[]> {
@@ -145,21 +148,26 @@ describe('storage engine', () => {
     expect(engine.headObject('kill-switch', 'k').encryption).toEqual({ algorithm: 'aws:kms', kmsKeyArn: key.arn, bucketKeyEnabled: true });
 
     await stack.kms.disableKey(key.keyId);
+    // The contract: no GET that starts more than KILL_SWITCH_MS after the key was disabled is served.
+    // Measured on when each GET started, not when it ended, so a slow machine cannot fail it.
     const disabledAt = Date.now();
-    let refusedAfter = -1;
-    while (Date.now() - disabledAt < 3000) {
+    let lastServedStartMs = -1;
+    let refused = false;
+    while (Date.now() - disabledAt < 3 * KILL_SWITCH_MS) {
+      const startedMs = Date.now() - disabledAt;
       try {
         await buffer((await engine.getObject('kill-switch', 'k')).body);
+        lastServedStartMs = startedMs;
       } catch (error) {
         expect(error).toMatchObject({ code: 'KMS_KEY_DISABLED' });
         expect(String((error as Error).message)).toContain(key.arn);
-        refusedAfter = Date.now() - disabledAt;
+        refused = true;
         break;
       }
       await sleep(25);
     }
-    expect(refusedAfter).toBeGreaterThanOrEqual(0);
-    expect(refusedAfter).toBeLessThanOrEqual(1050);
+    expect(refused, 'a GET was refused after the key was disabled').toBe(true);
+    expect(lastServedStartMs).toBeLessThanOrEqual(KILL_SWITCH_MS + 10); // 10 ms: the two clocks' rounding
     await expect(engine.putObject({ bucket: 'kill-switch', key: 'k2', body: body('x') })).rejects.toMatchObject({ code: 'KMS_KEY_DISABLED' });
     expect(() => engine.headObject('kill-switch', 'k2')).toThrow(expect.objectContaining({ code: 'OBJECT_NOT_FOUND' }) as Error);
 
@@ -173,7 +181,8 @@ describe('storage engine', () => {
     await stack.kms.enableKey(key.keyId);
   });
 
-  it('with bucket keys, 1,000 GETs of distinct objects cost at most 2 KMS calls', async () => {
+  // How fast the GETs are is reported by bench/engine-reads.ts, not asserted here.
+  it('with bucket keys and live key events, 1,000 GETs of distinct objects cost at most 2 KMS calls, however long they take', async () => {
     const { engine } = stack;
     await engine.createBucket('bucket-keys');
     for (let i = 0; i < 1000; i++) await engine.putObject({ bucket: 'bucket-keys', key: `o/${i}`, body: body(`object ${i}`) });

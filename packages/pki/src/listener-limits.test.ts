@@ -12,6 +12,9 @@ describe('resolveListenerLimits', () => {
     expect(Object.isFrozen(resolved)).toBe(true);
     expect(resolveListenerLimits({ requestTimeoutMs: 0 }, 'x').requestTimeoutMs).toBe(0);
     expect(http2ServerSettings(resolved)).toMatchObject({ maxConcurrentStreams: 100 });
+    expect(resolved.maxListenerStreams).toBe(16_384);
+    expect(listenerLimitsFromEnv({ AIRLOCK_LISTENER_API_MAX_LISTENER_STREAMS: '2000' }, 'api')).toEqual({ maxListenerStreams: 2000 });
+    expect(() => resolveListenerLimits({ maxListenerStreams: 0 }, 'api.limits')).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }) as Error);
   });
 
   it('refuses bad values with CONFIG_INVALID naming the option', () => {

@@ -1,6 +1,6 @@
 // Listener hardening shared by every Airlock TLS listener: timeouts, connection and stream caps, and destroying every socket they refuse.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import http2, { type Http2SecureServer, type SecureServerOptions, type ServerHttp2Stream, type Settings } from 'node:http2';
+import http2, { type Http2SecureServer, type Http2Session, type SecureServerOptions, type ServerHttp2Session, type ServerHttp2Stream, type Settings } from 'node:http2';
 import https from 'node:https';
 import type { Server as NetServer, Socket } from 'node:net';
 import tls, { type TLSSocket, type TlsOptions } from 'node:tls';
@@ -17,7 +17,13 @@ export interface ListenerLimitsOptions {
    * destroyed, never answered (it has no TLS session to carry an answer). @default 10000
    */
   readonly handshakeTimeoutMs?: number;
-  /** HTTP/1.1: time allowed to send a request's head (request line and headers); slowloris guard. @default 30000 */
+  /**
+   * Time allowed to send a request's head; slowloris guard. HTTP/1.1: the request line and headers
+   * (answered 408). HTTP/2: the connection preface and SETTINGS, once the TLS session is up, and then
+   * each request's HEADERS and CONTINUATION frames, from the first HEADERS frame of a stream to its
+   * END_HEADERS (the session is cut with GOAWAY ENHANCE_YOUR_CALM, within 1¼ × this time).
+   * @default 30000
+   */
   readonly headersTimeoutMs?: number;
   /**
    * Time allowed to receive a whole request, head and body; 0 disables it (the object store, whose
@@ -48,6 +54,13 @@ export interface ListenerLimitsOptions {
   readonly maxConnectionsPerAddress?: number;
   /** HTTP/2: concurrent streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS). RFC 9113 §6.5.2 recommends at least 100. @default 100 */
   readonly maxConcurrentStreams?: number;
+  /**
+   * HTTP/2: concurrent streams over all of this listener's connections; a stream beyond it is
+   * refused with RST_STREAM REFUSED_STREAM before any handler sees it. A held stream costs about
+   * 23 KiB, so the default bounds what streams can hold to about 370 MiB per listener, where
+   * `maxConnections` × `maxConcurrentStreams` alone would allow 9 GiB. @default 16384
+   */
+  readonly maxListenerStreams?: number;
 }
 
 export type ResolvedListenerLimits = DeepReadonly<Required<ListenerLimitsOptions>>;
@@ -64,6 +77,7 @@ export const DEFAULT_LISTENER_LIMITS: ResolvedListenerLimits = Object.freeze({
   maxConnections: 4096,
   maxConnectionsPerAddress: 1024,
   maxConcurrentStreams: 100,
+  maxListenerStreams: 16_384,
 });
 
 const HOUR_MS = 3_600_000;
@@ -92,6 +106,7 @@ export function resolveListenerLimits(
     maxConnections: int('maxConnections', 1, 1_000_000),
     maxConnectionsPerAddress: int('maxConnectionsPerAddress', 1, 1_000_000),
     maxConcurrentStreams: int('maxConcurrentStreams', 1, 2 ** 31 - 1),
+    maxListenerStreams: int('maxListenerStreams', 1, 10_000_000),
   };
   // Node refuses a head timeout longer than the whole-request timeout; say so in our own terms.
   if (resolved.requestTimeoutMs > 0 && resolved.headersTimeoutMs > resolved.requestTimeoutMs) {
@@ -406,7 +421,7 @@ function http1TimeoutOptions(limits: ResolvedListenerLimits): { headersTimeout: 
   return {
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
-    connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(shortest / 4))),
+    connectionsCheckingInterval: checkingInterval(shortest),
   };
 }
 
@@ -485,21 +500,106 @@ export function createLimitedHttp2Server(
     Object.assign(http1, http1TimeoutOptions(limits), { keepAliveTimeout: limits.keepAliveTimeoutMs });
     handleClientErrors(server, context, secured, report);
   }
-  server.on('stream', (stream: ServerHttp2Stream) => {
-    if (limits.requestTimeoutMs === 0 || stream.endAfterHeaders) return;
-    const timer = setTimeout(() => {
-      if (stream.destroyed || stream.readableEnded) return;
-      report('request_timeout', { protocol: 'h2' });
-      stream.close(http2.constants.NGHTTP2_CANCEL);
-    }, limits.requestTimeoutMs);
-    timer.unref();
-    stream.once('close', () => clearTimeout(timer));
-  });
+  server.on('session', (session: ServerHttp2Session) => watchHttp2Heads(session, context, report));
   server.on('request', (req: IncomingMessage | http2.Http2ServerRequest, res: ServerResponse | http2.Http2ServerResponse) => {
     if (!('stream' in req)) watchBodyProgress(req, context, report);
     handler(req, res);
   });
+  admitStreams(server, context, report);
   return listenerOf(server, sockets);
+}
+
+/** The highest stream id whose request head the session has completed (its 'stream' event). */
+const completedHead = new WeakMap<Http2Session, number>();
+
+/**
+ * The HTTP/2 headers timeout (ListenerLimitsOptions.headersTimeoutMs). Node's own timer on a session
+ * is reset by every complete frame, so a client that trickles CONTINUATION frames, or sends one
+ * HEADERS frame without END_HEADERS and goes quiet, is otherwise only cut by the idle timeout.
+ * nghttp2 counts a stream as processed (`lastProcStreamID`) as soon as the 9-byte header of its
+ * HEADERS frame arrives, while Node emits 'stream' only at END_HEADERS: the gap between the two is a
+ * head in progress. Streams refused by the stream caps never count. Checked on a timer per session,
+ * so a head is cut between headersTimeoutMs and 1¼ × headersTimeoutMs after it began.
+ */
+function watchHttp2Heads(session: ServerHttp2Session, context: ListenerContext, report: Report): void {
+  const { headersTimeoutMs } = context.limits;
+  const startedAt = Date.now();
+  let settings = false;
+  session.once('remoteSettings', () => (settings = true));
+  // The stream id whose head was first seen in progress, and when.
+  let pending: { id: number; since: number } | undefined;
+  const cut = (stage: 'preface' | 'headers'): void => {
+    clearInterval(timer);
+    const socket = session.socket as AnySocket | undefined;
+    report('request_timeout', { protocol: 'h2', stage, remoteAddress: socket?.remoteAddress });
+    session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    session.destroy();
+    // GOAWAY is written as the session ends; a client that does not read it must not keep the socket.
+    if (socket !== undefined) destroyAfter(socket, ERROR_ANSWER_LINGER_MS);
+  };
+  const timer = setInterval(() => {
+    if (session.destroyed) {
+      clearInterval(timer);
+      return;
+    }
+    const now = Date.now();
+    if (!settings) {
+      // The connection preface (and the SETTINGS frame in it) has not all arrived.
+      if (now - startedAt >= headersTimeoutMs) cut('preface');
+      return;
+    }
+    const processed = session.state.lastProcStreamID ?? 0;
+    if (processed <= (completedHead.get(session) ?? 0)) {
+      pending = undefined;
+      return;
+    }
+    if (pending === undefined || pending.id !== processed) pending = { id: processed, since: now };
+    else if (now - pending.since >= headersTimeoutMs) cut('headers');
+  }, checkingInterval(headersTimeoutMs));
+  timer.unref();
+  session.once('close', () => clearInterval(timer));
+}
+
+/** How often a timeout of `ms` is checked: a quarter of it, between 50 ms and 30 s. */
+function checkingInterval(ms: number): number {
+  return Math.max(50, Math.min(30_000, Math.floor(ms / 4)));
+}
+
+/**
+ * Every stream of an HTTP/2 listener passes here before any handler sees it: the listener-wide
+ * stream cap (maxListenerStreams), the per-stream request timeout, and the record of completed heads
+ * for watchHttp2Heads. Node's compatibility layer ('request') is one of the server's 'stream'
+ * listeners; like guardConnections, it is moved behind the check, so that a refused stream never
+ * reaches a handler.
+ */
+function admitStreams(server: Http2SecureServer, context: ListenerContext, report: Report): void {
+  const { limits } = context;
+  let open = 0;
+  const inner = server.rawListeners('stream') as Array<(this: Http2SecureServer, ...args: unknown[]) => void>;
+  server.removeAllListeners('stream');
+  server.on('stream', function admit(this: Http2SecureServer, stream: ServerHttp2Stream, ...rest: unknown[]) {
+    const session = stream.session;
+    if (session !== undefined) completedHead.set(session, Math.max(completedHead.get(session) ?? 0, stream.id ?? 0));
+    if (open >= limits.maxListenerStreams) {
+      report('stream_refused', { reason: 'listener-stream-cap' });
+      // Node reports a stream closed with an error code as an 'error' on it; no handler will ever listen.
+      stream.on('error', () => undefined);
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    open++;
+    stream.once('close', () => open--);
+    if (limits.requestTimeoutMs > 0 && !stream.endAfterHeaders) {
+      const timer = setTimeout(() => {
+        if (stream.destroyed || stream.readableEnded) return;
+        report('request_timeout', { protocol: 'h2' });
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+      }, limits.requestTimeoutMs);
+      timer.unref();
+      stream.once('close', () => clearTimeout(timer));
+    }
+    for (const listener of inner) listener.call(this, stream, ...rest);
+  });
 }
 
 /** A TLS listener whose sockets are handed over to the caller (the tunnel), with the listener limits applied. */

@@ -19,11 +19,13 @@ import {
   type ControlPlaneKey,
 } from '@airlock/control-plane';
 import { listenerLimitsFromEnv } from '@airlock/pki';
+import { processConnectionBudget } from '../internal/connection-budget.js';
 import { layout, LOCAL_CLUSTER_NAME, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { ensureLocalCa, issueLocalServerCertificate, openLocalControlPlaneKey, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
 import type { ControlPlaneDatabaseInfo } from '@airlock/verify';
 import { announceReady, restrictFileCreationMode, serveUntilSignalled, type PlaneEndpoint } from '../internal/plane-process.js';
+import { logRateLimit, type LogRateFlags } from '../internal/log-flags.js';
 
 /** Where the control plane keeps its state. PostgreSQL when a URL is given, else the data directory's encrypted SQLite file. */
 export interface DatabaseFlags extends ControlPlaneKeyFlags {
@@ -35,7 +37,7 @@ export interface DatabaseFlags extends ControlPlaneKeyFlags {
   readonly dbAllowPlaintextSocket?: boolean;
 }
 
-export interface ControlPlaneServeOptions extends DatabaseFlags {
+export interface ControlPlaneServeOptions extends DatabaseFlags, LogRateFlags {
   readonly dataDir?: string;
   readonly host: string;
   readonly apiPort: number;
@@ -183,6 +185,10 @@ export async function startLocalControlPlane(
     await ensureClientToken(dataDir, tokens, log);
     await ensureLocalBootstrapToken(dataDir, registry, log);
 
+    // One budget for the three public listeners: near the descriptor limit they refuse new clients
+    // while the reserve stays for the database, logs and the control plane's own connections.
+    const budget = await processConnectionBudget();
+    const shared = budget === undefined ? {} : { connectionBudget: budget };
     const tunnelTls = await issueLocalServerCertificate(ca);
     const tunnel = await startTunnelEndpoint({
       tls: tunnelTls,
@@ -191,6 +197,7 @@ export async function startLocalControlPlane(
       port: options.tunnelPort,
       log,
       limits: listenerLimitsFromEnv(env, 'tunnel'),
+      ...shared,
       isClusterAllowed: (cluster, fingerprint) => registry.isClusterAllowed(cluster, fingerprint),
     });
     closers.push(() => tunnel.close());
@@ -203,6 +210,7 @@ export async function startLocalControlPlane(
       queue,
       log,
       limits: listenerLimitsFromEnv(env, 'dispatch'),
+      ...shared,
     });
     closers.push(() => dispatch.close());
     const runs = await openRunService({
@@ -230,6 +238,7 @@ export async function startLocalControlPlane(
       runs,
       log,
       limits: listenerLimitsFromEnv(env, 'api'),
+      ...shared,
     });
     closers.push(() => api.close());
 
@@ -265,7 +274,7 @@ export async function runControlPlaneServe(options: ControlPlaneServeOptions): P
   restrictFileCreationMode();
   const dataDir = resolveDataDir(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const log = createLogger({ name: 'control-plane', level: options.logLevel });
+  const log = createLogger({ name: 'control-plane', level: options.logLevel, rateLimit: logRateLimit(options) });
   const plane = await startLocalControlPlane(dataDir, options, log);
   const child = process.connected;
   // Stop signals are trapped before anything says "Press Ctrl-C": a Ctrl-C right after it must stop the plane, not kill it.

@@ -24,8 +24,9 @@ import { announceReady, planeFlagsHint, restrictFileCreationMode, serveUntilSign
 import type { ControlPlaneEndpointFile } from './control-plane.js';
 import { startLocalKms } from './kms.js';
 import { startLocalObjectStore } from './objectstore.js';
+import { logRateLimit, type LogRateFlags } from '../internal/log-flags.js';
 
-export interface DataPlaneServeOptions extends ControlPlaneKeyFlags {
+export interface DataPlaneServeOptions extends ControlPlaneKeyFlags, LogRateFlags {
   readonly dataDir?: string;
   readonly host: string;
   readonly kmsPort: number;
@@ -180,7 +181,7 @@ export async function runDataPlaneServe(options: DataPlaneServeOptions): Promise
   restrictFileCreationMode();
   const dataDir = resolveDataDir(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const log = createLogger({ name: 'data-plane', level: options.logLevel });
+  const log = createLogger({ name: 'data-plane', level: options.logLevel, rateLimit: logRateLimit(options) });
   const plane = await startLocalDataPlane(dataDir, options, log);
   const child = process.connected;
   // Stop signals are trapped before anything says "Press Ctrl-C": a Ctrl-C right after it must stop the plane, not kill it.

@@ -10,6 +10,7 @@ import { rootKeySourceFromFlags } from '../internal/root-key-flags.js';
 import type { KmsEndpointFile } from '../internal/kms-client.js';
 import { print, printJson } from '../internal/output.js';
 import { restrictFileCreationMode, serveUntilSignalled } from '../internal/plane-process.js';
+import { logRateLimit, type LogRateFlags } from '../internal/log-flags.js';
 
 export interface RootKeyFlags {
   readonly rootKeyFile?: string;
@@ -22,7 +23,7 @@ export function rootKeyFromFlags(flags: RootKeyFlags, env: NodeJS.ProcessEnv = p
   return rootKeySourceFromFlags('root-key', { file: flags.rootKeyFile, env: flags.rootKeyEnv, passphraseEnv: flags.rootKeyPassphraseEnv }, env);
 }
 
-export interface KmsServeOptions extends RootKeyFlags, ControlPlaneKeyFlags {
+export interface KmsServeOptions extends RootKeyFlags, ControlPlaneKeyFlags, LogRateFlags {
   readonly dataDir?: string;
   readonly host: string;
   readonly port: number;
@@ -78,7 +79,7 @@ export async function runKmsServe(options: KmsServeOptions): Promise<void> {
   restrictFileCreationMode();
   const dataDir = resolveDataDir(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const log = createLogger({ name: 'kms', level: options.logLevel });
+  const log = createLogger({ name: 'kms', level: options.logLevel, rateLimit: logRateLimit(options) });
   const budget = await processConnectionBudget();
   const { server, endpoint } = await startLocalKms(dataDir, { ...options, ...(budget === undefined ? {} : { connectionBudget: budget }) }, log);
   const stopped = serveUntilSignalled('the KMS', () => server.close());

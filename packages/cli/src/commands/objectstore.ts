@@ -10,6 +10,7 @@ import { parseCredentialsFile, readKmsEndpoint } from '../internal/kms-client.js
 import { issueLocalServerCertificate, loadLocalCa, type ControlPlaneKeyFlags } from '../internal/local-ca.js';
 import { print } from '../internal/output.js';
 import { planeFlagsHint, restrictFileCreationMode, serveUntilSignalled } from '../internal/plane-process.js';
+import { logRateLimit, type LogRateFlags } from '../internal/log-flags.js';
 
 export interface ObjectStoreEndpointFile {
   readonly endpoint: string;
@@ -19,7 +20,7 @@ export interface ObjectStoreEndpointFile {
   readonly profile: string;
 }
 
-export interface ObjectStoreServeOptions extends ControlPlaneKeyFlags {
+export interface ObjectStoreServeOptions extends ControlPlaneKeyFlags, LogRateFlags {
   readonly dataDir?: string;
   readonly host: string;
   readonly port: number;
@@ -90,7 +91,7 @@ export async function runObjectStoreServe(options: ObjectStoreServeOptions): Pro
   restrictFileCreationMode();
   const dataDir = resolveDataDir(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const log = createLogger({ name: 'objectstore', level: options.logLevel });
+  const log = createLogger({ name: 'objectstore', level: options.logLevel, rateLimit: logRateLimit(options) });
   const budget = await processConnectionBudget();
   const { endpoint, close } = await startLocalObjectStore(dataDir, { ...options, ...(budget === undefined ? {} : { connectionBudget: budget }) }, log);
   const stopped = serveUntilSignalled('the object store', () => close());

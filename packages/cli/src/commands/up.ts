@@ -11,6 +11,7 @@ import { formatTable, print, printJson } from '../internal/output.js';
 import { isPlaneReadyMessage, planeExecArgv, type PlaneReadyMessage } from '../internal/plane-process.js';
 import { overallHealth, probeStack, type ServiceHealth } from '../internal/stack-health.js';
 import type { ControlPlaneEndpointFile, DatabaseFlags } from './control-plane.js';
+import { logRateArgs, logRateLimit, type LogRateFlags } from '../internal/log-flags.js';
 
 /** What `airlock up` writes to endpoints.json: the shape verify reads, with the plane pids and the token file always set. */
 type UpEndpointsFile = EndpointsFile & {
@@ -23,7 +24,7 @@ const HEAP_SNAPSHOT_SIGNAL = 'SIGUSR2';
 
 type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
-export interface UpOptions extends DatabaseFlags {
+export interface UpOptions extends DatabaseFlags, LogRateFlags {
   readonly dataDir?: string;
   readonly apiPort: number;
   readonly dispatchPort: number;
@@ -164,9 +165,9 @@ export async function runUp(options: UpOptions): Promise<void> {
   }
   print(`Starting Airlock in ${dataDir} …`);
   // Created here, before either plane starts, so the two never race to create it.
-  await loadLocalCa(dataDir, options, createLogger({ name: 'airlock', level: options.logLevel }));
+  await loadLocalCa(dataDir, options, createLogger({ name: 'airlock', level: options.logLevel, rateLimit: logRateLimit(options) }));
 
-  const common = ['--data-dir', dataDir, '--log-level', options.logLevel];
+  const common = ['--data-dir', dataDir, '--log-level', options.logLevel, ...logRateArgs(options)];
   // The database URL may carry a password: it travels in the environment, not in argv (readable in /proc).
   const controlPlane = new PlaneProcess(
     'control plane',

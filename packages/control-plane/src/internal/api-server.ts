@@ -1,6 +1,6 @@
 // The control plane's public API listener: AirlockService over Connect, gRPC and gRPC-web, plus GET /health, on one TLS port.
 import { configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
-import { resolveListenerLimits, type ListenerLimitsOptions, type PemInput, type ResolvedListenerLimits } from '@airlock/pki';
+import { resolveListenerLimits, type ConnectionBudget, type ListenerLimitsOptions, type PemInput, type ResolvedListenerLimits } from '@airlock/pki';
 import { createApiService, type ClusterStatusSource } from './api-service.js';
 import type { ApiTokenStore } from './api-tokens.js';
 import type { ClusterRegistry } from './cluster-registry.js';
@@ -28,6 +28,11 @@ export interface ApiServerOptions {
   readonly readMaxBytes?: number;
   /** Timeouts, connection caps and the HTTP/2 stream cap (see @airlock/pki ListenerLimitsOptions). @default DEFAULT_LISTENER_LIMITS */
   readonly limits?: ListenerLimitsOptions;
+  /**
+   * The process-wide budget of public connections, shared with the process's other listeners
+   * (createConnectionBudget in @airlock/pki). @default none (only this listener's own caps)
+   */
+  readonly connectionBudget?: ConnectionBudget;
 }
 
 /** Plain settings are deeply frozen; the collaborators (objects with behaviour) are passed through as given. */
@@ -43,6 +48,7 @@ export type ResolvedApiServerConfig = DeepReadonly<{
   readonly registry: ClusterRegistry;
   readonly clusterStatus: ClusterStatusSource | undefined;
   readonly runs: RunService | undefined;
+  readonly connectionBudget: ConnectionBudget | undefined;
   readonly log: Logger;
 };
 
@@ -67,7 +73,7 @@ export function resolveApiServerConfig(options: ApiServerOptions): ResolvedApiSe
     limits: resolveListenerLimits(options.limits, 'api.limits'),
   });
   if (options.runs !== undefined && typeof options.runs?.createRun !== 'function') throw configError('api.runs', 'must be a RunService');
-  return Object.freeze({ ...settings, tokens: options.tokens, registry: options.registry, clusterStatus: options.clusterStatus, runs: options.runs, log: options.log });
+  return Object.freeze({ ...settings, tokens: options.tokens, registry: options.registry, clusterStatus: options.clusterStatus, runs: options.runs, connectionBudget: options.connectionBudget, log: options.log });
 }
 
 /** Starts the API listener and resolves once it is listening. */
@@ -91,6 +97,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<Connect
     readMaxBytes: config.readMaxBytes,
     fallback: healthFallback(config.version),
     limits: config.limits,
+    ...(config.connectionBudget === undefined ? {} : { connectionBudget: config.connectionBudget }),
     log: config.log,
   });
 }

@@ -28,6 +28,7 @@ import {
   describeTlsSocket,
   resolveListenerLimits,
   tlsServerOptions,
+  type ConnectionBudget,
   type ListenerLimitsOptions,
   type PemInput,
   type ResolvedListenerLimits,
@@ -87,6 +88,11 @@ export interface ConnectServerOptions {
    * @default DEFAULT_LISTENER_LIMITS
    */
   readonly limits?: ListenerLimitsOptions;
+  /**
+   * The process-wide budget of public connections, shared with the process's other listeners
+   * (createConnectionBudget in @airlock/pki). @default none (only this listener's own caps)
+   */
+  readonly connectionBudget?: ConnectionBudget;
   readonly log: Logger;
 }
 
@@ -103,7 +109,7 @@ export type ResolvedConnectServerConfig = DeepReadonly<{
   fallback: NodeHandlerFn | undefined;
   limits: ResolvedListenerLimits;
   log: Logger;
-}>;
+}> & { readonly connectionBudget: ConnectionBudget | undefined };
 
 export interface ConnectServer {
   /** `https://host:port`. */
@@ -122,7 +128,7 @@ export function resolveConnectServerConfig(options: ConnectServerOptions): Resol
   if (options.clientCertificates !== undefined && (typeof options.clientCertificates !== 'object' || options.clientCertificates.ca === undefined)) {
     throw configError(`${name}.clientCertificates.ca`, 'is required');
   }
-  return freezeConfig({
+  const resolved = freezeConfig({
     name,
     tls: { cert: options.tls.cert, key: options.tls.key },
     clientCertificates: options.clientCertificates,
@@ -136,6 +142,8 @@ export function resolveConnectServerConfig(options: ConnectServerOptions): Resol
     limits: resolveListenerLimits(options.limits, `${name}.limits`),
     log: options.log,
   });
+  // A collaborator shared with the process's other listeners: passed through, never frozen or copied.
+  return Object.freeze({ ...resolved, connectionBudget: options.connectionBudget });
 }
 
 /** The TLS socket under a request, for HTTP/2 and HTTP/1.1 alike. */
@@ -201,7 +209,7 @@ export async function startConnectServer(options: ConnectServerOptions): Promise
       allowHTTP1: true,
     },
     handler,
-    { name, log: options.log, limits: config.limits },
+    { name, log: options.log, limits: config.limits, ...(config.connectionBudget === undefined ? {} : { budget: config.connectionBudget }) },
   );
   const { server } = listener;
   server.on('tlsClientError', (error: Error, socket: TLSSocket) => {

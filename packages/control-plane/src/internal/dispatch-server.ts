@@ -4,6 +4,7 @@ import {
   DEFAULT_LISTENER_LIMITS,
   parseClusterIdentity,
   resolveListenerLimits,
+  type ConnectionBudget,
   type ListenerLimitsOptions,
   type PemInput,
   type ResolvedListenerLimits,
@@ -38,6 +39,11 @@ export interface DispatchServerOptions {
    * @default DEFAULT_LISTENER_LIMITS with idleTimeoutMs at least maxPollWaitMs + 60000
    */
   readonly limits?: ListenerLimitsOptions;
+  /**
+   * The process-wide budget of public connections, shared with the process's other listeners
+   * (createConnectionBudget in @airlock/pki). @default none (only this listener's own caps)
+   */
+  readonly connectionBudget?: ConnectionBudget;
 }
 
 export type ResolvedDispatchServerConfig = DeepReadonly<{
@@ -49,7 +55,7 @@ export type ResolvedDispatchServerConfig = DeepReadonly<{
   maxPollWaitMs: number;
   readMaxBytes: number;
   limits: ResolvedListenerLimits;
-}> & { readonly registry: ClusterRegistry; readonly queue: ActionQueue; readonly log: Logger };
+}> & { readonly registry: ClusterRegistry; readonly queue: ActionQueue; readonly connectionBudget: ConnectionBudget | undefined; readonly log: Logger };
 
 /** The dispatch listener, plus what it learns about agents (a ClusterStatusSource for the API server). */
 export interface DispatchServer extends ConnectServer {
@@ -79,7 +85,7 @@ export function resolveDispatchServerConfig(options: DispatchServerOptions): Res
     readMaxBytes: configCheck.integer('dispatch.readMaxBytes', options.readMaxBytes ?? 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     limits: resolveListenerLimits(options.limits, 'dispatch.limits', { idleTimeoutMs: Math.max(DEFAULT_LISTENER_LIMITS.idleTimeoutMs, maxPollWaitMs + 60_000) }),
   });
-  return Object.freeze({ ...settings, registry: options.registry, queue: options.queue, log: options.log });
+  return Object.freeze({ ...settings, registry: options.registry, queue: options.queue, connectionBudget: options.connectionBudget, log: options.log });
 }
 
 /** Starts the dispatch listener and resolves once it is listening. */
@@ -114,6 +120,7 @@ export async function startDispatchServer(options: DispatchServerOptions): Promi
     // revoked certificate are closed, this is not).
     fallback: healthFallback(),
     limits: config.limits,
+    ...(config.connectionBudget === undefined ? {} : { connectionBudget: config.connectionBudget }),
     log,
   });
   return Object.freeze({

@@ -13,6 +13,7 @@ import {
   resolveListenerLimits,
   startHttp2Heartbeat,
   tlsServerOptions,
+  type ConnectionBudget,
   type ListenerLimitsOptions,
   type PemInput,
   type ResolvedListenerLimits,
@@ -60,6 +61,11 @@ export interface TunnelEndpointOptions {
    * @default DEFAULT_LISTENER_LIMITS
    */
   readonly limits?: ListenerLimitsOptions;
+  /**
+   * The process-wide budget of public connections, shared with the process's other listeners
+   * (createConnectionBudget in @airlock/pki). @default none (only this listener's own caps)
+   */
+  readonly connectionBudget?: ConnectionBudget;
   /** Options for the transports that `transportFor` returns. @default connect-es defaults */
   readonly transport?: TunnelTransportOptions;
 }
@@ -267,7 +273,8 @@ export async function startTunnelEndpoint(options: TunnelEndpointOptions): Promi
       // Only HTTP/2 runs over the tunnel; a client that cannot speak it fails in the handshake.
       ALPNProtocols: ['h2'],
     },
-    { name: 'tunnel', log: options.log, limits: config.limits },
+    // The budget is a collaborator shared with the process's other listeners, taken as given.
+    { name: 'tunnel', log: options.log, limits: config.limits, ...(options.connectionBudget === undefined ? {} : { budget: options.connectionBudget }) },
   );
   const { server } = listener;
   const clusters = new Map<string, ClusterEntry>();
