@@ -313,7 +313,10 @@ async function attack(
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'airlock-cli-attack-'));
-  up = await startCli(['up', '--data-dir', dir, ...PORT_FLAGS, '--log-level', 'info'], /Press Ctrl-C/, LIMITS_ENV);
+  // The tests count log lines (20 bogus tunnels closing, say): a burst above the default 20 keeps the
+  // rate limiter of repeated lines (tested on its own) from hiding one of them when an earlier attack
+  // made the agent's tunnel reconnect within the same window.
+  up = await startCli(['up', '--data-dir', dir, ...PORT_FLAGS, '--log-level', 'info', '--log-rate-burst', '1000'], /Press Ctrl-C/, LIMITS_ENV);
   file = await readUpFile();
   ca = await readFile(file.caBundle, 'utf8');
   token = (await readFile(join(dir, 'client', 'token'), 'utf8')).trim();
