@@ -1,5 +1,6 @@
 // AirlockError: the one error type every Airlock package throws, with a stable code from the catalogue.
 import { ERROR_CODES, isAirlockErrorCode, type AirlockErrorCode } from './error-codes.js';
+export type { AirlockErrorCode } from './error-codes.js';
 
 /** Structured, non-secret facts about an error (an option name, a limit). Safe to log and to send. */
 export type ErrorDetails = Readonly<Record<string, string | number | boolean>>;

@@ -82,6 +82,7 @@ describe('sealed inputs', () => {
     expect(await store.putInputs('team-a', runId, { name: 'hello' }, { sealed, keyId: storage.sealingKeys.io.keyId })).toEqual(result);
     const other = await sealInputs('team-a', 'hello', { name: 'Mallory' });
     expect(await codeOf(store.putInputs('team-a', runId, { name: 'hello' }, { sealed: other, keyId: storage.sealingKeys.io.keyId }))).toBe('ALREADY_EXISTS');
+    expect((await stored(`runs/team-a/${runId}/inputs`))?.equals(sealed)).toBe(true);
     // A task without inputs has an empty reference.
     expect(await store.readInputs('team-a', runId, '', 'hello')).toBeUndefined();
   });

@@ -15,6 +15,11 @@ export interface PutOptions {
   readonly encryption?: ObjectStoreEncryption;
   /** Body length, when known (lets the client send a plain, non-chunked upload). */
   readonly contentLength?: number;
+  /**
+   * `'*'`: create only, in one request (`If-None-Match: *`). When the key already holds an object the
+   * put fails with PRECONDITION_FAILED (WRITE_CONFLICT when a concurrent write of it won) and changes nothing.
+   */
+  readonly ifNoneMatch?: '*';
 }
 
 export interface HeadResult {

@@ -115,6 +115,7 @@ export function createS3ObjectStore(options: S3ObjectStoreOptions | ResolvedS3Ob
         Body: body,
         ...(opts.contentType === undefined ? {} : { ContentType: opts.contentType }),
         ...(opts.metadata === undefined ? {} : { Metadata: { ...opts.metadata } }),
+        ...(opts.ifNoneMatch === undefined ? {} : { IfNoneMatch: opts.ifNoneMatch }),
         ...sseParams(opts.encryption),
       };
       if (body instanceof Readable && opts.contentLength === undefined) {

@@ -150,6 +150,31 @@ describe('keep-alive', () => {
       agent.destroy();
     }
   }, 20_000);
+
+  it('a refused request without a body (HEAD or GET of a missing key, an anonymous call) keeps its connection', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: store.caPem });
+    try {
+      expect(await raw('PUT', '/keepalive-refusals', '', {}, true, agent)).toMatchObject({ status: 200, reusedSocket: false });
+      expect(await raw('HEAD', '/keepalive-refusals/missing', '', {}, true, agent)).toMatchObject({ status: 404, reusedSocket: true });
+      expect(await raw('GET', '/keepalive-refusals/missing', '', {}, true, agent)).toMatchObject({ status: 404, reusedSocket: true });
+      expect(await raw('HEAD', '/keepalive-refusals/missing', '', {}, false, agent)).toMatchObject({ status: 403, reusedSocket: true });
+      expect(await raw('GET', '/', '', {}, true, agent)).toMatchObject({ status: 200, reusedSocket: true });
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('a refused request whose body was not read still ends its connection', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: store.caPem });
+    try {
+      expect(await raw('GET', '/', '', {}, true, agent)).toMatchObject({ status: 200, reusedSocket: false });
+      // Unsigned, 4 MiB: refused before its body is read, so the connection cannot carry another request.
+      expect(await raw('PUT', '/keepalive-refusals/large', Buffer.alloc(4 * 1024 * 1024), {}, false, agent)).toMatchObject({ status: 403, reusedSocket: true });
+      expect(await raw('GET', '/', '', {}, true, agent)).toMatchObject({ status: 200, reusedSocket: false });
+    } finally {
+      agent.destroy();
+    }
+  });
 });
 
 describe('crash safety', () => {

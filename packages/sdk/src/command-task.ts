@@ -2,7 +2,7 @@
 import { lstat, mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, relative, sep } from 'node:path';
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { AirlockError } from '@airlock/common';
+import { AirlockError } from '@airlock/common/errors';
 import { commandRuntimeOf, DEFAULT_COMMAND_PATH } from './execute.js';
 import { TaskValidationError } from './errors.js';
 import { runCommand } from './internal/run-command.js';

@@ -1,5 +1,5 @@
 // Finding the tasks a user's module exports, for the CLI (registering, running) and the executor (running one).
-import { AirlockError } from '@airlock/common';
+import { AirlockError } from '@airlock/common/errors';
 import { isTask, type AnyTask } from './task.js';
 
 /** A task found in a module, with the export names it is reachable by (`default` included). */

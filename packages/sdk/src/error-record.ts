@@ -1,5 +1,5 @@
 // The error record of a failed task attempt: what the executor reports, and the part the control plane may keep.
-import { AirlockError, type AirlockErrorCode } from '@airlock/common';
+import { AirlockError, type AirlockErrorCode } from '@airlock/common/errors';
 import { CommandFailedError, NonRetryableError, TaskValidationError, type SchemaIssue } from './errors.js';
 
 /** USER: the task's code, inputs, outputs or command were at fault. SYSTEM: the platform was. */

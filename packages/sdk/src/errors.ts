@@ -1,5 +1,5 @@
 // Errors a task or its caller can meet: schema violations, command failures, and failures the task marks as final.
-import { AirlockError } from '@airlock/common';
+import { AirlockError } from '@airlock/common/errors';
 
 /** One schema violation. Both fields can quote the value checked (record keys, enum values), so they are data. */
 export interface SchemaIssue {

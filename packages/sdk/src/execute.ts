@@ -2,7 +2,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AirlockError } from '@airlock/common';
+import { AirlockError } from '@airlock/common/errors';
 import {
   abortedRecord,
   failedPhaseOf,

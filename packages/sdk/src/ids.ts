@@ -1,6 +1,6 @@
 // Deterministic ids for tasks calling tasks: a child action's id from its parent, task, input digest and call sequence.
 import { createHash } from 'node:crypto';
-import { AirlockError } from '@airlock/common';
+import { AirlockError } from '@airlock/common/errors';
 import { canonicalJson } from './internal/canonical-json.js';
 
 /** Domain separation, so these digests never collide with SHA-256 digests made for another purpose. */

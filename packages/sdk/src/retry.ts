@@ -1,5 +1,5 @@
 // Retry policy and timeouts of a task: durations, exponential backoff with jitter, and when to try again.
-import { AirlockError } from '@airlock/common';
+import { AirlockError } from '@airlock/common/errors';
 import type { TaskErrorRecord } from './error-record.js';
 
 /** Milliseconds, or a string with a unit: `'250ms'`, `'30s'`, `'5m'`, `'1h'`. */

@@ -1,6 +1,6 @@
 // @airlock/sdk/runtime: the entry point of a task bundle's process, spoken to by the data plane's executor through files.
 import { readFile, writeFile } from 'node:fs/promises';
-import { AirlockError } from '@airlock/common';
+import { AirlockError } from '@airlock/common/errors';
 import { findTask, discoverTasks } from './discover.js';
 import { systemErrorRecord, failedPhaseOf } from './error-record.js';
 import { executeTask, type ExecuteResult, type TaskLogEntry } from './execute.js';

@@ -1,6 +1,6 @@
 // Standard Schema plumbing: validating values with any Standard Schema validator and exporting their JSON Schema.
 import type { StandardJSONSchemaV1, StandardSchemaV1 } from '@standard-schema/spec';
-import { AirlockError } from '@airlock/common';
+import { AirlockError } from '@airlock/common/errors';
 import type { SchemaIssue } from './errors.js';
 import { canonicalJson } from './internal/canonical-json.js';
 

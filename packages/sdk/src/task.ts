@@ -1,7 +1,7 @@
 // Defining tasks: task(), the serialisable task spec, the types callers import, and input/output validation.
 import { createHash } from 'node:crypto';
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { AirlockError } from '@airlock/common';
+import { AirlockError } from '@airlock/common/errors';
 import { TaskValidationError } from './errors.js';
 import { canonicalJson } from './internal/canonical-json.js';
 import { durationMs, resolveRetryPolicy, type Duration, type ResolvedRetryPolicy, type RetryOptions } from './retry.js';

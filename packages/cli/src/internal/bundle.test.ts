@@ -30,6 +30,17 @@ describe('task bundles', () => {
     expect(() => pickTask(description, hello, 'nope')).toThrow(/has no task "nope"; it has hello/);
   }, 60_000);
 
+  it('carries only what a task process needs: none of the platform\'s logging (pino and its workers)', async () => {
+    // Every attempt is a fresh process that compiles the whole bundle; the SDK imports @airlock/common/errors, not the package root.
+    const dir = await mkdtemp(join(tmpdir(), 'airlock-bundle-'));
+    const bare = join(dir, 'bare.mjs');
+    await writeFile(bare, "import { task } from '@airlock/sdk';\nexport const t = task({ name: 't' }, async () => ({}));\n");
+    const code = (await bundleTaskModule(bare)).code.toString();
+    expect(code).toContain('runActionMain');
+    expect(code).not.toMatch(/pino|sonic-boom|thread-stream/u);
+    expect(code.length).toBeLessThan(200 * 1024);
+  }, 60_000);
+
   it('refuses a module that does not build, naming the place, and a bundle over the maximum', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'airlock-bundle-'));
     const broken = join(dir, 'broken.ts');

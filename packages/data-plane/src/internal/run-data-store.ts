@@ -335,15 +335,19 @@ export async function createRunDataStore(options: RunDataStoreOptions): Promise<
       const bytes = Buffer.from(sealed.sealed);
       const sha256 = createHash('sha256').update(bytes).digest('hex');
       const key = keys.inputs(project, runId);
-      const existing = await store.head(bucket, key).catch((error: unknown) => {
-        if (AirlockError.from(error).code === 'OBJECT_NOT_FOUND') return undefined;
-        throw AirlockError.from(error);
-      });
-      if (existing !== undefined) {
-        if (existing.metadata.sha256 === sha256) return { inputsRef: inputsRefOf(project, runId), sha256 };
-        throw new AirlockError('ALREADY_EXISTS', 'This run already has other inputs', { details: { project, runId } });
+      // Create-only in one request; a retried submission of the same inputs finds them already there.
+      const created = await store.put(bucket, key, bytes, { contentLength: bytes.byteLength, contentType: 'application/octet-stream', metadata: { sha256 }, ifNoneMatch: '*' }).then(
+        () => true,
+        (error: unknown) => {
+          const code = AirlockError.from(error).code;
+          if (code === 'PRECONDITION_FAILED' || code === 'WRITE_CONFLICT') return false;
+          throw AirlockError.from(error);
+        },
+      );
+      if (!created) {
+        const existing = await store.head(bucket, key);
+        if (existing.metadata.sha256 !== sha256) throw new AirlockError('ALREADY_EXISTS', 'This run already has other inputs', { details: { project, runId } });
       }
-      await store.put(bucket, key, bytes, { contentLength: bytes.byteLength, contentType: 'application/octet-stream', metadata: { sha256 } });
       return { inputsRef: inputsRefOf(project, runId), sha256 };
     },
 

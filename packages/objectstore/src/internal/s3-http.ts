@@ -1165,21 +1165,19 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       return;
     }
     if (!req.complete) {
-      // The body was refused unread: a large one, or one the client still waits to send, ends the connection.
-      const length = Number(header(req, 'content-length') ?? Number.NaN);
+      // The body was refused unread: a large one, one of unknown length, or one the client still waits to send, ends the connection.
+      // A request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112 §6.3), so its connection stays open:
+      // closing it after every refused HEAD or GET made a client's next request pay for a new TLS connection.
+      const length = req.headers['transfer-encoding'] === undefined ? Number(header(req, 'content-length') ?? 0) : Number.NaN;
       if (!(length <= 1024 * 1024) || req.headers.expect !== undefined) res.setHeader('connection', 'close');
       req.unpipe();
       req.resume();
     }
-    if (req.method === 'HEAD') {
-      // HEAD responses carry no body, so S3 sends only the status.
-      res.writeHead(wire.status);
-      res.end();
-      return;
-    }
     const xml = s3ErrorXml(e, wire, context.resource, context.requestId);
     res.writeHead(wire.status, { 'content-type': XML_CONTENT_TYPE, 'content-length': Buffer.byteLength(xml) });
-    res.end(xml);
+    // A HEAD response carries no body, but states the length a GET would have: without it Node's HTTP
+    // client reads the response as delimited by the connection's end and drops a kept-alive socket.
+    res.end(req.method === 'HEAD' ? undefined : xml);
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse, awaitingContinue: boolean): Promise<void> => {

@@ -1,5 +1,5 @@
 // Canonical JSON (object keys sorted by UTF-16 code units, no whitespace), so equal values always hash alike.
-import { AirlockError } from '@airlock/common';
+import { AirlockError } from '@airlock/common/errors';
 
 /**
  * Encodes a JSON value canonically: object keys sorted, no insignificant whitespace, numbers and

@@ -1,6 +1,6 @@
 // Runs one executable with an argument array (never a shell), capturing stdout and the tail of stderr, stopping it on abort.
 import { spawn } from 'node:child_process';
-import { AirlockError } from '@airlock/common';
+import { AirlockError } from '@airlock/common/errors';
 import { CommandFailedError } from '../errors.js';
 
 export interface RunCommandOptions {
