@@ -20,12 +20,23 @@ const ENTRY_NAME = /^[A-Za-z0-9-]{1,100}$/;
 
 /** The journal directory's entries, keyed by the working directory's name (random, chosen by the executor). */
 export class ExecutorJournal {
+  #created: Promise<unknown> | undefined;
+
   constructor(private readonly directory: string) {}
 
+  /**
+   * Atomic, not durable: the journal tracks processes, and a power loss or an OS crash leaves no
+   * process to find (the control plane's lease then ends the attempt). Against the agent dying —
+   * what the journal is for — the rename is enough, so each entry costs no fsync.
+   */
   async put(entry: JournalEntry): Promise<void> {
     if (!ENTRY_NAME.test(entry.workDirName)) throw new TypeError('journal entry name is not a plain name');
-    await mkdir(this.directory, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(join(this.directory, `${entry.workDirName}.json`), `${JSON.stringify(entry)}\n`, { mode: 0o600 });
+    this.#created ??= mkdir(this.directory, { recursive: true, mode: 0o700 }).catch((error: unknown) => {
+      this.#created = undefined;
+      throw error;
+    });
+    await this.#created;
+    await writeFileAtomic(join(this.directory, `${entry.workDirName}.json`), `${JSON.stringify(entry)}\n`, { mode: 0o600, durable: false });
   }
 
   async remove(workDirName: string): Promise<void> {
