@@ -1,7 +1,7 @@
 // Runs end to end (issue 12): submit → SUCCEEDED latency of a no-op function task with sealed I/O, the drain rate of 500 queued
 // runs, and graphile-worker's add_job → job done latency on the same PostgreSQL as a durable-queue floor. Writes bench/results/runs.md.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -123,7 +123,6 @@ async function cpuSeconds(pid: number): Promise<{ own: number; children: number 
 
 /** The data plane's task launcher (docs/runs.md, "The launcher"): the child of the data plane run with `node -e`, whose waited-for children are the task processes. */
 async function launcherPid(dataPlanePid: number): Promise<number> {
-  const { readdir } = await import('node:fs/promises');
   for (const tid of await readdir(`/proc/${dataPlanePid}/task`)) {
     const children = (await readFile(`/proc/${dataPlanePid}/task/${tid}/children`, 'utf8')).trim().split(/\s+/u).filter((pid) => pid !== '');
     for (const pid of children) {

@@ -16,6 +16,7 @@ import { ActionSchema, type Action } from '@airlock/protocol';
 import { captureLogger, makeCanary, type CapturedLogger } from '@airlock/testing';
 import { buildTaskBundle } from './support/build-bundle.js';
 import { DirectoryStorage } from './support/directory-storage.js';
+import { isProcessAlive as alive } from '../src/internal/executor/process-group.js';
 
 const PROJECT = 'default';
 const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url));
@@ -90,15 +91,6 @@ function signalGroupQuietly(pgid: number): void {
     process.kill(-pgid, 'SIGKILL');
   } catch {
     // Already gone.
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AirlockError } from '@airlock/common';
 import { captureLogger } from '@airlock/testing';
 import { createProcessSpawner, type ProcessSpawner } from '../src/internal/executor/process-spawner.js';
+import { isProcessAlive as alive } from '../src/internal/executor/process-group.js';
 
 const opened: ProcessSpawner[] = [];
 afterEach(() => {
@@ -24,15 +25,6 @@ const node = (script: string, stdin: 'ignore' | 'pipe' = 'ignore') => ({
   env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ONLY: 'this' },
   stdin,
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('createProcessSpawner', () => {
   it('starts a process with exactly the given environment, in a group of its own, and reports its exit and standard error', async () => {

@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { AirlockError, type Logger } from '@airlock/common';
+import { isProcessAlive } from './process-group.js';
 
 /** What to start: always detached (a session and process group of its own), standard output ignored, standard error a pipe. */
 export interface SpawnRequest {
@@ -116,12 +117,9 @@ export function createProcessSpawner(options: { readonly nodePath: string; reado
       }
       const pid = entry.pid;
       const timer = setInterval(() => {
-        try {
-          process.kill(pid, 0);
-        } catch {
-          clearInterval(timer);
-          finish(id, { exitCode: null, signal: null });
-        }
+        if (isProcessAlive(pid)) return;
+        clearInterval(timer);
+        finish(id, { exitCode: null, signal: null });
       }, ORPHAN_POLL_MS);
     }
     if (!closed && pending.size > 0) log.warn({ event: 'executor.launcher_lost', processes: pending.size }, 'the task launcher exited; its processes are watched until they end');
@@ -167,6 +165,7 @@ export function createProcessSpawner(options: { readonly nodePath: string; reado
     const { pid, stderr } = entry;
     if (pid === undefined || stderr === undefined) {
       pending.delete(id);
+      holdWhileBusy();
       entry.reject(new AirlockError('INTERNAL', 'The task launcher sent no process'));
       return;
     }
@@ -198,6 +197,7 @@ export function createProcessSpawner(options: { readonly nodePath: string; reado
         target.send({ type: 'spawn', id, command: request.command, args: request.args, cwd: request.cwd, env: request.env, stdin: request.stdin }, (error: Error | null) => {
           if (error === null || !pending.has(id)) return;
           pending.delete(id);
+          holdWhileBusy();
           reject(new AirlockError('UNAVAILABLE', 'The task launcher is not reachable', { cause: error }));
         });
       });
