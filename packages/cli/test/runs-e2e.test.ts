@@ -86,8 +86,12 @@ describe('airlock run against airlock up', () => {
   it('passes airlock verify, runs.canary included, with the control plane at debug level', async () => {
     const result = await runCli(['verify', '--data-dir', dir, '--json']);
     expect(result.code, result.stdout).toBe(0);
-    const report = JSON.parse(result.stdout) as { checks: Array<{ id: string; status: string }> };
-    expect(report.checks.find((c) => c.id === 'runs.canary')?.status).toBe('pass');
+    const report = JSON.parse(result.stdout) as { checks: Array<{ id: string; status: string; evidence: Record<string, unknown> }> };
+    const canary = report.checks.find((c) => c.id === 'runs.canary');
+    expect(canary?.status).toBe('pass');
+    // The heap snapshot and the whole live memory of the control plane (off-heap Buffers included) were both searched.
+    expect(canary?.evidence).toMatchObject({ heapSnapshotBytes: expect.any(Number), memoryBytes: expect.any(Number), found: [] });
+    expect(canary?.evidence.memoryBytes as number).toBeGreaterThan(50 * 1024 * 1024);
   }, 180_000);
 
   it('airlock login records a control plane and a pin it has checked, and refuses a wrong pin naming both fingerprints', async () => {

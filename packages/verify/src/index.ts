@@ -29,3 +29,4 @@ export { databaseSealedCheck } from './checks/database-sealed.js';
 export { processRunning, stackReachableCheck } from './checks/stack-reachable.js';
 export { tlsVersionsCheck } from './checks/tls-versions.js';
 export { NO_TUNNEL_DETAILS, tunnelRefusesUnauthenticatedCheck } from './checks/tunnel.js';
+export { ChunkedSearch, readableMappings, scanProcessMemory, type MemoryNeedle, type ProcessMemoryScan, type RegionReader } from './process-memory.js';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AirlockError, failureReason } from '@airlock/common';
 import { ActionPhase } from '@airlock/protocol';
-import { checkResult, processRunning, type Check, type CheckContext, type HeapSnapshotInfo } from '@airlock/verify';
+import { checkResult, processRunning, scanProcessMemory, type Check, type CheckContext, type HeapSnapshotInfo } from '@airlock/verify';
 import { fetchResult, prepareTask, submitRun, watchUntilDone } from '../commands/runs.js';
 import { connectApi } from './api-client.js';
 import { loadClientConfig } from './client-config.js';
@@ -172,8 +172,24 @@ export function canaryRunCheck(): Check {
         } else {
           evidence.heapSnapshot = 'not taken: the control plane was not started by `airlock up` (no --heapsnapshot-signal)';
         }
+        // The whole live memory too: a heap snapshot holds V8's objects but not the bytes of Buffers and other off-heap memory.
+        const controlPlanePid = ctx.endpointsFile.pids?.controlPlane ?? heap?.pid;
+        let memoryBytes: number | undefined;
+        if (controlPlanePid !== undefined && processRunning(controlPlanePid)) {
+          try {
+            const scan = await scanProcessMemory(controlPlanePid, needles, `live memory of the control plane (pid ${controlPlanePid})`);
+            memoryBytes = scan.bytes;
+            Object.assign(evidence, { memoryBytes: scan.bytes, memoryRegions: scan.regions, memoryRegionsUnreadable: scan.unreadable });
+            found.push(...scan.found);
+          } catch (error) {
+            evidence.memory = `not read: ${failureReason(error)}`;
+          }
+        } else {
+          evidence.memory = 'not read: no running control-plane process in endpoints.json';
+        }
         evidence.found = found;
-        const where = `${looked.length} control-plane files (${scannedBytes} bytes)${database?.backend === 'postgres' ? ' (the database itself is on PostgreSQL: see controlplane.database-sealed)' : ''}${heapBytes === undefined ? '' : ` and a ${heapBytes}-byte heap snapshot of the control plane`}`;
+        const memory = [heapBytes === undefined ? undefined : `a ${heapBytes}-byte heap snapshot of the control plane`, memoryBytes === undefined ? undefined : `${memoryBytes} bytes of its live memory (off-heap included)`].filter((part) => part !== undefined);
+        const where = `${looked.length} control-plane files (${scannedBytes} bytes)${database?.backend === 'postgres' ? ' (the database itself is on PostgreSQL: see controlplane.database-sealed)' : ''}${memory.length === 0 ? '' : ` and ${memory.join(' and ')}`}`;
         if (found.length > 0) return checkResult(check, 'fail', evidence, { details: `the canary of run ${runId} was found in: ${found.join('; ')}` });
         if (heapBytes === undefined) {
           return checkResult(check, 'fail', evidence, { details: `canary not found in ${where}, but the control plane's memory could not be examined: ${String(evidence.heapSnapshot)}` });
