@@ -5,6 +5,7 @@ import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scanProcessMemory } from '@airlock/verify';
 import { canaryNeedles, scanControlPlaneFiles, takeHeapSnapshot } from '../src/internal/canary-run-check.js';
 import { interrupt, runCli, startCli } from './run-cli.js';
 
@@ -81,6 +82,10 @@ describe('airlock run against airlock up', () => {
     } finally {
       await rm(snapshot, { force: true });
     }
+    // And its whole live memory, where Buffers hold bytes the heap snapshot does not show.
+    const memory = await scanProcessMemory(endpoints.heapSnapshot.pid, canaryNeedles(canary));
+    expect(memory.bytes).toBeGreaterThan(50 * 1024 * 1024);
+    expect(memory.found).toEqual([]);
   }, 180_000);
 
   it('passes airlock verify, runs.canary included, with the control plane at debug level', async () => {
