@@ -39,6 +39,16 @@ export interface EndpointsFile {
    * process without the flag dies of the signal).
    */
   readonly heapSnapshot?: HeapSnapshotInfo;
+  /**
+   * The process that keeps the planes' recent log output in memory (`airlock up` itself, which
+   * passes it on to its terminal), and how much of it: the canary check searches that memory.
+   */
+  readonly logTail?: LogTailInfo;
+}
+
+export interface LogTailInfo {
+  readonly pid: number;
+  readonly maxBytes: number;
 }
 
 export interface HeapSnapshotInfo {
@@ -117,6 +127,14 @@ export function parseEndpointsFile(json: unknown): EndpointsFile {
     }
     heapSnapshot = Object.freeze({ pid: value.pid, signal: value.signal, dir: value.dir });
   }
+  let logTail: LogTailInfo | undefined;
+  if (json.logTail !== undefined) {
+    const value = json.logTail;
+    if (!isRecord(value) || !isPid(value.pid) || typeof value.maxBytes !== 'number' || !Number.isSafeInteger(value.maxBytes) || value.maxBytes <= 0) {
+      throw invalid('logTail must be {pid, maxBytes}');
+    }
+    logTail = Object.freeze({ pid: value.pid, maxBytes: value.maxBytes });
+  }
   return Object.freeze({
     version: 1,
     region: json.region,
@@ -129,6 +147,7 @@ export function parseEndpointsFile(json: unknown): EndpointsFile {
     ...(client === undefined ? {} : { client }),
     ...(database === undefined ? {} : { database }),
     ...(heapSnapshot === undefined ? {} : { heapSnapshot }),
+    ...(logTail === undefined ? {} : { logTail }),
   });
 }
 

@@ -20,6 +20,7 @@ export {
   type ControlPlaneDatabaseInfo,
   type EndpointsFile,
   type HeapSnapshotInfo,
+  type LogTailInfo,
   type StackEndpoint,
 } from './endpoints-file.js';
 export { aeadOnlyCheck, createAeadOnlyCheck, describeSuiteProblem } from './checks/aead-only.js';

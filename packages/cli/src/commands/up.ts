@@ -12,6 +12,7 @@ import { isPlaneReadyMessage, planeExecArgv, type PlaneReadyMessage } from '../i
 import { overallHealth, probeStack, type ServiceHealth } from '../internal/stack-health.js';
 import type { ControlPlaneEndpointFile, DatabaseFlags } from './control-plane.js';
 import { logRateArgs, logRateLimit, type LogRateFlags } from '../internal/log-flags.js';
+import { LogTail } from '../internal/log-tail.js';
 
 /** What `airlock up` writes to endpoints.json: the shape verify reads, with the plane pids and the token file always set. */
 type UpEndpointsFile = EndpointsFile & {
@@ -95,6 +96,8 @@ class PlaneProcess {
     private readonly env: Readonly<Record<string, string>> = {},
     /** Extra Node flags for this plane. */
     private readonly nodeFlags: readonly string[] = [],
+    /** Where its output passes on the way to this terminal: `airlock verify` searches the planes' recent logs there. */
+    private readonly logTail?: LogTail,
   ) {}
 
   /** Pins the listeners to the ports the first start picked (port 0 means "any"), so a restarted plane keeps its endpoints. */
@@ -112,9 +115,13 @@ class PlaneProcess {
     const script = process.argv[1];
     if (script === undefined) throw new AirlockError('INTERNAL', 'cannot tell which script runs `airlock`');
     const child = spawn(process.execPath, [...planeExecArgv(process.execArgv), ...this.nodeFlags, script, ...this.args], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      stdio: ['ignore', this.logTail === undefined ? 'inherit' : 'pipe', this.logTail === undefined ? 'inherit' : 'pipe', 'ipc'],
       env: { ...process.env, ...this.env },
     });
+    if (this.logTail !== undefined && child.stdout !== null && child.stderr !== null) {
+      this.logTail.tee(child.stdout, process.stdout);
+      this.logTail.tee(child.stderr, process.stderr);
+    }
     this.child = child;
     return new Promise<PlaneReadyMessage>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -168,6 +175,8 @@ export async function runUp(options: UpOptions): Promise<void> {
   await loadLocalCa(dataDir, options, createLogger({ name: 'airlock', level: options.logLevel, rateLimit: logRateLimit(options) }));
 
   const common = ['--data-dir', dataDir, '--log-level', options.logLevel, ...logRateArgs(options)];
+  // The planes' recent output, kept in this process's memory on its way to the terminal (docs/verify.md, runs.canary).
+  const logTail = new LogTail();
   // The database URL may carry a password: it travels in the environment, not in argv (readable in /proc).
   const controlPlane = new PlaneProcess(
     'control plane',
@@ -181,11 +190,16 @@ export async function runUp(options: UpOptions): Promise<void> {
     options.db === undefined ? {} : { AIRLOCK_DB_URL: options.db },
     // `airlock verify` looks for canary data in the control plane's memory through a heap snapshot.
     [`--heapsnapshot-signal=${HEAP_SNAPSHOT_SIGNAL}`, `--diagnostic-dir=${layout.controlPlaneDiagnostics(dataDir)}`],
+    logTail,
   );
   await mkdir(layout.controlPlaneDiagnostics(dataDir), { recursive: true, mode: 0o700 });
-  const dataPlane = new PlaneProcess('data plane', [
-    'data-plane', 'serve', ...common, '--kms-port', String(options.kmsPort), '--s3-port', String(options.s3Port), ...controlPlaneKeyArgs(options),
-  ]);
+  const dataPlane = new PlaneProcess(
+    'data plane',
+    ['data-plane', 'serve', ...common, '--kms-port', String(options.kmsPort), '--s3-port', String(options.s3Port), ...controlPlaneKeyArgs(options)],
+    {},
+    [],
+    logTail,
+  );
   const planes = [controlPlane, dataPlane];
   let stopping = false;
   const stopAll = async (): Promise<void> => {
@@ -220,6 +234,7 @@ export async function runUp(options: UpOptions): Promise<void> {
       pids: { controlPlane: controlPlane.child?.pid ?? 0, dataPlane: dataPlane.child?.pid ?? 0 },
       ...(database === undefined ? {} : { database }),
       ...(controlPlane.child?.pid === undefined ? {} : { heapSnapshot: { pid: controlPlane.child.pid, signal: HEAP_SNAPSHOT_SIGNAL, dir: layout.controlPlaneDiagnostics(dataDir) } }),
+      logTail: { pid: process.pid, maxBytes: logTail.maxBytes },
       startedAt: new Date().toISOString(),
     };
     await writeFileAtomic(layout.endpoints(dataDir), `${JSON.stringify(endpoints, null, 2)}\n`, { mode: 0o644 });

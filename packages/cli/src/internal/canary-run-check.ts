@@ -187,8 +187,23 @@ export function canaryRunCheck(): Check {
         } else {
           evidence.memory = 'not read: no running control-plane process in endpoints.json';
         }
+        // The planes' recent log output, which `airlock up` keeps in its memory on the way to its terminal.
+        const logTail = ctx.endpointsFile.logTail;
+        let logBytes: number | undefined;
+        if (logTail !== undefined && processRunning(logTail.pid)) {
+          try {
+            const scan = await scanProcessMemory(logTail.pid, needles, `the planes' recent log output, kept by airlock up (pid ${logTail.pid})`);
+            logBytes = scan.bytes;
+            Object.assign(evidence, { logTailMaxBytes: logTail.maxBytes, logKeeperMemoryBytes: scan.bytes });
+            found.push(...scan.found);
+          } catch (error) {
+            evidence.logs = `not read: ${failureReason(error)}`;
+          }
+        } else {
+          evidence.logs = 'not read: the planes were not started by `airlock up`, so their logs went where their operator sent them';
+        }
         evidence.found = found;
-        const memory = [heapBytes === undefined ? undefined : `a ${heapBytes}-byte heap snapshot of the control plane`, memoryBytes === undefined ? undefined : `${memoryBytes} bytes of its live memory (off-heap included)`].filter((part) => part !== undefined);
+        const memory = [heapBytes === undefined ? undefined : `a ${heapBytes}-byte heap snapshot of the control plane`, memoryBytes === undefined ? undefined : `${memoryBytes} bytes of its live memory (off-heap included)`, logBytes === undefined ? undefined : `the planes' recent log output (up to ${logTail?.maxBytes ?? 0} bytes, in airlock up's memory)`].filter((part) => part !== undefined);
         const where = `${looked.length} control-plane files (${scannedBytes} bytes)${database?.backend === 'postgres' ? ' (the database itself is on PostgreSQL: see controlplane.database-sealed)' : ''}${memory.length === 0 ? '' : ` and ${memory.join(' and ')}`}`;
         if (found.length > 0) return checkResult(check, 'fail', evidence, { details: `the canary of run ${runId} was found in: ${found.join('; ')}` });
         if (heapBytes === undefined) {
