@@ -17,7 +17,7 @@ import {
   type EncryptionContext,
 } from '@airlock/crypto';
 import { createCachingKms, ensureKey, type CachingKms, type KeyEventStatus, type Kms, type KmsAdmin } from '@airlock/kms';
-import { BodyMeter, combinable, combineChecksums, compositeChecksum, createDigest } from './checksums.js';
+import { BodyMeter, combinable, combineChecksums, compositeChecksum } from './checksums.js';
 import {
   checkWriteCondition,
   listingPage,
@@ -622,7 +622,7 @@ export class StorageEngine implements ObjectEngine {
   async #algorithmsOf(checksums: PutObjectInput['checksums'], announced: readonly ChecksumAlgorithm[] | undefined): Promise<ChecksumAlgorithm[]> {
     if (checksums === undefined) return [];
     // Trailer checksums arrive after the body; x-amz-trailer announces which, else compute them all.
-    if (checksums instanceof Promise) return announced === undefined ? ['CRC32', 'CRC32C', 'SHA1', 'SHA256'] : [...announced];
+    if (checksums instanceof Promise) return announced === undefined ? ['CRC32', 'CRC32C', 'CRC64NVME', 'SHA1', 'SHA256'] : [...announced];
     return Object.keys(await Promise.resolve(checksums)) as ChecksumAlgorithm[];
   }
 
@@ -880,11 +880,8 @@ export class StorageEngine implements ObjectEngine {
   async createMultipartUpload(input: Parameters<ObjectEngine['createMultipartUpload']>[0]): Promise<UploadInfo> {
     const bucket = this.#bucketRecord(input.bucket);
     checkObjectKey(input.key);
-    if (input.checksum !== undefined) {
-      createDigest(input.checksum.algorithm); // NOT_IMPLEMENTED for an algorithm the store cannot compute
-      if (input.checksum.type === 'FULL_OBJECT' && !combinable(input.checksum.algorithm)) {
-        throw invalidRequest(`The FULL_OBJECT checksum type cannot be used with the ${input.checksum.algorithm.toLowerCase()} checksum algorithm.`);
-      }
+    if (input.checksum?.type === 'FULL_OBJECT' && !combinable(input.checksum.algorithm)) {
+      throw invalidRequest(`The FULL_OBJECT checksum type cannot be used with the ${input.checksum.algorithm.toLowerCase()} checksum algorithm.`);
     }
     const encryption = await this.#resolveEncryption(bucket.encryption, input.sse);
     // Fail now, not at the first part, if the key is unusable (the kill switch).
