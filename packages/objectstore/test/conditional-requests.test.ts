@@ -65,12 +65,21 @@ describe('PutObject', () => {
     expect(await refusal(sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'never-written', Body: 'x', IfMatch: v1 })))).toEqual({ name: 'NoSuchKey', status: 404 });
   });
 
-  it('If-None-Match with an ETag is 501 NotImplemented (S3 accepts only *)', async () => {
+  it('If-None-Match with an ETag, If-Match: *, or both headers at once are 501 NotImplemented naming the header, as on S3; nothing is written', async () => {
     const etag = await put('etag-none-match', 'x');
-    expect(await refusal(sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'etag-none-match', Body: 'y', IfNoneMatch: etag })))).toEqual({
-      name: 'NotImplemented',
-      status: 501,
-    });
+    const cases: Array<[{ IfMatch?: string; IfNoneMatch?: string }, string]> = [
+      [{ IfNoneMatch: etag }, 'If-None-Match'],
+      [{ IfMatch: '*' }, 'If-Match'],
+      [{ IfMatch: etag, IfNoneMatch: '*' }, 'If-Match,If-None-Match'],
+    ];
+    for (const [condition, named] of cases) {
+      const error = await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'etag-none-match', Body: 'y', ...condition })).then(
+        () => undefined,
+        (e: unknown) => e as { name: string; $metadata: { httpStatusCode?: number }; Header?: string },
+      );
+      expect([error?.name, error?.$metadata.httpStatusCode, error?.Header]).toEqual(['NotImplemented', 501, named]);
+    }
+    expect(await read('etag-none-match')).toBe('x');
   });
 
   /** Starts a conditional PUT of `key`, runs `competitor` once the PUT has passed its condition and is streaming its body, then lets the PUT finish. */
@@ -116,12 +125,15 @@ describe('CompleteMultipartUpload', () => {
   const complete = (key: string, u: Awaited<ReturnType<typeof upload>>, extra: { IfMatch?: string; IfNoneMatch?: string }) =>
     sdk.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: key, UploadId: u.UploadId, MultipartUpload: { Parts: u.Parts }, ...extra }));
 
-  it('honours If-None-Match: * and If-Match, refusing with 412 and leaving the object as it was', async () => {
+  it('honours If-None-Match: * and If-Match, refusing with 412 (501 for If-Match: * or both) and leaving the object as it was', async () => {
     const first = await upload('mp');
     const v1 = (await complete('mp', first, { IfNoneMatch: '*' })).ETag as string;
     const second = await upload('mp');
     expect(await refusal(complete('mp', second, { IfNoneMatch: '*' }))).toEqual(PRECONDITION_FAILED);
     expect(await refusal(complete('mp', second, { IfMatch: '"0123456789abcdef0123456789abcdef-1"' }))).toEqual(PRECONDITION_FAILED);
+    // As on PutObject: If-Match takes ETags, not *, and the two headers do not combine.
+    expect(await refusal(complete('mp', second, { IfMatch: '*' }))).toEqual({ name: 'NotImplemented', status: 501 });
+    expect(await refusal(complete('mp', second, { IfMatch: v1, IfNoneMatch: '*' }))).toEqual({ name: 'NotImplemented', status: 501 });
     expect((await sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'mp' }))).ETag).toBe(v1);
     // The refused upload is still there, and completes under a condition that holds.
     const v2 = (await complete('mp', second, { IfMatch: v1 })).ETag as string;

@@ -470,8 +470,16 @@ export function checkCopySourcePreconditions(req: IncomingMessage, source: Objec
  */
 export function parseWriteCondition(req: IncomingMessage, options: { readonly ifNoneMatch: boolean }): WriteCondition | undefined {
   const ifMatch = header(req, 'if-match')?.trim();
-  const ifNoneMatch = options.ifNoneMatch ? header(req, 'if-none-match')?.trim() : undefined;
-  if (ifNoneMatch !== undefined && ifNoneMatch !== '*') throw new AirlockError('NOT_IMPLEMENTED', 'If-None-Match on a write accepts only *');
+  if (!options.ifNoneMatch) return ifMatch === undefined ? undefined : { ifMatch };
+  // A write (PutObject, CopyObject, CompleteMultipartUpload) takes one condition: If-None-Match: * or
+  // If-Match with ETags. As on S3, anything else is 501 naming the header (DeleteObject's If-Match
+  // alone also takes *).
+  const ifNoneMatch = header(req, 'if-none-match')?.trim();
+  const refuse = (name: string, additionalMessage: string): AirlockError =>
+    new AirlockError('NOT_IMPLEMENTED', 'A header you provided implies functionality that is not implemented', { details: { header: name, additionalMessage } });
+  if (ifMatch !== undefined && ifNoneMatch !== undefined) throw refuse('If-Match,If-None-Match', 'Multiple conditional request headers present in the request');
+  if (ifNoneMatch !== undefined && ifNoneMatch !== '*') throw refuse('If-None-Match', "We don't accept the provided value of If-None-Match header for this API");
+  if (ifMatch === '*') throw refuse('If-Match', "We don't accept the provided value of If-Match header for this API");
   if (ifMatch === undefined && ifNoneMatch === undefined) return undefined;
   return { ...(ifMatch === undefined ? {} : { ifMatch }), ...(ifNoneMatch === undefined ? {} : { ifNoneMatch }) };
 }
