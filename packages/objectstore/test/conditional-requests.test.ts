@@ -1,4 +1,4 @@
-// Conditional writes, deletes and copies as on S3, with @aws-sdk/client-s3 and the AWS CLI: If-None-Match / If-Match on PutObject, CompleteMultipartUpload and CopyObject, If-Match on DeleteObject, the x-amz-copy-source-if-* conditions, and a write that loses a race.
+// Conditional writes, deletes and copies as on S3, with @aws-sdk/client-s3 and the AWS CLI: If-None-Match / If-Match on PutObject, CompleteMultipartUpload and CopyObject, If-Match on DeleteObject and ETags in DeleteObjects, the x-amz-copy-source-if-* conditions, and a write that loses a race.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
@@ -12,6 +12,7 @@ import {
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   PutObjectCommand,
@@ -152,6 +153,34 @@ describe('DeleteObject', () => {
     expect(await refusal(sdk.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'doomed', IfMatch: '*' })))).toEqual({ name: 'NoSuchKey', status: 404 });
     // Unconditionally, deleting nothing still succeeds.
     await sdk.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'doomed' }));
+  });
+});
+
+describe('DeleteObjects', () => {
+  it('an entry with an ETag is deleted only if it matches (412 PreconditionFailed for that entry, 404 NoSuchKey on no object); entries without one as before', async () => {
+    const current = await put('batch-current', 'v2');
+    const stale = await put('batch-stale', 'v1');
+    await put('batch-stale', 'v1 replaced');
+    await put('batch-plain', 'x');
+    const result = await sdk.send(
+      new DeleteObjectsCommand({
+        Bucket: BUCKET,
+        Delete: {
+          Objects: [
+            { Key: 'batch-current', ETag: current },
+            { Key: 'batch-stale', ETag: stale },
+            { Key: 'batch-never', ETag: stale },
+            { Key: 'batch-plain' },
+          ],
+        },
+      }),
+    );
+    expect(result.Deleted?.map((d) => d.Key).sort()).toEqual(['batch-current', 'batch-plain']);
+    expect(result.Errors?.map((e) => [e.Key, e.Code])).toEqual([
+      ['batch-stale', 'PreconditionFailed'],
+      ['batch-never', 'NoSuchKey'],
+    ]);
+    expect(await read('batch-stale')).toBe('v1 replaced');
   });
 });
 

@@ -544,18 +544,19 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const deleteObjects = async (call: BucketCall): Promise<void> => {
     engine.headBucket(call.bucket);
-    const { quiet, keys } = parseDeleteObjects(await readXml(call));
+    const { quiet, objects } = parseDeleteObjects(await readXml(call));
     const deleted: XmlElement[] = [];
     const errors: XmlElement[] = [];
-    for (const key of keys) {
+    for (const { key, versionId, etag } of objects) {
       try {
-        await engine.deleteObject(call.bucket, checkKey(key));
-        if (!quiet) deleted.push({ Key: key });
+        if (versionId !== undefined && versionId !== 'null') throw new AirlockError('INVALID_ARGUMENT', 'Invalid version id specified');
+        await engine.deleteObject(call.bucket, checkKey(key), etag === undefined ? undefined : { ifMatch: etag });
+        if (!quiet) deleted.push({ Key: key, VersionId: versionId });
       } catch (error) {
         const e = AirlockError.from(error);
         const wire = s3ErrorFor(e);
         if (wire.status >= 500) log.error({ err: error, code: e.code }, 'S3 DeleteObjects entry failed');
-        errors.push({ Key: key, Code: wire.code, Message: wire.message });
+        errors.push({ Key: key, VersionId: versionId, Code: wire.code, Message: wire.message });
       }
     }
     sendXml(call, 200, buildXml('DeleteResult', { Deleted: deleted, Error: errors }));
