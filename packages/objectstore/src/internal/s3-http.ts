@@ -596,7 +596,9 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
   /**
    * GetObjectAttributes: the attributes x-amz-object-attributes names (ETag, Checksum, ObjectParts,
    * StorageClass, ObjectSize), from the sealed record alone. ObjectParts only for a multipart
-   * object, paged by x-amz-max-parts and x-amz-part-number-marker; the ETag unquoted, as S3 sends it.
+   * object; as the API reference says, its Part list (paged by x-amz-max-parts and
+   * x-amz-part-number-marker) only when the object has an additional checksum, else just the count.
+   * As S3 sends them: the ETag unquoted, a COMPOSITE checksum without its -<parts> suffix.
    */
   const getObjectAttributes = (call: ObjectCall): void => {
     checkVersionId(call);
@@ -613,20 +615,23 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     const marker = Number(markerText);
     const meta = engine.headObject(call.bucket, call.key);
     const wanted = new Set(names);
-    const checksums = checksumElements(meta.checksums);
+    const checksums = checksumElements(Object.fromEntries(Object.entries(meta.checksums).map(([algorithm, value]) => [algorithm, value.replace(/-\d+$/, '')])));
     let objectParts: XmlElement | undefined;
     if (wanted.has('ObjectParts') && meta.parts !== undefined) {
-      const after = meta.parts.filter((part) => part.partNumber > marker);
-      const page = after.slice(0, maxParts);
-      objectParts = {
-        // The SDKs call it TotalPartsCount; on the wire it is PartsCount.
-        PartsCount: meta.parts.length,
-        PartNumberMarker: marker,
-        NextPartNumberMarker: page.at(-1)?.partNumber ?? marker,
-        MaxParts: maxParts,
-        IsTruncated: after.length > page.length,
-        Part: page.map((part) => ({ PartNumber: part.partNumber, Size: part.size, ...checksumElements(part.checksums) })),
-      };
+      // The SDKs call it TotalPartsCount; on the wire it is PartsCount.
+      objectParts = { PartsCount: meta.parts.length };
+      if (Object.keys(meta.checksums).length > 0) {
+        const after = meta.parts.filter((part) => part.partNumber > marker);
+        const page = after.slice(0, maxParts);
+        objectParts = {
+          ...objectParts,
+          PartNumberMarker: marker,
+          NextPartNumberMarker: page.at(-1)?.partNumber ?? marker,
+          MaxParts: maxParts,
+          IsTruncated: after.length > page.length,
+          Part: page.map((part) => ({ PartNumber: part.partNumber, Size: part.size, ...checksumElements(part.checksums) })),
+        };
+      }
     }
     sendXml(
       call,
