@@ -93,7 +93,7 @@ describe('ListObjectVersions on an unversioned bucket', () => {
 });
 
 describe('ListBuckets', () => {
-  it('honours max-buckets, prefix and continuation-token', async () => {
+  it('honours max-buckets, prefix, continuation-token and bucket-region', async () => {
     for (const name of ['page-a', 'page-b', 'page-c', 'page-d', 'page-e']) await sdk.send(new CreateBucketCommand({ Bucket: name }));
     const names: string[] = [];
     let token: string | undefined;
@@ -112,6 +112,9 @@ describe('ListBuckets', () => {
     expect(everything.ContinuationToken).toBeUndefined();
     expect(everything.Buckets?.map((b) => b.Name)).toEqual(expect.arrayContaining([BUCKET, 'page-a', 'page-e']));
     expect(await refusal(sdk.send(new ListBucketsCommand({ MaxBuckets: 0 })))).toEqual({ name: 'InvalidArgument', status: 400 });
+    // bucket-region: the store's one region lists them all, another none.
+    expect((await sdk.send(new ListBucketsCommand({ BucketRegion: 'us-east-1', Prefix: 'page-' }))).Buckets?.map((b) => [b.Name, b.BucketRegion])).toHaveLength(5);
+    expect((await sdk.send(new ListBucketsCommand({ BucketRegion: 'eu-west-1', Prefix: 'page-' }))).Buckets ?? []).toEqual([]);
   });
 });
 

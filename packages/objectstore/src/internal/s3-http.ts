@@ -310,7 +310,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   // --- service and buckets ------------------------------------------------------------------------
 
-  /** ListBuckets, paged as S3 pages it: max-buckets (1 – 10000), prefix, continuation-token; without max-buckets, every bucket. */
+  /** ListBuckets, paged as S3 pages it: max-buckets (1 – 10000), prefix, continuation-token, bucket-region; without max-buckets, every bucket. */
   const listBuckets = (call: S3Call): void => {
     const { query } = call;
     const maxText = query.get('max-buckets');
@@ -320,7 +320,10 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     const prefix = query.get('prefix') ?? '';
     const token = query.get('continuation-token');
     const after = token === undefined || token === '' ? undefined : decodeContinuationToken(token);
-    const page = listingPage(engine.listBuckets(), (bucket) => bucket.name, {
+    // Every bucket is in the store's one region: another bucket-region lists none.
+    const bucketRegion = query.get('bucket-region');
+    const buckets = bucketRegion === undefined || bucketRegion === region ? engine.listBuckets() : [];
+    const page = listingPage(buckets, (bucket) => bucket.name, {
       prefix,
       ...(after === undefined ? {} : { marker: after }),
       max: maxText === undefined ? Number.MAX_SAFE_INTEGER : Number(maxText),
