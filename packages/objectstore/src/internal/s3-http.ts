@@ -742,7 +742,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         ...(condition === undefined ? {} : { condition }),
       });
       // A single PUT's checksum is of the whole body: S3 says so with x-amz-checksum-type.
-      const checksumType = Object.keys(meta.checksums).length > 0 ? { 'x-amz-checksum-type': 'FULL_OBJECT' } : {};
+      const checksumType: Record<string, string> = Object.keys(meta.checksums).length > 0 ? { 'x-amz-checksum-type': 'FULL_OBJECT' } : {};
       sendEmpty(call, 200, { etag: meta.etag, ...sseHeaders(meta.encryption), ...checksumHeaders(meta.checksums), ...checksumType });
     } finally {
       body.dispose();
