@@ -1,4 +1,4 @@
-// What real clients send by default is accepted (the SDK's CRC32 header or aws-chunked trailer, the AWS CLI's plain uploads), and CRC64NVME, the newest CRC the SDKs offer, is computed, checked and kept, in single and multipart uploads.
+// What real clients send by default is accepted (the SDK's CRC32 header or aws-chunked trailer, the AWS CLI's plain uploads); CRC64NVME is computed, checked and kept, in single and multipart uploads; the algorithms the store does not compute are refused, never stored unchecked.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -15,7 +15,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { refusal, startTestObjectStore, type TestObjectStore } from './server-helpers.js';
+import { refusal, sendHeaders, startTestObjectStore, type TestObjectStore } from './server-helpers.js';
 
 const run = promisify(execFile);
 const BUCKET = 'default-checksums';
@@ -121,5 +121,18 @@ describe('CRC64NVME', () => {
       name: 'InvalidRequest',
       status: 400,
     });
+  });
+});
+
+describe('the checksums S3 added after CRC64NVME (SHA512, MD5, XXHASH64, XXHASH3, XXHASH128)', () => {
+  it('are refused with 501 NotImplemented, not stored unchecked: as a header (beside the SDK’s own CRC32), and for a multipart upload', async () => {
+    const value = Buffer.alloc(64).toString('base64');
+    const header = sendHeaders(store.sdk(), { 'x-amz-checksum-sha512': value });
+    expect(await refusal(header.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'sha512', Body: 'x' })))).toEqual({ name: 'NotImplemented', status: 501 });
+    // The SDK itself refuses to compute SHA512 (and the others): the headers come from other clients.
+    expect(await refusal(header.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'sha512', Body: Buffer.alloc(70_000) })))).toEqual({ name: 'NotImplemented', status: 501 });
+    expect(await refusal(sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'sha512' })))).toMatchObject({ status: 404 });
+    const create = sendHeaders(store.sdk(), { 'x-amz-checksum-algorithm': 'MD5' });
+    expect(await refusal(create.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'md5' })))).toEqual({ name: 'NotImplemented', status: 501 });
   });
 });

@@ -295,6 +295,26 @@ export const CHECKSUM_HEADERS: ReadonlyArray<readonly [string, ChecksumAlgorithm
   ['x-amz-checksum-crc64nvme', 'CRC64NVME', 8],
 ];
 
+/**
+ * The checksum algorithms S3 added after CRC64NVME. This store does not compute them, so a request
+ * that asks for one (a header, a trailer, x-amz-sdk-checksum-algorithm or CreateMultipartUpload's
+ * x-amz-checksum-algorithm) is refused rather than stored unchecked.
+ */
+const UNSUPPORTED_CHECKSUMS: readonly string[] = ['SHA512', 'MD5', 'XXHASH64', 'XXHASH3', 'XXHASH128'];
+
+function unsupportedChecksum(algorithm: string): AirlockError {
+  return new AirlockError('NOT_IMPLEMENTED', `The ${algorithm} checksum is not supported; use CRC32, CRC32C, CRC64NVME, SHA1 or SHA256`);
+}
+
+/** Refuses a request that names a checksum algorithm this store does not compute (see UNSUPPORTED_CHECKSUMS). */
+export function refuseUnsupportedChecksums(req: IncomingMessage): void {
+  const named = [header(req, 'x-amz-sdk-checksum-algorithm'), header(req, 'x-amz-checksum-algorithm'), ...(header(req, 'x-amz-trailer') ?? '').split(',')]
+    .map((value) => value?.trim().toUpperCase().replace(/^X-AMZ-CHECKSUM-/, ''))
+    .concat(Object.keys(req.headers).flatMap((name) => (name.startsWith('x-amz-checksum-') ? [name.slice('x-amz-checksum-'.length).toUpperCase()] : [])));
+  const found = UNSUPPORTED_CHECKSUMS.find((algorithm) => named.includes(algorithm));
+  if (found !== undefined) throw unsupportedChecksum(found);
+}
+
 function checksumValue(name: string, value: string, bytes: number): string {
   const trimmed = value.trim();
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(trimmed) || Buffer.from(trimmed, 'base64').byteLength !== bytes) {
@@ -317,6 +337,7 @@ function parseChecksumType(value: string | undefined): ChecksumType | undefined 
  * defaults to COMPOSITE (FULL_OBJECT for CRC64NVME, which has no other), and needs an algorithm.
  */
 export function parseUploadChecksum(req: IncomingMessage): UploadChecksum | undefined {
+  refuseUnsupportedChecksums(req);
   const name = header(req, 'x-amz-checksum-algorithm')?.trim().toUpperCase();
   const type = parseChecksumType(header(req, 'x-amz-checksum-type'));
   if (name === undefined) {
@@ -563,6 +584,7 @@ export interface RequestBodyOptions {
  * verify, from headers or from trailers announced by x-amz-trailer.
  */
 export function openRequestBody(req: IncomingMessage, verified: VerifiedRequest, options: RequestBodyOptions): RequestBody {
+  refuseUnsupportedChecksums(req);
   const mode = chunkedPayloadMode(verified.payloadHash);
   const encodings = (header(req, 'content-encoding') ?? '').split(',').map((e) => e.trim().toLowerCase());
   const hexPayload = /^[0-9a-fA-F]{64}$/.test(verified.payloadHash);
