@@ -1,12 +1,13 @@
 // What real clients send by default is accepted (the SDK's CRC32 header or aws-chunked trailer, the AWS CLI's plain uploads); CRC64NVME is computed, checked and kept, in single and multipart uploads; the algorithms the store does not compute are refused, never stored unchecked.
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { Upload } from '@aws-sdk/lib-storage';
 import {
+  CopyObjectCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   GetObjectCommand,
@@ -115,6 +116,17 @@ describe('CRC64NVME', () => {
     expect(await headChecksums('crc64-multipart')).toEqual({ crc32: undefined, crc64nvme: whole, type: 'FULL_OBJECT' });
     expect((await read('crc64-multipart')).equals(data)).toBe(true);
   }, 60_000);
+
+  it('CopyObject keeps the source’s checksum algorithm (computed over the bytes copied), or takes the one x-amz-checksum-algorithm names', async () => {
+    const data = randomBytes(70_001);
+    const put = await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'crc64-source', Body: data, ChecksumAlgorithm: 'CRC64NVME' }));
+    const copied = await sdk.send(new CopyObjectCommand({ Bucket: BUCKET, Key: 'crc64-copy', CopySource: `${BUCKET}/crc64-source` }));
+    expect([copied.CopyObjectResult?.ChecksumCRC64NVME, copied.CopyObjectResult?.ChecksumType]).toEqual([put.ChecksumCRC64NVME, 'FULL_OBJECT']);
+    expect(await headChecksums('crc64-copy')).toEqual({ crc32: undefined, crc64nvme: put.ChecksumCRC64NVME, type: 'FULL_OBJECT' });
+    const other = await sdk.send(new CopyObjectCommand({ Bucket: BUCKET, Key: 'sha256-copy', CopySource: `${BUCKET}/crc64-source`, ChecksumAlgorithm: 'SHA256' }));
+    expect(other.CopyObjectResult?.ChecksumSHA256).toBe(createHash('sha256').update(data).digest('base64'));
+    expect(other.CopyObjectResult?.ChecksumCRC64NVME).toBeUndefined();
+  });
 
   it('cannot be COMPOSITE, as on S3', async () => {
     expect(await refusal(sdk.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'x', ChecksumAlgorithm: 'CRC64NVME', ChecksumType: 'COMPOSITE' })))).toEqual({

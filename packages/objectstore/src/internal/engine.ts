@@ -674,13 +674,15 @@ export class StorageEngine implements ObjectEngine {
     const dir = `${this.#bucketDir(input.bucket)}/objects`;
     let file: string | undefined;
     try {
-      const written = await this.#writeBody(input.body, { dir, stem: this.#names.object(input.bucket, input.key) }, crypto, await this.#algorithmsOf(input.checksums, input.checksumAlgorithms));
+      const computed = input.computeChecksums ?? [];
+      const algorithms = new Set([...(await this.#algorithmsOf(input.checksums, input.checksumAlgorithms)), ...computed]);
+      const written = await this.#writeBody(input.body, { dir, stem: this.#names.object(input.bucket, input.key) }, crypto, algorithms);
       file = written.file;
       const meter = written.meter;
       const digests = await this.#verifyDigests(meter, input);
       const requested = await input.checksums;
       const checksums: Partial<Record<ChecksumAlgorithm, string>> = {};
-      for (const algorithm of Object.keys(requested ?? {}) as ChecksumAlgorithm[]) checksums[algorithm] = digests.checksums[algorithm];
+      for (const algorithm of [...(Object.keys(requested ?? {}) as ChecksumAlgorithm[]), ...computed]) checksums[algorithm] = digests.checksums[algorithm];
       await syncDirectory(this.#abs(dir));
       return await this.#commitObject({
         bucket: input.bucket,
@@ -837,6 +839,8 @@ export class StorageEngine implements ObjectEngine {
     try {
       input.checkSource?.(source);
       const replace = input.metadataDirective === 'REPLACE';
+      // As on S3: the algorithm the request names, else the source's, over the bytes copied (a single object's, FULL_OBJECT).
+      const checksumAlgorithm = input.checksumAlgorithm ?? (Object.keys(source.checksums) as ChecksumAlgorithm[])[0];
       return await this.putObject({
         bucket: input.bucket,
         key: input.key,
@@ -847,6 +851,7 @@ export class StorageEngine implements ObjectEngine {
         headers: replace ? (input.headers ?? {}) : source.headers,
         ...(input.sse === undefined ? {} : { sse: input.sse }),
         ...(input.condition === undefined ? {} : { condition: input.condition }),
+        ...(checksumAlgorithm === undefined ? {} : { computeChecksums: [checksumAlgorithm] }),
       });
     } finally {
       // A copy refused before its body was read must still close the source's file.

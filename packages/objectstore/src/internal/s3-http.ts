@@ -38,6 +38,7 @@ import {
   parseUploadChecksum,
   parseUserMetadata,
   parseWriteCondition,
+  parseCopyChecksumAlgorithm,
   percentDecode,
   readSmallBody,
   refuseSseHeadersOnRead,
@@ -762,6 +763,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       );
     }
     const contentType = header(call.req, 'content-type');
+    const checksumAlgorithm = parseCopyChecksumAlgorithm(call.req);
     const meta = await withoutIdleTimeout(call, () =>
       engine.copyObject({
         sourceBucket: source.bucket,
@@ -773,9 +775,12 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         sse,
         ...(condition === undefined ? {} : { condition }),
         checkSource: (meta) => checkCopySourcePreconditions(call.req, meta),
+        ...(checksumAlgorithm === undefined ? {} : { checksumAlgorithm }),
       }),
     );
-    sendXml(call, 200, buildXml('CopyObjectResult', { LastModified: iso(meta.lastModified), ETag: meta.etag }), sseHeaders(meta.encryption));
+    const checksums = checksumElements(meta.checksums);
+    const checksumType = Object.keys(checksums).length > 0 ? { ChecksumType: 'FULL_OBJECT' } : {};
+    sendXml(call, 200, buildXml('CopyObjectResult', { LastModified: iso(meta.lastModified), ETag: meta.etag, ...checksums, ...checksumType }), sseHeaders(meta.encryption));
   };
 
   const deleteObject = async (call: ObjectCall): Promise<void> => {

@@ -350,6 +350,16 @@ export function parseUploadChecksum(req: IncomingMessage): UploadChecksum | unde
   return { algorithm, type: type ?? (algorithm === 'CRC64NVME' ? 'FULL_OBJECT' : 'COMPOSITE') };
 }
 
+/** CopyObject's x-amz-checksum-algorithm: the copy's checksum, instead of the source's. */
+export function parseCopyChecksumAlgorithm(req: IncomingMessage): ChecksumAlgorithm | undefined {
+  refuseUnsupportedChecksums(req);
+  const name = header(req, 'x-amz-checksum-algorithm')?.trim().toUpperCase();
+  if (name === undefined) return undefined;
+  const algorithm = CHECKSUM_HEADERS.find(([, candidate]) => candidate === name)?.[1];
+  if (algorithm === undefined) throw invalidRequest('Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]');
+  return algorithm;
+}
+
 /**
  * CompleteMultipartUpload's view of the object's checksum: one x-amz-checksum-<algorithm> (a
  * COMPOSITE value may end in `-<parts>`), x-amz-checksum-type and x-amz-mp-object-size.
