@@ -1,4 +1,4 @@
-// Conditional writes, deletes and copies as on S3, with @aws-sdk/client-s3 and the AWS CLI: If-None-Match / If-Match on PutObject, CompleteMultipartUpload and CopyObject, If-Match on DeleteObject, the x-amz-copy-source-if-* conditions, and a write that loses a race.
+// Conditional writes, deletes and copies as on S3, with @aws-sdk/client-s3 and the AWS CLI: If-None-Match / If-Match on PutObject, CompleteMultipartUpload and CopyObject, If-Match on DeleteObject and ETags in DeleteObjects, the x-amz-copy-source-if-* conditions, and a write that loses a race.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
@@ -12,6 +12,7 @@ import {
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   PutObjectCommand,
@@ -65,12 +66,21 @@ describe('PutObject', () => {
     expect(await refusal(sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'never-written', Body: 'x', IfMatch: v1 })))).toEqual({ name: 'NoSuchKey', status: 404 });
   });
 
-  it('If-None-Match with an ETag is 501 NotImplemented (S3 accepts only *)', async () => {
+  it('If-None-Match with an ETag, If-Match: *, or both headers at once are 501 NotImplemented naming the header, as on S3; nothing is written', async () => {
     const etag = await put('etag-none-match', 'x');
-    expect(await refusal(sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'etag-none-match', Body: 'y', IfNoneMatch: etag })))).toEqual({
-      name: 'NotImplemented',
-      status: 501,
-    });
+    const cases: Array<[{ IfMatch?: string; IfNoneMatch?: string }, string]> = [
+      [{ IfNoneMatch: etag }, 'If-None-Match'],
+      [{ IfMatch: '*' }, 'If-Match'],
+      [{ IfMatch: etag, IfNoneMatch: '*' }, 'If-Match,If-None-Match'],
+    ];
+    for (const [condition, named] of cases) {
+      const error = await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'etag-none-match', Body: 'y', ...condition })).then(
+        () => undefined,
+        (e: unknown) => e as { name: string; $metadata: { httpStatusCode?: number }; Header?: string },
+      );
+      expect([error?.name, error?.$metadata.httpStatusCode, error?.Header]).toEqual(['NotImplemented', 501, named]);
+    }
+    expect(await read('etag-none-match')).toBe('x');
   });
 
   /** Starts a conditional PUT of `key`, runs `competitor` once the PUT has passed its condition and is streaming its body, then lets the PUT finish. */
@@ -116,12 +126,15 @@ describe('CompleteMultipartUpload', () => {
   const complete = (key: string, u: Awaited<ReturnType<typeof upload>>, extra: { IfMatch?: string; IfNoneMatch?: string }) =>
     sdk.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: key, UploadId: u.UploadId, MultipartUpload: { Parts: u.Parts }, ...extra }));
 
-  it('honours If-None-Match: * and If-Match, refusing with 412 and leaving the object as it was', async () => {
+  it('honours If-None-Match: * and If-Match, refusing with 412 (501 for If-Match: * or both) and leaving the object as it was', async () => {
     const first = await upload('mp');
     const v1 = (await complete('mp', first, { IfNoneMatch: '*' })).ETag as string;
     const second = await upload('mp');
     expect(await refusal(complete('mp', second, { IfNoneMatch: '*' }))).toEqual(PRECONDITION_FAILED);
     expect(await refusal(complete('mp', second, { IfMatch: '"0123456789abcdef0123456789abcdef-1"' }))).toEqual(PRECONDITION_FAILED);
+    // As on PutObject: If-Match takes ETags, not *, and the two headers do not combine.
+    expect(await refusal(complete('mp', second, { IfMatch: '*' }))).toEqual({ name: 'NotImplemented', status: 501 });
+    expect(await refusal(complete('mp', second, { IfMatch: v1, IfNoneMatch: '*' }))).toEqual({ name: 'NotImplemented', status: 501 });
     expect((await sdk.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'mp' }))).ETag).toBe(v1);
     // The refused upload is still there, and completes under a condition that holds.
     const v2 = (await complete('mp', second, { IfMatch: v1 })).ETag as string;
@@ -140,6 +153,34 @@ describe('DeleteObject', () => {
     expect(await refusal(sdk.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'doomed', IfMatch: '*' })))).toEqual({ name: 'NoSuchKey', status: 404 });
     // Unconditionally, deleting nothing still succeeds.
     await sdk.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'doomed' }));
+  });
+});
+
+describe('DeleteObjects', () => {
+  it('an entry with an ETag is deleted only if it matches (412 PreconditionFailed for that entry, 404 NoSuchKey on no object); entries without one as before', async () => {
+    const current = await put('batch-current', 'v2');
+    const stale = await put('batch-stale', 'v1');
+    await put('batch-stale', 'v1 replaced');
+    await put('batch-plain', 'x');
+    const result = await sdk.send(
+      new DeleteObjectsCommand({
+        Bucket: BUCKET,
+        Delete: {
+          Objects: [
+            { Key: 'batch-current', ETag: current },
+            { Key: 'batch-stale', ETag: stale },
+            { Key: 'batch-never', ETag: stale },
+            { Key: 'batch-plain' },
+          ],
+        },
+      }),
+    );
+    expect(result.Deleted?.map((d) => d.Key).sort()).toEqual(['batch-current', 'batch-plain']);
+    expect(result.Errors?.map((e) => [e.Key, e.Code])).toEqual([
+      ['batch-stale', 'PreconditionFailed'],
+      ['batch-never', 'NoSuchKey'],
+    ]);
+    expect(await read('batch-stale')).toBe('v1 replaced');
   });
 });
 

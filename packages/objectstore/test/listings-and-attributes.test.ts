@@ -93,7 +93,7 @@ describe('ListObjectVersions on an unversioned bucket', () => {
 });
 
 describe('ListBuckets', () => {
-  it('honours max-buckets, prefix and continuation-token', async () => {
+  it('honours max-buckets, prefix, continuation-token and bucket-region', async () => {
     for (const name of ['page-a', 'page-b', 'page-c', 'page-d', 'page-e']) await sdk.send(new CreateBucketCommand({ Bucket: name }));
     const names: string[] = [];
     let token: string | undefined;
@@ -112,6 +112,9 @@ describe('ListBuckets', () => {
     expect(everything.ContinuationToken).toBeUndefined();
     expect(everything.Buckets?.map((b) => b.Name)).toEqual(expect.arrayContaining([BUCKET, 'page-a', 'page-e']));
     expect(await refusal(sdk.send(new ListBucketsCommand({ MaxBuckets: 0 })))).toEqual({ name: 'InvalidArgument', status: 400 });
+    // bucket-region: the store's one region lists them all, another none.
+    expect((await sdk.send(new ListBucketsCommand({ BucketRegion: 'us-east-1', Prefix: 'page-' }))).Buckets?.map((b) => [b.Name, b.BucketRegion])).toHaveLength(5);
+    expect((await sdk.send(new ListBucketsCommand({ BucketRegion: 'eu-west-1', Prefix: 'page-' }))).Buckets ?? []).toEqual([]);
   });
 });
 
@@ -133,25 +136,42 @@ describe('GetObjectAttributes', () => {
     expect(await refusal(sdk.send(new GetObjectAttributesCommand({ Bucket: BUCKET, Key: 'missing', ObjectAttributes: ['ETag'] })))).toMatchObject({ status: 404 });
   });
 
-  it('lists the parts of a multipart object, paged, and the AWS CLI reads them', async () => {
-    const created = await sdk.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'parts' }));
+  /** Uploads a three-part object, with a CRC32 checksum (COMPOSITE) or none. */
+  async function multipart(key: string, checksum: boolean) {
+    const created = await sdk.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: key, ...(checksum ? { ChecksumAlgorithm: 'CRC32' } : {}) }));
     const sizes = [5 * 1024 * 1024, 5 * 1024 * 1024, 100];
     const parts = [];
     for (const [i, size] of sizes.entries()) {
-      const part = await sdk.send(new UploadPartCommand({ Bucket: BUCKET, Key: 'parts', UploadId: created.UploadId, PartNumber: i + 1, Body: randomBytes(size) }));
-      parts.push({ PartNumber: i + 1, ETag: part.ETag as string });
+      const part = await sdk.send(
+        new UploadPartCommand({ Bucket: BUCKET, Key: key, UploadId: created.UploadId, PartNumber: i + 1, Body: randomBytes(size), ...(checksum ? { ChecksumAlgorithm: 'CRC32' } : {}) }),
+      );
+      parts.push({ PartNumber: i + 1, ETag: part.ETag as string, ...(checksum ? { ChecksumCRC32: part.ChecksumCRC32 as string } : {}) });
     }
-    await sdk.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: 'parts', UploadId: created.UploadId, MultipartUpload: { Parts: parts } }));
-    const first = await sdk.send(new GetObjectAttributesCommand({ Bucket: BUCKET, Key: 'parts', ObjectAttributes: ['ObjectParts', 'ObjectSize'], MaxParts: 2 }));
+    const done = await sdk.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: key, UploadId: created.UploadId, MultipartUpload: { Parts: parts } }));
+    return { sizes, parts, done };
+  }
+
+  it('lists the parts of a multipart object with a checksum, paged, and the AWS CLI reads them; its COMPOSITE checksum comes without the -N suffix', async () => {
+    const { sizes, parts, done } = await multipart('parts', true);
+    expect(done.ChecksumCRC32).toMatch(/-3$/);
+    const first = await sdk.send(new GetObjectAttributesCommand({ Bucket: BUCKET, Key: 'parts', ObjectAttributes: ['ObjectParts', 'ObjectSize', 'Checksum'], MaxParts: 2 }));
     expect(first.ObjectSize).toBe(sizes.reduce((a, b) => a + b, 0));
+    // As S3 answers (GetObjectAttributes only): the composite value without its part count.
+    expect(first.Checksum).toEqual({ ChecksumCRC32: done.ChecksumCRC32?.replace(/-3$/, ''), ChecksumType: 'COMPOSITE' });
     expect(first.ObjectParts).toMatchObject({ TotalPartsCount: 3, IsTruncated: true, NextPartNumberMarker: '2', MaxParts: 2 });
-    expect(first.ObjectParts?.Parts?.map((p) => [p.PartNumber, p.Size])).toEqual([
-      [1, sizes[0]],
-      [2, sizes[1]],
+    expect(first.ObjectParts?.Parts?.map((p) => [p.PartNumber, p.Size, p.ChecksumCRC32])).toEqual([
+      [1, sizes[0], parts[0]?.ChecksumCRC32],
+      [2, sizes[1], parts[1]?.ChecksumCRC32],
     ]);
     const rest = await sdk.send(new GetObjectAttributesCommand({ Bucket: BUCKET, Key: 'parts', ObjectAttributes: ['ObjectParts'], PartNumberMarker: '2' }));
     expect(rest.ObjectParts?.Parts?.map((p) => [p.PartNumber, p.Size])).toEqual([[3, 100]]);
     const cli = JSON.parse(await aws(['s3api', 'get-object-attributes', '--bucket', BUCKET, '--key', 'parts', '--object-attributes', 'ObjectParts', 'StorageClass'])) as Record<string, unknown>;
     expect(cli).toMatchObject({ StorageClass: 'STANDARD', ObjectParts: { TotalPartsCount: 3 } });
+  }, 60_000);
+
+  it('gives only the part count of a multipart object without a checksum, as the API reference says', async () => {
+    await multipart('parts-plain', false);
+    const attributes = await sdk.send(new GetObjectAttributesCommand({ Bucket: BUCKET, Key: 'parts-plain', ObjectAttributes: ['ObjectParts', 'Checksum'] }));
+    expect([attributes.ObjectParts, attributes.Checksum]).toEqual([{ TotalPartsCount: 3 }, undefined]);
   }, 60_000);
 });

@@ -221,6 +221,8 @@ export interface PutObjectInput {
   readonly checksums?: Partial<Record<ChecksumAlgorithm, string>> | Promise<Partial<Record<ChecksumAlgorithm, string>>>;
   /** For trailer checksums (a promise above): the algorithms announced by x-amz-trailer, so only those are computed. */
   readonly checksumAlgorithms?: readonly ChecksumAlgorithm[];
+  /** Checksums to compute and keep without a value to check (a copy's). @default none */
+  readonly computeChecksums?: readonly ChecksumAlgorithm[];
   readonly contentType?: string;
   readonly userMetadata?: Readonly<Record<string, string>>;
   readonly headers?: StoredHeaders;
@@ -352,6 +354,8 @@ export interface ObjectEngine {
     readonly condition?: WriteCondition;
     /** Called with the source's metadata, for the version being copied, before anything is written; throws to refuse (the copy-source conditions). */
     readonly checkSource?: (source: ObjectMeta) => void;
+    /** The copy's checksum, computed over the bytes copied. @default the source's algorithm, if it has a checksum */
+    readonly checksumAlgorithm?: ChecksumAlgorithm;
   }): Promise<ObjectMeta>;
 
   createMultipartUpload(input: {

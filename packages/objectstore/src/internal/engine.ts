@@ -17,7 +17,7 @@ import {
   type EncryptionContext,
 } from '@airlock/crypto';
 import { createCachingKms, ensureKey, type CachingKms, type KeyEventStatus, type Kms, type KmsAdmin } from '@airlock/kms';
-import { BodyMeter, combinable, combineChecksums, compositeChecksum, createDigest } from './checksums.js';
+import { BodyMeter, combinable, combineChecksums, compositeChecksum } from './checksums.js';
 import {
   checkWriteCondition,
   listingPage,
@@ -622,7 +622,7 @@ export class StorageEngine implements ObjectEngine {
   async #algorithmsOf(checksums: PutObjectInput['checksums'], announced: readonly ChecksumAlgorithm[] | undefined): Promise<ChecksumAlgorithm[]> {
     if (checksums === undefined) return [];
     // Trailer checksums arrive after the body; x-amz-trailer announces which, else compute them all.
-    if (checksums instanceof Promise) return announced === undefined ? ['CRC32', 'CRC32C', 'SHA1', 'SHA256'] : [...announced];
+    if (checksums instanceof Promise) return announced === undefined ? ['CRC32', 'CRC32C', 'CRC64NVME', 'SHA1', 'SHA256'] : [...announced];
     return Object.keys(await Promise.resolve(checksums)) as ChecksumAlgorithm[];
   }
 
@@ -674,13 +674,15 @@ export class StorageEngine implements ObjectEngine {
     const dir = `${this.#bucketDir(input.bucket)}/objects`;
     let file: string | undefined;
     try {
-      const written = await this.#writeBody(input.body, { dir, stem: this.#names.object(input.bucket, input.key) }, crypto, await this.#algorithmsOf(input.checksums, input.checksumAlgorithms));
+      const computed = input.computeChecksums ?? [];
+      const algorithms = new Set([...(await this.#algorithmsOf(input.checksums, input.checksumAlgorithms)), ...computed]);
+      const written = await this.#writeBody(input.body, { dir, stem: this.#names.object(input.bucket, input.key) }, crypto, algorithms);
       file = written.file;
       const meter = written.meter;
       const digests = await this.#verifyDigests(meter, input);
       const requested = await input.checksums;
       const checksums: Partial<Record<ChecksumAlgorithm, string>> = {};
-      for (const algorithm of Object.keys(requested ?? {}) as ChecksumAlgorithm[]) checksums[algorithm] = digests.checksums[algorithm];
+      for (const algorithm of [...(Object.keys(requested ?? {}) as ChecksumAlgorithm[]), ...computed]) checksums[algorithm] = digests.checksums[algorithm];
       await syncDirectory(this.#abs(dir));
       return await this.#commitObject({
         bucket: input.bucket,
@@ -837,6 +839,8 @@ export class StorageEngine implements ObjectEngine {
     try {
       input.checkSource?.(source);
       const replace = input.metadataDirective === 'REPLACE';
+      // As on S3: the algorithm the request names, else the source's, over the bytes copied (a single object's, FULL_OBJECT).
+      const checksumAlgorithm = input.checksumAlgorithm ?? (Object.keys(source.checksums) as ChecksumAlgorithm[])[0];
       return await this.putObject({
         bucket: input.bucket,
         key: input.key,
@@ -847,6 +851,7 @@ export class StorageEngine implements ObjectEngine {
         headers: replace ? (input.headers ?? {}) : source.headers,
         ...(input.sse === undefined ? {} : { sse: input.sse }),
         ...(input.condition === undefined ? {} : { condition: input.condition }),
+        ...(checksumAlgorithm === undefined ? {} : { computeChecksums: [checksumAlgorithm] }),
       });
     } finally {
       // A copy refused before its body was read must still close the source's file.
@@ -880,11 +885,8 @@ export class StorageEngine implements ObjectEngine {
   async createMultipartUpload(input: Parameters<ObjectEngine['createMultipartUpload']>[0]): Promise<UploadInfo> {
     const bucket = this.#bucketRecord(input.bucket);
     checkObjectKey(input.key);
-    if (input.checksum !== undefined) {
-      createDigest(input.checksum.algorithm); // NOT_IMPLEMENTED for an algorithm the store cannot compute
-      if (input.checksum.type === 'FULL_OBJECT' && !combinable(input.checksum.algorithm)) {
-        throw invalidRequest(`The FULL_OBJECT checksum type cannot be used with the ${input.checksum.algorithm.toLowerCase()} checksum algorithm.`);
-      }
+    if (input.checksum?.type === 'FULL_OBJECT' && !combinable(input.checksum.algorithm)) {
+      throw invalidRequest(`The FULL_OBJECT checksum type cannot be used with the ${input.checksum.algorithm.toLowerCase()} checksum algorithm.`);
     }
     const encryption = await this.#resolveEncryption(bucket.encryption, input.sse);
     // Fail now, not at the first part, if the key is unusable (the kill switch).

@@ -264,6 +264,8 @@ function extraElements(error: AirlockError, wire: S3WireError): XmlElement {
       return { MaxSizeAllowed: 1024 };
     case 'EntityTooLarge':
       return typeof details.maxSizeAllowed === 'number' ? { MaxSizeAllowed: details.maxSizeAllowed } : {};
+    case 'NotImplemented':
+      return { Header: text('header'), additionalMessage: text('additionalMessage') };
     default:
       return {};
   }

@@ -38,6 +38,7 @@ import {
   parseUploadChecksum,
   parseUserMetadata,
   parseWriteCondition,
+  parseCopyChecksumAlgorithm,
   percentDecode,
   readSmallBody,
   refuseSseHeadersOnRead,
@@ -310,7 +311,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   // --- service and buckets ------------------------------------------------------------------------
 
-  /** ListBuckets, paged as S3 pages it: max-buckets (1 – 10000), prefix, continuation-token; without max-buckets, every bucket. */
+  /** ListBuckets, paged as S3 pages it: max-buckets (1 – 10000), prefix, continuation-token, bucket-region; without max-buckets, every bucket. */
   const listBuckets = (call: S3Call): void => {
     const { query } = call;
     const maxText = query.get('max-buckets');
@@ -320,7 +321,10 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     const prefix = query.get('prefix') ?? '';
     const token = query.get('continuation-token');
     const after = token === undefined || token === '' ? undefined : decodeContinuationToken(token);
-    const page = listingPage(engine.listBuckets(), (bucket) => bucket.name, {
+    // Every bucket is in the store's one region: another bucket-region lists none.
+    const bucketRegion = query.get('bucket-region');
+    const buckets = bucketRegion === undefined || bucketRegion === region ? engine.listBuckets() : [];
+    const page = listingPage(buckets, (bucket) => bucket.name, {
       prefix,
       ...(after === undefined ? {} : { marker: after }),
       max: maxText === undefined ? Number.MAX_SAFE_INTEGER : Number(maxText),
@@ -544,18 +548,19 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
 
   const deleteObjects = async (call: BucketCall): Promise<void> => {
     engine.headBucket(call.bucket);
-    const { quiet, keys } = parseDeleteObjects(await readXml(call));
+    const { quiet, objects } = parseDeleteObjects(await readXml(call));
     const deleted: XmlElement[] = [];
     const errors: XmlElement[] = [];
-    for (const key of keys) {
+    for (const { key, versionId, etag } of objects) {
       try {
-        await engine.deleteObject(call.bucket, checkKey(key));
-        if (!quiet) deleted.push({ Key: key });
+        if (versionId !== undefined && versionId !== 'null') throw new AirlockError('INVALID_ARGUMENT', 'Invalid version id specified');
+        await engine.deleteObject(call.bucket, checkKey(key), etag === undefined ? undefined : { ifMatch: etag });
+        if (!quiet) deleted.push({ Key: key, VersionId: versionId });
       } catch (error) {
         const e = AirlockError.from(error);
         const wire = s3ErrorFor(e);
         if (wire.status >= 500) log.error({ err: error, code: e.code }, 'S3 DeleteObjects entry failed');
-        errors.push({ Key: key, Code: wire.code, Message: wire.message });
+        errors.push({ Key: key, VersionId: versionId, Code: wire.code, Message: wire.message });
       }
     }
     sendXml(call, 200, buildXml('DeleteResult', { Deleted: deleted, Error: errors }));
@@ -595,7 +600,9 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
   /**
    * GetObjectAttributes: the attributes x-amz-object-attributes names (ETag, Checksum, ObjectParts,
    * StorageClass, ObjectSize), from the sealed record alone. ObjectParts only for a multipart
-   * object, paged by x-amz-max-parts and x-amz-part-number-marker; the ETag unquoted, as S3 sends it.
+   * object; as the API reference says, its Part list (paged by x-amz-max-parts and
+   * x-amz-part-number-marker) only when the object has an additional checksum, else just the count.
+   * As S3 sends them: the ETag unquoted, a COMPOSITE checksum without its -<parts> suffix.
    */
   const getObjectAttributes = (call: ObjectCall): void => {
     checkVersionId(call);
@@ -612,20 +619,23 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
     const marker = Number(markerText);
     const meta = engine.headObject(call.bucket, call.key);
     const wanted = new Set(names);
-    const checksums = checksumElements(meta.checksums);
+    const checksums = checksumElements(Object.fromEntries(Object.entries(meta.checksums).map(([algorithm, value]) => [algorithm, value.replace(/-\d+$/, '')])));
     let objectParts: XmlElement | undefined;
     if (wanted.has('ObjectParts') && meta.parts !== undefined) {
-      const after = meta.parts.filter((part) => part.partNumber > marker);
-      const page = after.slice(0, maxParts);
-      objectParts = {
-        // The SDKs call it TotalPartsCount; on the wire it is PartsCount.
-        PartsCount: meta.parts.length,
-        PartNumberMarker: marker,
-        NextPartNumberMarker: page.at(-1)?.partNumber ?? marker,
-        MaxParts: maxParts,
-        IsTruncated: after.length > page.length,
-        Part: page.map((part) => ({ PartNumber: part.partNumber, Size: part.size, ...checksumElements(part.checksums) })),
-      };
+      // The SDKs call it TotalPartsCount; on the wire it is PartsCount.
+      objectParts = { PartsCount: meta.parts.length };
+      if (Object.keys(meta.checksums).length > 0) {
+        const after = meta.parts.filter((part) => part.partNumber > marker);
+        const page = after.slice(0, maxParts);
+        objectParts = {
+          ...objectParts,
+          PartNumberMarker: marker,
+          NextPartNumberMarker: page.at(-1)?.partNumber ?? marker,
+          MaxParts: maxParts,
+          IsTruncated: after.length > page.length,
+          Part: page.map((part) => ({ PartNumber: part.partNumber, Size: part.size, ...checksumElements(part.checksums) })),
+        };
+      }
     }
     sendXml(
       call,
@@ -732,7 +742,9 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         sse,
         ...(condition === undefined ? {} : { condition }),
       });
-      sendEmpty(call, 200, { etag: meta.etag, ...sseHeaders(meta.encryption), ...checksumHeaders(meta.checksums) });
+      // A single PUT's checksum is of the whole body: S3 says so with x-amz-checksum-type.
+      const checksumType: Record<string, string> = Object.keys(meta.checksums).length > 0 ? { 'x-amz-checksum-type': 'FULL_OBJECT' } : {};
+      sendEmpty(call, 200, { etag: meta.etag, ...sseHeaders(meta.encryption), ...checksumHeaders(meta.checksums), ...checksumType });
     } finally {
       body.dispose();
     }
@@ -751,6 +763,7 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
       );
     }
     const contentType = header(call.req, 'content-type');
+    const checksumAlgorithm = parseCopyChecksumAlgorithm(call.req);
     const meta = await withoutIdleTimeout(call, () =>
       engine.copyObject({
         sourceBucket: source.bucket,
@@ -762,9 +775,12 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         sse,
         ...(condition === undefined ? {} : { condition }),
         checkSource: (meta) => checkCopySourcePreconditions(call.req, meta),
+        ...(checksumAlgorithm === undefined ? {} : { checksumAlgorithm }),
       }),
     );
-    sendXml(call, 200, buildXml('CopyObjectResult', { LastModified: iso(meta.lastModified), ETag: meta.etag }), sseHeaders(meta.encryption));
+    const checksums = checksumElements(meta.checksums);
+    const checksumType = Object.keys(checksums).length > 0 ? { ChecksumType: 'FULL_OBJECT' } : {};
+    sendXml(call, 200, buildXml('CopyObjectResult', { LastModified: iso(meta.lastModified), ETag: meta.etag, ...checksums, ...checksumType }), sseHeaders(meta.encryption));
   };
 
   const deleteObject = async (call: ObjectCall): Promise<void> => {

@@ -295,6 +295,26 @@ export const CHECKSUM_HEADERS: ReadonlyArray<readonly [string, ChecksumAlgorithm
   ['x-amz-checksum-crc64nvme', 'CRC64NVME', 8],
 ];
 
+/**
+ * The checksum algorithms S3 added after CRC64NVME. This store does not compute them, so a request
+ * that asks for one (a header, a trailer, x-amz-sdk-checksum-algorithm or CreateMultipartUpload's
+ * x-amz-checksum-algorithm) is refused rather than stored unchecked.
+ */
+const UNSUPPORTED_CHECKSUMS: readonly string[] = ['SHA512', 'MD5', 'XXHASH64', 'XXHASH3', 'XXHASH128'];
+
+function unsupportedChecksum(algorithm: string): AirlockError {
+  return new AirlockError('NOT_IMPLEMENTED', `The ${algorithm} checksum is not supported; use CRC32, CRC32C, CRC64NVME, SHA1 or SHA256`);
+}
+
+/** Refuses a request that names a checksum algorithm this store does not compute (see UNSUPPORTED_CHECKSUMS). */
+export function refuseUnsupportedChecksums(req: IncomingMessage): void {
+  const named = [header(req, 'x-amz-sdk-checksum-algorithm'), header(req, 'x-amz-checksum-algorithm'), ...(header(req, 'x-amz-trailer') ?? '').split(',')]
+    .map((value) => value?.trim().toUpperCase().replace(/^X-AMZ-CHECKSUM-/, ''))
+    .concat(Object.keys(req.headers).flatMap((name) => (name.startsWith('x-amz-checksum-') ? [name.slice('x-amz-checksum-'.length).toUpperCase()] : [])));
+  const found = UNSUPPORTED_CHECKSUMS.find((algorithm) => named.includes(algorithm));
+  if (found !== undefined) throw unsupportedChecksum(found);
+}
+
 function checksumValue(name: string, value: string, bytes: number): string {
   const trimmed = value.trim();
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(trimmed) || Buffer.from(trimmed, 'base64').byteLength !== bytes) {
@@ -317,6 +337,7 @@ function parseChecksumType(value: string | undefined): ChecksumType | undefined 
  * defaults to COMPOSITE (FULL_OBJECT for CRC64NVME, which has no other), and needs an algorithm.
  */
 export function parseUploadChecksum(req: IncomingMessage): UploadChecksum | undefined {
+  refuseUnsupportedChecksums(req);
   const name = header(req, 'x-amz-checksum-algorithm')?.trim().toUpperCase();
   const type = parseChecksumType(header(req, 'x-amz-checksum-type'));
   if (name === undefined) {
@@ -327,6 +348,16 @@ export function parseUploadChecksum(req: IncomingMessage): UploadChecksum | unde
   if (algorithm === undefined) throw invalidRequest('Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]');
   if (algorithm === 'CRC64NVME' && type === 'COMPOSITE') throw invalidRequest('The COMPOSITE checksum type cannot be used with the crc64nvme checksum algorithm.');
   return { algorithm, type: type ?? (algorithm === 'CRC64NVME' ? 'FULL_OBJECT' : 'COMPOSITE') };
+}
+
+/** CopyObject's x-amz-checksum-algorithm: the copy's checksum, instead of the source's. */
+export function parseCopyChecksumAlgorithm(req: IncomingMessage): ChecksumAlgorithm | undefined {
+  refuseUnsupportedChecksums(req);
+  const name = header(req, 'x-amz-checksum-algorithm')?.trim().toUpperCase();
+  if (name === undefined) return undefined;
+  const algorithm = CHECKSUM_HEADERS.find(([, candidate]) => candidate === name)?.[1];
+  if (algorithm === undefined) throw invalidRequest('Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]');
+  return algorithm;
 }
 
 /**
@@ -470,8 +501,16 @@ export function checkCopySourcePreconditions(req: IncomingMessage, source: Objec
  */
 export function parseWriteCondition(req: IncomingMessage, options: { readonly ifNoneMatch: boolean }): WriteCondition | undefined {
   const ifMatch = header(req, 'if-match')?.trim();
-  const ifNoneMatch = options.ifNoneMatch ? header(req, 'if-none-match')?.trim() : undefined;
-  if (ifNoneMatch !== undefined && ifNoneMatch !== '*') throw new AirlockError('NOT_IMPLEMENTED', 'If-None-Match on a write accepts only *');
+  if (!options.ifNoneMatch) return ifMatch === undefined ? undefined : { ifMatch };
+  // A write (PutObject, CopyObject, CompleteMultipartUpload) takes one condition: If-None-Match: * or
+  // If-Match with ETags. As on S3, anything else is 501 naming the header (DeleteObject's If-Match
+  // alone also takes *).
+  const ifNoneMatch = header(req, 'if-none-match')?.trim();
+  const refuse = (name: string, additionalMessage: string): AirlockError =>
+    new AirlockError('NOT_IMPLEMENTED', 'A header you provided implies functionality that is not implemented', { details: { header: name, additionalMessage } });
+  if (ifMatch !== undefined && ifNoneMatch !== undefined) throw refuse('If-Match,If-None-Match', 'Multiple conditional request headers present in the request');
+  if (ifNoneMatch !== undefined && ifNoneMatch !== '*') throw refuse('If-None-Match', "We don't accept the provided value of If-None-Match header for this API");
+  if (ifMatch === '*') throw refuse('If-Match', "We don't accept the provided value of If-Match header for this API");
   if (ifMatch === undefined && ifNoneMatch === undefined) return undefined;
   return { ...(ifMatch === undefined ? {} : { ifMatch }), ...(ifNoneMatch === undefined ? {} : { ifNoneMatch }) };
 }
@@ -555,6 +594,7 @@ export interface RequestBodyOptions {
  * verify, from headers or from trailers announced by x-amz-trailer.
  */
 export function openRequestBody(req: IncomingMessage, verified: VerifiedRequest, options: RequestBodyOptions): RequestBody {
+  refuseUnsupportedChecksums(req);
   const mode = chunkedPayloadMode(verified.payloadHash);
   const encodings = (header(req, 'content-encoding') ?? '').split(',').map((e) => e.trim().toLowerCase());
   const hexPayload = /^[0-9a-fA-F]{64}$/.test(verified.payloadHash);

@@ -184,20 +184,24 @@ export function parseCompleteMultipartUpload(body: Uint8Array): CompletedPart[] 
 
 export interface DeleteRequest {
   readonly quiet: boolean;
-  readonly keys: string[];
+  readonly objects: ReadonlyArray<{ readonly key: string; readonly versionId?: string; readonly etag?: string }>;
 }
 
-/** Delete > (Quiet?, Object* > (Key, VersionId?)); at most 1000 objects, as S3. */
+/** Delete > (Quiet?, Object* > (Key, VersionId?, ETag?)); at most 1000 objects, as S3. An ETag makes that entry's delete conditional, as If-Match does. */
 export function parseDeleteObjects(body: Uint8Array): DeleteRequest {
   const root = parseXmlDocument(body, 'Delete');
   const objects = xmlChildren(root, 'Object');
   if (objects.length === 0 || objects.length > 1000) throw malformed('object-count');
-  const keys = objects.map((object) => {
-    const key = xmlText(object, 'Key');
-    if (key === undefined) throw malformed('object-key');
-    return key;
-  });
-  return { quiet: xmlBoolean(root, 'Quiet') ?? false, keys };
+  return {
+    quiet: xmlBoolean(root, 'Quiet') ?? false,
+    objects: objects.map((object) => {
+      const key = xmlText(object, 'Key');
+      if (key === undefined) throw malformed('object-key');
+      const versionId = xmlText(object, 'VersionId');
+      const etag = xmlText(object, 'ETag')?.trim();
+      return { key, ...(versionId === undefined ? {} : { versionId }), ...(etag === undefined || etag === '' ? {} : { etag }) };
+    }),
+  };
 }
 
 const SSE_ALGORITHMS: readonly string[] = ['AES256', 'aws:kms'];
