@@ -29,8 +29,10 @@ import {
   clusterIdentityUri,
   createCertificateAuthority,
   createConnectionBudget,
+  createLimitedHttp2SocketServer,
   issueClientCertificate,
   issueServerCertificate,
+  resolveListenerLimits,
   type CertificateKeyPair,
   type ListenerLimitsOptions,
 } from '@airlock/pki';
@@ -615,6 +617,44 @@ describe('HTTP/2 body progress: a stream whose body trickles is reset after the 
     expect(resets(received()).filter((r) => r.id === 3)).toEqual([]);
     client.socket.destroy();
     expect(logs.lines.some((line) => line.event === 'api.body_stalled' && line.protocol === 'h2')).toBe(true);
+  });
+});
+
+describe('HTTP/2 body progress ends with the body', () => {
+  it('a stream whose request body has ended is never reset by the rule, however long its answer runs', async () => {
+    // A server handed TLS sockets, as the tunnel agent's is; 300 ms windows, and an answer that runs for ten of them.
+    const inner = createLimitedHttp2SocketServer(
+      (req, res) => {
+        req.resume();
+        req.on('end', () => {
+          res.writeHead(200);
+          const tick = setInterval(() => res.write('x'), 100);
+          setTimeout(() => {
+            clearInterval(tick);
+            res.end();
+          }, 3000);
+        });
+      },
+      { name: 'long-answer', log: logs.log, limits: resolveListenerLimits({ bodyProgressTimeoutMs: 300, bodyMinBytes: 1024 }, 'test') },
+    );
+    const outer = tls.createServer({ cert: leaf.cert, key: leaf.key, ALPNProtocols: ['h2'] }, (socket) => inner.emit('connection', socket));
+    outer.listen(0, '127.0.0.1');
+    await once(outer, 'listening');
+    closers.push(() => new Promise<void>((resolve) => outer.close(() => resolve())));
+    const session = http2.connect(`https://localhost:${(outer.address() as net.AddressInfo).port}`, { ca: ca.cert });
+    session.on('error', () => undefined);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/' });
+      stream.end('a small body, complete at once');
+      let received = 0;
+      stream.on('data', (chunk: Buffer) => (received += chunk.length));
+      await once(stream, 'end');
+      expect(received).toBeGreaterThanOrEqual(20);
+      expect(stream.rstCode ?? 0).toBe(0);
+      expect(logs.lines.filter((line) => line.event === 'long-answer.body_stalled')).toEqual([]);
+    } finally {
+      session.close();
+    }
   });
 });
 
