@@ -424,12 +424,12 @@ function watchHttp2BodyProgress(stream: ServerHttp2Stream, context: ListenerCont
   const { bodyProgressTimeoutMs, bodyMinBytes } = context.limits;
   let received = 0;
   let complete = false;
-  const push = stream.push;
+  const push = stream.push.bind(stream);
   // Node hands every DATA payload to the stream with push() (null at END_STREAM), whether or not anyone reads yet.
-  stream.push = function (this: ServerHttp2Stream, chunk: unknown, encoding?: BufferEncoding): boolean {
+  stream.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
     if (chunk === null) complete = true;
     else if (chunk instanceof Uint8Array) received += chunk.byteLength;
-    return push.call(this, chunk, encoding);
+    return push(chunk, encoding);
   };
   let last = 0;
   let armed = false;
@@ -451,7 +451,7 @@ function watchHttp2BodyProgress(stream: ServerHttp2Stream, context: ListenerCont
     }
     if (progress < bodyMinBytes) {
       clearInterval(timer);
-      const socket = stream.session?.socket as AnySocket | undefined;
+      const socket = stream.session?.socket;
       report('body_stalled', { protocol: 'h2', remoteAddress: socket?.remoteAddress, bytes: progress, windowMs: bodyProgressTimeoutMs });
       stream.close(http2.constants.NGHTTP2_CANCEL);
     }

@@ -1,6 +1,6 @@
 // The data-plane tunnel agent: dials the control plane over mTLS and serves Connect services to it on that outbound connection.
 import { EventEmitter } from 'node:events';
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import { isIP } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import type { ConnectRouter, ConnectRouterOptions } from '@connectrpc/connect';
