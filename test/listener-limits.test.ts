@@ -29,8 +29,10 @@ import {
   clusterIdentityUri,
   createCertificateAuthority,
   createConnectionBudget,
+  createLimitedHttp2SocketServer,
   issueClientCertificate,
   issueServerCertificate,
+  resolveListenerLimits,
   type CertificateKeyPair,
   type ListenerLimitsOptions,
 } from '@airlock/pki';
@@ -367,7 +369,7 @@ interface RawH2Received {
 }
 
 /** A raw HTTP/2 client over TLS (ALPN h2) that sends exactly the bytes it is given, and parses what comes back. */
-async function rawH2(port: number): Promise<{ socket: tls.TLSSocket; received: () => RawH2Received; closed: () => boolean }> {
+async function rawH2(port: number): Promise<{ socket: tls.TLSSocket; chunks: Buffer[]; received: () => RawH2Received; closed: () => boolean }> {
   const socket = await tlsHandshake(port, ['h2']);
   expect(socket.alpnProtocol).toBe('h2');
   const chunks: Buffer[] = [];
@@ -391,10 +393,37 @@ async function rawH2(port: number): Promise<{ socket: tls.TLSSocket; received: (
     }
     return { refused, goaway };
   };
-  return { socket, received, closed: () => closed };
+  return { socket, chunks, received, closed: () => closed };
 }
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+/** One HTTP/2 frame as received (RFC 9113 §4.1). */
+interface H2Frame {
+  readonly type: number;
+  readonly flags: number;
+  readonly id: number;
+  readonly payload: Buffer;
+}
+
+/** The complete frames in `bytes` (after any connection preface the caller stripped). */
+function parseFrames(bytes: Buffer): H2Frame[] {
+  const frames: H2Frame[] = [];
+  for (let at = 0; at + 9 <= bytes.length; ) {
+    const length = bytes.readUIntBE(at, 3);
+    if (at + 9 + length > bytes.length) break;
+    frames.push({ type: bytes[at + 3] ?? 0, flags: bytes[at + 4] ?? 0, id: bytes.readUInt32BE(at + 5) & 0x7fffffff, payload: bytes.subarray(at + 9, at + 9 + length) });
+    at += 9 + length;
+  }
+  return frames;
+}
+
+/** The streams reset with RST_STREAM (type 0x3), with their error codes. */
+const resets = (frames: readonly H2Frame[]): Array<{ id: number; code: number }> =>
+  frames.filter((f) => f.type === 0x3).map((f) => ({ id: f.id, code: f.payload.readUInt32BE(0) }));
+/** The first GOAWAY's error code (RFC 9113 §6.8), if one came. */
+const goawayCode = (frames: readonly H2Frame[]): number | undefined => frames.find((f) => f.type === 0x7)?.payload.readUInt32BE(4);
+const CANCEL = 0x8;
 /**
  * HPACK (RFC 7541 §6.1, §6.2.2): indexed :method POST (3) and :scheme https (7); :path (4), :authority (1)
  * and content-type (31: a 4-bit prefix, 15 then 16) as literals without indexing, with indexed names.
@@ -555,5 +584,144 @@ describe('body progress: a trickled body is cut off even without a request timeo
     } finally {
       client.destroy();
     }
+  });
+});
+
+describe('HTTP/2 body progress: a stream whose body trickles is reset after the body-progress timeout, as an HTTP/1.1 request is cut', () => {
+  // The request (300 s) and idle (120 s) timeouts stay at their defaults: only body progress can end the stream within the waits.
+  const LIMITS: ListenerLimitsOptions = { bodyProgressTimeoutMs: 500, bodyMinBytes: 1024 };
+
+  it('API listener: one DATA byte every 150 ms gets RST_STREAM CANCEL; the session and a flowing body on it are untouched', async () => {
+    const api = await startApi(LIMITS);
+    const client = await rawH2(api.port);
+    // Stream 1 reads its body (the Connect handler waits for all of it); stream 3's body arrives at once and is answered.
+    const json = Buffer.from('{}');
+    client.socket.write(Buffer.concat([PREFACE, frame(0x4, 0, 0), frame(0x1, 0x4, 1, requestHead(HELD_PATH)), frame(0x0, 0, 1, Buffer.from(' '))]));
+    const trickle = setInterval(() => {
+      if (!client.socket.destroyed) client.socket.write(frame(0x0, 0, 1, Buffer.from(' ')));
+    }, 150);
+    const started = Date.now();
+    const received = (): H2Frame[] => parseFrames(Buffer.concat(client.chunks));
+    try {
+      await until('the server to reset the trickling stream', 15_000, () => resets(received()).some((r) => r.id === 1));
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(resets(received())).toEqual([{ id: 1, code: CANCEL }]);
+    // Within two windows of the timeout, allowing for a busy machine; never before one whole window.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+    expect(goawayCode(received())).toBeUndefined();
+    expect(client.closed()).toBe(false);
+    client.socket.write(Buffer.concat([frame(0x1, 0x4, 3, requestHead(HELD_PATH)), frame(0x0, 0x1, 3, json)]));
+    await until('the flowing request on the same session to be answered', 10_000, () => received().some((f) => f.id === 3 && f.type === 0x1));
+    expect(resets(received()).filter((r) => r.id === 3)).toEqual([]);
+    client.socket.destroy();
+    expect(logs.lines.some((line) => line.event === 'api.body_stalled' && line.protocol === 'h2')).toBe(true);
+  });
+});
+
+describe('HTTP/2 body progress ends with the body', () => {
+  it('a stream whose request body has ended is never reset by the rule, however long its answer runs', async () => {
+    // A server handed TLS sockets, as the tunnel agent's is; 300 ms windows, and an answer that runs for ten of them.
+    const inner = createLimitedHttp2SocketServer(
+      (req, res) => {
+        req.resume();
+        req.on('end', () => {
+          res.writeHead(200);
+          const tick = setInterval(() => res.write('x'), 100);
+          setTimeout(() => {
+            clearInterval(tick);
+            res.end();
+          }, 3000);
+        });
+      },
+      { name: 'long-answer', log: logs.log, limits: resolveListenerLimits({ bodyProgressTimeoutMs: 300, bodyMinBytes: 1024 }, 'test') },
+    );
+    const outer = tls.createServer({ cert: leaf.cert, key: leaf.key, ALPNProtocols: ['h2'] }, (socket) => inner.emit('connection', socket));
+    outer.listen(0, '127.0.0.1');
+    await once(outer, 'listening');
+    closers.push(() => new Promise<void>((resolve) => outer.close(() => resolve())));
+    const session = http2.connect(`https://localhost:${(outer.address() as net.AddressInfo).port}`, { ca: ca.cert });
+    session.on('error', () => undefined);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/' });
+      stream.end('a small body, complete at once');
+      let received = 0;
+      stream.on('data', (chunk: Buffer) => (received += chunk.length));
+      await once(stream, 'end');
+      expect(received).toBeGreaterThanOrEqual(20);
+      expect(stream.rstCode ?? 0).toBe(0);
+      expect(logs.lines.filter((line) => line.event === 'long-answer.body_stalled')).toEqual([]);
+    } finally {
+      session.close();
+    }
+  });
+});
+
+describe('the tunnel agent\'s own HTTP/2 server (serving the control plane on the agent\'s outbound connection) has the listener limits', () => {
+  it('advertises the stream cap, resets a trickled body (RST_STREAM CANCEL) and cuts a trickled request head (GOAWAY ENHANCE_YOUR_CALM)', async () => {
+    // A control plane that accepts the agent's connection and then misbehaves as its HTTP/2 client.
+    const sockets: tls.TLSSocket[] = [];
+    const fake = tls.createServer({ cert: leaf.cert, key: leaf.key, ALPNProtocols: ['h2'] }, (socket) => {
+      socket.on('error', () => undefined);
+      sockets.push(socket);
+    });
+    fake.listen(0, '127.0.0.1');
+    await once(fake, 'listening');
+    closers.push(async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => fake.close(() => resolve()));
+    });
+    const cluster = 'agent-limits';
+    const credentials = await issueClientCertificate({ ca, uri: clusterIdentityUri(cluster) });
+    const agent = startTunnelAgent({
+      endpoint: `https://localhost:${(fake.address() as net.AddressInfo).port}`,
+      ca: ca.cert,
+      getCredentials: () => ({ cert: credentials.cert, key: credentials.key }),
+      routes: (router) => {
+        router.service(TunnelHealthService, { check: () => ({ status: HealthStatus.SERVING, agentVersion: 'test' }) });
+        router.service(EchoService, { echo: (request) => ({ payload: request.payload }) });
+      },
+      log: logs.log,
+      // Idle and request timeouts at their defaults (120 s, 300 s); the agent waits long for an acceptance that never comes.
+      limits: { headersTimeoutMs: 500, bodyProgressTimeoutMs: 500, bodyMinBytes: 1024, maxConcurrentStreams: 7 },
+      connectTimeoutMs: 60_000,
+    });
+    closers.push(() => agent.stop());
+    await until('the agent to dial', 10_000, () => sockets.length > 0);
+    const socket = sockets[0] as tls.TLSSocket;
+    const chunks: Buffer[] = [];
+    let closed = false;
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.once('close', () => (closed = true));
+    const received = (): H2Frame[] => parseFrames(Buffer.concat(chunks));
+    socket.write(Buffer.concat([PREFACE, frame(0x4, 0, 0)]));
+    await until('the agent\'s SETTINGS', 10_000, () => received().some((f) => f.type === 0x4 && (f.flags & 0x1) === 0));
+    const settings = received().find((f) => f.type === 0x4 && (f.flags & 0x1) === 0) as H2Frame;
+    const advertised = new Map<number, number>();
+    for (let at = 0; at + 6 <= settings.payload.length; at += 6) advertised.set(settings.payload.readUInt16BE(at), settings.payload.readUInt32BE(at + 2));
+    // SETTINGS_MAX_CONCURRENT_STREAMS (0x3).
+    expect(advertised.get(0x3)).toBe(7);
+
+    // A call whose body trickles: reset, the session stays.
+    const echo = '/airlock.v1.EchoService/Echo';
+    socket.write(Buffer.concat([frame(0x1, 0x4, 1, requestHead(echo)), frame(0x0, 0, 1, Buffer.from(' '))]));
+    const trickle = setInterval(() => {
+      if (!socket.destroyed) socket.write(frame(0x0, 0, 1, Buffer.from(' ')));
+    }, 150);
+    try {
+      await until('the agent to reset the trickling stream', 15_000, () => resets(received()).some((r) => r.id === 1));
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(resets(received())).toEqual([{ id: 1, code: CANCEL }]);
+    expect(closed).toBe(false);
+
+    // A call whose head never ends: HEADERS without END_HEADERS, then silence. The session is cut.
+    socket.write(frame(0x1, 0, 3, requestHead(echo).subarray(0, 2)));
+    await until('the agent to cut the session whose head never ends', 15_000, () => closed);
+    expect(goawayCode(received())).toBe(ENHANCE_YOUR_CALM);
+    expect(logs.lines.some((line) => line.event === 'tunnel-agent.body_stalled')).toBe(true);
+    expect(logs.lines.some((line) => line.event === 'tunnel-agent.request_timeout' && line.stage === 'headers')).toBe(true);
   });
 });

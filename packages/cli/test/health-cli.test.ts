@@ -69,8 +69,9 @@ describe('airlock status', () => {
       ['objectstore', 'healthy'],
     ]);
     expect(byName(status, 'kms')?.check).toMatch(/^KMS ListKeys \(authenticated\): \d+ keys?$/);
-    expect(byName(status, 'objectstore')?.check).toMatch(/^S3 ListBuckets \(signed\): \d+ buckets?; its KMS reachable; KMS key events live$/);
-    expect(byName(status, 'objectstore')).toMatchObject({ keyEvents: 'live' });
+    // Each holder of key material in the data plane on its own key-event subscription: the object store's key cache, and the agent's sealing keys.
+    expect(byName(status, 'objectstore')?.check).toMatch(/^S3 ListBuckets \(signed\): \d+ buckets?; its KMS reachable; KMS key events: object store live, sealing-keys live$/);
+    expect(byName(status, 'objectstore')).toMatchObject({ keyEvents: 'live', keyEventHolders: { 'sealing-keys': 'live' } });
     expect(byName(status, 'api')?.check).toBe('API Health (Connect): SERVING');
     for (const endpoint of status.endpoints) expect(endpoint.tls).toMatch(/^TLSv1\.3, TLS_AES_256_GCM_SHA384$/);
 
@@ -78,6 +79,7 @@ describe('airlock status', () => {
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/SERVICE\s+PLANE\s+ENDPOINT\s+HEALTH\s+DETAILS/);
     expect(table.stdout).toMatch(/kms\s+data\s+https:\/\/127\.0\.0\.1:\d+\s+healthy\s+KMS ListKeys \(authenticated\): \d+ keys? \(TLSv1\.3, TLS_AES_256_GCM_SHA384\)/);
+    expect(table.stdout).toMatch(/objectstore\s+data\s+\S+\s+healthy\s+.*KMS key events: object store live, sealing-keys live/);
     expect(table.stdout).toMatch(/Overall: healthy/);
   });
 

@@ -209,21 +209,28 @@ export function createCachingKms<K extends Kms>(kms: K, options: DataKeyCacheOpt
     for (const keyArn of watchers.keys()) tell(keyArn, keyStates.get(keyArn) ?? 'Deleted');
     notify();
   };
+  /** What an event says about its key: entries dropped unless it was created or enabled, watchers told. */
+  const apply = (event: KmsKeyEvent): void => {
+    stats.events++;
+    keyStates.set(event.keyArn, event.state);
+    changedAt.set(event.keyArn, ++generation);
+    if (event.change !== 'created' && event.change !== 'enabled') revokeKey(event.keyArn);
+    tell(event.keyArn, event.state);
+  };
   const onEvent = (event: KmsKeyEvent): void => {
     // The stream covers every key, so sequence numbers run without gaps; a gap means lost events.
     if (lastSeq !== undefined && event.seq !== lastSeq + 1) {
       lastError = 'sequence-gap';
+      // This event is still true of its key: act on it now (a disabled key's entries go at once),
+      // then resynchronise, which drops the stream's word for everything else until a new snapshot.
+      apply(event);
       restartStream();
       return;
     }
     lastSeq = event.seq;
     lastMessageAt = config.now();
     if (state === 'late') state = 'live';
-    stats.events++;
-    keyStates.set(event.keyArn, event.state);
-    changedAt.set(event.keyArn, ++generation);
-    if (event.change !== 'created' && event.change !== 'enabled') revokeKey(event.keyArn);
-    tell(event.keyArn, event.state);
+    apply(event);
   };
   const onHeartbeat = (seq: number): void => {
     if (lastSeq !== undefined && seq !== lastSeq) {

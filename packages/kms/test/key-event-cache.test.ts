@@ -6,7 +6,8 @@ import { createCertificateAuthority, issueServerCertificate } from '@airlock/pki
 import { startTcpProxy, type TcpProxy } from '@airlock/testing';
 import { createAwsKms } from '../src/aws-kms.js';
 import { createCachingKms, KILL_SWITCH_BOUND_MS, resolveDataKeyCacheConfig } from '../src/data-key-cache.js';
-import type { Kms, KmsKeyEventSource } from '../src/kms.js';
+import { loseKeyEventsForTesting } from '../src/internal/key-events.js';
+import type { Kms, KmsKeyEventSource, KmsKeyEventState } from '../src/kms.js';
 import { startTestKms, type TestKms } from './helpers.js';
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -130,6 +131,76 @@ describe('data-key cache with live key events', () => {
       expect(refused.code).toBe('KMS_KEY_DISABLED');
       expect(refused.ms).toBeLessThanOrEqual(100);
     } finally {
+      cached.close();
+    }
+  });
+});
+
+describe('data-key cache when events are lost (a gap in the sequence numbers)', () => {
+  /** A client whose cache holds one key's data key for the long TTL, and a record of what its watchers were told, and when. */
+  async function cachedKey(): Promise<{
+    client: ReturnType<TestKms['client']>;
+    cached: ReturnType<typeof createCachingKms<ReturnType<TestKms['client']>>>;
+    keyId: string;
+    blob: Buffer;
+    told: Array<{ state: KmsKeyEventState; connections: number }>;
+  }> {
+    const client = kms.client();
+    const cached = createCachingKms(client);
+    expect(await cached.waitForKeyEvents(5000)).toBe(true);
+    const key = await client.createKey();
+    const dk = await client.generateDataKey(key.keyId, {});
+    // The key's creation event must have arrived: a decrypt that overlaps it is (rightly) not cached.
+    await until(() => cached.stats.events > 0);
+    await cached.decrypt(dk.ciphertextBlob, {});
+    await cached.decrypt(dk.ciphertextBlob, {});
+    expect(cached.stats).toMatchObject({ misses: 1, hits: 1 });
+    const told: Array<{ state: KmsKeyEventState; connections: number }> = [];
+    cached.watchKey(key.arn, (state) => told.push({ state, connections: cached.keyEventStatus().connections }));
+    expect(cached.keyEventStatus()).toMatchObject({ state: 'live', connections: 1 });
+    return { client, cached, keyId: key.keyId, blob: Buffer.from(dk.ciphertextBlob), told };
+  }
+
+  it('a heartbeat shows the gap: the cache subscribes again, and the new snapshot drops the key disabled in the lost event and tells its watchers', async () => {
+    const { client, cached, keyId, blob, told } = await cachedKey();
+    try {
+      loseKeyEventsForTesting(1, 'heartbeat');
+      await client.disableKey(keyId);
+      // The cache never hears of DisableKey itself. Without the resync its entry would live 5 minutes.
+      const refused = await refusedAfter(cached, blob, performance.now());
+      expect(refused.code).toBe('KMS_KEY_DISABLED');
+      expect(refused.ms).toBeLessThanOrEqual(KILL_SWITCH_BOUND_MS);
+      await until(() => told.length > 0 && cached.keyEventStatus().state === 'live');
+      // Told by the second stream's snapshot.
+      expect(told[0]).toEqual({ state: 'Disabled', connections: 2 });
+      expect(cached.keyEventStatus()).toMatchObject({ state: 'live', connections: 2, lastCloseReason: 'sequence-gap' });
+      expect(cached.stats.revoked).toBeGreaterThanOrEqual(1);
+      // The new stream carries later events as usual.
+      await client.enableKey(keyId);
+      await until(() => told.at(-1)?.state === 'Enabled');
+      expect(told.at(-1)).toEqual({ state: 'Enabled', connections: 2 });
+    } finally {
+      loseKeyEventsForTesting(0);
+      cached.close();
+    }
+  });
+
+  it('an event shows the gap: it is acted on at once (its key dropped, its watchers told), then the cache subscribes again', async () => {
+    const { client, cached, keyId, blob, told } = await cachedKey();
+    try {
+      // Another key's creation is lost; heartbeats do not show it, so the next event is the first sign.
+      loseKeyEventsForTesting(1, 'next-event');
+      await client.createKey();
+      await client.disableKey(keyId);
+      await until(() => told.length > 0);
+      // Told by the event that showed the gap, on the first stream, before any resubscription.
+      expect(told[0]).toEqual({ state: 'Disabled', connections: 1 });
+      await expect(cached.decrypt(blob, {})).rejects.toMatchObject({ code: 'KMS_KEY_DISABLED' });
+      await until(() => cached.keyEventStatus().connections === 2 && cached.keyEventStatus().state === 'live');
+      expect(cached.keyEventStatus().lastCloseReason).toBe('sequence-gap');
+      expect(cached.stats.revoked).toBeGreaterThanOrEqual(1);
+    } finally {
+      loseKeyEventsForTesting(0);
       cached.close();
     }
   });

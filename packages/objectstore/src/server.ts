@@ -48,6 +48,13 @@ export interface ObjectStoreServerOptions {
    * (see @airlock/pki ConnectionBudget). @default none: only this listener's own caps
    */
   readonly connectionBudget?: ConnectionBudget;
+  /**
+   * Other holders of KMS key material in this process, each on a key-event subscription of its own
+   * (the data plane's sealing keys), by name: the store's `/health` reports each one's state in
+   * `keyEventHolders`, beside its own in `keyEvents`, so that `airlock status` shows every
+   * subscription of the data plane. Names are lower-case words joined by `-`. @default none
+   */
+  readonly keyEventHolders?: Readonly<Record<string, () => KeyEventStatus>>;
   readonly logger?: Logger;
 }
 
@@ -67,6 +74,7 @@ export type ResolvedObjectStoreServerConfig = DeepReadonly<{
   readonly lookupSecret: ObjectStoreServerOptions['lookupSecret'];
   readonly limits: ResolvedListenerLimits;
   readonly connectionBudget: ConnectionBudget | undefined;
+  readonly keyEventHolders: Readonly<Record<string, () => KeyEventStatus>>;
   readonly logger: Logger;
 };
 
@@ -88,7 +96,12 @@ export function resolveObjectStoreServerConfig(options: ObjectStoreServerOptions
     kmsKeyEvents: options.kmsKeyEvents ?? true,
   });
   const limits = resolveListenerLimits(options.limits, 'objectStore.limits', OBJECT_STORE_LISTENER_LIMIT_DEFAULTS);
-  return Object.freeze({ ...resolved, limits, connectionBudget: options.connectionBudget, kms: options.kms, lookupSecret: options.lookupSecret, logger: options.logger ?? createLogger({ name: 'objectstore' }) });
+  const keyEventHolders = Object.freeze({ ...(options.keyEventHolders ?? {}) });
+  for (const [name, status] of Object.entries(keyEventHolders)) {
+    if (!/^[a-z]+(-[a-z]+)*$/.test(name) || name.length > 32) throw configError(`objectStore.keyEventHolders.${name}`, 'must be named with lower-case words joined by -');
+    if (typeof status !== 'function') throw configError(`objectStore.keyEventHolders.${name}`, 'must be a function returning a KeyEventStatus');
+  }
+  return Object.freeze({ ...resolved, limits, connectionBudget: options.connectionBudget, keyEventHolders, kms: options.kms, lookupSecret: options.lookupSecret, logger: options.logger ?? createLogger({ name: 'objectstore' }) });
 }
 
 export interface ObjectStoreServer {
@@ -124,6 +137,7 @@ export async function createObjectStoreServer(config: ResolvedObjectStoreServerC
       region: config.region,
       limits: config.limits,
       ...(config.connectionBudget === undefined ? {} : { connectionBudget: config.connectionBudget }),
+      keyEventHolders: config.keyEventHolders,
       log: config.logger,
     });
     config.logger.info({ url: listener.url, region: config.region }, 'object store listening');

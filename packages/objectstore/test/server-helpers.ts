@@ -46,7 +46,7 @@ export interface TestObjectStoreOptions {
    */
   readonly wrapStoreKms?: (storeKms: KmsAdmin & KmsKeyEventSource, kms: { url: string; credentials: { accessKeyId: string; secretAccessKey: string }; caPem: string }) => Kms;
   /** Options of the object store server beyond those the helper sets. @default none */
-  readonly server?: Partial<Pick<ObjectStoreServerOptions, 'keyCacheTtlMs' | 'kmsKeyEvents'>>;
+  readonly server?: Partial<Pick<ObjectStoreServerOptions, 'keyCacheTtlMs' | 'kmsKeyEvents' | 'keyEventHolders'>>;
 }
 
 /** Copies a data directory with the modes the servers require (git keeps none): files 0600, directories 0700. */

@@ -49,6 +49,7 @@ export { describeTlsSocket, getPeerIdentity, type TlsConnectionDescription } fro
 export { startHttp2Heartbeat, type Http2HeartbeatOptions } from './http2-heartbeat.js';
 export {
   createLimitedHttp2Server,
+  createLimitedHttp2SocketServer,
   createLimitedHttpsServer,
   createLimitedTlsServer,
   DEFAULT_LISTENER_LIMITS,

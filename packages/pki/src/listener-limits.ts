@@ -1,6 +1,6 @@
 // Listener hardening shared by every Airlock TLS listener: timeouts, connection and stream caps, and destroying every socket they refuse.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import http2, { type Http2SecureServer, type Http2Session, type SecureServerOptions, type ServerHttp2Session, type ServerHttp2Stream, type Settings } from 'node:http2';
+import http2, { type Http2SecureServer, type Http2Server, type Http2Session, type SecureServerOptions, type ServerHttp2Session, type ServerHttp2Stream, type Settings } from 'node:http2';
 import https from 'node:https';
 import type { Server as NetServer, Socket } from 'node:net';
 import tls, { type TLSSocket, type TlsOptions } from 'node:tls';
@@ -32,11 +32,12 @@ export interface ListenerLimitsOptions {
    */
   readonly requestTimeoutMs?: number;
   /**
-   * HTTP/1.1 body progress: while the server waits for a request body, every window of this length
-   * must bring at least `bodyMinBytes` bytes, or the connection is cut (within two windows). A body
-   * that trickles (one byte every 10 s) is cut off however long the request timeout is. Time the
-   * server itself spends not reading (authenticating, or behind on what already arrived) is not
-   * counted against the client. @default 30000
+   * Body progress: while the server waits for a request body, every window of this length must bring
+   * at least `bodyMinBytes` bytes, or the request is cut off (within two windows): an HTTP/1.1
+   * connection is destroyed, an HTTP/2 stream is reset (RST_STREAM CANCEL; the session's other
+   * streams go on). A body that trickles (one byte every 10 s) is cut off however long the request
+   * timeout is. Time the server itself spends not reading (authenticating, or behind on what already
+   * arrived) is not counted against the client. @default 30000
    */
   readonly bodyProgressTimeoutMs?: number;
   /** See `bodyProgressTimeoutMs`. @default 16384 */
@@ -412,6 +413,53 @@ function watchBodyProgress(req: IncomingMessage, context: ListenerContext, repor
   req.once('close', () => clearInterval(timer));
 }
 
+/**
+ * Cuts off an HTTP/2 request body that stops progressing (ListenerLimitsOptions.bodyProgressTimeoutMs):
+ * the stream is reset with RST_STREAM CANCEL, and the session's other streams are untouched. The
+ * rule is HTTP/1.1's (watchBodyProgress): a window counts only while the stream's reader has started
+ * and has consumed everything that arrived. Progress is the DATA bytes Node hands the stream, counted
+ * as they are pushed to it, before any handler reads them. Installed before any handler sees the stream.
+ */
+function watchHttp2BodyProgress(stream: ServerHttp2Stream, context: ListenerContext, report: Report): void {
+  const { bodyProgressTimeoutMs, bodyMinBytes } = context.limits;
+  let received = 0;
+  let complete = false;
+  const push = stream.push.bind(stream);
+  // Node hands every DATA payload to the stream with push() (null at END_STREAM), whether or not anyone reads yet.
+  stream.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+    if (chunk === null) complete = true;
+    else if (chunk instanceof Uint8Array) received += chunk.byteLength;
+    return push(chunk, encoding);
+  };
+  let last = 0;
+  let armed = false;
+  const timer = setInterval(() => {
+    if (complete || stream.destroyed || stream.closed) {
+      clearInterval(timer);
+      return;
+    }
+    const progress = received - last;
+    last = received;
+    const waiting = (stream.readableFlowing !== null || stream.readableDidRead) && stream.readableLength === 0;
+    if (!waiting) {
+      armed = false;
+      return;
+    }
+    if (!armed) {
+      armed = true;
+      return;
+    }
+    if (progress < bodyMinBytes) {
+      clearInterval(timer);
+      const socket = stream.session?.socket;
+      report('body_stalled', { protocol: 'h2', remoteAddress: socket?.remoteAddress, bytes: progress, windowMs: bodyProgressTimeoutMs });
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+    }
+  }, bodyProgressTimeoutMs);
+  timer.unref();
+  stream.once('close', () => clearInterval(timer));
+}
+
 /** The socket options every listener shares: TCP keep-alive notices peers that vanished without a FIN. */
 const TCP_OPTIONS = { keepAlive: true, keepAliveInitialDelay: 30_000 } as const;
 
@@ -509,6 +557,26 @@ export function createLimitedHttp2Server(
   return listenerOf(server, sockets);
 }
 
+/**
+ * An HTTP/2 server that never listens: its owner hands it sockets it dialled itself (emit('connection')),
+ * as the data-plane tunnel agent does, serving the control plane on its outbound connection. It gets
+ * the HTTP/2 limits of createLimitedHttp2Server: the stream caps (per session and over the server),
+ * the headers timeout, the per-stream request timeout and the body-progress rule. The connection
+ * caps, the handshake timeout and the idle timeout do not apply: the owner opened the connection
+ * (there is no handshake to wait for, no one else's connection to refuse) and watches its liveness
+ * itself (the tunnel's PING heartbeat).
+ */
+export function createLimitedHttp2SocketServer(
+  handler: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+  context: ListenerContext,
+): Http2Server {
+  const server = http2.createServer({ settings: http2ServerSettings(context.limits) }, handler);
+  const report = createLimitReporter(context);
+  server.on('session', (session: ServerHttp2Session) => watchHttp2Heads(session, context, report));
+  admitStreams(server, context, report);
+  return server;
+}
+
 /** The highest stream id whose request head the session has completed (its 'stream' event). */
 const completedHead = new WeakMap<Http2Session, number>();
 
@@ -572,12 +640,12 @@ function checkingInterval(ms: number): number {
  * listeners; like guardConnections, it is moved behind the check, so that a refused stream never
  * reaches a handler.
  */
-function admitStreams(server: Http2SecureServer, context: ListenerContext, report: Report): void {
+function admitStreams(server: Http2SecureServer | Http2Server, context: ListenerContext, report: Report): void {
   const { limits } = context;
   let open = 0;
-  const inner = server.rawListeners('stream') as Array<(this: Http2SecureServer, ...args: unknown[]) => void>;
+  const inner = server.rawListeners('stream') as Array<(this: Http2SecureServer | Http2Server, ...args: unknown[]) => void>;
   server.removeAllListeners('stream');
-  server.on('stream', function admit(this: Http2SecureServer, stream: ServerHttp2Stream, ...rest: unknown[]) {
+  server.on('stream', function admit(this: Http2SecureServer | Http2Server, stream: ServerHttp2Stream, ...rest: unknown[]) {
     const session = stream.session;
     if (session !== undefined) completedHead.set(session, Math.max(completedHead.get(session) ?? 0, stream.id ?? 0));
     if (open >= limits.maxListenerStreams) {
@@ -589,6 +657,7 @@ function admitStreams(server: Http2SecureServer, context: ListenerContext, repor
     }
     open++;
     stream.once('close', () => open--);
+    if (!stream.endAfterHeaders) watchHttp2BodyProgress(stream, context, report);
     if (limits.requestTimeoutMs > 0 && !stream.endAfterHeaders) {
       const timer = setTimeout(() => {
         if (stream.destroyed || stream.readableEnded) return;

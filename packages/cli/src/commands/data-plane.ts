@@ -101,12 +101,20 @@ export async function startLocalDataPlane(dataDir: string, options: Omit<DataPla
     const shared = budget === undefined ? {} : { connectionBudget: budget };
     const kms = await startLocalKms(dataDir, { host: options.host, port: options.kmsPort, region: 'us-east-1', ...keyFlags, ...shared }, log);
     closers.push(() => kms.server.close());
-    const store = await startLocalObjectStore(dataDir, { host: options.host, port: options.s3Port, ...keyFlags, ...shared }, log);
-    closers.push(() => store.close());
 
     // The agent's private key is sealed under a data-plane KMS key: disabling that key stops the agent from starting.
     const agentKms = await connectLocalKms(dataDir, { maxAttempts: 3 });
     closers.push(() => Promise.resolve(agentKms.destroy()));
+    // The sealing keys (below) follow their KMS key on this client's own key-event subscription,
+    // separate from the object store's; the store's /health reports both, and so `airlock status`.
+    const keyEvents = createCachingKms(agentKms);
+    closers.push(() => Promise.resolve(keyEvents.close()));
+    const store = await startLocalObjectStore(
+      dataDir,
+      { host: options.host, port: options.s3Port, ...keyFlags, ...shared, keyEventHolders: { 'sealing-keys': () => keyEvents.keyEventStatus() } },
+      log,
+    );
+    closers.push(() => store.close());
     const keyVault = await openKmsKeyVault(agentKms, options.agentKeyId ?? DEFAULT_DATA_PLANE_KEY_ID, { create: true });
     if (keyVault.created) log.info({ event: 'agent.key_created', alias: keyVault.keyId, keyArn: keyVault.keyArn }, 'created the data-plane key that seals the agent\'s private key');
 
@@ -117,8 +125,6 @@ export async function startLocalDataPlane(dataDir: string, options: Omit<DataPla
     });
     // While running, they follow their KMS key: zeroed the moment a key-state event says it left
     // Enabled (without live events, within 1 s), and loaded again once it is enabled.
-    const keyEvents = createCachingKms(agentKms);
-    closers.push(() => Promise.resolve(keyEvents.close()));
     const sealingKeys = createRevocableSealingKeys({
       keys: loaded,
       reload: loadSealingKeys,

@@ -1,7 +1,7 @@
 // `airlock objectstore serve`: run the embedded S3-compatible store alone, against the data directory's KMS.
 import { mkdir, readFile } from 'node:fs/promises';
 import { createLogger, writeFileAtomic, type Logger } from '@airlock/common';
-import { createAwsKms } from '@airlock/kms';
+import { createAwsKms, type KeyEventStatus } from '@airlock/kms';
 import { listenerLimitsFromEnv, type ConnectionBudget } from '@airlock/pki';
 import { createObjectStoreServer, resolveObjectStoreServerConfig, type ObjectStoreServer } from '@airlock/objectstore/server';
 import { processConnectionBudget } from '../internal/connection-budget.js';
@@ -36,7 +36,11 @@ export interface ObjectStoreServeOptions extends ControlPlaneKeyFlags, LogRateFl
  */
 export async function startLocalObjectStore(
   dataDir: string,
-  options: Omit<ObjectStoreServeOptions, 'dataDir' | 'logLevel'> & { readonly connectionBudget?: ConnectionBudget },
+  options: Omit<ObjectStoreServeOptions, 'dataDir' | 'logLevel'> & {
+    readonly connectionBudget?: ConnectionBudget;
+    /** The process's other key-event subscriptions, for the store's /health (ObjectStoreServerOptions.keyEventHolders). */
+    readonly keyEventHolders?: Readonly<Record<string, () => KeyEventStatus>>;
+  },
   log: Logger,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ server: ObjectStoreServer; endpoint: ObjectStoreEndpointFile; close: () => Promise<void> }> {
@@ -64,6 +68,7 @@ export async function startLocalObjectStore(
       logger: log,
       limits: listenerLimitsFromEnv(env, 's3'),
       ...(options.connectionBudget === undefined ? {} : { connectionBudget: options.connectionBudget }),
+      ...(options.keyEventHolders === undefined ? {} : { keyEventHolders: options.keyEventHolders }),
     }),
   ).catch((error: unknown) => {
     kms.destroy();

@@ -27,6 +27,12 @@ export interface EndpointHealth {
    * `off`: keys cached at most 1 s). Absent for other services, and for a store that does not say.
    */
   readonly keyEvents?: string;
+  /**
+   * The key-event subscriptions of the data plane's other holders of key material, each its own
+   * (its /health's `keyEventHolders`): `sealing-keys`, the agent's sealing keys. Same states as
+   * `keyEvents`. Absent for other services, and for a store that reports none.
+   */
+  readonly keyEventHolders?: Readonly<Record<string, string>>;
 }
 
 export interface StackHealthContext {
@@ -113,15 +119,24 @@ async function objectStoreHealth(endpoint: StackEndpoint, ctx: StackHealthContex
   const listedCheck = `${check}: ${buckets} bucket${buckets === 1 ? '' : 's'}`;
   const health = await exchange(new URL('/health', endpoint.url), tlsOptions(ctx), undefined, timeoutMs);
   if (!health.ok) return { ...base, check: listedCheck, health: 'degraded', reason: `/health: ${health.reason}`, ...tls };
-  const report = parseJson(health.answer.body) as { kms?: unknown; reason?: unknown; keyEvents?: unknown } | undefined;
-  const keyEvents = typeof report?.keyEvents === 'string' && /^[a-z]{1,16}$/.test(report.keyEvents) ? { keyEvents: report.keyEvents } : {};
+  const report = parseJson(health.answer.body) as { kms?: unknown; reason?: unknown; keyEvents?: unknown; keyEventHolders?: unknown } | undefined;
+  const stateOf = (value: unknown): string | undefined => (typeof value === 'string' && /^[a-z]{1,16}$/.test(value) ? value : undefined);
+  const own = stateOf(report?.keyEvents);
+  const keyEvents = own === undefined ? {} : { keyEvents: own };
+  const holders = Object.entries(typeof report?.keyEventHolders === 'object' && report.keyEventHolders !== null ? report.keyEventHolders : {}).flatMap(([name, state]): Array<[string, string]> => {
+    const shown = stateOf(state);
+    return /^[a-z]+(-[a-z]+)*$/.test(name) && name.length <= 32 && shown !== undefined ? [[name, shown]] : [];
+  });
+  const keyEventHolders = holders.length === 0 ? {} : { keyEventHolders: Object.fromEntries(holders) };
   if (health.answer.status !== 200 || report?.kms !== 'ok') {
     const why = typeof report?.reason === 'string' ? report.reason : `HTTP ${health.answer.status}`;
-    return { ...base, check: listedCheck, health: 'degraded', reason: `KMS unreachable from the object store (${why})`, ...tls, ...keyEvents };
+    return { ...base, check: listedCheck, health: 'degraded', reason: `KMS unreachable from the object store (${why})`, ...tls, ...keyEvents, ...keyEventHolders };
   }
-  // Not live is still healthy: the store falls back to the 1 s key-cache bound, as without key events.
-  const events = keyEvents.keyEvents === undefined ? '' : keyEvents.keyEvents === 'live' ? '; KMS key events live' : `; KMS key events ${keyEvents.keyEvents} (keys cached ≤ 1 s)`;
-  return { ...base, check: `${listedCheck}; its KMS reachable${events}`, health: 'healthy', ...tls, ...keyEvents };
+  // Not live is still healthy: each holder falls back to the 1 s bound, as without key events.
+  const subscriptions: Array<[string, string]> = [...(own === undefined ? [] : [['object store', own] as [string, string]]), ...holders];
+  const described = subscriptions.map(([name, state]) => `${name} ${state}${state === 'live' ? '' : ' (revocation within 1 s)'}`);
+  const events = described.length === 0 ? '' : `; KMS key events: ${described.join(', ')}`;
+  return { ...base, check: `${listedCheck}; its KMS reachable${events}`, health: 'healthy', ...tls, ...keyEvents, ...keyEventHolders };
 }
 
 /** The API: the Connect Health call (no credentials needed), which must answer SERVING. */

@@ -1,6 +1,6 @@
 // The data-plane tunnel agent: dials the control plane over mTLS and serves Connect services to it on that outbound connection.
 import { EventEmitter } from 'node:events';
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import { isIP } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import type { ConnectRouter, ConnectRouterOptions } from '@connectrpc/connect';
@@ -8,9 +8,10 @@ import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { AirlockError, configCheck, configError, type DeepReadonly, errorCodeOf, freezeConfig, type Logger } from '@airlock/common';
 import {
   certificateFingerprint,
+  createLimitedHttp2SocketServer,
   describeTlsSocket,
-  http2ServerSettings,
   resolveListenerLimits,
+  type ListenerLimitsOptions,
   startHttp2Heartbeat,
   tlsClientOptions,
   type PemInput,
@@ -71,6 +72,15 @@ export interface TunnelAgentOptions {
    * @default DEFAULT_LISTENER_LIMITS.maxConcurrentStreams (100)
    */
   readonly maxConcurrentStreams?: number;
+  /**
+   * The listener limits of the agent's HTTP/2 server (@airlock/pki listener-limits), which serves the
+   * control plane on the agent's own outbound connection: the stream caps, the headers timeout, the
+   * per-stream request timeout and the body-progress rule apply there as on any listener
+   * (connection caps, handshake and idle timeouts do not: the agent dialled the connection, and the
+   * PING heartbeat watches it). `maxConcurrentStreams` above, if set, wins over `limits.maxConcurrentStreams`.
+   * @default DEFAULT_LISTENER_LIMITS
+   */
+  readonly limits?: ListenerLimitsOptions;
 }
 
 export type ResolvedTunnelAgentConfig = DeepReadonly<{
@@ -179,8 +189,8 @@ export function resolveTunnelAgentConfig(options: TunnelAgentOptions): ResolvedT
     backoffInitialMs,
     backoffMaxMs,
     limits: resolveListenerLimits(
-      options.maxConcurrentStreams === undefined ? undefined : { maxConcurrentStreams: options.maxConcurrentStreams },
-      'tunnelAgent',
+      options.maxConcurrentStreams === undefined ? options.limits : { ...options.limits, maxConcurrentStreams: options.maxConcurrentStreams },
+      'tunnelAgent.limits',
     ),
   });
   return Object.freeze({ ...resolved, connect: Object.freeze({ ...(options.connect ?? {}) }) });
@@ -279,7 +289,8 @@ class TunnelAgentImpl implements TunnelAgent {
     this.events.setMaxListeners(0);
     // An HTTP/2 server that never listens: it is handed the sockets this agent dials out with
     // (emit('connection')), so the data plane serves the control plane without an open port.
-    this.server = http2.createServer({ settings: http2ServerSettings(config.limits) }, connectNodeAdapter({ ...config.connect, routes: config.routes }));
+    // The listener limits apply as on every server Airlock runs (docs/listener-limits.md).
+    this.server = createLimitedHttp2SocketServer(connectNodeAdapter({ ...config.connect, routes: config.routes }), { name: 'tunnel-agent', log: config.log as Logger, limits: config.limits });
     this.server.on('sessionError', (error) => config.log.debug({ event: 'tunnel.session_error', code: errorCodeOf(error) }, 'tunnel session error'));
   }
 

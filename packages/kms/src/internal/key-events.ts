@@ -48,6 +48,23 @@ interface Subscriber {
   seq: number;
 }
 
+/** How lost events show (loseKeyEventsForTesting). */
+export type LostKeyEventsRevealedBy = 'heartbeat' | 'next-event';
+
+const lostForTesting: { count: number; revealedBy: LostKeyEventsRevealedBy } = { count: 0, revealedBy: 'heartbeat' };
+
+/**
+ * Test hook, for the package's own tests only (src/internal is not among the package's exports, and
+ * nothing else calls it): the next `count` events published, by any hub in this process, reach no
+ * subscriber, as if lost on the way; their sequence numbers are spent. With `heartbeat`, subscribers
+ * are counted as having been sent them, so the next heartbeat shows the gap; with `next-event`,
+ * heartbeats keep the last number each subscriber was really sent, so the gap shows first in the next event.
+ */
+export function loseKeyEventsForTesting(count: number, revealedBy: LostKeyEventsRevealedBy = 'heartbeat'): void {
+  lostForTesting.count = count;
+  lostForTesting.revealedBy = revealedBy;
+}
+
 /** A subscriber that has this much unsent output is not reading: it is cut off rather than buffered for. */
 const MAX_BUFFERED_BYTES = 256 * 1024;
 
@@ -100,6 +117,11 @@ export class KeyEventHub {
   publish(change: KeyStateChange): number {
     const seq = ++this.#seq;
     const line: KeyEventLine = { type: 'key', seq, time: new Date(this.#options.now()).toISOString(), ...change };
+    if (lostForTesting.count > 0) {
+      lostForTesting.count--;
+      if (lostForTesting.revealedBy === 'heartbeat') for (const subscriber of this.#subscribers) subscriber.seq = seq;
+      return seq;
+    }
     for (const subscriber of this.#subscribers) {
       subscriber.seq = seq;
       if (subscriber.keyIds !== undefined && !subscriber.keyIds.has(change.keyId)) continue;

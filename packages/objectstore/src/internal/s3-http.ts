@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AirlockError, type Logger } from '@airlock/common';
 import { verifyRequest, type SecretLookup, type VerifiedRequest } from '@airlock/crypto';
+import type { KeyEventStatus } from '@airlock/kms';
 import { CORS_VARY, corsResponseHeaders, matchCorsRule, requestedHeaders } from './cors.js';
 import {
   listingPage,
@@ -72,6 +73,8 @@ export interface S3RequestHandlerOptions {
   readonly maxObjectBytes?: number;
   /** Largest XML request body (DeleteObjects with 1000 long keys needs about 1.1 MiB). @default 2 MiB */
   readonly maxXmlBytes?: number;
+  /** Other key-event subscriptions of this process that /health reports (ObjectStoreServerOptions.keyEventHolders). @default none */
+  readonly keyEventHolders?: Readonly<Record<string, () => KeyEventStatus>>;
 }
 
 /** A request listener for a node:https server. */
@@ -1212,7 +1215,10 @@ export function createS3RequestHandler(options: S3RequestHandlerOptions): S3Requ
         const kms = await engine.kmsHealth();
         // Whether the key cache's KMS key-event stream is live (keys cached for minutes, revoked at once) or not (1 s bound).
         const keyEvents = engine.keyEventStatus().state;
-        const body = JSON.stringify(kms.ok ? { status: 'ok', kms: 'ok', keyEvents } : { status: 'degraded', kms: 'unreachable', reason: kms.reason, keyEvents });
+        // And those of the process's other holders of key material (the data plane's sealing keys), each on its own subscription.
+        const holders = Object.entries(options.keyEventHolders ?? {});
+        const others = holders.length === 0 ? {} : { keyEventHolders: Object.fromEntries(holders.map(([name, status]) => [name, status().state])) };
+        const body = JSON.stringify(kms.ok ? { status: 'ok', kms: 'ok', keyEvents, ...others } : { status: 'degraded', kms: 'unreachable', reason: kms.reason, keyEvents, ...others });
         res.writeHead(kms.ok ? 200 : 503, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
         res.end(body);
         return;

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { AirlockError, type Logger } from '@airlock/common';
 import type { SecretLookup } from '@airlock/crypto';
 import { createLimitedHttpsServer, resolveListenerLimits, tlsServerOptions, type ConnectionBudget, type ListenerLimitsOptions, type ResolvedListenerLimits } from '@airlock/pki';
+import type { KeyEventStatus } from '@airlock/kms';
 import type { ObjectEngine } from './engine-types.js';
 import { createS3RequestHandler } from './s3-http.js';
 
@@ -27,6 +28,8 @@ export interface S3ListenerOptions {
   readonly limits?: ResolvedListenerLimits;
   /** The process-wide budget of public connections. @default none */
   readonly connectionBudget?: ConnectionBudget;
+  /** Other key-event subscriptions of this process that /health reports (ObjectStoreServerOptions.keyEventHolders). @default none */
+  readonly keyEventHolders?: Readonly<Record<string, () => KeyEventStatus>>;
 }
 
 export interface S3Listener {
@@ -56,6 +59,7 @@ export async function startS3Listener(options: S3ListenerOptions): Promise<S3Lis
     log,
     ...(options.now === undefined ? {} : { now: options.now }),
     ...(options.maxObjectBytes === undefined ? {} : { maxObjectBytes: options.maxObjectBytes }),
+    ...(options.keyEventHolders === undefined ? {} : { keyEventHolders: options.keyEventHolders }),
   });
   const crashed = (error: unknown, res: ServerResponse): void => {
     // The handler maps every error itself; reaching here is a bug, and the connection is all that is left to end.
