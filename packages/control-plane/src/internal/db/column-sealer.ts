@@ -1,7 +1,7 @@
 // Column encryption for the control-plane database: AES-256-GCM per value, bound to its table, column and row, and keyed blind indexes for lookups.
 import { randomFillSync } from 'node:crypto';
 import { AirlockError } from '@airlock/common';
-import { aesGcmDecrypt, aesGcmEncrypt, encodeEncryptionContext, GCM_NONCE_LENGTH, hkdfSha256, hmacSha256 } from '@airlock/crypto';
+import { aesGcmDecrypt, aesGcmEncrypt, encodeEncryptionContext, GCM_NONCE_LENGTH, hkdfSha256, hmacSha256, MAX_ENCRYPTION_CONTEXT_BYTES } from '@airlock/crypto';
 
 /**
  * Sealed value layout (all big-endian), version 2:
@@ -34,6 +34,8 @@ const EMPTY = Buffer.alloc(0);
 export const VALUES_PER_SUBKEY = 2 ** 20;
 /** Sub-keys a sealer keeps derived for reading; rows written together share one, so a few suffice. */
 const SUBKEY_CACHE = 64;
+/** Blind indexes a sealer remembers: the same few names (clusters, projects) are looked up on every call. */
+const INDEX_CACHE = 1024;
 
 /** Where a sealed value lives; all three are bound into its authentication. */
 export interface SealedCell {
@@ -88,8 +90,42 @@ function fillRandom(target: Buffer, offset: number, length: number): void {
   randomOffset += length;
 }
 
-function cellAad(header: Uint8Array, cell: SealedCell): Buffer {
-  return Buffer.concat([header, encodeEncryptionContext({ table: cell.table, column: cell.column, row: cell.row })]);
+const COLUMN_NAME = Buffer.from('column', 'utf8');
+const ROW_NAME = Buffer.from('row', 'utf8');
+const TABLE_NAME = Buffer.from('table', 'utf8');
+
+/**
+ * The associated data of a cell: the value's header ‖ encodeEncryptionContext({ table, column, row }),
+ * byte for byte, written into one buffer. The generic encoder sorted and copied three pairs per value,
+ * a tenth of the cost of sealing one; the names' order here ("column" < "row" < "table") is the
+ * encoder's, and a test compares the two.
+ */
+export function cellAad(header: Uint8Array, cell: SealedCell): Buffer {
+  if (typeof cell.table !== 'string' || typeof cell.column !== 'string' || typeof cell.row !== 'string') {
+    return Buffer.concat([header, encodeEncryptionContext({ table: cell.table, column: cell.column, row: cell.row })]);
+  }
+  const column = Buffer.byteLength(cell.column, 'utf8');
+  const row = Buffer.byteLength(cell.row, 'utf8');
+  const table = Buffer.byteLength(cell.table, 'utf8');
+  const context = 2 + 3 * 4 + COLUMN_NAME.byteLength + ROW_NAME.byteLength + TABLE_NAME.byteLength + column + row + table;
+  // Past the encoder's limit, let it refuse the context exactly as it would.
+  if (context > MAX_ENCRYPTION_CONTEXT_BYTES) return Buffer.concat([header, encodeEncryptionContext({ table: cell.table, column: cell.column, row: cell.row })]);
+  const out = Buffer.allocUnsafe(header.byteLength + context);
+  out.set(header, 0);
+  let offset = out.writeUInt16BE(3, header.byteLength);
+  offset = out.writeUInt16BE(COLUMN_NAME.byteLength, offset);
+  offset += COLUMN_NAME.copy(out, offset);
+  offset = out.writeUInt16BE(column, offset);
+  offset += out.write(cell.column, offset, 'utf8');
+  offset = out.writeUInt16BE(ROW_NAME.byteLength, offset);
+  offset += ROW_NAME.copy(out, offset);
+  offset = out.writeUInt16BE(row, offset);
+  offset += out.write(cell.row, offset, 'utf8');
+  offset = out.writeUInt16BE(TABLE_NAME.byteLength, offset);
+  offset += TABLE_NAME.copy(out, offset);
+  offset = out.writeUInt16BE(table, offset);
+  out.write(cell.table, offset, 'utf8');
+  return out;
 }
 
 function deriveValueKey(dataKey: Uint8Array, salt: Uint8Array): Buffer {
@@ -122,6 +158,8 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
 
   // The sub-key new values are sealed under, and how many more values it may seal.
   let writing: { salt: Buffer; key: Buffer; remaining: number } | undefined;
+  // Blind indexes computed so far, by domain and value.
+  const indexes = new Map<string, string>();
   // Sub-keys derived for reading, by key number and salt; the oldest is dropped (and zeroed) first.
   const reading = new Map<string, Buffer>();
   const readKey = (keyNo: number, key: Buffer, salt: Buffer): Buffer => {
@@ -201,7 +239,15 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
     },
     blindIndex(domain, value) {
       live();
-      return hmacSha256(indexKey, Buffer.concat([encodeEncryptionContext({ domain }), Buffer.from(value, 'utf8')])).toString('hex');
+      // An index is stored in the clear beside its row; remembering it adds nothing an attacker could read that the database does not show.
+      const id = `${domain}\u0000${value}`;
+      let index = indexes.get(id);
+      if (index === undefined) {
+        index = hmacSha256(indexKey, Buffer.concat([encodeEncryptionContext({ domain }), Buffer.from(value, 'utf8')])).toString('hex');
+        if (indexes.size >= INDEX_CACHE) indexes.clear();
+        indexes.set(id, index);
+      }
+      return index;
     },
     dispose() {
       if (disposed) return;
@@ -209,6 +255,7 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
       for (const key of keys.values()) key.fill(0);
       for (const key of reading.values()) key.fill(0);
       reading.clear();
+      indexes.clear();
       writing?.key.fill(0);
       indexKey.fill(0);
     },
