@@ -129,4 +129,28 @@ describe('column sealer', () => {
     a.dispose();
     expect(code(() => a.blindIndex('cluster', 'c-1'))).toBe('UNAVAILABLE');
   });
+
+  it('opens a value it sealed itself from memory only while cell and bytes are the same', () => {
+    const key = randomBytes(32);
+    const s = sealer([[1, key]]);
+    const sealed = s.sealText(cell, 'remembered');
+    expect(s.openText(cell, sealed)).toBe('remembered');
+    // The same bytes in another cell, or altered bytes in the same cell, are decrypted and fail as always.
+    expect(code(() => s.open({ ...cell, row: 'id-2' }, sealed))).toBe('CIPHERTEXT_AUTH_FAILED');
+    const flipLast = (bytes: Buffer): void => {
+      bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 1, bytes.length - 1);
+    };
+    const tampered = Buffer.from(sealed);
+    flipLast(tampered);
+    expect(code(() => s.open(cell, tampered))).toBe('CIPHERTEXT_AUTH_FAILED');
+    // Changing the buffer the caller was given does not change what the sealer remembers.
+    flipLast(sealed);
+    expect(code(() => s.open(cell, sealed))).toBe('CIPHERTEXT_AUTH_FAILED');
+    flipLast(sealed);
+    const opened = s.open(cell, sealed);
+    opened.fill(0);
+    expect(s.openText(cell, sealed)).toBe('remembered');
+    // A value sealed by another sealer with the same key (after a restart) opens by decryption, to the same plaintext.
+    expect(sealer([[1, key]]).openText(cell, sealed)).toBe('remembered');
+  });
 });

@@ -34,6 +34,8 @@ const EMPTY = Buffer.alloc(0);
 export const VALUES_PER_SUBKEY = 2 ** 20;
 /** Sub-keys a sealer keeps derived for reading; rows written together share one, so a few suffice. */
 const SUBKEY_CACHE = 64;
+/** Values a sealer remembers having sealed, with their plaintext (see `recent` below). */
+const RECENT_CACHE = 4096;
 /** Blind indexes a sealer remembers: the same few names (clusters, projects) are looked up on every call. */
 const INDEX_CACHE = 1024;
 
@@ -158,6 +160,29 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
 
   // The sub-key new values are sealed under, and how many more values it may seal.
   let writing: { salt: Buffer; key: Buffer; remaining: number } | undefined;
+  /**
+   * The values this sealer sealed last, by cell, with their plaintext: a row written and read back
+   * soon after (an action enqueued, then leased, then completed) opens without a second AES-GCM pass.
+   * A hit needs the same cell and the same sealed bytes, so it returns exactly what decryption would;
+   * a value moved from another cell, or altered, misses and is decrypted and authenticated as always.
+   * The plaintext is zeroed when dropped and on dispose.
+   */
+  const recent = new Map<string, { readonly sealed: Buffer; readonly plaintext: Buffer }>();
+  const cellId = (cell: SealedCell): string => `${cell.table}\u0000${cell.column}\u0000${cell.row}`;
+  const remember = (cell: SealedCell, sealed: Buffer, plaintext: Uint8Array): void => {
+    const id = cellId(cell);
+    const previous = recent.get(id);
+    if (previous !== undefined) {
+      recent.delete(id);
+      previous.plaintext.fill(0);
+    } else if (recent.size >= RECENT_CACHE) {
+      const [oldest, entry] = recent.entries().next().value as [string, { plaintext: Buffer }];
+      recent.delete(oldest);
+      entry.plaintext.fill(0);
+    }
+    // Copies of both: the caller may change or zero the buffers it holds.
+    recent.set(id, { sealed: Buffer.from(sealed), plaintext: Buffer.from(plaintext) });
+  };
   // Blind indexes computed so far, by domain and value.
   const indexes = new Map<string, string>();
   // Sub-keys derived for reading, by key number and salt; the oldest is dropped (and zeroed) first.
@@ -192,12 +217,17 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
     writing.salt.copy(header, 5);
     fillRandom(header, V1_HEADER_LENGTH, GCM_NONCE_LENGTH);
     const body = aesGcmEncrypt(writing.key, header.subarray(V1_HEADER_LENGTH), plaintext, cellAad(header, cell));
-    return Buffer.concat([header, body]);
+    const sealed = Buffer.concat([header, body]);
+    remember(cell, sealed, plaintext);
+    return sealed;
   };
 
   const open = (cell: SealedCell, sealed: Uint8Array): Buffer => {
     live();
     const bytes = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+    const known = recent.get(cellId(cell));
+    // Ciphertext is public, so comparing it need not be constant-time.
+    if (known !== undefined && known.sealed.equals(bytes)) return Buffer.from(known.plaintext);
     const where = { table: cell.table, column: cell.column };
     const version = bytes[0];
     const headerLength = version === VERSION ? HEADER_LENGTH : V1_HEADER_LENGTH;
@@ -256,6 +286,8 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
       for (const key of reading.values()) key.fill(0);
       reading.clear();
       indexes.clear();
+      for (const entry of recent.values()) entry.plaintext.fill(0);
+      recent.clear();
       writing?.key.fill(0);
       indexKey.fill(0);
     },
