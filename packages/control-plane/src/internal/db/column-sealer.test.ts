@@ -153,4 +153,16 @@ describe('column sealer', () => {
     // A value sealed by another sealer with the same key (after a restart) opens by decryption, to the same plaintext.
     expect(sealer([[1, key]]).openText(cell, sealed)).toBe('remembered');
   });
+
+  it('forgets the oldest values first, and never answers a cell sealed again with its older value', () => {
+    const s = sealer();
+    const cells = Array.from({ length: 20_000 }, (_, i) => ({ ...cell, row: `row-${i}` }));
+    const sealed = cells.map((c, i) => s.sealText(c, `value-${i}`));
+    // Whether remembered or forgotten, every value opens to what was sealed.
+    for (const i of [0, 1, 5000, 19_999]) expect(s.openText(cells[i] ?? cell, sealed[i] ?? Buffer.alloc(0))).toBe(`value-${i}`);
+    const first = s.sealText(cell, 'first');
+    const second = s.sealText(cell, 'second');
+    expect(s.openText(cell, second)).toBe('second');
+    expect(s.openText(cell, first)).toBe('first');
+  });
 });

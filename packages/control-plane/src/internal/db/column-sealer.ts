@@ -34,8 +34,11 @@ const EMPTY = Buffer.alloc(0);
 export const VALUES_PER_SUBKEY = 2 ** 20;
 /** Sub-keys a sealer keeps derived for reading; rows written together share one, so a few suffice. */
 const SUBKEY_CACHE = 64;
-/** Values a sealer remembers having sealed, with their plaintext (see `recent` below). */
-const RECENT_CACHE = 4096;
+/** Values a sealer remembers having sealed, with their plaintext (see `recent` below): at most this many… */
+const RECENT_VALUES = 16_384;
+/** …holding at most this many bytes of sealed and plain values together; a larger value is not remembered. */
+const RECENT_BYTES = 8 * 1024 * 1024;
+const RECENT_LARGEST = 4096;
 /** Blind indexes a sealer remembers: the same few names (clusters, projects) are looked up on every call. */
 const INDEX_CACHE = 1024;
 
@@ -168,20 +171,40 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
    * The plaintext is zeroed when dropped and on dispose.
    */
   const recent = new Map<string, { readonly sealed: Buffer; readonly plaintext: Buffer }>();
+  // Cells in the order they were remembered, oldest first (a ring): dropping the oldest is O(1),
+  // where asking a Map for its first entry walks past every slot deleted before it.
+  const order: (string | undefined)[] = new Array<string | undefined>(RECENT_VALUES).fill(undefined);
+  let oldest = 0;
+  let count = 0;
+  let bytes = 0;
   const cellId = (cell: SealedCell): string => `${cell.table}\u0000${cell.column}\u0000${cell.row}`;
+  const forget = (id: string): void => {
+    const entry = recent.get(id);
+    if (entry === undefined) return;
+    recent.delete(id);
+    bytes -= entry.sealed.byteLength + entry.plaintext.byteLength;
+    entry.plaintext.fill(0);
+  };
   const remember = (cell: SealedCell, sealed: Buffer, plaintext: Uint8Array): void => {
     const id = cellId(cell);
-    const previous = recent.get(id);
-    if (previous !== undefined) {
-      recent.delete(id);
-      previous.plaintext.fill(0);
-    } else if (recent.size >= RECENT_CACHE) {
-      const [oldest, entry] = recent.entries().next().value as [string, { plaintext: Buffer }];
-      recent.delete(oldest);
-      entry.plaintext.fill(0);
+    // The cell's previous value is stale now, whether or not this one is remembered.
+    forget(id);
+    const size = sealed.byteLength + plaintext.byteLength;
+    if (plaintext.byteLength > RECENT_LARGEST) return;
+    // Drop the oldest until there is room. A cell sealed again since holds two slots; the older one
+    // drops the newer value early, which costs a decryption later, never a wrong answer.
+    while (count > 0 && (count >= RECENT_VALUES || bytes + size > RECENT_BYTES)) {
+      const dropped = order[oldest];
+      order[oldest] = undefined;
+      oldest = (oldest + 1) % RECENT_VALUES;
+      count -= 1;
+      if (dropped !== undefined) forget(dropped);
     }
     // Copies of both: the caller may change or zero the buffers it holds.
     recent.set(id, { sealed: Buffer.from(sealed), plaintext: Buffer.from(plaintext) });
+    bytes += size;
+    order[(oldest + count) % RECENT_VALUES] = id;
+    count += 1;
   };
   // Blind indexes computed so far, by domain and value.
   const indexes = new Map<string, string>();
@@ -288,6 +311,7 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
       indexes.clear();
       for (const entry of recent.values()) entry.plaintext.fill(0);
       recent.clear();
+      order.fill(undefined);
       writing?.key.fill(0);
       indexKey.fill(0);
     },
