@@ -1,8 +1,9 @@
 // Unit tests of column sealing: round trips, binding to table, column and row, tampering, key numbers, blind indexes.
 import { randomBytes } from 'node:crypto';
 import { aesGcmEncrypt, encodeEncryptionContext, hkdfSha256 } from '@airlock/crypto';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createColumnSealer } from './column-sealer.js';
+import { cellAad, createColumnSealer } from './column-sealer.js';
 
 const cell = { table: 'api_tokens', column: 'subject_sealed', row: 'id-1' };
 
@@ -106,5 +107,62 @@ describe('column sealer', () => {
     const v1 = Buffer.concat([header, aesGcmEncrypt(derived.subarray(0, 32), derived.subarray(32), Buffer.from('from release 1'), aad)]);
     expect(s.openText(cell, v1)).toBe('from release 1');
     expect(code(() => s.openText({ ...cell, row: 'id-2' }, v1))).toBe('CIPHERTEXT_AUTH_FAILED');
+  });
+
+  it('builds the associated data byte for byte as header ‖ encodeEncryptionContext({ table, column, row })', () => {
+    const text = fc.string({ unit: 'binary', maxLength: 40 });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 33 }), text, text, text, (header, table, column, row) => {
+        expect(cellAad(header, { table, column, row })).toEqual(Buffer.concat([header, encodeEncryptionContext({ table, column, row })]));
+      }),
+    );
+    // Past the encoder's size limit it refuses, as the encoder does.
+    expect(code(() => cellAad(Buffer.alloc(1), { table: 't', column: 'c', row: 'x'.repeat(9000) }))).toBe('INVALID_ARGUMENT');
+  });
+
+  it('remembers blind indexes without changing them, and forgets them when disposed', () => {
+    const key = randomBytes(32);
+    const a = createColumnSealer({ keys: new Map([[1, key]]), sealWith: 1, indexKey: 1 });
+    const b = createColumnSealer({ keys: new Map([[1, key]]), sealWith: 1, indexKey: 1 });
+    for (let i = 0; i < 1100; i += 1) expect(a.blindIndex('cluster', `c-${i % 1050}`)).toBe(b.blindIndex('cluster', `c-${i % 1050}`));
+    expect(a.blindIndex('cluster', 'x')).not.toBe(a.blindIndex('project', 'x'));
+    a.dispose();
+    expect(code(() => a.blindIndex('cluster', 'c-1'))).toBe('UNAVAILABLE');
+  });
+
+  it('opens a value it sealed itself from memory only while cell and bytes are the same', () => {
+    const key = randomBytes(32);
+    const s = sealer([[1, key]]);
+    const sealed = s.sealText(cell, 'remembered');
+    expect(s.openText(cell, sealed)).toBe('remembered');
+    // The same bytes in another cell, or altered bytes in the same cell, are decrypted and fail as always.
+    expect(code(() => s.open({ ...cell, row: 'id-2' }, sealed))).toBe('CIPHERTEXT_AUTH_FAILED');
+    const flipLast = (bytes: Buffer): void => {
+      bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 1, bytes.length - 1);
+    };
+    const tampered = Buffer.from(sealed);
+    flipLast(tampered);
+    expect(code(() => s.open(cell, tampered))).toBe('CIPHERTEXT_AUTH_FAILED');
+    // Changing the buffer the caller was given does not change what the sealer remembers.
+    flipLast(sealed);
+    expect(code(() => s.open(cell, sealed))).toBe('CIPHERTEXT_AUTH_FAILED');
+    flipLast(sealed);
+    const opened = s.open(cell, sealed);
+    opened.fill(0);
+    expect(s.openText(cell, sealed)).toBe('remembered');
+    // A value sealed by another sealer with the same key (after a restart) opens by decryption, to the same plaintext.
+    expect(sealer([[1, key]]).openText(cell, sealed)).toBe('remembered');
+  });
+
+  it('forgets the oldest values first, and never answers a cell sealed again with its older value', () => {
+    const s = sealer();
+    const cells = Array.from({ length: 20_000 }, (_, i) => ({ ...cell, row: `row-${i}` }));
+    const sealed = cells.map((c, i) => s.sealText(c, `value-${i}`));
+    // Whether remembered or forgotten, every value opens to what was sealed.
+    for (const i of [0, 1, 5000, 19_999]) expect(s.openText(cells[i] ?? cell, sealed[i] ?? Buffer.alloc(0))).toBe(`value-${i}`);
+    const first = s.sealText(cell, 'first');
+    const second = s.sealText(cell, 'second');
+    expect(s.openText(cell, second)).toBe('second');
+    expect(s.openText(cell, first)).toBe('first');
   });
 });
