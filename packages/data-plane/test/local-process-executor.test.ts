@@ -16,7 +16,7 @@ import { ActionSchema, type Action } from '@airlock/protocol';
 import { captureLogger, makeCanary, type CapturedLogger } from '@airlock/testing';
 import { buildTaskBundle } from './support/build-bundle.js';
 import { DirectoryStorage } from './support/directory-storage.js';
-import { isProcessAlive as alive } from '../src/internal/executor/process-group.js';
+import { isProcessAlive as alive } from '@airlock/common';
 
 const PROJECT = 'default';
 const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url));

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AirlockError } from '@airlock/common';
 import { captureLogger } from '@airlock/testing';
 import { createProcessSpawner, type ProcessSpawner } from '../src/internal/executor/process-spawner.js';
-import { isProcessAlive as alive } from '../src/internal/executor/process-group.js';
+import { isProcessAlive as alive } from '@airlock/common';
 
 const opened: ProcessSpawner[] = [];
 afterEach(() => {

@@ -1,4 +1,5 @@
 // Check stack.reachable: the stack is up — its plane processes run and every endpoint answers a TLS handshake — before any TLS-policy check is believed.
+import { isProcessAlive } from '@airlock/common';
 import { checkResult, type Check, type CheckResult, type Evidence } from '../check.js';
 import type { StackEndpoint } from '../endpoints-file.js';
 import { endpointAddress } from '../internal/endpoint-address.js';
@@ -11,14 +12,7 @@ const NO_ANSWER: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'T
 const REACH_TIMEOUT_MS = 5000;
 
 /** Whether a process with this pid exists (EPERM: it does, but belongs to another user). */
-export function processRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+export const processRunning = isProcessAlive;
 
 async function reach(endpoint: StackEndpoint, ca: string, signal: AbortSignal): Promise<{ evidence: string; problem?: string }> {
   const address = endpointAddress(endpoint.url);

@@ -21,17 +21,6 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
   }
 }
 
-/** Whether a process with this pid exists (signal 0: nothing is sent). */
-export function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists, owned by another user.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** The identity of a running process, or undefined where /proc cannot tell (the process is gone, or the system is not Linux). */
 export async function processIdentity(pid: number): Promise<ProcessIdentity | undefined> {
   const [startTime, boot] = await Promise.all([processStartTime(pid), bootId()]);

@@ -1,8 +1,7 @@
 // Starts task processes from a small launcher process, so that the agent never forks itself: fork() copies the parent's page tables, which for a data plane of 150–250 MB blocks its event loop for 10–25 ms per task.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { AirlockError, type Logger } from '@airlock/common';
-import { isProcessAlive } from './process-group.js';
+import { AirlockError, isProcessAlive, type Logger } from '@airlock/common';
 
 /** What to start: always detached (a session and process group of its own), standard output ignored, standard error a pipe. */
 export interface SpawnRequest {
