@@ -26,7 +26,7 @@ export async function until(what: string, timeoutMs: number, check: () => boolea
   }
 }
 
-/** The highest descriptor count and RSS each watched process reached while the sampler ran (every 100 ms). */
+/** The highest descriptor count and RSS each watched process reached while the sampler ran (every 100 ms, and at each reading). */
 export interface Sampler {
   peakDescriptors(pid: number): number;
   peakRssMiB(pid: number): number;
@@ -49,8 +49,15 @@ export function sample(pids: readonly number[], everyMs = 100): Sampler {
   tick();
   const timer = setInterval(tick, everyMs);
   return {
-    peakDescriptors: (pid) => fds.get(pid) ?? 0,
-    peakRssMiB: (pid) => rss.get(pid) ?? 0,
+    // Each reading samples first: an attack that was put in place and checked within one interval would otherwise show no rise.
+    peakDescriptors: (pid) => {
+      tick();
+      return fds.get(pid) ?? 0;
+    },
+    peakRssMiB: (pid) => {
+      tick();
+      return rss.get(pid) ?? 0;
+    },
     stop: () => {
       tick();
       clearInterval(timer);

@@ -5,6 +5,7 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isProcessRunning, processIdentity } from '@airlock/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { interrupt, runCli, startCli } from './run-cli.js';
 
@@ -33,6 +34,17 @@ let dir: string;
 let up: Awaited<ReturnType<typeof startCli>> | undefined;
 const endpointsPath = (): string => join(dir, 'endpoints.json');
 const readEndpoints = async (): Promise<UpEndpoints> => JSON.parse(await readFile(endpointsPath(), 'utf8')) as UpEndpoints;
+/** An endpoints.json naming these processes and no endpoints. */
+const stackFile = (pid: number, pids: { controlPlane: number; dataPlane: number }): Record<string, unknown> => ({
+  version: 1,
+  region: 'us-east-1',
+  caBundle: join(dir, 'ca', 'ca.pem'),
+  credentials: { file: join(dir, 'kms', 'credentials'), profile: 'default' },
+  endpoints: [],
+  pid,
+  pids,
+  startedAt: new Date().toISOString(),
+});
 const byName = (status: StatusJson, name: string): StatusJson['endpoints'][number] | undefined => status.endpoints.find((e) => e.name === name);
 
 beforeAll(async () => {
@@ -164,30 +176,55 @@ describe('airlock down', () => {
   }, 60_000);
 
   it('processes that had already exited are reported so, not as a timeout; one that ignores SIGTERM is killed', async () => {
-    const exited = spawn(process.execPath, ['-e', '']);
+    // Recorded while it ran, then gone: even if the pid is handed to another process meanwhile (a busy machine), its start time tells them apart.
+    const exited = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)']);
+    const exitedIdentity = await processIdentity(exited.pid as number);
+    exited.kill('SIGKILL');
     await once(exited, 'exit');
     const stubborn = spawn(process.execPath, ['-e', "process.on('SIGTERM', () => {}); process.stdout.write('ready\\n'); setInterval(() => {}, 1000);"]);
     await once(stubborn.stdout, 'data');
     const stubbornExit = once(stubborn, 'exit');
     const { pid: exitedPid } = exited;
     const file = {
-      version: 1,
-      region: 'us-east-1',
-      caBundle: join(dir, 'ca', 'ca.pem'),
-      credentials: { file: join(dir, 'kms', 'credentials'), profile: 'default' },
-      endpoints: [],
-      pid: exitedPid,
-      pids: { controlPlane: stubborn.pid, dataPlane: exitedPid },
-      startedAt: new Date().toISOString(),
+      ...stackFile(exitedPid as number, { controlPlane: stubborn.pid as number, dataPlane: exitedPid as number }),
+      processes: [exitedIdentity, await processIdentity(stubborn.pid as number)],
     };
     await writeFile(endpointsPath(), JSON.stringify(file));
     const result = await runCli(['down', '--data-dir', dir, '--stop-timeout', '1000']);
-    expect(result.code).toBe(0);
+    expect(result.code, result.stdout + result.stderr).toBe(0);
     expect(result.stdout).toMatch(new RegExp(`airlock up\\s+pid ${exitedPid}\\s+had already exited`));
     expect(result.stdout).toMatch(new RegExp(`control plane\\s+pid ${stubborn.pid}\\s+sent SIGTERM, SIGKILL: still running after 1 s, killed`));
     expect(result.stdout).toMatch(new RegExp(`data plane\\s+pid ${exitedPid}\\s+had already exited`));
     expect(result.stdout).not.toMatch(/TIMEOUT|did not stop/);
     expect((await stubbornExit)[1]).toBe('SIGKILL');
     await expect(readFile(endpointsPath())).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('a pid that now belongs to another process (its start time differs from the recorded one) is never signalled', async () => {
+    const stranger = spawn(process.execPath, ['-e', "process.stdout.write('ready\\n'); setInterval(() => {}, 1000);"]);
+    try {
+      await once(stranger.stdout, 'data');
+      const identity = await processIdentity(stranger.pid as number);
+      if (identity === undefined) throw new Error('no identity');
+      const recorded = { ...identity, startTime: String(BigInt(identity.startTime) - 1n) };
+      const pid = stranger.pid as number;
+      await writeFile(endpointsPath(), JSON.stringify({ ...stackFile(pid, { controlPlane: pid, dataPlane: pid }), processes: [recorded] }));
+      // status and verify see no stack; down signals nothing and removes the stale file.
+      expect(await runCli(['status', '--data-dir', dir])).toMatchObject({ code: 3 });
+      const result = await runCli(['down', '--data-dir', dir, '--json']);
+      expect(result.code, result.stdout + result.stderr).toBe(0);
+      const down = JSON.parse(result.stdout) as DownJson;
+      expect(down.processes.map((p) => [p.outcome, p.signalled])).toEqual([
+        ['already-exited', []],
+        ['already-exited', []],
+        ['already-exited', []],
+      ]);
+      expect(stranger.exitCode).toBeNull();
+      expect(stranger.signalCode).toBeNull();
+      expect(await isProcessRunning(pid)).toBe(true);
+      await expect(readFile(endpointsPath())).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      stranger.kill('SIGKILL');
+    }
   });
 });

@@ -21,16 +21,23 @@ afterAll(async () => {
 });
 
 /** Decrypts until refused; returns how long after `since` the first refusal came, and its code. */
-async function refusedAfter(cached: Kms, blob: Buffer, since: number, limitMs = 3000): Promise<{ ms: number; code: string }> {
+/**
+ * Decrypts until refused. `servedMs`: when the last decrypt that still succeeded returned, after
+ * `since` (0 if none did): the kill-switch bound is on this, "no decrypt served later than". `ms`:
+ * when the first refusal came back, which adds the refusing KMS call's own round trip.
+ */
+async function refusedAfter(cached: Kms, blob: Buffer, since: number, limitMs = 3000): Promise<{ ms: number; servedMs: number; code: string }> {
+  let servedMs = 0;
   while (performance.now() - since < limitMs) {
     try {
       await cached.decrypt(blob, {});
+      servedMs = performance.now() - since;
     } catch (error) {
-      return { ms: performance.now() - since, code: (error as { code: string }).code };
+      return { ms: performance.now() - since, servedMs, code: (error as { code: string }).code };
     }
     await sleep(5);
   }
-  return { ms: Infinity, code: 'none' };
+  return { ms: Infinity, servedMs, code: 'none' };
 }
 
 async function until(predicate: () => boolean, timeoutMs = 5000): Promise<void> {
@@ -64,7 +71,7 @@ describe('data-key cache with live key events', () => {
       await client.disableKey(key.keyId);
       const refused = await refusedAfter(cached, dk.ciphertextBlob, performance.now());
       expect(refused.code).toBe('KMS_KEY_DISABLED');
-      expect(refused.ms).toBeLessThanOrEqual(100);
+      expect(refused.servedMs).toBeLessThanOrEqual(100);
       expect(cached.stats.revoked).toBe(1);
       // Re-enabling restores access.
       await client.enableKey(key.keyId);
@@ -91,7 +98,7 @@ describe('data-key cache with live key events', () => {
       await client.scheduleKeyDeletion(key.keyId, 7);
       const refused = await refusedAfter(cached, dk.ciphertextBlob, performance.now());
       expect(refused).toMatchObject({ code: 'KMS_KEY_PENDING_DELETION' });
-      expect(refused.ms).toBeLessThanOrEqual(100);
+      expect(refused.servedMs).toBeLessThanOrEqual(100);
       const other = await client.createKey();
       const odk = await client.generateDataKey(other.keyId, {});
       await cached.decrypt(odk.ciphertextBlob, {});
@@ -129,7 +136,7 @@ describe('data-key cache with live key events', () => {
       await client.disableKey(key.keyId);
       const refused = await refusedAfter(cached, dk.ciphertextBlob, performance.now());
       expect(refused.code).toBe('KMS_KEY_DISABLED');
-      expect(refused.ms).toBeLessThanOrEqual(100);
+      expect(refused.servedMs).toBeLessThanOrEqual(100);
     } finally {
       cached.close();
     }
@@ -169,7 +176,7 @@ describe('data-key cache when events are lost (a gap in the sequence numbers)', 
       // The cache never hears of DisableKey itself. Without the resync its entry would live 5 minutes.
       const refused = await refusedAfter(cached, blob, performance.now());
       expect(refused.code).toBe('KMS_KEY_DISABLED');
-      expect(refused.ms).toBeLessThanOrEqual(KILL_SWITCH_BOUND_MS);
+      expect(refused.servedMs).toBeLessThanOrEqual(KILL_SWITCH_BOUND_MS);
       await until(() => told.length > 0 && cached.keyEventStatus().state === 'live');
       // Told by the second stream's snapshot.
       expect(told[0]).toEqual({ state: 'Disabled', connections: 2 });
@@ -240,7 +247,7 @@ describe('data-key cache when the event path fails', () => {
         await client.disableKey(key.keyId);
         const refused = await refusedAfter(cached, dk.ciphertextBlob, performance.now());
         expect(refused.code).toBe('KMS_KEY_DISABLED');
-        expect(refused.ms).toBeLessThanOrEqual(KILL_SWITCH_BOUND_MS);
+        expect(refused.servedMs).toBeLessThanOrEqual(KILL_SWITCH_BOUND_MS);
         expect(cached.keyEventStatus().state).not.toBe('live');
         // Entries fetched now live at most 1 s.
         await client.enableKey(key.keyId);

@@ -134,6 +134,8 @@ describe('parseEndpointsFile', () => {
     expect(parseEndpointsFile(valid).endpoints).toEqual(valid.endpoints);
     expect(parseEndpointsFile({ ...valid, pids: { controlPlane: 7, dataPlane: 8 } }).pids).toEqual({ controlPlane: 7, dataPlane: 8 });
     expect(parseEndpointsFile({ ...valid, client: { tokenFile: '/d/client/token' } }).client).toEqual({ tokenFile: '/d/client/token' });
+    const processes = [{ pid: 42, startTime: '123456', bootId: 'b0b0b0b0-0000-4000-8000-000000000000' }];
+    expect(parseEndpointsFile({ ...valid, processes }).processes).toEqual(processes);
   });
 
   it.each([
@@ -144,6 +146,8 @@ describe('parseEndpointsFile', () => {
     ['pid', { ...valid, pid: -1 }],
     ['pids', { ...valid, pids: { dataPlane: 'x' } }],
     ['client', { ...valid, client: { tokenFile: '' } }],
+    ['processes', { ...valid, processes: {} }],
+    ['processes[0]', { ...valid, processes: [{ pid: 42, startTime: 'soon', bootId: 'b' }] }],
   ])('refuses a bad %s with INVALID_ARGUMENT', (_field, input) => {
     expect(() => parseEndpointsFile(input)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }) as Error);
   });

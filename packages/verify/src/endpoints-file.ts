@@ -1,7 +1,7 @@
 // Reads and validates <data-dir>/endpoints.json, the file `airlock up` writes, and the CA bundle it names.
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
-import { AirlockError } from '@airlock/common';
+import { AirlockError, isProcessRunning, type ProcessIdentity } from '@airlock/common';
 
 /** One endpoint a stack serves. */
 export interface StackEndpoint {
@@ -44,6 +44,12 @@ export interface EndpointsFile {
    * passes it on to its terminal), and how much of it: the canary check searches that memory.
    */
   readonly logTail?: LogTailInfo;
+  /**
+   * Who each process named above was when the file was written (pid, start time, boot id), so that
+   * a pid recycled after a crash is never taken for the stack's (and never signalled). Absent on
+   * systems without /proc, and in files written before it existed: then a pid is believed as is.
+   */
+  readonly processes?: readonly ProcessIdentity[];
 }
 
 export interface LogTailInfo {
@@ -135,6 +141,16 @@ export function parseEndpointsFile(json: unknown): EndpointsFile {
     }
     logTail = Object.freeze({ pid: value.pid, maxBytes: value.maxBytes });
   }
+  let processes: ProcessIdentity[] | undefined;
+  if (json.processes !== undefined) {
+    if (!Array.isArray(json.processes)) throw invalid('processes must be an array');
+    processes = json.processes.map((entry: unknown, index) => {
+      if (!isRecord(entry) || !isPid(entry.pid) || typeof entry.startTime !== 'string' || !/^\d+$/.test(entry.startTime) || typeof entry.bootId !== 'string' || entry.bootId.length === 0) {
+        throw invalid(`processes[${index}] must be {pid, startTime, bootId}`);
+      }
+      return Object.freeze({ pid: entry.pid, startTime: entry.startTime, bootId: entry.bootId });
+    });
+  }
   return Object.freeze({
     version: 1,
     region: json.region,
@@ -148,7 +164,18 @@ export function parseEndpointsFile(json: unknown): EndpointsFile {
     ...(database === undefined ? {} : { database }),
     ...(heapSnapshot === undefined ? {} : { heapSnapshot }),
     ...(logTail === undefined ? {} : { logTail }),
+    ...(processes === undefined ? {} : { processes: Object.freeze(processes) }),
   });
+}
+
+/**
+ * Whether `pid`, named by endpoints.json, still runs as the process the file recorded: a pid whose
+ * recorded start time (or boot) no longer matches was recycled for a stranger after the stack went
+ * away, and counts as not running. Check this before signalling any pid the file names.
+ */
+export async function stackProcessRunning(file: Pick<EndpointsFile, 'processes'>, pid: number | undefined): Promise<boolean> {
+  if (pid === undefined) return false;
+  return isProcessRunning(pid, file.processes?.find((p) => p.pid === pid));
 }
 
 /** What every check receives: the stack's endpoints.json, its data directory and its CA certificate. */

@@ -16,6 +16,7 @@ export {
   ENDPOINTS_FILE_NAME,
   loadCheckContext,
   parseEndpointsFile,
+  stackProcessRunning,
   type CheckContext,
   type ControlPlaneDatabaseInfo,
   type EndpointsFile,
@@ -27,7 +28,7 @@ export { aeadOnlyCheck, createAeadOnlyCheck, describeSuiteProblem } from './chec
 export { noPlaintextCheck } from './checks/no-plaintext.js';
 export { NO_PLANE_PIDS_DETAILS, outboundOnlyCheck } from './checks/outbound-only.js';
 export { databaseSealedCheck } from './checks/database-sealed.js';
-export { processRunning, stackReachableCheck } from './checks/stack-reachable.js';
+export { stackReachableCheck } from './checks/stack-reachable.js';
 export { tlsVersionsCheck } from './checks/tls-versions.js';
 export { NO_TUNNEL_DETAILS, tunnelRefusesUnauthenticatedCheck } from './checks/tunnel.js';
 export { ChunkedSearch, readableMappings, scanProcessMemory, type MemoryNeedle, type ProcessMemoryScan, type RegionReader } from './process-memory.js';

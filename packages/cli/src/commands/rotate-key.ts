@@ -3,12 +3,13 @@ import { readFile, rename, rm } from 'node:fs/promises';
 import { AirlockError, createLogger, writeFileAtomic, type Logger } from '@airlock/common';
 import { openControlPlaneKey, type ControlPlaneDatabase } from '@airlock/control-plane';
 import { envelopeDecrypt, envelopeEncrypt } from '@airlock/crypto';
+import { stackProcessRunning } from '@airlock/verify';
 import { layout, resolveDataDir } from '../internal/data-dir.js';
 import { CA_KEY_CONTEXT, controlPlaneRootFromFlags, openLocalControlPlaneKey } from '../internal/local-ca.js';
 import { print, printJson } from '../internal/output.js';
 import { rootKeySourceFromFlags } from '../internal/root-key-flags.js';
 import { openLocalDatabase, type DatabaseFlags } from './control-plane.js';
-import { isAlive, readEndpoints } from './up.js';
+import { readEndpoints } from './up.js';
 
 export interface RotateKeyOptions extends DatabaseFlags {
   readonly dataDir?: string;
@@ -26,7 +27,7 @@ async function refuseWhileRunning(dataDir: string): Promise<void> {
   const running = await readEndpoints(dataDir);
   if (running === undefined) return;
   for (const pid of [running.pid, running.pids?.controlPlane]) {
-    if (pid === undefined || pid <= 0 || !isAlive(pid)) continue;
+    if (!(await stackProcessRunning(running, pid))) continue;
     throw new AirlockError('ALREADY_EXISTS', `the stack running from ${dataDir} (pid ${pid}) must be stopped first: \`airlock down --data-dir ${dataDir}\``);
   }
 }

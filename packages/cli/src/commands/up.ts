@@ -1,8 +1,8 @@
 // `airlock up | down | status | env`: run the local stack — control plane and data plane as separate processes — and tell clients how to reach it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, rm } from 'node:fs/promises';
-import { AirlockError, createLogger, writeFileAtomic } from '@airlock/common';
-import { parseEndpointsFile, type EndpointsFile } from '@airlock/verify';
+import { AirlockError, createLogger, processIdentity, writeFileAtomic, type ProcessIdentity } from '@airlock/common';
+import { parseEndpointsFile, stackProcessRunning, type EndpointsFile } from '@airlock/verify';
 import { CLIENT_CONFIG_VERSION, writeClientConfig } from '../internal/client-config.js';
 import { layout, LOCAL_CLUSTER_NAME, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { parseCredentialsFile, readKmsEndpoint } from '../internal/kms-client.js';
@@ -62,15 +62,6 @@ export async function readEndpoints(dataDir: string): Promise<EndpointsFile | un
     return parseEndpointsFile(JSON.parse(text));
   } catch (error) {
     throw new AirlockError('INVALID_ARGUMENT', `${layout.endpoints(dataDir)} is not a valid endpoints.json; remove it if no stack runs`, { cause: error });
-  }
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -163,11 +154,17 @@ class PlaneProcess {
   }
 }
 
+/** Who each of the stack's processes is (pid, start time, boot id), so that `down` never signals a pid recycled after a crash; empty without /proc. */
+async function stackIdentities(pids: ReadonlyArray<number | undefined>): Promise<ProcessIdentity[]> {
+  const identities = await Promise.all(pids.map(async (pid) => (pid === undefined ? undefined : processIdentity(pid))));
+  return identities.filter((identity): identity is ProcessIdentity => identity !== undefined);
+}
+
 export async function runUp(options: UpOptions): Promise<void> {
   const dataDir = resolveDataDir(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const running = await readEndpoints(dataDir);
-  if (running !== undefined && running.pid !== process.pid && isAlive(running.pid)) {
+  if (running !== undefined && running.pid !== process.pid && (await stackProcessRunning(running, running.pid))) {
     throw new AirlockError('ALREADY_EXISTS', `a stack is already running from ${dataDir} (pid ${running.pid}); stop it with \`airlock down\``);
   }
   print(`Starting Airlock in ${dataDir} …`);
@@ -232,6 +229,7 @@ export async function runUp(options: UpOptions): Promise<void> {
       endpoints: planes.flatMap((plane) => plane.ready?.endpoints ?? []),
       pid: process.pid,
       pids: { controlPlane: controlPlane.child?.pid ?? 0, dataPlane: dataPlane.child?.pid ?? 0 },
+      processes: await stackIdentities([process.pid, controlPlane.child?.pid, dataPlane.child?.pid]),
       ...(database === undefined ? {} : { database }),
       ...(controlPlane.child?.pid === undefined ? {} : { heapSnapshot: { pid: controlPlane.child.pid, signal: HEAP_SNAPSHOT_SIGNAL, dir: layout.controlPlaneDiagnostics(dataDir) } }),
       logTail: { pid: process.pid, maxBytes: logTail.maxBytes },
@@ -329,19 +327,10 @@ export interface StoppedProcess {
   readonly signalled: readonly NodeJS.Signals[];
 }
 
-/** Is the process running? A zombie (exited, not yet reaped by its parent) is not. */
-async function isRunning(pid: number): Promise<boolean> {
-  if (pid <= 0 || !isAlive(pid)) return false;
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  // Field 3, after the parenthesised command name (which may contain spaces), is the state.
-  const state = stat === undefined ? undefined : stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  return state !== 'Z' && state !== 'X';
-}
-
-async function waitForExit(pids: readonly number[], timeoutMs: number): Promise<void> {
+async function waitForExit(file: EndpointsFile, pids: readonly number[], timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const running = await Promise.all(pids.map(isRunning));
+    const running = await Promise.all(pids.map((pid) => stackProcessRunning(file, pid)));
     if (!running.some(Boolean) || Date.now() >= deadline) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -376,7 +365,7 @@ export async function runDown(options: { dataDir?: string; json?: boolean; stopT
     { name: 'data plane', pid: running.pids?.dataPlane ?? 0, signalled: [], wasRunning: false },
   ];
   const present = targets.filter((t) => t.pid > 0);
-  for (const target of present) target.wasRunning = await isRunning(target.pid);
+  for (const target of present) target.wasRunning = await stackProcessRunning(running, target.pid);
   const [up, ...planes] = present;
   const send = (target: (typeof targets)[number], sig: NodeJS.Signals): void => {
     if (signal(target.pid, sig)) target.signalled.push(sig);
@@ -384,13 +373,13 @@ export async function runDown(options: { dataDir?: string; json?: boolean; stopT
   if (up?.wasRunning === true) send(up, 'SIGTERM');
   else for (const plane of planes) if (plane.wasRunning) send(plane, 'SIGTERM');
   const alive = present.filter((t) => t.wasRunning).map((t) => t.pid);
-  await waitForExit(alive, stopTimeoutMs);
-  for (const target of present) if (target.wasRunning && (await isRunning(target.pid))) send(target, 'SIGKILL');
-  if (present.some((t) => t.signalled.includes('SIGKILL'))) await waitForExit(alive, 2000);
+  await waitForExit(running, alive, stopTimeoutMs);
+  for (const target of present) if (target.wasRunning && (await stackProcessRunning(running, target.pid))) send(target, 'SIGKILL');
+  if (present.some((t) => t.signalled.includes('SIGKILL'))) await waitForExit(running, alive, 5000);
 
   const processes: StoppedProcess[] = [];
   for (const target of present) {
-    const still = target.wasRunning && (await isRunning(target.pid));
+    const still = target.wasRunning && (await stackProcessRunning(running, target.pid));
     const outcome: StoppedProcess['outcome'] = !target.wasRunning ? 'already-exited' : still ? 'survived' : target.signalled.includes('SIGKILL') ? 'killed' : 'stopped';
     processes.push({ name: target.name, pid: target.pid, outcome, signalled: target.signalled });
   }
@@ -434,7 +423,7 @@ const HEALTH_LABEL: Readonly<Record<ServiceHealth, string>> = { healthy: 'health
 export async function runStatus(options: { dataDir?: string; json: boolean; timeoutMs?: number }): Promise<void> {
   const dataDir = resolveDataDir(options.dataDir);
   const running = await readEndpoints(dataDir);
-  if (running === undefined || !(await isRunning(running.pid))) {
+  if (running === undefined || !(await stackProcessRunning(running, running.pid))) {
     if (options.json) printJson({ running: false, dataDir });
     else print(`No stack is running from ${dataDir}. Start one with \`npm start\` or \`npx airlock up\`.`);
     process.exitCode = 3;
@@ -444,8 +433,8 @@ export async function runStatus(options: { dataDir?: string; json: boolean; time
   const credentials = parseCredentialsFile(await readFile(running.credentials.file, 'utf8'), running.credentials.profile);
   const endpoints = await probeStack(running.endpoints, { ca, region: running.region, credentials, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
   const planes = {
-    controlPlane: { pid: running.pids?.controlPlane ?? 0, running: await isRunning(running.pids?.controlPlane ?? 0) },
-    dataPlane: { pid: running.pids?.dataPlane ?? 0, running: await isRunning(running.pids?.dataPlane ?? 0) },
+    controlPlane: { pid: running.pids?.controlPlane ?? 0, running: await stackProcessRunning(running, running.pids?.controlPlane) },
+    dataPlane: { pid: running.pids?.dataPlane ?? 0, running: await stackProcessRunning(running, running.pids?.dataPlane) },
   };
   const health = overallHealth(endpoints);
   process.exitCode = health === 'healthy' ? 0 : 1;

@@ -1,6 +1,6 @@
 // `airlock verify`: runs the @airlock/verify checks against the local stack and reports pass/fail with evidence.
 import { AirlockError } from '@airlock/common';
-import { allPassed, defaultChecks, loadCheckContext, processRunning, runChecks, type CheckContext, type CheckResult, type EvidenceValue } from '@airlock/verify';
+import { allPassed, defaultChecks, loadCheckContext, runChecks, stackProcessRunning, type CheckContext, type CheckResult, type EvidenceValue } from '@airlock/verify';
 import { canaryRunCheck } from '../internal/canary-run-check.js';
 import { killSwitchCheck } from '../internal/kill-switch-check.js';
 import { layout, resolveDataDir } from '../internal/data-dir.js';
@@ -22,7 +22,7 @@ async function loadRunningStack(dataDir: string): Promise<CheckContext> {
     }
     throw error;
   }
-  if (!processRunning(ctx.endpointsFile.pid)) {
+  if (!(await stackProcessRunning(ctx.endpointsFile, ctx.endpointsFile.pid))) {
     throw new AirlockError(
       'UNAVAILABLE',
       `no running stack in ${dataDir}: endpoints.json names pid ${ctx.endpointsFile.pid}, which is not running; start one with \`npx airlock up --data-dir ${dataDir}\``,

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AirlockError, failureReason } from '@airlock/common';
 import { ActionPhase } from '@airlock/protocol';
-import { checkResult, processRunning, scanProcessMemory, type Check, type CheckContext, type HeapSnapshotInfo } from '@airlock/verify';
+import { checkResult, scanProcessMemory, stackProcessRunning, type Check, type CheckContext, type HeapSnapshotInfo } from '@airlock/verify';
 import { fetchResult, prepareTask, submitRun, watchUntilDone } from '../commands/runs.js';
 import { connectApi } from './api-client.js';
 import { loadClientConfig } from './client-config.js';
@@ -163,7 +163,7 @@ export function canaryRunCheck(): Check {
         };
         const heap = ctx.endpointsFile.heapSnapshot;
         let heapBytes: number | undefined;
-        if (heap !== undefined && processRunning(heap.pid)) {
+        if (heap !== undefined && (await stackProcessRunning(ctx.endpointsFile, heap.pid))) {
           snapshot = await takeHeapSnapshot(heap, signal);
           const bytes = await readFile(snapshot);
           heapBytes = bytes.length;
@@ -175,7 +175,7 @@ export function canaryRunCheck(): Check {
         // The whole live memory too: a heap snapshot holds V8's objects but not the bytes of Buffers and other off-heap memory.
         const controlPlanePid = ctx.endpointsFile.pids?.controlPlane ?? heap?.pid;
         let memoryBytes: number | undefined;
-        if (controlPlanePid !== undefined && processRunning(controlPlanePid)) {
+        if (controlPlanePid !== undefined && (await stackProcessRunning(ctx.endpointsFile, controlPlanePid))) {
           try {
             const scan = await scanProcessMemory(controlPlanePid, needles, `live memory of the control plane (pid ${controlPlanePid})`);
             memoryBytes = scan.bytes;
@@ -190,7 +190,7 @@ export function canaryRunCheck(): Check {
         // The planes' recent log output, which `airlock up` keeps in its memory on the way to its terminal.
         const logTail = ctx.endpointsFile.logTail;
         let logBytes: number | undefined;
-        if (logTail !== undefined && processRunning(logTail.pid)) {
+        if (logTail !== undefined && (await stackProcessRunning(ctx.endpointsFile, logTail.pid))) {
           try {
             const scan = await scanProcessMemory(logTail.pid, needles, `the planes' recent log output, kept by airlock up (pid ${logTail.pid})`);
             logBytes = scan.bytes;

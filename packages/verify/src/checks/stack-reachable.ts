@@ -1,7 +1,6 @@
 // Check stack.reachable: the stack is up — its plane processes run and every endpoint answers a TLS handshake — before any TLS-policy check is believed.
-import { isProcessAlive } from '@airlock/common';
 import { checkResult, type Check, type CheckResult, type Evidence } from '../check.js';
-import type { StackEndpoint } from '../endpoints-file.js';
+import { stackProcessRunning, type StackEndpoint } from '../endpoints-file.js';
 import { endpointAddress } from '../internal/endpoint-address.js';
 import { tlsHandshake } from '../internal/tls-probe.js';
 
@@ -10,9 +9,6 @@ const NO_ANSWER: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'T
 
 /** How long an endpoint may take to answer; a process out of descriptors leaves connections unanswered in the backlog. */
 const REACH_TIMEOUT_MS = 5000;
-
-/** Whether a process with this pid exists (EPERM: it does, but belongs to another user). */
-export const processRunning = isProcessAlive;
 
 async function reach(endpoint: StackEndpoint, ca: string, signal: AbortSignal): Promise<{ evidence: string; problem?: string }> {
   const address = endpointAddress(endpoint.url);
@@ -35,7 +31,7 @@ export const stackReachableCheck: Check = {
     const problems: string[] = [];
     for (const [name, pid] of [['controlPlane', file.pids?.controlPlane], ['dataPlane', file.pids?.dataPlane]] as const) {
       if (pid === undefined) continue;
-      const running = processRunning(pid);
+      const running = await stackProcessRunning(file, pid);
       evidence[`${name}Pid`] = pid;
       evidence[`${name}Running`] = running;
       if (!running) problems.push(`the ${name === 'controlPlane' ? 'control' : 'data'} plane process (pid ${pid}) is not running`);

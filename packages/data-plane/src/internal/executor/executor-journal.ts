@@ -1,8 +1,7 @@
 // The executor's journal of started actions: one small file per action in the state directory, written atomically, so a restarted agent can report and clean up what it lost.
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '@airlock/common';
-import type { ProcessIdentity } from './process-group.js';
+import { writeFileAtomic, type ProcessIdentity } from '@airlock/common';
 
 /** One started action, or (actionId empty, attempt 0) a prepared process no action has taken yet. */
 export interface JournalEntry {

@@ -4,7 +4,7 @@ import { constants } from 'node:fs';
 import { mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { durationMs } from '@bufbuild/protobuf/wkt';
-import { AirlockError, configCheck, configError, freezeConfig, type DeepReadonly, type Logger } from '@airlock/common';
+import { AirlockError, configCheck, configError, freezeConfig, processIdentity, type DeepReadonly, type Logger } from '@airlock/common';
 import type { Action } from '@airlock/protocol';
 import {
   abortedRecord,
@@ -21,7 +21,7 @@ import {
 } from '@airlock/sdk';
 import { errorOutcome, failedResultDocument, outcomeOfResult, parseActionResult } from './action-result.js';
 import { ExecutorJournal, type JournalEntry } from './executor-journal.js';
-import { killLeftoverGroup, processIdentity, signalGroup } from './process-group.js';
+import { killLeftoverGroup, signalGroup } from './process-group.js';
 import { createProcessSpawner, type ProcessSpawner, type SpawnedProcess } from './process-spawner.js';
 import type { ActionOutcome, ExecutionHooks, Executor, ExecutorStorage } from './types.js';
 

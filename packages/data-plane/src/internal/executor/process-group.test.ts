@@ -1,15 +1,10 @@
-// Unit test of recognising a task process after a restart: start times from /proc, and when a leftover group may be killed.
+// Unit test of when a leftover task process group may be killed after a restart (identities: @airlock/common's process.test.ts).
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { killLeftoverGroup, processIdentity, processStartTime } from './process-group.js';
+import { processIdentity } from '@airlock/common';
+import { killLeftoverGroup } from './process-group.js';
 
 describe('process identity', () => {
-  it('reads this process start time and boot id, and nothing for a pid that does not exist', async () => {
-    const identity = await processIdentity(process.pid);
-    expect(identity).toMatchObject({ pid: process.pid, startTime: expect.stringMatching(/^\d+$/), bootId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
-    expect(await processStartTime(2 ** 22 + 12345)).toBeUndefined();
-  });
-
   it('kills a leftover group only when it is provably the recorded one', async () => {
     // A detached child that ignores SIGTERM, standing in for a task process.
     const child = spawn(process.execPath, ['-e', "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000);"], { detached: true, stdio: 'ignore' });
