@@ -57,6 +57,13 @@ function addControlPlaneKeyOptions(command: Command): Command {
     .option('--cp-key-passphrase-env <var>', "derive the control plane's root key with scrypt from the passphrase in this environment variable");
 }
 
+/** How task processes are kept from the agent's files (docs/runs.md, "Isolation"). */
+function taskIsolationOption(): Option {
+  return new Option('--task-isolation <mode>', "tasks in user and mount namespaces that hide the data directory and home: auto (where the system allows), namespaces (required), off")
+    .choices(['auto', 'namespaces', 'off'])
+    .default('auto');
+}
+
 export function createProgram(): Command {
   const program = new Command('airlock')
     .description('Airlock: split-plane workflow orchestration where your data never leaves your plane unencrypted.')
@@ -73,6 +80,7 @@ export function createProgram(): Command {
     .option('--tunnel-port <port>', 'control-plane tunnel port (mTLS; data-plane agents dial it)', port, 8445)
     .option('--kms-port <port>', 'KMS port', port, 9443)
     .option('--s3-port <port>', 'object store port', port, 9000)
+    .addOption(taskIsolationOption())
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'))
     .addOption(logRateWindowOption())
     .addOption(logRateBurstOption())
@@ -161,6 +169,7 @@ export function createProgram(): Command {
     .option('--cluster <name>', 'this data plane\'s cluster name', 'local')
     .option('--agent-key-id <key>', "the data plane's KMS key that seals the agent's private key (created if it is a missing alias)", 'alias/airlock/data-plane')
     .option('--register-timeout <ms>', 'how long to wait for registration and the tunnel', positiveInteger, 60_000)
+    .addOption(taskIsolationOption())
     .addOption(logLevelOption('info'))
     .addOption(logRateWindowOption())
     .addOption(logRateBurstOption())

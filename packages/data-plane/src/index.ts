@@ -100,3 +100,4 @@ export {
   type ResolvedLocalProcessExecutorConfig,
 } from './internal/executor/local-process-executor.js';
 export type { ActionOutcome, BundleRef, ExecutionHooks, Executor, ExecutorStorage } from './internal/executor/types.js';
+export type { TaskIsolationMode, TaskSandboxStatus } from './internal/executor/task-sandbox.js';

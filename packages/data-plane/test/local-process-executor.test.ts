@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -389,6 +389,74 @@ describe('LocalProcessExecutor', () => {
     expect(await executor().recover()).toEqual([{ actionId: entry.actionId, attempt: 1 }]);
     expect(logger.lines.find((line) => line.event === 'executor.action_recovered')).toMatchObject({ process: 'recycled' });
     expect(await journalFiles()).toEqual([]);
+  });
+
+  describe('isolation (user and mount namespaces)', () => {
+    /** A hostile task's view: the agent's data directory and home hold a canary; it reads, lists and writes where it should not. */
+    async function peekAt(options: { prepared: boolean }): Promise<{ results: Record<string, string>; agentData: string; home: string; secret: string; canary: string }> {
+      const canary = makeCanary('agent-file');
+      const agentData = join(dir, 'agent-data');
+      const home = join(dir, 'home');
+      await mkdir(join(agentData, 'kms'), { recursive: true });
+      await mkdir(home, { recursive: true });
+      const secret = join(agentData, 'kms', 'credentials');
+      await writeFile(secret, canary);
+      await writeFile(join(home, '.token'), canary);
+      const target = executor({
+        isolation: { mode: 'namespaces', hide: [agentData, home, stateDir] },
+        ...(options.prepared ? { prepared: { perBundle: 1 } } : {}),
+      });
+      expect(await target.isolation?.()).toMatchObject({ active: true, mode: 'namespaces', hidden: [stateDir, home, agentData].sort((a, b) => a.length - b.length) });
+      const inputs = {
+        read: [secret, join(home, '.token'), `/proc/${process.pid}/environ`, 'inputs.json'],
+        list: [agentData, home, join(stateDir, 'work')],
+        write: [join(agentData, 'planted'), join(home, 'planted'), 'own-file'],
+      };
+      if (options.prepared) {
+        // The first attempt prepares a process for the second, which must be as isolated as a cold one.
+        await run(target, await action(bundles.tasks, 'peek', inputs));
+      }
+      const { outcome, result } = await run(target, await action(bundles.tasks, 'peek', inputs));
+      expect(outcome).toEqual({ phase: 'SUCCEEDED' });
+      return { results: (result as { outputs: { results: Record<string, string> } }).outputs.results, agentData, home, secret, canary };
+    }
+
+    for (const prepared of [false, true]) {
+      it(`a task ${prepared ? '(in a prepared process) ' : ''}sees the agent's directories and the home empty and read-only, cannot read the agent's process, and keeps its own working directory`, async () => {
+        const { results, agentData, home, secret, canary } = await peekAt({ prepared });
+        expect(JSON.stringify(results)).not.toContain(canary);
+        expect(results[`read ${secret}`]).toBe('error:ENOENT');
+        expect(results[`read ${join(home, '.token')}`]).toBe('error:ENOENT');
+        expect(results[`read /proc/${process.pid}/environ`]).toMatch(/^error:E(ACCES|PERM)$/);
+        expect(results['read inputs.json']).toMatch(/^ok:/);
+        // The agent's data directory is empty; its state directory shows only this action's own working directory.
+        expect(results[`list ${agentData}`]).toBe('ok:');
+        expect(results[`list ${home}`]).toBe('ok:');
+        expect(results[`list ${join(stateDir, 'work')}`]).toMatch(/^ok:action-[0-9a-f-]+$/);
+        expect(results[`write ${join(agentData, 'planted')}`]).toBe('error:EROFS');
+        expect(results[`write ${join(home, 'planted')}`]).toBe('error:EROFS');
+        expect(results['write own-file']).toBe('ok');
+        expect(existsSync(join(agentData, 'planted'))).toBe(false);
+        expect(await readFile(secret, 'utf8')).toBe(canary);
+      });
+    }
+
+    it('with isolation off, the same task reads the agent files (what the namespaces prevent)', async () => {
+      const canary = makeCanary('agent-file');
+      const secret = join(dir, 'agent-secret');
+      await writeFile(secret, canary);
+      const target = executor({ isolation: { mode: 'off' } });
+      expect(await target.isolation?.()).toMatchObject({ active: false, mode: 'off' });
+      const { outcome, result } = await run(target, await action(bundles.tasks, 'peek', { read: [secret], list: [], write: [] }));
+      expect(outcome).toEqual({ phase: 'SUCCEEDED' });
+      expect((result as { outputs: { results: Record<string, string> } }).outputs.results[`read ${secret}`]).toBe(`ok:${canary}`);
+      expect(logger.lines.some((line) => line.event === 'executor.isolation_off')).toBe(true);
+    });
+
+    it('refuses a bad mode, and a relative directory to hide, with CONFIG_INVALID', () => {
+      expect(() => executor({ isolation: { mode: 'maybe' as never } })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }) as Error);
+      expect(() => executor({ isolation: { hide: ['relative/dir'] } })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }) as Error);
+    });
   });
 
   describe('prepared processes', () => {

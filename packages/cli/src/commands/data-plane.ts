@@ -1,5 +1,7 @@
 // `airlock data-plane serve`: the data plane of a data directory — KMS, object store, run-data store, and the agent that dials the control plane.
 import { mkdir, readFile, rm } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { resolve } from 'node:path';
 import { AirlockError, createLogger, type Logger } from '@airlock/common';
 import {
   createLocalProcessExecutor,
@@ -12,6 +14,7 @@ import {
   tunnelServiceRoutes,
   type DataPlaneAgent,
   type RunDataStore,
+  type TaskIsolationMode,
 } from '@airlock/data-plane';
 import { createCachingKms } from '@airlock/kms';
 import { createS3ObjectStore } from '@airlock/objectstore';
@@ -40,6 +43,8 @@ export interface DataPlaneServeOptions extends ControlPlaneKeyFlags, LogRateFlag
   readonly agentKeyId?: string;
   /** How long to wait for registration and the tunnel before giving up, in milliseconds. */
   readonly registerTimeoutMs: number;
+  /** How task processes are isolated from the agent's files (docs/runs.md, "Isolation"). @default "auto" */
+  readonly taskIsolation?: TaskIsolationMode;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -144,7 +149,13 @@ export async function startLocalDataPlane(dataDir: string, options: Omit<DataPla
     const runData = await createRunDataStore({ objectStore, sealingKeys, kmsKeyId: keyVault.keyId, log });
 
     // Actions run as child processes in 0700 working directories under the agent's state directory (docs/runs.md, "The executor").
-    const executor = createLocalProcessExecutor({ storage: runData, stateDir: layout.agentStateDir(dataDir), log });
+    // Tasks see the data directory (keys, credentials, the stores) and the user's home empty: docs/runs.md, "Isolation".
+    const executor = createLocalProcessExecutor({
+      storage: runData,
+      stateDir: layout.agentStateDir(dataDir),
+      isolation: { mode: options.taskIsolation ?? 'auto', hide: [resolve(dataDir), homedir()] },
+      log,
+    });
 
     const bootstrapToken = await readBootstrapToken(dataDir);
     const agent = await startDataPlaneAgent({

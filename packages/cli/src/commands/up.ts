@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { AirlockError, createLogger, processIdentity, writeFileAtomic, type ProcessIdentity } from '@airlock/common';
+import type { TaskIsolationMode } from '@airlock/data-plane';
 import { parseEndpointsFile, stackProcessRunning, type EndpointsFile } from '@airlock/verify';
 import { CLIENT_CONFIG_VERSION, writeClientConfig } from '../internal/client-config.js';
 import { layout, LOCAL_CLUSTER_NAME, readDataFile, resolveDataDir } from '../internal/data-dir.js';
@@ -32,6 +33,8 @@ export interface UpOptions extends DatabaseFlags, LogRateFlags {
   readonly tunnelPort: number;
   readonly kmsPort: number;
   readonly s3Port: number;
+  /** How task processes are isolated from the agent's files (docs/runs.md, "Isolation"). @default "auto" */
+  readonly taskIsolation?: TaskIsolationMode;
   readonly logLevel: LogLevel;
 }
 
@@ -192,7 +195,11 @@ export async function runUp(options: UpOptions): Promise<void> {
   await mkdir(layout.controlPlaneDiagnostics(dataDir), { recursive: true, mode: 0o700 });
   const dataPlane = new PlaneProcess(
     'data plane',
-    ['data-plane', 'serve', ...common, '--kms-port', String(options.kmsPort), '--s3-port', String(options.s3Port), ...controlPlaneKeyArgs(options)],
+    [
+      'data-plane', 'serve', ...common, '--kms-port', String(options.kmsPort), '--s3-port', String(options.s3Port),
+      ...(options.taskIsolation === undefined ? [] : ['--task-isolation', options.taskIsolation]),
+      ...controlPlaneKeyArgs(options),
+    ],
     {},
     [],
     logTail,

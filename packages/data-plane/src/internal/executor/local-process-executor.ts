@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { durationMs } from '@bufbuild/protobuf/wkt';
 import { AirlockError, configCheck, configError, freezeConfig, processIdentity, type DeepReadonly, type Logger } from '@airlock/common';
@@ -23,6 +24,7 @@ import { errorOutcome, failedResultDocument, outcomeOfResult, parseActionResult 
 import { ExecutorJournal, type JournalEntry } from './executor-journal.js';
 import { killLeftoverGroup, signalGroup } from './process-group.js';
 import { createProcessSpawner, type ProcessSpawner, type SpawnedProcess } from './process-spawner.js';
+import { openTaskSandbox, type TaskIsolationMode, type TaskSandbox, type TaskSandboxStatus } from './task-sandbox.js';
 import type { ActionOutcome, ExecutionHooks, Executor, ExecutorStorage } from './types.js';
 
 export interface LocalProcessExecutorOptions {
@@ -51,6 +53,13 @@ export interface LocalProcessExecutorOptions {
    * 0 turns this off. @default { perBundle: 1, max: 4, idleMs: 60000 }
    */
   readonly prepared?: { readonly perBundle?: number; readonly max?: number; readonly idleMs?: number };
+  /**
+   * Task isolation (docs/runs.md, "Isolation"): each task process in user and mount namespaces of its
+   * own, where the `hide` directories are empty and read-only and no capability is left. `auto` uses
+   * it where the system allows it; `namespaces` refuses to run tasks without it; `off` never uses it.
+   * @default { mode: 'auto', hide: [stateDir, the user's home directory] }
+   */
+  readonly isolation?: { readonly mode?: TaskIsolationMode; readonly hide?: readonly string[] };
   /** Event names, ids and codes only. */
   readonly log: Logger;
 }
@@ -66,6 +75,7 @@ export type ResolvedLocalProcessExecutorConfig = DeepReadonly<{
   lang: string;
   nodePath: string;
   prepared: { perBundle: number; max: number; idleMs: number };
+  isolation: { mode: TaskIsolationMode; hide: string[] };
 }> & { readonly storage: ExecutorStorage; readonly log: Logger };
 
 const DEFAULT_MAX_RESULT_BYTES = 4 * 1024 * 1024;
@@ -105,8 +115,18 @@ export function resolveLocalProcessExecutorConfig(options: LocalProcessExecutorO
       max: configCheck.integer('executor.prepared.max', options.prepared?.max ?? DEFAULT_PREPARED.max, 0, 1024),
       idleMs: configCheck.integer('executor.prepared.idleMs', options.prepared?.idleMs ?? DEFAULT_PREPARED.idleMs, 100, 3_600_000),
     },
+    isolation: {
+      mode: isolationMode(options.isolation?.mode),
+      hide: (options.isolation?.hide ?? [stateDir, homedir()]).map((dir, index) => absolute(`executor.isolation.hide[${index}]`, dir)),
+    },
   });
   return Object.freeze({ ...settings, storage, log: options.log });
+}
+
+function isolationMode(mode: unknown): TaskIsolationMode {
+  if (mode === undefined) return 'auto';
+  if (mode === 'auto' || mode === 'namespaces' || mode === 'off') return mode;
+  throw configError('executor.isolation.mode', 'must be "auto", "namespaces" or "off"');
 }
 
 /**
@@ -165,10 +185,22 @@ class LocalProcessExecutor implements Executor {
   private readonly inFlight = new Set<Promise<void>>();
   private closed = false;
   private readonly spawner: ProcessSpawner;
+  /** Set up once, on the first process start. */
+  private sandbox: Promise<TaskSandbox> | undefined;
 
   constructor(private readonly config: ResolvedLocalProcessExecutorConfig) {
     this.journal = new ExecutorJournal(config.journalDir);
     this.spawner = createProcessSpawner({ nodePath: config.nodePath, log: config.log });
+  }
+
+  async isolation(): Promise<TaskSandboxStatus> {
+    return (await this.taskSandbox()).status;
+  }
+
+  private taskSandbox(): Promise<TaskSandbox> {
+    const { config } = this;
+    this.sandbox ??= openTaskSandbox({ mode: config.isolation.mode, hide: config.isolation.hide, workRoot: config.workRoot, nodePath: config.nodePath }, config.log);
+    return this.sandbox;
   }
 
   private get log(): Logger {
@@ -284,14 +316,17 @@ class LocalProcessExecutor implements Executor {
     const tail = new BoundedTail(config.maxStderrBytes);
     let spawned: SpawnedProcess;
     try {
-      spawned = await this.spawner.spawn({
-        command: config.nodePath,
-        args: [bundlePath, 'run', '--request', requestArg],
-        cwd: workDir,
-        // The whole environment: nothing of the agent's (its KMS credentials, AIRLOCK_* settings, NODE_OPTIONS) reaches the task.
-        env: { PATH: config.path, HOME: workDir, TMPDIR: join(workDir, 'tmp'), LANG: config.lang },
-        stdin,
-      });
+      const sandbox = await this.taskSandbox();
+      spawned = await this.spawner.spawn(
+        sandbox.wrap({
+          command: config.nodePath,
+          args: [bundlePath, 'run', '--request', requestArg],
+          cwd: workDir,
+          // The whole environment: nothing of the agent's (its KMS credentials, AIRLOCK_* settings, NODE_OPTIONS) reaches the task.
+          env: { PATH: config.path, HOME: workDir, TMPDIR: join(workDir, 'tmp'), LANG: config.lang },
+          stdin,
+        }),
+      );
     } catch (error) {
       return { pid: undefined, spawned: undefined, tail, exited: Promise.resolve({ exitCode: null, signal: null, spawnError: AirlockError.from(error) }), stderrClosed: Promise.resolve() };
     }
@@ -537,8 +572,10 @@ class LocalProcessExecutor implements Executor {
     const known = new Set(entries.map((entry) => entry.workDirName));
     const names = await readdir(this.config.workRoot).catch(() => [] as string[]);
     for (const name of names) {
-      if (name.startsWith('action-') && !known.has(name)) await rm(join(this.config.workRoot, name), { recursive: true, force: true });
+      if ((name.startsWith('action-') || name.startsWith('probe-')) && !known.has(name)) await rm(join(this.config.workRoot, name), { recursive: true, force: true });
     }
+    // Isolation is tried at start-up, so that a system without it is reported now, not at the first task.
+    await this.taskSandbox();
     return recovered;
   }
 }

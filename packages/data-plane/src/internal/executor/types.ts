@@ -1,5 +1,6 @@
 // The executor contract (docs/runs.md, "The executor"): what runs one action, and the run-data storage it reads and writes through.
 import type { Action } from '@airlock/protocol';
+import type { TaskSandboxStatus } from './task-sandbox.js';
 
 /** A code bundle as an action names it. */
 export interface BundleRef {
@@ -26,7 +27,6 @@ export interface ExecutorStorage {
   /** Stores an action's result document (docs/runs.md, "The result document"), replacing any earlier one atomically. */
   writeResult(project: string, runId: string, actionId: string, result: Uint8Array): Promise<void>;
 }
-
 /** How an action ended, as the agent reports it. */
 export type ActionOutcome =
   | { readonly phase: 'SUCCEEDED' }
@@ -60,4 +60,6 @@ export interface Executor {
   recover(): Promise<readonly { readonly actionId: string; readonly attempt: number }[]>;
   /** Releases what the executor holds between actions (prepared processes); called when the agent stops. */
   close?(): Promise<void>;
+  /** Whether (and how) task processes are isolated from the agent's files. */
+  isolation?(): Promise<TaskSandboxStatus>;
 }
