@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { create } from '@bufbuild/protobuf';
 import { durationFromMs } from '@bufbuild/protobuf/wkt';
@@ -476,6 +477,24 @@ describe('LocalProcessExecutor', () => {
       });
       return pid;
     }
+
+    it('keeps perBundle processes waiting per bundle (two by default), never more, and no more than max in all', async () => {
+      const waiting = async (): Promise<number> => (await journalEntries()).filter((entry) => entry.actionId === '' && entry.process !== undefined).length;
+      const target = executor({ prepared: {} });
+      for (let i = 0; i < 3; i++) expect((await run(target, await action(bundles.tasks, 'inspect', {}))).outcome).toEqual({ phase: 'SUCCEEDED' });
+      await until(async () => (await waiting()) === 2);
+      await sleep(300);
+      expect(await waiting()).toBe(2);
+      expect(logger.lines.filter((line) => line.event === 'executor.prepared_process_used').length).toBeGreaterThanOrEqual(1);
+      // A second bundle shares the pool: max 3 leaves it one.
+      const capped = executor({ prepared: { perBundle: 2, max: 3 } });
+      await run(capped, await action(bundles.tasks, 'inspect', {}));
+      await until(async () => (await waiting()) === 4);
+      await run(capped, await action(bundles.hello, 'hello', { name: 'x' }));
+      await until(async () => (await waiting()) === 5);
+      await sleep(300);
+      expect(await waiting()).toBe(5);
+    });
 
     it("runs the next attempt of a bundle in a process started before it, as isolated as a cold one, one attempt per process", async () => {
       const canary = makeCanary('env');

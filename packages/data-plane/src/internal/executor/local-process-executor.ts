@@ -50,7 +50,7 @@ export interface LocalProcessExecutorOptions {
    * Prepared processes (docs/runs.md, "The executor"): after an attempt of a bundle starts, a fresh
    * process for the next attempt of the same project and bundle is started and loads the bundle, in a
    * working directory of its own, then waits for its request; each serves one attempt. `perBundle`
-   * 0 turns this off. @default { perBundle: 1, max: 4, idleMs: 60000 }
+   * 0 turns this off. @default { perBundle: 2, max: 4, idleMs: 60000 }
    */
   readonly prepared?: { readonly perBundle?: number; readonly max?: number; readonly idleMs?: number };
   /**
@@ -84,7 +84,7 @@ const DEFAULT_KILL_GRACE_MS = 5000;
 /** How long to wait for the task's standard error to close once its group is gone (a process that escaped the group may hold it). */
 const STDERR_CLOSE_WAIT_MS = 2000;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
-const DEFAULT_PREPARED = Object.freeze({ perBundle: 1, max: 4, idleMs: 60_000 });
+const DEFAULT_PREPARED = Object.freeze({ perBundle: 2, max: 4, idleMs: 60_000 });
 
 export function resolveLocalProcessExecutorConfig(options: LocalProcessExecutorOptions): ResolvedLocalProcessExecutorConfig {
   if (typeof options !== 'object' || options === null) throw configError('executor', 'options are required');
@@ -181,6 +181,8 @@ class LocalProcessExecutor implements Executor {
   /** Bundles whose prepared process exited before it was used (a runtime without `--request -`, a module that fails to load): started cold from then on. */
   private readonly unpreparable = new Set<string>();
   private preparing = 0;
+  /** Prepares under way per `<project>/<bundle sha256>`, so that a bundle's pool never overshoots `perBundle`. */
+  private readonly preparingByKey = new Map<string, number>();
   /** Prepares under way, which close() waits for. */
   private readonly inFlight = new Set<Promise<void>>();
   private closed = false;
@@ -271,8 +273,8 @@ class LocalProcessExecutor implements Executor {
         started.spawned?.stdin?.end(JSON.stringify(request));
         this.log.info({ event: 'executor.prepared_process_used', actionId: action.actionId, attempt: action.attempt, pid: started.pid }, 'task process (prepared) started');
       }
-      // The next attempt of this bundle finds a process ready; started after this one, so it never delays it.
-      setImmediate(() => this.prepare(project, bundle));
+      // The next attempts of this bundle find a process ready; started after this one, so they never delay it.
+      setImmediate(() => this.fillPrepared(project, bundle));
       const end = await this.waitProcess(action, started, signal);
       this.log.info({ event: 'executor.process_exited', ...ids, exitCode: end.exitCode, signal: end.signal, stopped: end.stopped }, 'task process exited');
       if (end.stopped) return await this.stopped(action, signal, timeoutMs);
@@ -402,12 +404,19 @@ class LocalProcessExecutor implements Executor {
    * directory, the bundle fetched (digest verified), `run --request -`. Best effort: a failure here
    * only means the next attempt starts cold.
    */
-  private prepare(project: string, bundle: { sha256: string; size: number }): void {
+  private fillPrepared(project: string, bundle: { sha256: string; size: number }): void {
+    while (this.prepare(project, bundle));
+  }
+
+  /** Starts one prepared process when the pool has room for it; false when it has none. */
+  private prepare(project: string, bundle: { sha256: string; size: number }): boolean {
     const { config } = this;
     const key = preparedKey(project, bundle.sha256);
-    if (this.closed || config.prepared.perBundle === 0 || this.unpreparable.has(key)) return;
-    if ((this.prepared.get(key)?.length ?? 0) >= config.prepared.perBundle || this.preparedCount() >= config.prepared.max) return;
+    if (this.closed || config.prepared.perBundle === 0 || this.unpreparable.has(key)) return false;
+    const pooled = (this.prepared.get(key)?.length ?? 0) + (this.preparingByKey.get(key) ?? 0);
+    if (pooled >= config.prepared.perBundle || this.preparedCount() >= config.prepared.max) return false;
     this.preparing += 1;
+    this.preparingByKey.set(key, (this.preparingByKey.get(key) ?? 0) + 1);
     const workDirName = `action-${randomUUID()}`;
     const workDir = join(config.workRoot, workDirName);
     const entry: JournalEntry = { version: 1, actionId: '', runId: '', attempt: 0, workDirName };
@@ -448,10 +457,14 @@ class LocalProcessExecutor implements Executor {
         await this.journal.remove(workDirName).catch(() => undefined);
       } finally {
         this.preparing -= 1;
+        const left = (this.preparingByKey.get(key) ?? 1) - 1;
+        if (left > 0) this.preparingByKey.set(key, left);
+        else this.preparingByKey.delete(key);
       }
     })();
     this.inFlight.add(preparing);
     void preparing.finally(() => this.inFlight.delete(preparing));
+    return true;
   }
 
   /** Kills a prepared process's group and removes its working directory and journal entry. */
