@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AirlockError, failureReason } from '@airlock/common';
 import { ActionPhase } from '@airlock/protocol';
-import { checkResult, scanProcessMemory, stackProcessRunning, type Check, type CheckContext, type HeapSnapshotInfo } from '@airlock/verify';
+import { checkResult, scanProcessMemory, stackProcessRunning, type Check, type CheckContext, type HeapSnapshotInfo, type ProcessMemoryScan } from '@airlock/verify';
 import { fetchResult, prepareTask, submitRun, watchUntilDone } from '../commands/runs.js';
 import { connectApi } from './api-client.js';
 import { loadClientConfig } from './client-config.js';
@@ -35,6 +35,22 @@ export const canary = task(
   async ({ canary }) => ({ canary }),
 );
 `;
+
+/** Scans the live memory of `pid` for the needles, if it still runs as the process endpoints.json recorded; otherwise (or when it cannot be read) says why not. */
+async function scanStackMemory(
+  ctx: CheckContext,
+  pid: number | undefined,
+  needles: Parameters<typeof scanProcessMemory>[1],
+  label: string,
+  notRunning: string,
+): Promise<{ scan: ProcessMemoryScan; notRead?: undefined } | { scan?: undefined; notRead: string }> {
+  if (pid === undefined || !(await stackProcessRunning(ctx.endpointsFile, pid))) return { notRead: notRunning };
+  try {
+    return { scan: await scanProcessMemory(pid, needles, label) };
+  } catch (error) {
+    return { notRead: failureReason(error) };
+  }
+}
 
 /** The forms a canary could take in a file: as text (UTF-8, UTF-16), hex, and base64 at each alignment. */
 export function canaryNeedles(canary: string): Array<{ readonly encoding: string; readonly bytes: Buffer }> {
@@ -174,34 +190,24 @@ export function canaryRunCheck(): Check {
         }
         // The whole live memory too: a heap snapshot holds V8's objects but not the bytes of Buffers and other off-heap memory.
         const controlPlanePid = ctx.endpointsFile.pids?.controlPlane ?? heap?.pid;
-        let memoryBytes: number | undefined;
-        if (controlPlanePid !== undefined && (await stackProcessRunning(ctx.endpointsFile, controlPlanePid))) {
-          try {
-            const scan = await scanProcessMemory(controlPlanePid, needles, `live memory of the control plane (pid ${controlPlanePid})`);
-            memoryBytes = scan.bytes;
-            Object.assign(evidence, { memoryBytes: scan.bytes, memoryRegions: scan.regions, memoryRegionsUnreadable: scan.unreadable });
-            found.push(...scan.found);
-          } catch (error) {
-            evidence.memory = `not read: ${failureReason(error)}`;
-          }
-        } else {
-          evidence.memory = 'not read: no running control-plane process in endpoints.json';
-        }
+        const live = await scanStackMemory(ctx, controlPlanePid, needles, `live memory of the control plane (pid ${controlPlanePid ?? 0})`, 'no running control-plane process in endpoints.json');
+        if (live.scan === undefined) evidence.memory = `not read: ${live.notRead}`;
+        else Object.assign(evidence, { memoryBytes: live.scan.bytes, memoryRegions: live.scan.regions, memoryRegionsUnreadable: live.scan.unreadable });
+        const memoryBytes = live.scan?.bytes;
+        found.push(...(live.scan?.found ?? []));
         // The planes' recent log output, which `airlock up` keeps in its memory on the way to its terminal.
         const logTail = ctx.endpointsFile.logTail;
-        let logBytes: number | undefined;
-        if (logTail !== undefined && (await stackProcessRunning(ctx.endpointsFile, logTail.pid))) {
-          try {
-            const scan = await scanProcessMemory(logTail.pid, needles, `the planes' recent log output, kept by airlock up (pid ${logTail.pid})`);
-            logBytes = scan.bytes;
-            Object.assign(evidence, { logTailMaxBytes: logTail.maxBytes, logKeeperMemoryBytes: scan.bytes });
-            found.push(...scan.found);
-          } catch (error) {
-            evidence.logs = `not read: ${failureReason(error)}`;
-          }
-        } else {
-          evidence.logs = 'not read: the planes were not started by `airlock up`, so their logs went where their operator sent them';
-        }
+        const logs = await scanStackMemory(
+          ctx,
+          logTail?.pid,
+          needles,
+          `the planes' recent log output, kept by airlock up (pid ${logTail?.pid ?? 0})`,
+          'the planes were not started by `airlock up`, so their logs went where their operator sent them',
+        );
+        if (logs.scan === undefined) evidence.logs = `not read: ${logs.notRead}`;
+        else Object.assign(evidence, { logTailMaxBytes: logTail?.maxBytes ?? 0, logKeeperMemoryBytes: logs.scan.bytes });
+        const logBytes = logs.scan?.bytes;
+        found.push(...(logs.scan?.found ?? []));
         evidence.found = found;
         const memory = [heapBytes === undefined ? undefined : `a ${heapBytes}-byte heap snapshot of the control plane`, memoryBytes === undefined ? undefined : `${memoryBytes} bytes of its live memory (off-heap included)`, logBytes === undefined ? undefined : `the planes' recent log output (up to ${logTail?.maxBytes ?? 0} bytes, in airlock up's memory)`].filter((part) => part !== undefined);
         const where = `${looked.length} control-plane files (${scannedBytes} bytes)${database?.backend === 'postgres' ? ' (the database itself is on PostgreSQL: see controlplane.database-sealed)' : ''}${memory.length === 0 ? '' : ` and ${memory.join(' and ')}`}`;
