@@ -43,6 +43,8 @@ const QUICK = process.env.BENCH_OBJECTSTORE_QUICK === '1';
 const CLI_REPS_1M = QUICK ? 3 : 21;
 const CLI_REPS_256M = QUICK ? 3 : 11;
 const SPAN_REPS = QUICK ? 2 : 15;
+/** Seconds each server process is watched while idle, after the 1 MiB rounds: what it spends with no request in flight. */
+const IDLE_SECONDS = QUICK ? 3 : 10;
 const SERVER_ARGS = process.env.BENCH_OBJECTSTORE_SERVER_ARGS?.split(' ').filter((s) => s !== '') ?? [];
 
 function startNode(script: string, args: string[] = []): { child: ChildProcessWithoutNullStreams; lines: AsyncIterator<string> } {
@@ -190,6 +192,7 @@ async function main(): Promise<void> {
   const spanRows: string[] = [];
   let kmsCalls = NaN;
   let memory = '';
+  let idleLine = '';
   const s3rvers: ChildProcessWithoutNullStreams[] = [];
   let tlsSuites: string[] = [];
   let awsVersion = 'aws-cli';
@@ -367,12 +370,22 @@ async function main(): Promise<void> {
             );
             console.error(`transfer span: ${spanRows.at(-1)}`);
           }
+          // What each server spends with no request in flight, all watched over the same window: part of every
+          // per-copy figure above, since a copy lasts about a second.
+          const pids = [...new Set(targets.map((t) => t.pid))];
+          const before = await Promise.all(pids.map((pid) => cpuSeconds(pid)));
+          await new Promise((resolve) => setTimeout(resolve, IDLE_SECONDS * 1000));
+          const after = await Promise.all(pids.map((pid) => cpuSeconds(pid)));
+          const idleMs = (pid: number): string => ((((after[pids.indexOf(pid)] as number) - (before[pids.indexOf(pid)] as number)) / IDLE_SECONDS) * 1000).toFixed(1);
+          const [airlockPid, tlsPid, httpPid, barePid] = targets.map((t) => t.pid) as [number, number, number, number];
+          idleLine = `Airlock ${idleMs(airlockPid)}, s3rver TLS ${idleMs(tlsPid)}, s3rver HTTP ${idleMs(httpPid)}, the bare servers' process ${idleMs(barePid)}`;
+          console.error(`idle CPU, ms per second: ${idleLine}`);
         }
       }
     }
 
     if (ONLY !== undefined || QUICK) {
-      console.log([...rows, ...cliRows, ...cpuRows, ...floorRows, ...spanRows].join('\n'));
+      console.log([...rows, ...cliRows, ...cpuRows, ...floorRows, ...spanRows, `idle CPU, ms per second: ${idleLine}`].join('\n'));
       if (runs('kms')) console.log(`KMS calls: ${kmsCalls} (${elapsed.toFixed(2)} s)`);
       if (runs('memory')) console.log(memory);
       return;
@@ -427,6 +440,13 @@ process meanwhile. All share the machine's ${cpus().length} cores, so CPU that e
 | size | op | Airlock | s3rver TLS | s3rver HTTP | bare HTTPS | bare HTTP |
 |---|---|---|---|---|---|---|
 ${cpuRows.join('\n')}
+
+Part of each server figure is not the copy's at all: what the process spends with no request in flight, watched
+for ${IDLE_SECONDS} s right after the 1 MiB rounds, in CPU ms per second: ${idleLine}. Airlock's is its
+kill-switch path: the embedded KMS sends a heartbeat every 100 ms on each key-event stream, and the process holds
+two (one per object store here; under \`airlock up\`, the object store's and the agent's), each heartbeat a TLS
+record written, read and parsed in the same process. A 1 MiB copy lasts about a second, so about that many ms
+of Airlock's per-copy CPU above are background; the rest is the request.
 
 The CLI's floor: the same copies (\`--no-sign-request\`) against two bare servers in one more process, which
 read and drop uploads and send downloads from memory and do nothing else — no auth, no storage, no
