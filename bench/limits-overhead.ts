@@ -43,8 +43,8 @@ const ONLY = process.env.BENCH_LIMITS_ONLY;
 const SERVER_ARGS = process.env.BENCH_LIMITS_SERVER_ARGS?.split(' ').filter((s) => s !== '') ?? [];
 
 const KMS_CONCURRENCY = 32;
-const KMS_SLICE_MS = QUICK ? 1000 : 3000;
-const KMS_ROUNDS = QUICK ? 2 : 12;
+const KMS_SLICE_MS = QUICK ? 1000 : 2000;
+const KMS_ROUNDS = QUICK ? 2 : 20;
 const S3_REPS = QUICK ? 20 : 300;
 
 type Label = 'pre-limits' | 'current';
@@ -238,13 +238,20 @@ interface Paired {
   readonly errors: [number, number];
 }
 
-/** current ÷ pre-limits: the ratio of the medians, and the interquartile range and extremes of the rounds' own ratios. */
-function ratios(p: Paired, higherIsBetter: boolean): { ofMedians: number; iqr: [number, number]; min: number; max: number } {
+/**
+ * current ÷ pre-limits: the ratio of the medians; the median, interquartile range and extremes of the rounds' own
+ * ratios (each round's two runs were made back to back, under the same load); and the ratio of server CPU per call,
+ * pre-limits ÷ current (above 1: the current code spends less CPU per call).
+ */
+function ratios(p: Paired, higherIsBetter: boolean): { ofMedians: number; paired: number; iqr: [number, number]; min: number; max: number; cpu: number } {
   const [a, b] = p.values;
   const perRound = a.map((x, i) => (higherIsBetter ? (b[i] as number) / x : x / (b[i] as number)));
   const ofMedians = higherIsBetter ? medianOf(b) / medianOf(a) : medianOf(a) / medianOf(b);
-  return { ofMedians, iqr: quartiles(perRound), min: Math.min(...perRound), max: Math.max(...perRound) };
+  return { ofMedians, paired: medianOf(perRound), iqr: quartiles(perRound), min: Math.min(...perRound), max: Math.max(...perRound), cpu: p.cpuPerOp[0] / p.cpuPerOp[1] };
 }
+
+/** The 1-minute load average, sampled through the timed runs. */
+const loadSamples: number[] = [];
 
 /** A signed KMS call over keep-alive HTTPS with Airlock's SigV4 signer and node:https (a lean client: it measures the server). */
 function kmsCaller(s: Servers): { call: (target: string | undefined, body?: string) => Promise<void>; close: () => void } {
@@ -315,6 +322,7 @@ async function kmsRow(servers: readonly [Servers, Servers], ops: readonly [() =>
   const count: [number, number] = [0, 0];
   const errors: [number, number] = [0, 0];
   for (let round = 0; round < KMS_ROUNDS; round++) {
+    loadSamples.push(loadavg()[0] as number);
     for (const at of orderOf(round)) {
       const pid = servers[at].kms.pid as number;
       const before = await cpuSeconds(pid);
@@ -342,6 +350,7 @@ async function s3Row(servers: readonly [Servers, Servers], ops: readonly [() => 
   const errors: [number, number] = [0, 0];
   const serverCpu = async (s: Servers): Promise<number> => (await cpuSeconds(s.store.pid as number)) + (await cpuSeconds(s.kms.pid as number));
   for (let i = 0; i < S3_REPS; i++) {
+    if (i % 20 === 0) loadSamples.push(loadavg()[0] as number);
     for (const at of orderOf(i)) {
       const before = await serverCpu(servers[at]);
       const start = performance.now();
@@ -359,6 +368,9 @@ async function s3Row(servers: readonly [Servers, Servers], ops: readonly [() => 
 
 /** Which version goes first in round `i`: the previous round's order reversed (A B, B A, A B …). */
 const orderOf = (i: number): Array<0 | 1> => (i % 2 === 0 ? [0, 1] : [1, 0]);
+
+/** min / median / max of the load samples. */
+const loadRange = (): string => (loadSamples.length === 0 ? 'not sampled' : `${Math.min(...loadSamples).toFixed(1)} / ${medianOf(loadSamples).toFixed(1)} / ${Math.max(...loadSamples).toFixed(1)} (min / median / max)`);
 
 const load = (): string =>
   loadavg()
@@ -409,7 +421,7 @@ async function main(): Promise<void> {
         ] as const) {
           kmsRows.push([name, await kmsRow(servers, ops)]);
           const [, p] = kmsRows.at(-1) as [string, Paired];
-          console.error(`${name}: ${medianOf(p.values[0]).toFixed(0)} → ${medianOf(p.values[1]).toFixed(0)} ops/s, ${ratios(p, true).ofMedians.toFixed(3)}×`);
+          console.error(`${name}: ${medianOf(p.values[0]).toFixed(0)} → ${medianOf(p.values[1]).toFixed(0)} ops/s, ${ratios(p, true).ofMedians.toFixed(3)}× (paired ${ratios(p, true).paired.toFixed(3)}×, CPU ${ratios(p, true).cpu.toFixed(3)}×)`);
         }
       } finally {
         for (const c of callers) c.close();
@@ -437,7 +449,7 @@ async function main(): Promise<void> {
         ] as const) {
           s3Rows.push([name, await s3Row(servers, ops)]);
           const [, p] = s3Rows.at(-1) as [string, Paired];
-          console.error(`${name}: ${(MiB / medianOf(p.values[0]) / 1e6).toFixed(1)} → ${(MiB / medianOf(p.values[1]) / 1e6).toFixed(1)} MB/s, ${ratios(p, false).ofMedians.toFixed(3)}×`);
+          console.error(`${name}: ${(MiB / medianOf(p.values[0]) / 1e6).toFixed(1)} → ${(MiB / medianOf(p.values[1]) / 1e6).toFixed(1)} MB/s, ${ratios(p, false).ofMedians.toFixed(3)}× (paired ${ratios(p, false).paired.toFixed(3)}×, CPU ${ratios(p, false).cpu.toFixed(3)}×)`);
         }
       } finally {
         for (const c of clients) c.destroy();
@@ -454,12 +466,12 @@ async function main(): Promise<void> {
   }
 
   const mark = (ratio: number): string => `**${ratio.toFixed(2)}×** ${ratio >= 0.95 ? '✓' : '✗'}`;
-  const range = (r: ReturnType<typeof ratios>): string => `${r.iqr[0].toFixed(2)}–${r.iqr[1].toFixed(2)} (${r.min.toFixed(2)}–${r.max.toFixed(2)})`;
+  const range = (r: ReturnType<typeof ratios>): string => `${r.paired.toFixed(2)}, ${r.iqr[0].toFixed(2)}–${r.iqr[1].toFixed(2)} (${r.min.toFixed(2)}–${r.max.toFixed(2)})`;
   const kmsTable = kmsRows
     .map(([name, p]) => {
       const r = ratios(p, true);
       const us = (s: number): string => (s * 1e6).toFixed(0);
-      return `| ${name} | ${medianOf(p.values[0]).toFixed(0)} | ${medianOf(p.values[1]).toFixed(0)} | ${mark(r.ofMedians)} | ${range(r)} | ${us(p.cpuPerOp[0])} / ${us(p.cpuPerOp[1])} | ${p.errors[0]} / ${p.errors[1]} |`;
+      return `| ${name} | ${medianOf(p.values[0]).toFixed(0)} | ${medianOf(p.values[1]).toFixed(0)} | ${mark(r.ofMedians)} | ${range(r)} | ${us(p.cpuPerOp[0])} / ${us(p.cpuPerOp[1])} | ${r.cpu.toFixed(2)}× | ${p.errors[0]} / ${p.errors[1]} |`;
     })
     .join('\n');
   const s3Table = s3Rows
@@ -467,14 +479,15 @@ async function main(): Promise<void> {
       const r = ratios(p, false);
       const mbs = (seconds: number): string => (MiB / seconds / 1e6).toFixed(1);
       const ms = (s: number): string => (s * 1000).toFixed(1);
-      return `| ${name} | ${mbs(medianOf(p.values[0]))} | ${mbs(medianOf(p.values[1]))} | ${mark(r.ofMedians)} | ${range(r)} | ${ms(p.cpuPerOp[0])} / ${ms(p.cpuPerOp[1])} | ${p.errors[0]} / ${p.errors[1]} |`;
+      return `| ${name} | ${mbs(medianOf(p.values[0]))} | ${mbs(medianOf(p.values[1]))} | ${mark(r.ofMedians)} | ${range(r)} | ${ms(p.cpuPerOp[0])} / ${ms(p.cpuPerOp[1])} | ${r.cpu.toFixed(2)}× | ${p.errors[0]} / ${p.errors[1]} |`;
     })
     .join('\n');
   const planeFlags = `\`${PLANE_NODE_FLAGS.join(' ')}\``;
   const report = `# Listener limits: cost to the KMS and the object store
 
 Generated by \`npm run bench:limits\` (bench/limits-overhead.ts) on ${startedAt.toISOString()}, all rows in one run.
-Machine: ${cpus()[0]?.model ?? 'unknown'} × ${cpus().length}, Node ${process.version}; load average ${loadAtStart} at the start, ${loadAtEnd} at the end (1, 5, 15 min).
+Machine: ${cpus()[0]?.model ?? 'unknown'} × ${cpus().length}, Node ${process.version}; load average ${loadAtStart} at the start, ${loadAtEnd} at the end (1, 5, 15 min);
+1-minute load during the timed runs ${loadRange()}.
 
 Compared, in the same run on the same machine:
 
@@ -495,12 +508,13 @@ same for both versions. All share the machine's ${cpus().length} cores.
 ${KMS_CONCURRENCY} concurrent calls over keep-alive HTTPS (TLS 1.3) with the lean client of bench/kms.ts (Airlock's
 SigV4 signer and node:https), so the rows measure the server. After a warm-up of each version, ${KMS_ROUNDS} rounds of
 one ${KMS_SLICE_MS / 1000} s slice per version, each round in the previous round's order reversed (A B, B A, A B …).
-ops/s is the median of the slices; the ratio is current ÷ pre-limits of those medians, then the interquartile range
-(and extremes) of the ratio within each round, whose two slices ran back to back. Server CPU is the KMS process's
-user + system time over all slices, per call.
+ops/s is the median of the slices; the ratio is current ÷ pre-limits of those medians, then the median, interquartile
+range (and extremes) of the ratio within each round, whose two slices ran back to back. Server CPU is the KMS
+process's user + system time over all slices, per call: unlike the rates, it hardly depends on what else the machine
+is doing at the time.
 
-| operation | pre-limits ops/s | current ops/s | current ÷ pre-limits (target ≥ 0.95) | per round: IQR (min–max) | server CPU µs per call, pre / current | errors, pre / current |
-|---|---|---|---|---|---|---|
+| operation | pre-limits ops/s | current ops/s | current ÷ pre-limits (target ≥ 0.95) | per round: median, IQR (min–max) | server CPU µs per call, pre / current | CPU per call, pre ÷ current | errors, pre / current |
+|---|---|---|---|---|---|---|---|
 ${kmsTable}
 
 ## Object store
@@ -508,11 +522,11 @@ ${kmsTable}
 \`@aws-sdk/client-s3\` (default configuration: aws-chunked uploads with CRC32 trailers, as in bench/objectstore.ts's
 "Encryption cost" section) over HTTPS, one call at a time, to an SSE-KMS bucket with bucket keys under a customer key
 of the version's own KMS. After a warm-up, ${S3_REPS} calls per version, alternating, each pair in the previous pair's
-order reversed (ABBA). MB/s from the median time of a call; the ratio is current ÷ pre-limits, then the interquartile
-range (and extremes) of the ratio within each pair. Server CPU is the store's and its KMS's, per call.
+order reversed (ABBA). MB/s from the median time of a call; the ratio is current ÷ pre-limits, then the median,
+interquartile range (and extremes) of the ratio within each pair. Server CPU is the store's and its KMS's, per call.
 
-| operation | pre-limits MB/s | current MB/s | current ÷ pre-limits (target ≥ 0.95) | per pair: IQR (min–max) | server CPU ms per call, pre / current | errors, pre / current |
-|---|---|---|---|---|---|---|
+| operation | pre-limits MB/s | current MB/s | current ÷ pre-limits (target ≥ 0.95) | per pair: median, IQR (min–max) | server CPU ms per call, pre / current | CPU per call, pre ÷ current | errors, pre / current |
+|---|---|---|---|---|---|---|---|
 ${s3Table}
 
 The absolute figures are this machine's at this moment (its speed varies a lot from day to day, and its 2 cores are
