@@ -49,6 +49,21 @@ describe('listenerLimitsFromEnv', () => {
     });
   });
 
+  it('reads AIRLOCK_LISTENER_TUNNEL_AGENT_<OPTION> for the data-plane agent\'s HTTP/2 server on the tunnel, apart from the control plane\'s tunnel endpoint', () => {
+    const env = {
+      AIRLOCK_LISTENER_HEADERS_TIMEOUT_MS: '4000',
+      AIRLOCK_LISTENER_TUNNEL_AGENT_MAX_CONCURRENT_STREAMS: '7',
+      AIRLOCK_LISTENER_TUNNEL_AGENT_BODY_PROGRESS_TIMEOUT_MS: '1500',
+      AIRLOCK_LISTENER_TUNNEL_IDLE_TIMEOUT_MS: '9000',
+    };
+    expect(listenerLimitsFromEnv(env, 'tunnel-agent')).toEqual({ headersTimeoutMs: 4000, maxConcurrentStreams: 7, bodyProgressTimeoutMs: 1500 });
+    expect(listenerLimitsFromEnv(env, 'tunnel')).toEqual({ headersTimeoutMs: 4000, idleTimeoutMs: 9000 });
+    expect(listenerLimitsFromEnv(env, 'kms')).toEqual({ headersTimeoutMs: 4000 });
+    expect(() => listenerLimitsFromEnv({ AIRLOCK_LISTENER_TUNNEL_AGENT_MAX_STREAMS: '7' }, 'tunnel-agent')).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID', details: { option: 'AIRLOCK_LISTENER_TUNNEL_AGENT_MAX_STREAMS' } }),
+    );
+  });
+
   it('refuses a misspelt variable and a value that is not an integer, naming the variable', () => {
     expect(() => listenerLimitsFromEnv({ AIRLOCK_LISTENER_HANDSHAKE_TIMEOUT: '3000' }, 'kms')).toThrow(
       expect.objectContaining({ code: 'CONFIG_INVALID', details: { option: 'AIRLOCK_LISTENER_HANDSHAKE_TIMEOUT' } }),

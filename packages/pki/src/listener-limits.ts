@@ -116,22 +116,28 @@ export function resolveListenerLimits(
   return freezeConfig(resolved);
 }
 
-/** The listeners whose limits the environment may set, by the names they log under. */
-export type ListenerName = 'api' | 'dispatch' | 'tunnel' | 'kms' | 's3';
+/**
+ * The listeners whose limits the environment may set, by the names they log under. `tunnel-agent` is the
+ * data-plane agent's HTTP/2 server on its own outbound tunnel connection (createLimitedHttp2SocketServer);
+ * `tunnel` is the control plane's tunnel endpoint.
+ */
+export type ListenerName = 'api' | 'dispatch' | 'tunnel' | 'kms' | 's3' | 'tunnel-agent';
 
-const LISTENER_NAMES: readonly ListenerName[] = ['api', 'dispatch', 'tunnel', 'kms', 's3'];
+const LISTENER_NAMES: readonly ListenerName[] = ['api', 'dispatch', 'tunnel', 'kms', 's3', 'tunnel-agent'];
 const LIMIT_KEYS = Object.keys(DEFAULT_LISTENER_LIMITS) as Array<keyof ListenerLimitsOptions>;
 /** Every listener's limits: AIRLOCK_LISTENER_<OPTION>; one listener's: AIRLOCK_LISTENER_<NAME>_<OPTION>. */
 export const LISTENER_LIMITS_ENV_PREFIX = 'AIRLOCK_LISTENER_';
 
 /** `handshakeTimeoutMs` → `HANDSHAKE_TIMEOUT_MS`. */
 const envSuffix = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+/** `tunnel-agent` → `TUNNEL_AGENT`. */
+const envName = (listener: ListenerName): string => listener.replace(/-/g, '_').toUpperCase();
 
 /**
  * A listener's limits from the environment, for an entry point to pass as that listener's `limits`
  * option (operators tighten a deployment this way; the attack suite shortens timeouts so attacks
  * play out in seconds). `AIRLOCK_LISTENER_<OPTION>` sets an option for every listener and
- * `AIRLOCK_LISTENER_<NAME>_<OPTION>` for one (NAME is API, DISPATCH, TUNNEL, KMS or S3), which wins.
+ * `AIRLOCK_LISTENER_<NAME>_<OPTION>` for one (NAME is API, DISPATCH, TUNNEL, KMS, S3 or TUNNEL_AGENT), which wins.
  * OPTION is the option's name in upper snake case, e.g. `AIRLOCK_LISTENER_HANDSHAKE_TIMEOUT_MS=3000`,
  * `AIRLOCK_LISTENER_S3_BODY_PROGRESS_TIMEOUT_MS=2000`. Values must be decimal integers; their ranges
  * are checked by resolveListenerLimits. Any other `AIRLOCK_LISTENER_*` variable is CONFIG_INVALID,
@@ -141,7 +147,7 @@ export function listenerLimitsFromEnv(env: Readonly<Record<string, string | unde
   const known = new Map<string, { key: keyof ListenerLimitsOptions; listener: ListenerName | undefined }>();
   for (const key of LIMIT_KEYS) {
     known.set(`${LISTENER_LIMITS_ENV_PREFIX}${envSuffix(key)}`, { key, listener: undefined });
-    for (const listener of LISTENER_NAMES) known.set(`${LISTENER_LIMITS_ENV_PREFIX}${listener.toUpperCase()}_${envSuffix(key)}`, { key, listener });
+    for (const listener of LISTENER_NAMES) known.set(`${LISTENER_LIMITS_ENV_PREFIX}${envName(listener)}_${envSuffix(key)}`, { key, listener });
   }
   const shared: Partial<Record<keyof ListenerLimitsOptions, number>> = {};
   const own: Partial<Record<keyof ListenerLimitsOptions, number>> = {};

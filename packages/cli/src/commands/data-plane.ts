@@ -13,11 +13,13 @@ import {
   startDataPlaneAgent,
   tunnelServiceRoutes,
   type DataPlaneAgent,
+  type DataPlaneAgentTunnelOptions,
   type RunDataStore,
   type TaskIsolationMode,
 } from '@airlock/data-plane';
 import { createCachingKms } from '@airlock/kms';
 import { createS3ObjectStore } from '@airlock/objectstore';
+import { listenerLimitsFromEnv } from '@airlock/pki';
 import { processConnectionBudget } from '../internal/connection-budget.js';
 import { layout, readDataFile, resolveDataDir } from '../internal/data-dir.js';
 import { connectLocalKms, parseCredentialsFile } from '../internal/kms-client.js';
@@ -84,8 +86,27 @@ export interface LocalDataPlane {
   close(): Promise<void>;
 }
 
-/** Starts the KMS, the object store and the agent; resolves once the agent is registered with the control plane. */
-export async function startLocalDataPlane(dataDir: string, options: Omit<DataPlaneServeOptions, 'dataDir' | 'logLevel'>, log: Logger): Promise<LocalDataPlane> {
+/**
+ * The agent's tunnel settings from the environment: the listener limits of its HTTP/2 server on the tunnel,
+ * from AIRLOCK_LISTENER_<OPTION> and AIRLOCK_LISTENER_TUNNEL_AGENT_<OPTION> (docs/listener-limits.md), read
+ * as the KMS and the object store read theirs.
+ */
+export function agentTunnelOptions(env: NodeJS.ProcessEnv): DataPlaneAgentTunnelOptions {
+  return { limits: listenerLimitsFromEnv(env, 'tunnel-agent') };
+}
+
+/**
+ * Starts the KMS, the object store and the agent, each with the listener limits `env` sets (AIRLOCK_LISTENER_*);
+ * resolves once the agent is registered with the control plane.
+ */
+export async function startLocalDataPlane(
+  dataDir: string,
+  options: Omit<DataPlaneServeOptions, 'dataDir' | 'logLevel'>,
+  log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<LocalDataPlane> {
+  // Read before anything starts: a bad AIRLOCK_LISTENER_* value stops the plane at once, not after registration.
+  const tunnel = agentTunnelOptions(env);
   await mkdir(layout.dataPlaneDir(dataDir), { recursive: true, mode: 0o700 });
   const controlPlane = await readControlPlaneEndpoint(dataDir);
   const dispatchUrl = options.dispatchUrl ?? controlPlane?.dispatch;
@@ -104,7 +125,7 @@ export async function startLocalDataPlane(dataDir: string, options: Omit<DataPla
     // the reserve stays for the store's KMS pool, the agent's connections, files and logs.
     const budget = await processConnectionBudget();
     const shared = budget === undefined ? {} : { connectionBudget: budget };
-    const kms = await startLocalKms(dataDir, { host: options.host, port: options.kmsPort, region: 'us-east-1', ...keyFlags, ...shared }, log);
+    const kms = await startLocalKms(dataDir, { host: options.host, port: options.kmsPort, region: 'us-east-1', ...keyFlags, ...shared }, log, env);
     closers.push(() => kms.server.close());
 
     // The agent's private key is sealed under a data-plane KMS key: disabling that key stops the agent from starting.
@@ -118,6 +139,7 @@ export async function startLocalDataPlane(dataDir: string, options: Omit<DataPla
       dataDir,
       { host: options.host, port: options.s3Port, ...keyFlags, ...shared, keyEventHolders: { 'sealing-keys': () => keyEvents.keyEventStatus() } },
       log,
+      env,
     );
     closers.push(() => store.close());
     const keyVault = await openKmsKeyVault(agentKms, options.agentKeyId ?? DEFAULT_DATA_PLANE_KEY_ID, { create: true });
@@ -169,6 +191,7 @@ export async function startLocalDataPlane(dataDir: string, options: Omit<DataPla
       ca: await readFile(layout.caCert(dataDir), 'utf8'),
       ...(bootstrapToken === undefined ? {} : { bootstrapToken }),
       routes: tunnelServiceRoutes({ runData, log }),
+      tunnel,
       log,
     }).catch((error: unknown) => {
       throw withLocalKeyHint(error, dataDir);

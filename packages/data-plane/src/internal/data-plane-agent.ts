@@ -6,7 +6,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import { durationFromMs, durationMs, timestampNow } from '@bufbuild/protobuf/wkt';
 import type { ConnectRouter } from '@connectrpc/connect';
 import { AirlockError, configCheck, configError, ERROR_CODES, freezeConfig, isAirlockErrorCode, registerSecretValue, type AirlockErrorCode, type DeepReadonly, type Logger } from '@airlock/common';
-import { isValidClusterName, type PemInput } from '@airlock/pki';
+import { isValidClusterName, type ListenerLimitsOptions, type PemInput } from '@airlock/pki';
 import { ActionPhase, ErrorKind, type Action, type ActionEventSchema } from '@airlock/protocol';
 import { loadAgentCredentials, saveAgentCredentials } from './agent-state.js';
 import type { DataPlaneKeyVault } from './key-vault.js';
@@ -31,6 +31,11 @@ export interface DataPlaneAgentTunnelOptions {
   readonly connectTimeoutMs?: number;
   /** How long a replaced or stopping tunnel may finish calls in flight. @default 30000 */
   readonly drainTimeoutMs?: number;
+  /**
+   * The listener limits of the agent's HTTP/2 server on the tunnel (TunnelAgentOptions.limits); an entry point
+   * reads them from the environment with `listenerLimitsFromEnv(env, 'tunnel-agent')`. @default DEFAULT_LISTENER_LIMITS
+   */
+  readonly limits?: ListenerLimitsOptions;
 }
 
 export interface DataPlaneAgentOptions {
