@@ -27,6 +27,28 @@ export function aesGcmEncrypt(key: Uint8Array, nonce: Uint8Array, plaintext: Uin
 }
 
 /**
+ * Encrypts with AES-256-GCM into `out`: ciphertext ‖ tag written from `offset`, which must leave
+ * exactly plaintext length + 16 bytes. For formats that put a header before the ciphertext: one
+ * buffer, where `aesGcmEncrypt` and a concatenation would allocate and copy it twice.
+ */
+export function aesGcmEncryptInto(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, out: Buffer, offset: number): Buffer {
+  assertBytes('key', key, AES_256_KEY_LENGTH);
+  assertBytes('nonce', nonce, GCM_NONCE_LENGTH);
+  assertBytes('plaintext', plaintext);
+  assertBytes('aad', aad);
+  if (!Buffer.isBuffer(out) || !Number.isSafeInteger(offset) || offset < 0 || out.byteLength - offset !== plaintext.byteLength + GCM_TAG_LENGTH) {
+    throw new AirlockError('INVALID_ARGUMENT', 'out must hold exactly the ciphertext and tag from offset', { details: { argument: 'out' } });
+  }
+  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: GCM_TAG_LENGTH });
+  if (aad.byteLength > 0) cipher.setAAD(aad);
+  let at = offset + cipher.update(plaintext).copy(out, offset);
+  // GCM is a stream mode: final() returns nothing, but call it (it computes the tag).
+  at += cipher.final().copy(out, at);
+  cipher.getAuthTag().copy(out, at);
+  return out;
+}
+
+/**
  * Decrypts ciphertext ‖ tag with AES-256-GCM. Any authentication failure is CIPHERTEXT_AUTH_FAILED
  * with no detail, and no plaintext is returned.
  */

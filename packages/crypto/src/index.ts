@@ -1,6 +1,6 @@
 // Public API of @airlock/crypto: AEAD and KDF helpers, ASF1, envelopes and HPKE sealing.
 export { asBuffer, assertBytes, constantTimeEqual, randomBytes, zeroize } from './bytes.js';
-export { AES_256_KEY_LENGTH, aesGcmDecrypt, aesGcmEncrypt, GCM_NONCE_LENGTH, GCM_TAG_LENGTH, hkdfSha256, hmacSha256 } from './aead.js';
+export { AES_256_KEY_LENGTH, aesGcmDecrypt, aesGcmEncrypt, aesGcmEncryptInto, GCM_NONCE_LENGTH, GCM_TAG_LENGTH, hkdfSha256, hmacSha256 } from './aead.js';
 export { encodeEncryptionContext, MAX_ENCRYPTION_CONTEXT_BYTES, type EncryptionContext } from './encryption-context.js';
 export {
   ASF1_DATA_KEY_LENGTH,

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { AirlockError, type AirlockErrorCode } from '@airlock/common';
-import { aesGcmDecrypt, aesGcmEncrypt, hkdfSha256, hmacSha256 } from '../src/aead.js';
+import { aesGcmDecrypt, aesGcmEncrypt, aesGcmEncryptInto, hkdfSha256, hmacSha256 } from '../src/aead.js';
 import { constantTimeEqual } from '../src/bytes.js';
 import { x25519SharedSecret } from '../src/x25519.js';
 import { sharedVectorsDir } from './shared-vectors.js';
@@ -80,6 +80,9 @@ describe('Wycheproof AES-GCM (aes_gcm_test.json)', () => {
         const sealed = Buffer.concat([hex(t.ct), hex(t.tag)]);
         if (t.result === 'valid') {
           expect(aesGcmEncrypt(key, iv, hex(t.msg), aad).toString('hex'), `tcId ${t.tcId}`).toBe(sealed.toString('hex'));
+          // The same after a 3-byte prefix that the function leaves as it is.
+          const into = Buffer.alloc(3 + sealed.byteLength, 0xab);
+          expect(aesGcmEncryptInto(key, iv, hex(t.msg), aad, into, 3).toString('hex'), `tcId ${t.tcId}`).toBe(`ababab${sealed.toString('hex')}`);
           expect(aesGcmDecrypt(key, iv, sealed, aad).toString('hex'), `tcId ${t.tcId}`).toBe(t.msg);
           tally.add('checked valid');
         } else {
@@ -91,6 +94,15 @@ describe('Wycheproof AES-GCM (aes_gcm_test.json)', () => {
       }
     }
     expect(tally.counts).toEqual({ 'checked valid': 39, 'checked invalid': 27 });
+  });
+
+  it('aesGcmEncryptInto refuses an output that does not hold exactly the ciphertext and tag', () => {
+    const key = Buffer.alloc(32, 1);
+    const nonce = Buffer.alloc(12, 2);
+    const plaintext = Buffer.from('abc');
+    for (const [out, offset] of [[Buffer.alloc(3 + 16 + 1), 0], [Buffer.alloc(3 + 16 - 1), 0], [Buffer.alloc(3 + 16), 1], [Buffer.alloc(3 + 16), -1]] as const) {
+      expect(thrownCode(() => aesGcmEncryptInto(key, nonce, plaintext, Buffer.alloc(0), out, offset))).toBe('INVALID_ARGUMENT');
+    }
   });
 
   it('every vector with another key size or IV length is refused with INVALID_ARGUMENT', () => {

@@ -1,6 +1,6 @@
 // Unit tests of column sealing: round trips, binding to table, column and row, tampering, key numbers, blind indexes.
 import { randomBytes } from 'node:crypto';
-import { aesGcmEncrypt, encodeEncryptionContext, hkdfSha256 } from '@airlock/crypto';
+import { aesGcmDecrypt, aesGcmEncrypt, encodeEncryptionContext, hkdfSha256 } from '@airlock/crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { cellAad, createColumnSealer } from './column-sealer.js';
@@ -107,6 +107,26 @@ describe('column sealer', () => {
     const v1 = Buffer.concat([header, aesGcmEncrypt(derived.subarray(0, 32), derived.subarray(32), Buffer.from('from release 1'), aad)]);
     expect(s.openText(cell, v1)).toBe('from release 1');
     expect(code(() => s.openText({ ...cell, row: 'id-2' }, v1))).toBe('CIPHERTEXT_AUTH_FAILED');
+  });
+
+  it('version-2 layout is what it was: a value built by hand from the documented layout opens, and one sealed now decrypts by hand', () => {
+    const dataKey = randomBytes(32);
+    const s = createColumnSealer({ keys: new Map([[7, dataKey]]), sealWith: 7, indexKey: 7 });
+    const subKeyOf = (salt: Buffer): Buffer => hkdfSha256(dataKey, salt, Buffer.from('airlock/cp-db/v2/sub-key', 'utf8'), 32);
+    const context = encodeEncryptionContext({ table: cell.table, column: cell.column, row: cell.row });
+    // u8 2 ‖ u32 key number ‖ 16-byte salt ‖ 12-byte nonce ‖ ciphertext ‖ 16-byte tag; the header is part of the associated data.
+    const header = Buffer.alloc(33);
+    header[0] = 2;
+    header.writeUInt32BE(7, 1);
+    randomBytes(28).copy(header, 5);
+    const byHand = Buffer.concat([header, aesGcmEncrypt(subKeyOf(header.subarray(5, 21)), header.subarray(21, 33), Buffer.from('{"written":"earlier"}'), Buffer.concat([header, context]))]);
+    expect(s.openJson(cell, byHand)).toEqual({ written: 'earlier' });
+    const sealed = s.sealJson(cell, { written: 'now' });
+    expect(sealed.byteLength).toBe(33 + Buffer.byteLength('{"written":"now"}') + 16);
+    expect(sealed[0]).toBe(2);
+    expect(sealed.readUInt32BE(1)).toBe(7);
+    const opened = aesGcmDecrypt(subKeyOf(sealed.subarray(5, 21)), sealed.subarray(21, 33), sealed.subarray(33), Buffer.concat([sealed.subarray(0, 33), context]));
+    expect(opened.toString('utf8')).toBe('{"written":"now"}');
   });
 
   it('builds the associated data byte for byte as header ‖ encodeEncryptionContext({ table, column, row })', () => {

@@ -1,7 +1,7 @@
 // Column encryption for the control-plane database: AES-256-GCM per value, bound to its table, column and row, and keyed blind indexes for lookups.
 import { randomFillSync } from 'node:crypto';
 import { AirlockError } from '@airlock/common';
-import { aesGcmDecrypt, aesGcmEncrypt, encodeEncryptionContext, GCM_NONCE_LENGTH, hkdfSha256, hmacSha256, MAX_ENCRYPTION_CONTEXT_BYTES } from '@airlock/crypto';
+import { aesGcmDecrypt, aesGcmEncryptInto, encodeEncryptionContext, GCM_NONCE_LENGTH, hkdfSha256, hmacSha256, MAX_ENCRYPTION_CONTEXT_BYTES } from '@airlock/crypto';
 
 /**
  * Sealed value layout (all big-endian), version 2:
@@ -185,7 +185,8 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
     bytes -= entry.sealed.byteLength + entry.plaintext.byteLength;
     entry.plaintext.fill(0);
   };
-  const remember = (cell: SealedCell, sealed: Buffer, plaintext: Uint8Array): void => {
+  /** `owned`: the plaintext buffer is this sealer's own (sealJson, sealText), kept as it is rather than copied. */
+  const remember = (cell: SealedCell, sealed: Buffer, plaintext: Uint8Array, owned: boolean): void => {
     const id = cellId(cell);
     // The cell's previous value is stale now, whether or not this one is remembered.
     forget(id);
@@ -200,8 +201,8 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
       count -= 1;
       if (dropped !== undefined) forget(dropped);
     }
-    // Copies of both: the caller may change or zero the buffers it holds.
-    recent.set(id, { sealed: Buffer.from(sealed), plaintext: Buffer.from(plaintext) });
+    // Copies of what the caller holds: it may change or zero those buffers.
+    recent.set(id, { sealed: Buffer.from(sealed), plaintext: owned ? (plaintext as Buffer) : Buffer.from(plaintext) });
     bytes += size;
     order[(oldest + count) % RECENT_VALUES] = id;
     count += 1;
@@ -225,7 +226,7 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
     return subKey;
   };
 
-  const seal = (cell: SealedCell, plaintext: Uint8Array): Buffer => {
+  const seal = (cell: SealedCell, plaintext: Uint8Array, owned = false): Buffer => {
     live();
     if (writing === undefined || writing.remaining === 0) {
       writing?.key.fill(0);
@@ -234,14 +235,15 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
       writing = { salt, key: deriveSubKey(sealKey, salt), remaining: perSubKey };
     }
     writing.remaining -= 1;
-    const header = Buffer.allocUnsafe(HEADER_LENGTH);
-    header[0] = VERSION;
-    header.writeUInt32BE(options.sealWith, 1);
-    writing.salt.copy(header, 5);
-    fillRandom(header, V1_HEADER_LENGTH, GCM_NONCE_LENGTH);
-    const body = aesGcmEncrypt(writing.key, header.subarray(V1_HEADER_LENGTH), plaintext, cellAad(header, cell));
-    const sealed = Buffer.concat([header, body]);
-    remember(cell, sealed, plaintext);
+    // The header, then the ciphertext and tag, written into one buffer (no concatenation).
+    const sealed = Buffer.allocUnsafe(HEADER_LENGTH + plaintext.byteLength + TAG_LENGTH);
+    sealed[0] = VERSION;
+    sealed.writeUInt32BE(options.sealWith, 1);
+    writing.salt.copy(sealed, 5);
+    fillRandom(sealed, V1_HEADER_LENGTH, GCM_NONCE_LENGTH);
+    const header = sealed.subarray(0, HEADER_LENGTH);
+    aesGcmEncryptInto(writing.key, header.subarray(V1_HEADER_LENGTH), plaintext, cellAad(header, cell), sealed, HEADER_LENGTH);
+    remember(cell, sealed, plaintext, owned);
     return sealed;
   };
 
@@ -282,11 +284,11 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
   };
 
   return {
-    seal,
+    seal: (cell, plaintext) => seal(cell, plaintext),
     open,
-    sealText: (cell, text) => seal(cell, Buffer.from(text, 'utf8')),
+    sealText: (cell, text) => seal(cell, Buffer.from(text, 'utf8'), true),
     openText: (cell, sealed) => open(cell, sealed).toString('utf8'),
-    sealJson: (cell, value) => seal(cell, Buffer.from(JSON.stringify(value), 'utf8')),
+    sealJson: (cell, value) => seal(cell, Buffer.from(JSON.stringify(value), 'utf8'), true),
     openJson<T>(cell: SealedCell, sealed: Uint8Array): T {
       return JSON.parse(open(cell, sealed).toString('utf8')) as T;
     },
