@@ -341,24 +341,24 @@ describe('LocalProcessExecutor', () => {
     let pids: { task: number; grandchild?: number } | undefined;
     try {
       pids = await readPids(pidFile);
-      // The stand-in runs with the default executor: besides the task, a prepared process waits for the bundle's next attempt.
-      let preparedPid = 0;
+      // The stand-in runs with the default executor: besides the task, two prepared processes (perBundle 2) wait for the bundle's next attempts.
+      let preparedPids: number[] = [];
       await until(async () => {
         const entries = await Promise.all(
           (await journalFiles()).map(async (file) => JSON.parse(await readFile(join(stateDir, 'executor-journal', file), 'utf8')) as { actionId: string; process?: { pid: number } }),
         );
-        preparedPid = entries.find((entry) => entry.actionId === '')?.process?.pid ?? 0;
-        return entries.some((entry) => entry.actionId === act.actionId && entry.process !== undefined) && preparedPid !== 0;
+        preparedPids = entries.filter((entry) => entry.actionId === '' && entry.process !== undefined).map((entry) => entry.process?.pid ?? 0);
+        return entries.some((entry) => entry.actionId === act.actionId && entry.process !== undefined) && preparedPids.length === 2;
       });
       agent.kill('SIGKILL');
       await agentExited;
-      // Their own process groups: the task and the prepared process outlive the agent that started them.
+      // Their own process groups: the task and the prepared processes outlive the agent that started them.
       const { task, grandchild = 0 } = pids;
-      expect(alive(task) && alive(grandchild) && alive(preparedPid)).toBe(true);
-      expect(await workDirs()).toHaveLength(2);
+      expect(alive(task) && alive(grandchild) && preparedPids.every((pid) => alive(pid))).toBe(true);
+      expect(await workDirs()).toHaveLength(3);
 
       expect(await executor().recover()).toEqual([{ actionId: act.actionId, attempt: 1 }]);
-      await until(() => !alive(task) && !alive(grandchild) && !alive(preparedPid), 5000);
+      await until(() => !alive(task) && !alive(grandchild) && preparedPids.every((pid) => !alive(pid)), 5000);
       expect(await workDirs()).toEqual([]);
       expect(await journalFiles()).toEqual([]);
     } finally {
