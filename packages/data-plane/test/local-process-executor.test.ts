@@ -464,7 +464,10 @@ describe('LocalProcessExecutor', () => {
     const prepared = (options: Partial<LocalProcessExecutorOptions> = {}): Executor => executor({ prepared: { perBundle: 1, max: 4, idleMs: 60_000 }, ...options });
 
     async function journalEntries(): Promise<{ actionId: string; process?: { pid: number } }[]> {
-      return Promise.all((await journalFiles()).map(async (file) => JSON.parse(await readFile(join(stateDir, 'executor-journal', file), 'utf8')) as { actionId: string; process?: { pid: number } }));
+      // Entries only: a write in progress is a dot-file renamed into place, and an entry may go between the listing and the read.
+      const files = (await journalFiles()).filter((file) => !file.startsWith('.'));
+      const read = await Promise.all(files.map(async (file) => readFile(join(stateDir, 'executor-journal', file), 'utf8').catch(() => undefined)));
+      return read.flatMap((text) => (text === undefined ? [] : [JSON.parse(text) as { actionId: string; process?: { pid: number } }]));
     }
 
     /** Waits until one prepared process is waiting (its journal entry names no action and has its pid); returns the pid. */
@@ -494,6 +497,42 @@ describe('LocalProcessExecutor', () => {
       await until(async () => (await waiting()) === 5);
       await sleep(300);
       expect(await waiting()).toBe(5);
+    });
+
+    it('refills the pool after an attempt, not beside it, while another prepared process still waits; at once when none is left', async () => {
+      const waiting = async (): Promise<number> => (await journalEntries()).filter((entry) => entry.actionId === '' && entry.process !== undefined).length;
+      const preparedStarts = (): number => logger.lines.filter((line) => line.event === 'executor.process_prepared').length;
+      const target = executor({ prepared: { perBundle: 2, max: 4, idleMs: 60_000 } });
+      expect((await run(target, await action(bundles.tasks, 'inspect', {}))).outcome).toEqual({ phase: 'SUCCEEDED' });
+      await until(async () => (await waiting()) === 2);
+      const startsBefore = preparedStarts();
+
+      // One prepared process takes the attempt; the other still waits, so no third one starts while it runs.
+      const pidFile = join(dir, 'pids');
+      const controller = new AbortController();
+      const running = run(target, await action(bundles.tasks, 'wait', { pidFile }), controller.signal);
+      await readPids(pidFile);
+      await sleep(500);
+      expect(await waiting()).toBe(1);
+      expect(preparedStarts()).toBe(startsBefore);
+      controller.abort(new AirlockError('ABORTED'));
+      expect((await running).outcome).toMatchObject({ phase: 'ABORTED' });
+      await until(async () => (await waiting()) === 2);
+      expect(preparedStarts()).toBe(startsBefore + 1);
+
+      // With perBundle 1, taking the only one leaves none: its replacement starts while the attempt still runs.
+      await target.close?.();
+      await until(async () => (await waiting()) === 0);
+      const single = executor({ prepared: { perBundle: 1, max: 4, idleMs: 60_000 } });
+      expect((await run(single, await action(bundles.tasks, 'inspect', {}))).outcome).toEqual({ phase: 'SUCCEEDED' });
+      await until(async () => (await waiting()) === 1);
+      const pidFile2 = join(dir, 'pids-2');
+      const controller2 = new AbortController();
+      const second = run(single, await action(bundles.tasks, 'wait', { pidFile: pidFile2 }), controller2.signal);
+      await readPids(pidFile2);
+      await until(async () => (await waiting()) === 1);
+      controller2.abort(new AirlockError('ABORTED'));
+      expect((await second).outcome).toMatchObject({ phase: 'ABORTED' });
     });
 
     it("runs the next attempt of a bundle in a process started before it, as isolated as a cold one, one attempt per process", async () => {

@@ -217,12 +217,17 @@ class LocalProcessExecutor implements Executor {
     let workDirName = `action-${randomUUID()}`;
     let journaled = false;
     let started: StartedProcess | undefined;
+    let refill: { sha256: string; size: number } | undefined;
     try {
       const bundle = checkAction(action);
       const timeoutMs = action.timeout === undefined ? 0 : durationMs(action.timeout);
       slot = this.takePrepared(preparedKey(project, bundle.sha256));
       if (slot !== undefined) workDirName = slot.workDirName;
       const workDir = join(config.workRoot, workDirName);
+      // Read under the data plane's KMS key for every attempt, prepared or not: a disabled key stops it
+      // before the task runs. Read while the journal is written; nothing is written with them until it is.
+      const reading = config.storage.readInputs(project, action.runId, action.inputsRef, action.task?.name ?? '');
+      reading.catch(() => undefined);
       // The journal comes first: whatever exists of this action from here on, a restart finds.
       const identity = slot?.process.pid === undefined ? undefined : await processIdentity(slot.process.pid);
       await this.journal.put({ ...journalEntry(action, workDirName), ...(identity === undefined ? {} : { process: identity }) });
@@ -235,8 +240,7 @@ class LocalProcessExecutor implements Executor {
 
       const bundlePath = join(workDir, 'bundle.mjs');
       if (slot === undefined) await config.storage.fetchBundle(project, bundle, bundlePath);
-      // Read under the data plane's KMS key for every attempt, prepared or not: a disabled key stops it here.
-      const inputs = await config.storage.readInputs(project, action.runId, action.inputsRef, action.task?.name ?? '');
+      const inputs = await reading;
       const inputsPath = join(workDir, 'inputs.json');
       // A task run without inputs gets an empty object, as the CLI sends for no --input.
       await writeFile(inputsPath, inputs ?? '{}', { mode: 0o600, flag: 'wx' });
@@ -273,8 +277,12 @@ class LocalProcessExecutor implements Executor {
         started.spawned?.stdin?.end(JSON.stringify(request));
         this.log.info({ event: 'executor.prepared_process_used', actionId: action.actionId, attempt: action.attempt, pid: started.pid }, 'task process (prepared) started');
       }
-      // The next attempts of this bundle find a process ready; started after this one, so they never delay it.
-      setImmediate(() => this.fillPrepared(project, bundle));
+      // The next attempts of this bundle find a process ready. Starting one costs a fresh Node.js process's
+      // CPU, so while another prepared process still waits for this bundle, the pool is refilled once this
+      // attempt is over rather than beside it (on a small machine the two would share its cores); with
+      // none left, the next one starts now, after this one.
+      if (this.pooled(preparedKey(project, bundle.sha256)) > 0) refill = bundle;
+      else setImmediate(() => this.fillPrepared(project, bundle));
       const end = await this.waitProcess(action, started, signal);
       this.log.info({ event: 'executor.process_exited', ...ids, exitCode: end.exitCode, signal: end.signal, stopped: end.stopped }, 'task process exited');
       if (end.stopped) return await this.stopped(action, signal, timeoutMs);
@@ -304,6 +312,10 @@ class LocalProcessExecutor implements Executor {
         await this.journal.remove(workDirName).catch((error: unknown) =>
           this.log.error({ event: 'executor.journal_not_cleared', ...ids, code: AirlockError.from(error).code }, 'could not clear a journal entry'),
         );
+      }
+      if (refill !== undefined) {
+        const deferred = refill;
+        setImmediate(() => this.fillPrepared(project, deferred));
       }
     }
   }
@@ -393,6 +405,11 @@ class LocalProcessExecutor implements Executor {
     return undefined;
   }
 
+  /** Prepared processes of `key` waiting or starting. */
+  private pooled(key: string): number {
+    return (this.prepared.get(key)?.length ?? 0) + (this.preparingByKey.get(key) ?? 0);
+  }
+
   private preparedCount(): number {
     let count = this.preparing;
     for (const slots of this.prepared.values()) count += slots.length;
@@ -413,8 +430,7 @@ class LocalProcessExecutor implements Executor {
     const { config } = this;
     const key = preparedKey(project, bundle.sha256);
     if (this.closed || config.prepared.perBundle === 0 || this.unpreparable.has(key)) return false;
-    const pooled = (this.prepared.get(key)?.length ?? 0) + (this.preparingByKey.get(key) ?? 0);
-    if (pooled >= config.prepared.perBundle || this.preparedCount() >= config.prepared.max) return false;
+    if (this.pooled(key) >= config.prepared.perBundle || this.preparedCount() >= config.prepared.max) return false;
     this.preparing += 1;
     this.preparingByKey.set(key, (this.preparingByKey.get(key) ?? 0) + 1);
     const workDirName = `action-${randomUUID()}`;
