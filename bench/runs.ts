@@ -379,6 +379,11 @@ ${row('floor: the bundle run by `node` alone, prepared (request → exit)', floo
 | Airlock (PostgreSQL, back to back) ÷ graphile-worker p50 | ${(pgP50 / graphileP50).toFixed(1)}× | |
 | floor: a prepared process alone ÷ graphile-worker p50 | ${(preparedP50 / graphileP50).toFixed(1)}× | |
 
+Back to back, runs follow each other as a stream, and a stream is bound by CPU: each run costs ${totalCpu.toFixed(0)} ms of
+CPU in all (measured while draining, below: its share of the control plane, the data plane and the launcher,
+and one fresh task process), so ${cpus().length} cores finish one at best every ${(totalCpu / cpus().length).toFixed(0)} ms, against ${p50.toFixed(0)} ms measured.
+On an idle stack the replacement's CPU is spent between runs, outside the time measured.
+
 graphile-worker runs its job in the worker's own process; every Airlock attempt runs in a process of its own
 (the isolation the executor promises), so the prepared process's request → exit alone is the floor beside
 the durable queue: ${preparedP50.toFixed(0)} ms against graphile-worker's ${graphileP50.toFixed(1)} ms, ${(preparedP50 / graphileP50).toFixed(1)}× before any of the platform's work.
