@@ -217,11 +217,13 @@ class LocalProcessExecutor implements Executor {
     let workDirName = `action-${randomUUID()}`;
     let journaled = false;
     let started: StartedProcess | undefined;
-    let refill: { sha256: string; size: number } | undefined;
+    /** Set when this attempt's prepared process is replaced only once the attempt is over. */
+    let refillAfter: (() => void) | undefined;
     try {
       const bundle = checkAction(action);
       const timeoutMs = action.timeout === undefined ? 0 : durationMs(action.timeout);
-      slot = this.takePrepared(preparedKey(project, bundle.sha256));
+      const key = preparedKey(project, bundle.sha256);
+      slot = this.takePrepared(key);
       if (slot !== undefined) workDirName = slot.workDirName;
       const workDir = join(config.workRoot, workDirName);
       // Read under the data plane's KMS key for every attempt, prepared or not: a disabled key stops it
@@ -281,8 +283,9 @@ class LocalProcessExecutor implements Executor {
       // CPU, so while another prepared process still waits for this bundle, the pool is refilled once this
       // attempt is over rather than beside it (on a small machine the two would share its cores); with
       // none left, the next one starts now, after this one.
-      if (this.pooled(preparedKey(project, bundle.sha256)) > 0) refill = bundle;
-      else setImmediate(() => this.fillPrepared(project, bundle));
+      const refill = (): void => this.fillPrepared(project, bundle);
+      if (this.pooled(key) > 0) refillAfter = refill;
+      else setImmediate(refill);
       const end = await this.waitProcess(action, started, signal);
       this.log.info({ event: 'executor.process_exited', ...ids, exitCode: end.exitCode, signal: end.signal, stopped: end.stopped }, 'task process exited');
       if (end.stopped) return await this.stopped(action, signal, timeoutMs);
@@ -313,10 +316,7 @@ class LocalProcessExecutor implements Executor {
           this.log.error({ event: 'executor.journal_not_cleared', ...ids, code: AirlockError.from(error).code }, 'could not clear a journal entry'),
         );
       }
-      if (refill !== undefined) {
-        const deferred = refill;
-        setImmediate(() => this.fillPrepared(project, deferred));
-      }
+      if (refillAfter !== undefined) setImmediate(refillAfter);
     }
   }
 
