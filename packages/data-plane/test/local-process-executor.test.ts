@@ -87,6 +87,20 @@ async function journalFiles(): Promise<string[]> {
   return readdir(join(stateDir, 'executor-journal')).catch(() => []);
 }
 
+type JournalRecord = { actionId: string; process?: { pid: number } };
+
+/** The journal's entries, read while the executor may be writing: entries are `*.json` (an atomic write in flight is a dot-file ending `.tmp`), and one may go between the listing and the read. */
+async function journalEntries(): Promise<JournalRecord[]> {
+  const files = (await journalFiles()).filter((file) => file.endsWith('.json'));
+  const read = await Promise.all(files.map(async (file) => readFile(join(stateDir, 'executor-journal', file), 'utf8').catch(() => undefined)));
+  return read.flatMap((text) => (text === undefined ? [] : [JSON.parse(text) as JournalRecord]));
+}
+
+/** Pids of the prepared processes waiting: their journal entries name no action and have a pid. */
+function waitingPids(entries: readonly JournalRecord[]): number[] {
+  return entries.flatMap((entry) => (entry.actionId === '' && entry.process !== undefined ? [entry.process.pid] : []));
+}
+
 function signalGroupQuietly(pgid: number): void {
   try {
     process.kill(-pgid, 'SIGKILL');
@@ -344,10 +358,8 @@ describe('LocalProcessExecutor', () => {
       // The stand-in runs with the default executor: besides the task, two prepared processes (perBundle 2) wait for the bundle's next attempts.
       let preparedPids: number[] = [];
       await until(async () => {
-        const entries = await Promise.all(
-          (await journalFiles()).map(async (file) => JSON.parse(await readFile(join(stateDir, 'executor-journal', file), 'utf8')) as { actionId: string; process?: { pid: number } }),
-        );
-        preparedPids = entries.filter((entry) => entry.actionId === '' && entry.process !== undefined).map((entry) => entry.process?.pid ?? 0);
+        const entries = await journalEntries();
+        preparedPids = waitingPids(entries);
         return entries.some((entry) => entry.actionId === act.actionId && entry.process !== undefined) && preparedPids.length === 2;
       });
       agent.kill('SIGKILL');
@@ -463,26 +475,20 @@ describe('LocalProcessExecutor', () => {
   describe('prepared processes', () => {
     const prepared = (options: Partial<LocalProcessExecutorOptions> = {}): Executor => executor({ prepared: { perBundle: 1, max: 4, idleMs: 60_000 }, ...options });
 
-    async function journalEntries(): Promise<{ actionId: string; process?: { pid: number } }[]> {
-      // Entries only: a write in progress is a dot-file renamed into place, and an entry may go between the listing and the read.
-      const files = (await journalFiles()).filter((file) => !file.startsWith('.'));
-      const read = await Promise.all(files.map(async (file) => readFile(join(stateDir, 'executor-journal', file), 'utf8').catch(() => undefined)));
-      return read.flatMap((text) => (text === undefined ? [] : [JSON.parse(text) as { actionId: string; process?: { pid: number } }]));
-    }
+    const waiting = async (): Promise<number> => waitingPids(await journalEntries()).length;
 
     /** Waits until one prepared process is waiting (its journal entry names no action and has its pid); returns the pid. */
     async function preparedPid(): Promise<number> {
       let pid = 0;
       await until(async () => {
-        const waiting = (await journalEntries()).filter((entry) => entry.actionId === '' && entry.process !== undefined);
-        pid = waiting[0]?.process?.pid ?? 0;
-        return waiting.length === 1;
+        const pids = waitingPids(await journalEntries());
+        pid = pids[0] ?? 0;
+        return pids.length === 1;
       });
       return pid;
     }
 
     it('keeps perBundle processes waiting per bundle (two by default), never more, and no more than max in all', async () => {
-      const waiting = async (): Promise<number> => (await journalEntries()).filter((entry) => entry.actionId === '' && entry.process !== undefined).length;
       const target = executor({ prepared: {} });
       for (let i = 0; i < 3; i++) expect((await run(target, await action(bundles.tasks, 'inspect', {}))).outcome).toEqual({ phase: 'SUCCEEDED' });
       await until(async () => (await waiting()) === 2);
@@ -500,7 +506,6 @@ describe('LocalProcessExecutor', () => {
     });
 
     it('refills the pool after an attempt, not beside it, while another prepared process still waits; at once when none is left', async () => {
-      const waiting = async (): Promise<number> => (await journalEntries()).filter((entry) => entry.actionId === '' && entry.process !== undefined).length;
       const preparedStarts = (): number => logger.lines.filter((line) => line.event === 'executor.process_prepared').length;
       const target = executor({ prepared: { perBundle: 2, max: 4, idleMs: 60_000 } });
       expect((await run(target, await action(bundles.tasks, 'inspect', {}))).outcome).toEqual({ phase: 'SUCCEEDED' });
