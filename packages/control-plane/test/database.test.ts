@@ -1,11 +1,13 @@
 // The control-plane database: one contract suite for SQLite and PostgreSQL, plus what only one backend has (TLS refusals, the SQLite key file, kill -9 mid-write, modes, the JSON import).
 import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createCertificateAuthority } from '@airlock/pki';
-import { captureLogger, startTempPostgres, type TempPostgres } from '@airlock/testing';
+import { captureLogger, makeCanary, startTempPostgres, type TempPostgres } from '@airlock/testing';
+import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { importLegacyState, openActionQueue, openApiTokenStore, openClusterRegistry, openDatabase, resolveDatabaseConfig } from '../src/index.js';
 import { openAt, postgresBackend, sqliteBackend, testKey, type Backend } from './backends.js';
@@ -124,6 +126,40 @@ describe('SQLite file', () => {
     await openApiTokenStore({ database }).createToken({ subject: 's', roles: [] });
     for (const file of database.files()) expect({ file, mode: (await stat(file)).mode & 0o777 }).toEqual({ file, mode: 0o600 });
     expect(await database.integrityCheck()).toEqual([]);
+    await database.close();
+  });
+
+  // SQLite spills a savepoint's journal (page images of the database) to an unlinked temporary file
+  // once it passes 64 KiB, and the cipher does not cover temporary files: it must never get that far.
+  it.runIf(existsSync('/proc/self/fd'))('keeps savepoint journals in memory: no page of the database reaches a temporary file', async () => {
+    const path = join(directory, 'journal.db');
+    const database = await openAt({ options: { path }, atRest: [] }, captureLogger('db').log);
+    const canary = makeCanary('journal');
+    // A table of the test's own, its values written as they are (no column sealing): the pages only the file cipher protects.
+    await sql`create table scratch (id integer primary key, body text not null)`.execute(database.db);
+    await database.db.transaction().execute(async (trx) => {
+      for (let id = 0; id < 400; id += 1) await sql`insert into scratch (id, body) values (${id}, ${`${canary}:${'x'.repeat(900)}`})`.execute(trx);
+    });
+    // SQLite's temporary files are unlinked as soon as they are opened; the open descriptors still show them, and read them.
+    const temporaryFiles = (): Array<{ file: string; holdsCanary: boolean }> =>
+      readdirSync('/proc/self/fd').flatMap((fd) => {
+        let file: string;
+        try {
+          file = readlinkSync(`/proc/self/fd/${fd}`);
+        } catch {
+          return [];
+        }
+        if (!file.includes('etilqs_')) return [];
+        return [{ file, holdsCanary: readFileSync(`/proc/self/fd/${fd}`).includes(canary) }];
+      });
+    let during: Array<{ file: string; holdsCanary: boolean }> = [];
+    // Every transaction runs in a savepoint of its batch; rewriting 400 rows (~100 pages) journals ~400 KiB of pages holding the canary.
+    await database.db.transaction().execute(async (trx) => {
+      await sql`update scratch set body = ${'y'.repeat(900)}`.execute(trx);
+      during = temporaryFiles();
+    });
+    expect(during).toEqual([]);
+    expect((await sql<{ n: number }>`select count(*) as n from scratch where body like 'y%'`.execute(database.db)).rows[0]?.n).toBe(400);
     await database.close();
   });
 

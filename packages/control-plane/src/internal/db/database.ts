@@ -211,10 +211,17 @@ async function openPostgres(config: Extract<ResolvedDatabaseConfig, { backend: '
 /**
  * WAL mode, and synchronous=NORMAL: commits are not synced one by one; the group-commit dialect
  * syncs the WAL once per batch of concurrent commits before any of them is acknowledged.
+ *
+ * temp_store=MEMORY: SQLite keeps a savepoint's journal (the page images it would roll back to) in
+ * memory only up to 64 KiB, then spills it to an unlinked temporary file (`etilqs_*` in /var/tmp or
+ * $TMPDIR), and the cipher covers the database and its WAL, not temporary files: every batched
+ * transaction runs in a savepoint, so pages of the database reached the disk in the clear. In memory
+ * they never do. The journal holds what the open batch changed, pages the cache holds anyway.
  */
 function walMode(raw: SqliteDatabase.Database): void {
   raw.pragma('journal_mode=WAL');
   raw.pragma('synchronous=NORMAL');
+  raw.pragma('temp_store=MEMORY');
   raw.pragma('foreign_keys=ON');
   raw.pragma('busy_timeout=5000');
 }
