@@ -11,7 +11,7 @@ import { createLocalKeyWrapper, randomBytes } from '@airlock/crypto';
 import { tlsClientOptions } from '@airlock/pki';
 import { startTempPostgres, type TempPostgres } from '@airlock/testing';
 import { openActionQueue, openDatabase, resolveDatabaseConfig, type ControlPlaneDatabase } from '@airlock/control-plane';
-import { openUnencryptedSqliteForBenchmark } from '../packages/control-plane/src/internal/db/database.js';
+import { openUnencryptedSqliteForBenchmark, withoutColumnSealingForBenchmark } from '../packages/control-plane/src/internal/db/database.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** Actions per measured row. */
@@ -124,7 +124,7 @@ async function main(): Promise<void> {
   const admin = new pg.Client({ host: server.socketDir, port: server.port, user: server.user, database: server.database });
   await admin.connect();
   const cpu = { sqlite: [] as number[], sqlitePlain: [] as number[], fileOnly: [] as number[], columnsOnly: [] as number[] };
-  const rows = { sqlite: [] as number[], sqlitePlain: [] as number[], fileOnly: [] as number[], columnsOnly: [] as number[], postgres: [] as number[], graphile: [] as number[] };
+  const rows = { sqlite: [] as number[], sqlitePlain: [] as number[], fileOnly: [] as number[], columnsOnly: [] as number[], postgres: [] as number[], postgresPlain: [] as number[], graphile: [] as number[] };
   try {
     // Not measured: the first pass through the queue compiles its code; no row should pay for that.
     for (const [name, open] of [
@@ -164,17 +164,30 @@ async function main(): Promise<void> {
       ];
       for (let i = 0; i < sqliteRows.length; i += 1) await sqliteRows[(round + i) % sqliteRows.length]?.();
 
-      const url = new URL(server.url);
-      url.searchParams.set('schema', `airlock_${round}`);
-      const postgres = await openDatabase(resolveDatabaseConfig({ url: url.toString(), caPem: server.caPem, key: testKey(), log }));
-      rows.postgres.push(await airlockThroughput(postgres));
-      await postgres.close();
+      // Sealed and unsealed take turns at going first, in a schema each.
+      const postgresRows = [
+        async () => {
+          const url = new URL(server.url);
+          url.searchParams.set('schema', `airlock_${round}`);
+          const postgres = await openDatabase(resolveDatabaseConfig({ url: url.toString(), caPem: server.caPem, key: testKey(), log }));
+          rows.postgres.push(await airlockThroughput(postgres));
+          await postgres.close();
+        },
+        async () => {
+          const url = new URL(server.url);
+          url.searchParams.set('schema', `airlock_plain_${round}`);
+          const postgres = withoutColumnSealingForBenchmark(await openDatabase(resolveDatabaseConfig({ url: url.toString(), caPem: server.caPem, key: testKey(), log })), log);
+          rows.postgresPlain.push(await airlockThroughput(postgres));
+          await postgres.close();
+        },
+      ];
+      for (let i = 0; i < postgresRows.length; i += 1) await postgresRows[(round + i) % postgresRows.length]?.();
 
       const graphileDb = `graphile_${round}`;
       await admin.query(`create database ${graphileDb} strategy = file_copy`);
       rows.graphile.push(await graphileThroughput(server, graphileDb));
       process.stderr.write(
-        `round ${round + 1}: sqlite ${rows.sqlite.at(-1)?.toFixed(0)} plain ${rows.sqlitePlain.at(-1)?.toFixed(0)} file-only ${rows.fileOnly.at(-1)?.toFixed(0)} columns-only ${rows.columnsOnly.at(-1)?.toFixed(0)} postgres ${rows.postgres.at(-1)?.toFixed(0)} graphile ${rows.graphile.at(-1)?.toFixed(0)} actions/s\n`,
+        `round ${round + 1}: sqlite ${rows.sqlite.at(-1)?.toFixed(0)} plain ${rows.sqlitePlain.at(-1)?.toFixed(0)} file-only ${rows.fileOnly.at(-1)?.toFixed(0)} columns-only ${rows.columnsOnly.at(-1)?.toFixed(0)} postgres ${rows.postgres.at(-1)?.toFixed(0)} postgres-unsealed ${rows.postgresPlain.at(-1)?.toFixed(0)} graphile ${rows.graphile.at(-1)?.toFixed(0)} actions/s\n`,
       );
     }
   } finally {
@@ -182,7 +195,7 @@ async function main(): Promise<void> {
     await server.stop();
     await rm(dir, { recursive: true, force: true });
   }
-  const m = { sqlite: median(rows.sqlite), sqlitePlain: median(rows.sqlitePlain), fileOnly: median(rows.fileOnly), columnsOnly: median(rows.columnsOnly), postgres: median(rows.postgres), graphile: median(rows.graphile) };
+  const m = { sqlite: median(rows.sqlite), sqlitePlain: median(rows.sqlitePlain), fileOnly: median(rows.fileOnly), columnsOnly: median(rows.columnsOnly), postgres: median(rows.postgres), postgresPlain: median(rows.postgresPlain), graphile: median(rows.graphile) };
   const all = (values: number[]): string => values.map((value) => value.toFixed(0)).join(', ');
   // Each round's rows ran minutes apart at most, so their ratio sees the same machine; the median of those is steadier than a ratio of medians.
   const paired = (over: number[], under: number[]): number => median(over.map((value, i) => value / (under[i] ?? Number.NaN)));
@@ -204,7 +217,9 @@ alternated within each round, the four SQLite rows taking turns at going first; 
 through each SQLite opener comes before the rounds. Every write is a committed, durable transaction: on SQLite (WAL),
 transactions that wait for the connection share one SQLite transaction (a savepoint each) and one fdatasync, and
 none is answered before both; the unencrypted rows use the same pragmas and driver as the encrypted one, without the cipher.
-PostgreSQL is a temporary local cluster (\`initdb\`, PostgreSQL 15) reached over TLS with verify-full;
+PostgreSQL is a temporary local cluster (\`initdb\`, PostgreSQL 15) reached over TLS with verify-full; there,
+column sealing is the whole of encryption at rest, so its unsealed row stores the same values as they are (over
+the same TLS connection), each row in a schema of its own, the two taking turns at going first;
 graphile-worker runs against the same server, over TLS too.
 
 | row | actions/s (median) | rounds | CPU µs per action (median) | target |
@@ -214,6 +229,7 @@ graphile-worker runs against the same server, over TLS too.
 | … SQLCipher file encryption only (columns stored as they are) | ${m.fileOnly.toFixed(0)} | ${all(rows.fileOnly)} | ${c.fileOnly.toFixed(0)} | |
 | … column sealing only (no file cipher) | ${m.columnsOnly.toFixed(0)} | ${all(rows.columnsOnly)} | ${c.columnsOnly.toFixed(0)} | |
 | Airlock on PostgreSQL, TLS, column sealing | ${m.postgres.toFixed(0)} | ${all(rows.postgres)} | | |
+| Airlock on PostgreSQL, TLS, unsealed (benchmark-only: values stored as they are) | ${m.postgresPlain.toFixed(0)} | ${all(rows.postgresPlain)} | | |
 | graphile-worker ${(await import('graphile-worker/package.json', { with: { type: 'json' } })).default.version} on the same PostgreSQL (add_job → done, no-op task) | ${m.graphile.toFixed(0)} | ${all(rows.graphile)} | | |
 
 CPU µs per action counts every thread of the benchmark's process from the first enqueue to the last
@@ -225,6 +241,7 @@ unencrypted ÷ encrypted CPU, the throughput ratio the SQLite rows would have on
 | SQLite encryption on ÷ off | ${(m.sqlite / m.sqlitePlain).toFixed(2)} | ${paired(rows.sqlite, rows.sqlitePlain).toFixed(2)} | ${(c.sqlitePlain / c.sqlite).toFixed(2)} | ≥ 0.8 |
 | … SQLCipher alone ÷ off (the library's floor under the issue's required cipher) | ${(m.fileOnly / m.sqlitePlain).toFixed(2)} | ${paired(rows.fileOnly, rows.sqlitePlain).toFixed(2)} | ${(c.sqlitePlain / c.fileOnly).toFixed(2)} | |
 | … column sealing alone ÷ off | ${(m.columnsOnly / m.sqlitePlain).toFixed(2)} | ${paired(rows.columnsOnly, rows.sqlitePlain).toFixed(2)} | ${(c.sqlitePlain / c.columnsOnly).toFixed(2)} | |
+| PostgreSQL encryption (column sealing) on ÷ off | ${(m.postgres / m.postgresPlain).toFixed(2)} | ${paired(rows.postgres, rows.postgresPlain).toFixed(2)} | | ≥ 0.8 |
 | Airlock on PostgreSQL ÷ graphile-worker | ${(m.postgres / m.graphile).toFixed(2)} | ${paired(rows.postgres, rows.graphile).toFixed(2)} | | ≥ 0.5 |
 `;
   await writeFile(join(ROOT, 'bench/results/database.md'), report);

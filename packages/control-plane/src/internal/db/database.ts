@@ -332,6 +332,30 @@ export async function openDatabase(config: ResolvedDatabaseConfig): Promise<Cont
   }
 }
 
+const plain = (bytes: Uint8Array): Buffer => Buffer.from(bytes);
+
+/** For benchmarks only: a "sealer" that stores values as they are, and names as lookup keys. */
+const NOT_SEALING: ColumnSealer = {
+  seal: (_cell, plaintext) => plain(plaintext),
+  open: (_cell, sealed) => plain(sealed),
+  sealText: (_cell, text) => Buffer.from(text, 'utf8'),
+  openText: (_cell, sealed) => plain(sealed).toString('utf8'),
+  sealJson: (_cell, value) => Buffer.from(JSON.stringify(value), 'utf8'),
+  openJson: <T>(_cell: unknown, sealed: Uint8Array): T => JSON.parse(plain(sealed).toString('utf8')) as T,
+  blindIndex: (domain, value) => `${domain}:${value}`,
+  dispose: () => undefined,
+};
+
+/**
+ * For `bench/database.ts` only: the same opened database (PostgreSQL, where column sealing is the
+ * only encryption) with values stored as they are, to measure what sealing costs on that backend.
+ * The connection stays TLS. Not exported from the package, so no deployment can reach it.
+ */
+export function withoutColumnSealingForBenchmark(database: ControlPlaneDatabase, log: Logger): ControlPlaneDatabase {
+  log.warn({ event: 'db.unencrypted_benchmark' }, 'benchmark database WITHOUT column sealing');
+  return { ...database, sealer: NOT_SEALING, description: `${database.description} (UNSEALED, benchmark only)` };
+}
+
 /**
  * For `bench/database.ts` only, to measure what encryption costs: the same SQLite database without
  * the file cipher, and a "sealer" that stores values as they are. `fileCipher` or `sealColumns`
@@ -352,17 +376,7 @@ export async function openUnencryptedSqliteForBenchmark(
   walMode(raw);
   const db = new Kysely<DatabaseSchema>({ dialect: new GroupCommitSqliteDialect(raw, `${path}-wal`) });
   const { version } = await migrateToLatest(db as Kysely<unknown>, 'sqlite');
-  const plain = (bytes: Uint8Array): Buffer => Buffer.from(bytes);
-  const sealer: ColumnSealer = layers.sealColumns === true ? createColumnSealer({ keys: new Map([[FIRST_DATA_KEY, randomBytes(32)]]), sealWith: FIRST_DATA_KEY, indexKey: FIRST_DATA_KEY }) : {
-    seal: (_cell, plaintext) => plain(plaintext),
-    open: (_cell, sealed) => plain(sealed),
-    sealText: (_cell, text) => Buffer.from(text, 'utf8'),
-    openText: (_cell, sealed) => plain(sealed).toString('utf8'),
-    sealJson: (_cell, value) => Buffer.from(JSON.stringify(value), 'utf8'),
-    openJson: <T>(_cell: unknown, sealed: Uint8Array): T => JSON.parse(plain(sealed).toString('utf8')) as T,
-    blindIndex: (domain, value) => `${domain}:${value}`,
-    dispose: () => undefined,
-  };
+  const sealer: ColumnSealer = layers.sealColumns === true ? createColumnSealer({ keys: new Map([[FIRST_DATA_KEY, randomBytes(32)]]), sealWith: FIRST_DATA_KEY, indexKey: FIRST_DATA_KEY }) : NOT_SEALING;
   log.warn({ event: 'db.unencrypted_benchmark' }, 'benchmark database WITHOUT encryption');
   return {
     backend: 'sqlite',
