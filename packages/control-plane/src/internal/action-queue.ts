@@ -2,7 +2,7 @@
 import type { Selectable, Transaction } from 'kysely';
 import { AirlockError, configCheck, configError, ERROR_CODES, freezeConfig, isAirlockErrorCode, uuidV7, type DeepReadonly, type Logger } from '@airlock/common';
 import { isValidClusterName } from '@airlock/pki';
-import type { SealedCell } from './db/column-sealer.js';
+import type { SealedCell, SealOptions } from './db/column-sealer.js';
 import type { ControlPlaneDatabase } from './db/database.js';
 import type { ActionsTable, DatabaseSchema } from './db/schema.js';
 
@@ -458,6 +458,10 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
     return entry;
   }
 
+  /** A finished action's history and error are seldom read again: the sealer need not keep them in memory. */
+  const notRemembered: SealOptions = Object.freeze({ remember: false });
+  const readLater = (entry: ActionEntry): SealOptions | undefined => (entry.completedAt === undefined ? undefined : notRemembered);
+
   /** The row's changing columns; the history and error are sealed again only when they changed. */
   function changes(entry: ActionEntry): Partial<ActionRow> {
     return {
@@ -472,8 +476,8 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
       inputs_lost: entry.inputsLost ? 1 : 0,
       ...(entry.sealedChanged
         ? {
-            history_sealed: sealer.sealJson(cell(entry.actionId, 'history_sealed'), entry.history),
-            error_sealed: entry.error === undefined ? null : sealer.sealJson(cell(entry.actionId, 'error_sealed'), entry.error),
+            history_sealed: sealer.sealJson(cell(entry.actionId, 'history_sealed'), entry.history, readLater(entry)),
+            error_sealed: entry.error === undefined ? null : sealer.sealJson(cell(entry.actionId, 'error_sealed'), entry.error, readLater(entry)),
           }
         : {}),
     };

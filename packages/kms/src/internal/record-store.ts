@@ -64,6 +64,10 @@ export class RecordStore {
       restrictMode(`${path}-shm`);
       db.pragma('synchronous = FULL');
       db.pragma('secure_delete = ON');
+      // Temporary tables and spilled statement journals stay in memory: SQLite would otherwise write
+      // them to unlinked files in /var/tmp. Records are sealed, so only ciphertext could reach one,
+      // but no file outside the data directory should hold any of the store.
+      db.pragma('temp_store = MEMORY');
       db.exec('CREATE TABLE IF NOT EXISTS records (id BLOB PRIMARY KEY, kind TEXT NOT NULL, body BLOB NOT NULL) WITHOUT ROWID');
     } catch (error) {
       throw AirlockError.from(error);

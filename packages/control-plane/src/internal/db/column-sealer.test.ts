@@ -174,6 +174,19 @@ describe('column sealer', () => {
     expect(sealer([[1, key]]).openText(cell, sealed)).toBe('remembered');
   });
 
+  it('a value sealed with remember: false opens by decryption, and drops what the cell held in memory', () => {
+    const s = sealer();
+    const kept = s.sealJson(cell, { phase: 'RUNNING' });
+    const notKept = s.sealJson(cell, { phase: 'SUCCEEDED' }, { remember: false });
+    expect(s.openJson(cell, notKept)).toEqual({ phase: 'SUCCEEDED' });
+    expect(s.openJson(cell, kept)).toEqual({ phase: 'RUNNING' });
+    expect(s.openText(cell, s.sealText(cell, 'text', { remember: false }))).toBe('text');
+    expect(s.open(cell, s.seal(cell, Buffer.from([1, 2, 3]), { remember: false }))).toEqual(Buffer.from([1, 2, 3]));
+    const tampered = s.sealText(cell, 'tamper-me', { remember: false });
+    tampered.writeUInt8(tampered.readUInt8(tampered.length - 1) ^ 1, tampered.length - 1);
+    expect(code(() => s.open(cell, tampered))).toBe('CIPHERTEXT_AUTH_FAILED');
+  });
+
   it('forgets the oldest values first, and never answers a cell sealed again with its older value', () => {
     const s = sealer();
     const cells = Array.from({ length: 20_000 }, (_, i) => ({ ...cell, row: `row-${i}` }));

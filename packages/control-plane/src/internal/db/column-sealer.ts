@@ -49,13 +49,22 @@ export interface SealedCell {
   readonly row: string;
 }
 
+export interface SealOptions {
+  /**
+   * Whether the sealer keeps the value in memory so that reading it back soon costs no decryption
+   * (see `recent` below). Default true; false for a value nobody reads back soon (an action's
+   * history written as it finishes), which then costs no copy and no memory.
+   */
+  readonly remember?: boolean;
+}
+
 export interface ColumnSealer {
-  seal(cell: SealedCell, plaintext: Uint8Array): Buffer;
+  seal(cell: SealedCell, plaintext: Uint8Array, options?: SealOptions): Buffer;
   /** Opens a sealed value; a value from another cell or a tampered one fails CIPHERTEXT_AUTH_FAILED (details name the cell, never content). */
   open(cell: SealedCell, sealed: Uint8Array): Buffer;
-  sealText(cell: SealedCell, text: string): Buffer;
+  sealText(cell: SealedCell, text: string, options?: SealOptions): Buffer;
   openText(cell: SealedCell, sealed: Uint8Array): string;
-  sealJson(cell: SealedCell, value: unknown): Buffer;
+  sealJson(cell: SealedCell, value: unknown, options?: SealOptions): Buffer;
   openJson<T>(cell: SealedCell, sealed: Uint8Array): T;
   /**
    * A keyed, deterministic index of `value` within `domain` (64 hex characters): equal values give
@@ -226,7 +235,7 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
     return subKey;
   };
 
-  const seal = (cell: SealedCell, plaintext: Uint8Array, owned = false): Buffer => {
+  const seal = (cell: SealedCell, plaintext: Uint8Array, owned: boolean, sealOptions: SealOptions | undefined): Buffer => {
     live();
     if (writing === undefined || writing.remaining === 0) {
       writing?.key.fill(0);
@@ -243,7 +252,8 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
     fillRandom(sealed, V1_HEADER_LENGTH, GCM_NONCE_LENGTH);
     const header = sealed.subarray(0, HEADER_LENGTH);
     aesGcmEncryptInto(writing.key, header.subarray(V1_HEADER_LENGTH), plaintext, cellAad(header, cell), sealed, HEADER_LENGTH);
-    remember(cell, sealed, plaintext, owned);
+    if (sealOptions?.remember === false) forget(cellId(cell));
+    else remember(cell, sealed, plaintext, owned);
     return sealed;
   };
 
@@ -284,11 +294,11 @@ export function createColumnSealer(options: ColumnSealerKeys): ColumnSealer {
   };
 
   return {
-    seal: (cell, plaintext) => seal(cell, plaintext),
+    seal: (cell, plaintext, options) => seal(cell, plaintext, false, options),
     open,
-    sealText: (cell, text) => seal(cell, Buffer.from(text, 'utf8'), true),
+    sealText: (cell, text, options) => seal(cell, Buffer.from(text, 'utf8'), true, options),
     openText: (cell, sealed) => open(cell, sealed).toString('utf8'),
-    sealJson: (cell, value) => seal(cell, Buffer.from(JSON.stringify(value), 'utf8'), true),
+    sealJson: (cell, value, options) => seal(cell, Buffer.from(JSON.stringify(value), 'utf8'), true, options),
     openJson<T>(cell: SealedCell, sealed: Uint8Array): T {
       return JSON.parse(open(cell, sealed).toString('utf8')) as T;
     },
