@@ -74,4 +74,13 @@ describe('schema migrations on SQLite', () => {
   it('refuses an unknown target version', async () => {
     await expect(migrateTo(db, 'sqlite', '9999-future')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
+
+  it('refuses to go back to an older version with a typed error, and leaves the schema as it was', async () => {
+    await migrateToLatest(db, 'sqlite');
+    const latest = KNOWN_MIGRATIONS.at(-1) ?? '';
+    await expect(migrateTo(db, 'sqlite', '0001-initial')).rejects.toMatchObject({ code: 'FAILED_PRECONDITION', details: { found: latest, target: '0001-initial' } });
+    // The same version again is no change, not an error.
+    expect(await migrateTo(db, 'sqlite', latest)).toEqual({ applied: [], version: latest });
+    expect(raw.pragma('integrity_check', { simple: true })).toBe('ok');
+  });
 });

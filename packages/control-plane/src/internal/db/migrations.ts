@@ -274,6 +274,13 @@ export async function migrateTo(
       { details: { found: found.join(','), known: KNOWN_MIGRATIONS.join(',') } },
     );
   }
+  // Migrations have no way back: a schema past the target stays as it is, and saying so beats Kysely's attempt to run a `down` that does not exist.
+  const current = found.at(-1);
+  if (current !== undefined && KNOWN_MIGRATIONS.indexOf(current) > KNOWN_MIGRATIONS.indexOf(target)) {
+    throw new AirlockError('FAILED_PRECONDITION', `The control-plane database is already at schema version ${current}, past ${target}; migrations only go forward`, {
+      details: { found: current, target },
+    });
+  }
   const migrator = new Migrator({
     db,
     provider: provider(backend),
