@@ -1,16 +1,33 @@
 // Builds the `airlock` command tree. Entry points resolve options here and pass resolved config down.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { runDemo } from './commands/demo.js';
-import { keysAlias, keysChangeState, keysCreate, keysDescribe, keysList, keysScheduleDeletion } from './commands/keys.js';
-import { runKmsAuditVerify, runKmsServe } from './commands/kms.js';
-import { runLogin } from './commands/login.js';
-import { runControlPlaneServe } from './commands/control-plane.js';
-import { runDataPlaneServe } from './commands/data-plane.js';
-import { runControlPlaneRotateKey } from './commands/rotate-key.js';
-import { runObjectStoreServe } from './commands/objectstore.js';
-import { runDown, runEnv, runStatus, runUp } from './commands/up.js';
-import { runOutputs, runsAbort, runsGet, runsList, runsWatch, runTask, tasksGet, tasksList, type RunCommandOptions } from './commands/runs.js';
-import { runVerify } from './commands/verify.js';
+import type { keysCreate } from './commands/keys.js';
+import type { runKmsAuditVerify, runKmsServe } from './commands/kms.js';
+import type { runLogin } from './commands/login.js';
+import type { runControlPlaneServe } from './commands/control-plane.js';
+import type { runDataPlaneServe } from './commands/data-plane.js';
+import type { runControlPlaneRotateKey } from './commands/rotate-key.js';
+import type { runObjectStoreServe } from './commands/objectstore.js';
+import type { runUp } from './commands/up.js';
+import type { RunCommandOptions } from './commands/runs.js';
+
+/**
+ * Each command's module is loaded when that command runs, so a process reads only the code it needs: a plane
+ * process started by `airlock up` opens fewer files at start-up (the module loader reads a graph's files
+ * concurrently, one descriptor each, which counts against a low `ulimit -n`), and client commands start sooner.
+ */
+const commands = {
+  controlPlane: () => import('./commands/control-plane.js'),
+  dataPlane: () => import('./commands/data-plane.js'),
+  demo: () => import('./commands/demo.js'),
+  keys: () => import('./commands/keys.js'),
+  kms: () => import('./commands/kms.js'),
+  login: () => import('./commands/login.js'),
+  objectstore: () => import('./commands/objectstore.js'),
+  rotateKey: () => import('./commands/rotate-key.js'),
+  runs: () => import('./commands/runs.js'),
+  up: () => import('./commands/up.js'),
+  verify: () => import('./commands/verify.js'),
+};
 
 function positiveInteger(value: string): number {
   const n = Number(value);
@@ -84,33 +101,33 @@ export function createProgram(): Command {
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'))
     .addOption(logRateWindowOption())
     .addOption(logRateBurstOption())
-    .action(async (options: Parameters<typeof runUp>[0]) => runUp(options));
+    .action(async (options: Parameters<typeof runUp>[0]) => (await commands.up()).runUp(options));
   program
     .command('down')
     .description('Stop the stack running from the data directory, and report per process what was running, what was signalled and what had to be killed.')
     .addOption(dataDirOption())
     .addOption(jsonOption())
     .option('--stop-timeout <ms>', 'how long the processes may take to stop before they are killed (SIGKILL)', positiveInteger, 15_000)
-    .action(async (options: { dataDir?: string; json: boolean; stopTimeout: number }) => runDown({ ...options, stopTimeoutMs: options.stopTimeout }));
+    .action(async (options: { dataDir?: string; json: boolean; stopTimeout: number }) => (await commands.up()).runDown({ ...options, stopTimeoutMs: options.stopTimeout }));
   program
     .command('status')
     .description('Make a real request on each service (KMS ListKeys, S3 ListBuckets, API Health) and show it healthy, degraded or down with the reason; exit 1 unless all are healthy, 3 when no stack runs.')
     .addOption(dataDirOption())
     .addOption(jsonOption())
     .option('--timeout <ms>', 'time limit of each request', positiveInteger, 5000)
-    .action(async (options: { dataDir?: string; json: boolean; timeout: number }) => runStatus({ ...options, timeoutMs: options.timeout }));
+    .action(async (options: { dataDir?: string; json: boolean; timeout: number }) => (await commands.up()).runStatus({ ...options, timeoutMs: options.timeout }));
   program
     .command('env')
     .description('Print shell exports for the AWS CLI and SDKs: eval "$(airlock env)".')
     .addOption(dataDirOption())
-    .action(async (options: { dataDir?: string }) => runEnv(options));
+    .action(async (options: { dataDir?: string }) => (await commands.up()).runEnv(options));
 
   program
     .command('verify')
     .description('Prove the running stack\'s transport security (TLS versions, AEAD suites, no plaintext, tunnel mTLS, outbound-only data plane); exit 0 only when no check fails (skipped checks do not fail).')
     .addOption(dataDirOption())
     .addOption(jsonOption())
-    .action(async (options: { dataDir?: string; json: boolean }) => runVerify(options));
+    .action(async (options: { dataDir?: string; json: boolean }) => (await commands.verify()).runVerify(options));
 
   program
     .command('demo')
@@ -119,7 +136,7 @@ export function createProgram(): Command {
     .option('--dir <dir>', 'working directory for the demo files (default: a new temporary directory)')
     .option('--keep', 'keep the demo files afterwards', false)
     .action(async (options: { size: number; dir?: string; keep: boolean }) => {
-      await runDemo(options);
+      await (await commands.demo()).runDemo(options);
     });
 
   const logLevelOption = (fallback: string): Option =>
@@ -139,7 +156,7 @@ export function createProgram(): Command {
     .addOption(logLevelOption('info'))
     .addOption(logRateWindowOption())
     .addOption(logRateBurstOption())
-    .action(async (options: Parameters<typeof runControlPlaneServe>[0]) => runControlPlaneServe(options));
+    .action(async (options: Parameters<typeof runControlPlaneServe>[0]) => (await commands.controlPlane()).runControlPlaneServe(options));
   addControlPlaneKeyOptions(addDatabaseOptions(
     controlPlane
       .command('rotate-key')
@@ -152,7 +169,7 @@ export function createProgram(): Command {
     .option('--to-key-env <var>', 'read the new root key (base64) from this environment variable')
     .option('--to-key-passphrase-env <var>', 'derive the new root key with scrypt from the passphrase in this environment variable')
     .option('--json', 'print the result as JSON', false)
-    .action(async (options: Parameters<typeof runControlPlaneRotateKey>[0]) => runControlPlaneRotateKey(options));
+    .action(async (options: Parameters<typeof runControlPlaneRotateKey>[0]) => (await commands.rotateKey()).runControlPlaneRotateKey(options));
   addControlPlaneKeyOptions(
     program
       .command('data-plane')
@@ -175,7 +192,7 @@ export function createProgram(): Command {
     .addOption(logRateBurstOption())
     .action(async (options: Omit<Parameters<typeof runDataPlaneServe>[0], 'registerTimeoutMs'> & { registerTimeout: number }) => {
       const { registerTimeout, ...rest } = options;
-      await runDataPlaneServe({ ...rest, registerTimeoutMs: registerTimeout });
+      await (await commands.dataPlane()).runDataPlaneServe({ ...rest, registerTimeoutMs: registerTimeout });
     });
 
   const kms = program.command('kms').description('The embedded AWS-KMS-compatible key service.');
@@ -191,13 +208,13 @@ export function createProgram(): Command {
       .addOption(logRateWindowOption())
       .addOption(logRateBurstOption()),
   )).action(async (options: Parameters<typeof runKmsServe>[0]) => {
-    await runKmsServe(options);
+    await (await commands.kms()).runKmsServe(options);
   });
   const audit = kms.command('audit').description('The KMS audit log.');
   addRootKeyOptions(
     audit.command('verify').description('Check that no audit record was edited, removed or reordered.').addOption(dataDirOption()).addOption(jsonOption()),
   ).action(async (options: Parameters<typeof runKmsAuditVerify>[0]) => {
-    await runKmsAuditVerify(options);
+    await (await commands.kms()).runKmsAuditVerify(options);
   });
 
   const objectstore = program.command('objectstore').description('The embedded S3-compatible object store.');
@@ -211,7 +228,7 @@ export function createProgram(): Command {
     .addOption(logRateWindowOption())
     .addOption(logRateBurstOption())
     .action(async (options: Parameters<typeof runObjectStoreServe>[0]) => {
-      await runObjectStoreServe(options);
+      await (await commands.objectstore()).runObjectStoreServe(options);
     });
 
   const keys = program.command('keys').description('Customer-managed keys on the local KMS.');
@@ -219,12 +236,12 @@ export function createProgram(): Command {
   common(keys.command('create').description('Create a key.'))
     .option('--description <text>', 'what the key protects')
     .option('--alias <alias/name>', 'also create this alias for it')
-    .action(async (options: Parameters<typeof keysCreate>[0]) => keysCreate(options));
+    .action(async (options: Parameters<typeof keysCreate>[0]) => (await commands.keys()).keysCreate(options));
   common(keys.command('list').description('List keys with their state and aliases.')).action(async (options: { dataDir?: string; json: boolean }) =>
-    keysList(options),
+    (await commands.keys()).keysList(options),
   );
   common(keys.command('describe <key>').description('Show a key (id, ARN or alias).')).action(async (key: string, options: { dataDir?: string; json: boolean }) =>
-    keysDescribe(key, options),
+    (await commands.keys()).keysDescribe(key, options),
   );
   for (const [name, text] of [
     ['enable', 'Enable a key: data under it becomes readable again.'],
@@ -233,25 +250,25 @@ export function createProgram(): Command {
     ['cancel-deletion', 'Cancel a scheduled deletion (the key comes back Disabled).'],
   ] as const) {
     common(keys.command(`${name} <key>`).description(text)).action(async (key: string, options: { dataDir?: string; json: boolean }) =>
-      keysChangeState(name, key, options),
+      (await commands.keys()).keysChangeState(name, key, options),
     );
   }
   common(keys.command('schedule-deletion <key>').description('Schedule a key for deletion (crypto-shredding after the window).'))
     .option('--days <days>', 'waiting period, 7 to 30 days', positiveInteger, 30)
-    .action(async (key: string, options: { dataDir?: string; json: boolean; days: number }) => keysScheduleDeletion(key, options));
+    .action(async (key: string, options: { dataDir?: string; json: boolean; days: number }) => (await commands.keys()).keysScheduleDeletion(key, options));
   const alias = keys.command('alias').description('Key aliases (alias/…).');
   common(alias.command('create <name> <key>').description('Create an alias for a key.')).action(
-    async (name: string, key: string, options: { dataDir?: string; json: boolean }) => keysAlias('create', { name, key }, options),
+    async (name: string, key: string, options: { dataDir?: string; json: boolean }) => (await commands.keys()).keysAlias('create', { name, key }, options),
   );
   common(alias.command('update <name> <key>').description('Point an alias at another key.')).action(
-    async (name: string, key: string, options: { dataDir?: string; json: boolean }) => keysAlias('update', { name, key }, options),
+    async (name: string, key: string, options: { dataDir?: string; json: boolean }) => (await commands.keys()).keysAlias('update', { name, key }, options),
   );
   common(alias.command('delete <name>').description('Delete an alias.')).action(async (name: string, options: { dataDir?: string; json: boolean }) =>
-    keysAlias('delete', { name }, options),
+    (await commands.keys()).keysAlias('delete', { name }, options),
   );
   common(alias.command('list').description('List aliases.'))
     .option('--key <key>', 'only aliases of this key')
-    .action(async (options: { dataDir?: string; json: boolean; key?: string }) => keysAlias('list', { ...(options.key === undefined ? {} : { key: options.key }) }, options));
+    .action(async (options: { dataDir?: string; json: boolean; key?: string }) => (await commands.keys()).keysAlias('list', { ...(options.key === undefined ? {} : { key: options.key }) }, options));
 
   addClientCommands(program);
   return program;
@@ -286,32 +303,32 @@ function addClientCommands(program: Command): void {
     .option('--cluster <name>', 'the data plane to run on (default: the configured one, else the only one)')
     .option('--idempotency-key <key>', 'makes a retried submission return the first run instead of starting another (default: a fresh key per invocation)')
     .option('--wait', 'follow the run\'s phases until it ends, then print its outputs (exit 1 unless it succeeded)', false)
-    .action(async (file: string, task: string | undefined, options: RunCommandOptions & ClientFlags) => exitWith(runTask(file, task, options)));
+    .action(async (file: string, task: string | undefined, options: RunCommandOptions & ClientFlags) => exitWith((await commands.runs()).runTask(file, task, options)));
 
   const runs = program.command('runs').description('Runs: list, inspect, follow and abort them.');
   client(runs.command('list').description('List runs of the project, newest first.'))
     .option('--task <name>', 'only runs of this task')
     .option('--phase <phase>', 'only runs in this phase (queued, initializing, running, succeeded, failed, aborted, timed_out)')
     .option('--limit <n>', 'at most this many runs', positiveInteger, 50)
-    .action(async (options: ClientFlags & { task?: string; phase?: string; limit: number }) => runsList(options));
+    .action(async (options: ClientFlags & { task?: string; phase?: string; limit: number }) => (await commands.runs()).runsList(options));
   client(runs.command('get <run>').description('Show a run: phases with times, attempts, the error record, and its outputs or error details opened locally.')).action(
-    async (run: string, options: ClientFlags) => runsGet(run, options),
+    async (run: string, options: ClientFlags) => (await commands.runs()).runsGet(run, options),
   );
   client(runs.command('watch <run>').description('Follow a run until it ends, then print its outputs (exit 1 unless it succeeded).')).action(
-    async (run: string, options: ClientFlags) => exitWith(runsWatch(run, options)),
+    async (run: string, options: ClientFlags) => exitWith((await commands.runs()).runsWatch(run, options)),
   );
   client(runs.command('abort <run>').description('Abort a run: at once if queued, at the data plane\'s next heartbeat if running.')).action(
-    async (run: string, options: ClientFlags) => runsAbort(run, options),
+    async (run: string, options: ClientFlags) => (await commands.runs()).runsAbort(run, options),
   );
   client(program.command('outputs <run>').description('Fetch a finished run\'s outputs sealed to a fresh key and open them here (exit 1 for a failed run, whose error details it shows).')).action(
-    async (run: string, options: ClientFlags) => exitWith(runOutputs(run, options)),
+    async (run: string, options: ClientFlags) => exitWith((await commands.runs()).runOutputs(run, options)),
   );
 
   const tasks = program.command('tasks').description('Registered tasks.');
-  client(tasks.command('list').description('The newest version of each task of the project.')).action(async (options: ClientFlags) => tasksList(options));
+  client(tasks.command('list').description('The newest version of each task of the project.')).action(async (options: ClientFlags) => (await commands.runs()).tasksList(options));
   client(tasks.command('get <name>').description('A task version: its schemas, retries and timeout (default: the newest version).'))
     .option('--version <version>', 'a version (as `airlock tasks list` shows)')
-    .action(async (name: string, options: ClientFlags & { version?: string }) => tasksGet(name, options));
+    .action(async (name: string, options: ClientFlags & { version?: string }) => (await commands.runs()).tasksGet(name, options));
 
   program
     .command('login')
@@ -325,5 +342,5 @@ function addClientCommands(program: Command): void {
     .option('--config <file>', 'where to write the configuration (default: $AIRLOCK_CONFIG, else <data-dir>/client/config.json)')
     .addOption(dataDirOption())
     .addOption(jsonOption())
-    .action(async (options: Parameters<typeof runLogin>[0]) => runLogin(options));
+    .action(async (options: Parameters<typeof runLogin>[0]) => (await commands.login()).runLogin(options));
 }

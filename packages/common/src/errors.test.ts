@@ -68,6 +68,8 @@ describe('AirlockError.from', () => {
     ['EPIPE', 'UNAVAILABLE'],
     ['EADDRINUSE', 'UNAVAILABLE'],
     ['EADDRNOTAVAIL', 'UNAVAILABLE'],
+    ['EMFILE', 'UNAVAILABLE'],
+    ['ENFILE', 'UNAVAILABLE'],
   ])('maps errno %s to %s, keeping the errno and syscall but not the foreign message', (errno, code) => {
     const cause = errnoError(errno, 'write');
     const error = AirlockError.from(cause);
@@ -93,6 +95,11 @@ describe('AirlockError.from', () => {
     expect(error.code).toBe('UNAVAILABLE');
     expect(error.details).toEqual({ errno: 'EADDRINUSE', syscall: 'listen' });
     expect(error.message).toContain(`127.0.0.1:${port}`);
+  });
+
+  it('says what to raise when a process runs out of descriptors (EMFILE) or the system does (ENFILE)', () => {
+    expect(AirlockError.from(errnoError('EMFILE', 'open')).message).toMatch(/descriptor limit.*ulimit -n/);
+    expect(AirlockError.from(errnoError('ENFILE', 'open')).message).toMatch(/system's file table is full/);
   });
 
   it('maps ENOSPC to DISK_FULL (retryable) and EACCES to PERMISSION_DENIED (not retryable)', () => {

@@ -26,15 +26,27 @@ const ERRNO_CODES: Readonly<Record<string, AirlockErrorCode>> = {
   EPIPE: 'UNAVAILABLE',
   EADDRINUSE: 'UNAVAILABLE',
   EADDRNOTAVAIL: 'UNAVAILABLE',
+  EMFILE: 'UNAVAILABLE',
+  ENFILE: 'UNAVAILABLE',
 };
 
 /** A message for errno codes whose catalogue description alone would not tell the user what to do. */
 function errnoMessage(error: NodeJS.ErrnoException & { address?: unknown; port?: unknown }): string | undefined {
-  if (error.code !== 'EADDRINUSE' && error.code !== 'EADDRNOTAVAIL') return undefined;
-  const where = typeof error.address === 'string' && typeof error.port === 'number' ? ` ${error.address.includes(':') ? `[${error.address}]` : error.address}:${error.port}` : '';
-  return error.code === 'EADDRINUSE'
-    ? `Cannot listen on${where}: the address is already in use (another process, or another Airlock stack, holds it; pick another port)`
-    : `Cannot listen on${where}: the address is not available on this machine`;
+  switch (error.code) {
+    case 'EADDRINUSE':
+    case 'EADDRNOTAVAIL': {
+      const where = typeof error.address === 'string' && typeof error.port === 'number' ? ` ${error.address.includes(':') ? `[${error.address}]` : error.address}:${error.port}` : '';
+      return error.code === 'EADDRINUSE'
+        ? `Cannot listen on${where}: the address is already in use (another process, or another Airlock stack, holds it; pick another port)`
+        : `Cannot listen on${where}: the address is not available on this machine`;
+    }
+    case 'EMFILE':
+      return 'Too many open files: this process has reached its descriptor limit (raise it with `ulimit -n`, or LimitNOFILE in a systemd unit)';
+    case 'ENFILE':
+      return "Too many open files: the system's file table is full (raise fs.file-max, or close other processes' files)";
+    default:
+      return undefined;
+  }
 }
 
 export class AirlockError extends Error {

@@ -2,7 +2,7 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { AirlockError, writeFileAtomic, type Logger } from '@airlock/common';
-import { openControlPlaneKey, type ControlPlaneKey } from '@airlock/control-plane';
+import { openControlPlaneKey, type ControlPlaneKey } from '@airlock/control-plane/key';
 import { envelopeDecrypt, envelopeEncrypt, type EncryptionContext, type RootKeyOptions } from '@airlock/crypto';
 import { createCertificateAuthority, issueServerCertificate, type CertificateAuthority, type CertificateKeyPair } from '@airlock/pki';
 import { layout, readDataFile } from './data-dir.js';

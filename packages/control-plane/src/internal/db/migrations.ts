@@ -1,6 +1,7 @@
 // Numbered schema migrations, one list for SQLite and PostgreSQL, run with Kysely's Migrator; a schema newer than this release is refused.
-import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import type { Kysely, Migration, MigrationProvider } from 'kysely';
 import { AirlockError } from '@airlock/common';
+import { Migrator, sql } from './kysely.js';
 
 /** Which SQL dialect a migration writes for; only column types differ between the two. */
 export type DatabaseBackend = 'sqlite' | 'postgres';

@@ -1,17 +1,9 @@
 // Group commit for SQLite: commits write the WAL without an fsync of their own, and each caller waits for one shared fdatasync of the WAL that covers its commit.
 import { open, type FileHandle } from 'node:fs/promises';
 import type BetterSqlite3 from 'better-sqlite3-multiple-ciphers';
-import {
-  RawNode,
-  SelectQueryNode,
-  SqliteDialect,
-  CompiledQuery,
-  type DatabaseConnection,
-  type Driver,
-  type QueryCompiler,
-  type QueryResult,
-} from 'kysely';
+import type { DatabaseConnection, Driver, QueryCompiler, QueryResult } from 'kysely';
 import { AirlockError } from '@airlock/common';
+import { CompiledQuery, RawNode, SelectQueryNode, SqliteDialect } from './kysely.js';
 
 /**
  * Why: with `synchronous=FULL` every commit pays its own fsync (4.6 ms here), so the control plane
