@@ -4,6 +4,16 @@ import { readFileSync } from 'node:fs';
 import { AirlockError } from '@airlock/common';
 import { createProgram } from './program.js';
 
+/** This process's descriptor limit, read before any command loads: once the loader has run out, the file cannot be opened. */
+function readDescriptorLimit(): string {
+  try {
+    return /^Max open files\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1] ?? 'unknown';
+  } catch {
+    return 'unknown'; // Not Linux.
+  }
+}
+const descriptorLimit = readDescriptorLimit();
+
 /**
  * Node's module resolver reports a package.json that it could not open for want of a descriptor as a
  * missing package (ERR_MODULE_NOT_FOUND, not EMFILE), so a command whose modules fail to load says
@@ -11,15 +21,9 @@ import { createProgram } from './program.js';
  */
 function explain(error: unknown): AirlockError {
   if ((error as { code?: unknown } | undefined)?.code !== 'ERR_MODULE_NOT_FOUND') return AirlockError.from(error);
-  let limit = 'unknown';
-  try {
-    limit = /^Max open files\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1] ?? limit;
-  } catch {
-    // Not Linux: the limit stays unknown.
-  }
   return new AirlockError(
     'UNAVAILABLE',
-    `a module of Airlock could not be loaded: the installation is incomplete (run npm install), or the process ran out of file descriptors while loading it (its limit is ${limit}; the planes need about 128 to start: raise it with \`ulimit -n\`)`,
+    `a module of Airlock could not be loaded: the installation is incomplete (run npm install), or the process ran out of file descriptors while loading it (its limit is ${descriptorLimit}; the planes need about 128 to start: raise it with \`ulimit -n\`)`,
     { cause: error },
   );
 }
