@@ -85,7 +85,7 @@ export interface ApiTokenStore {
   authenticate(token: string): Promise<ApiPrincipal>;
   /** Revokes a token by id; its next use fails. Idempotent. Throws NOT_FOUND for an unknown id. */
   revoke(id: string): Promise<void>;
-  /** Every issued token, oldest first, without secrets. */
+  /** Every issued token, oldest first (tokens created in the same millisecond in id order), without secrets. */
   list(): Promise<ApiTokenRecord[]>;
 }
 
