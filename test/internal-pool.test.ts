@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { text } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseDescriptorLimit } from '@airlock/common';
 import { createAwsKms } from '@airlock/kms';
 import { createKmsServer, resolveKmsServerConfig } from '@airlock/kms/server';
 import { createS3ObjectStore } from '@airlock/objectstore';
@@ -15,7 +16,6 @@ import {
   createCertificateAuthority,
   createConnectionBudget,
   issueServerCertificate,
-  parseDescriptorLimit,
   resolveInternalPoolConfig,
   type CertificateKeyPair,
   type ConnectionBudget,

@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 // The `airlock` command-line entry point: parses arguments and dispatches to commands.
 import { readFileSync } from 'node:fs';
-import { AirlockError } from '@airlock/common';
+import { AirlockError, parseDescriptorLimit } from '@airlock/common';
 import { createProgram } from './program.js';
 
 /** This process's descriptor limit, read before any command loads: once the loader has run out, the file cannot be opened. */
 function readDescriptorLimit(): string {
   try {
-    return /^Max open files\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1] ?? 'unknown';
+    return String(parseDescriptorLimit(readFileSync('/proc/self/limits', 'utf8')) ?? 'unknown');
   } catch {
     return 'unknown'; // Not Linux.
   }

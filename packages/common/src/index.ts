@@ -17,4 +17,4 @@ export {
 export { syncDirectory, writeFileAtomic, type AtomicWriteOptions } from './atomic-file.js';
 export { KEEP_ALIVE_TIMEOUT_MS } from './http-server.js';
 export { uuidV7 } from './ids.js';
-export { currentBootId, isProcessAlive, isProcessRunning, processIdentity, processStartTime, type ProcessIdentity } from './process.js';
+export { currentBootId, isProcessAlive, isProcessRunning, parseDescriptorLimit, processIdentity, processStartTime, type ProcessIdentity } from './process.js';

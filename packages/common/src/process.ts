@@ -1,4 +1,4 @@
-// Whether a process exists, and whether it is still the process a file once named (pid + start time + boot id), for every package that watches one by pid.
+// Facts about processes: whether one exists, whether it is still the process a file once named (pid + start time + boot id), and the descriptor limit from /proc.
 import { readFile } from 'node:fs/promises';
 
 /** Whether a process with this pid exists (signal 0: nothing is sent; EPERM: it does, but belongs to another user). */
@@ -67,4 +67,13 @@ export async function isProcessRunning(pid: number, identity?: ProcessIdentity):
   if (identity === undefined || identity.pid !== pid) return true;
   if (identity.bootId !== (await currentBootId())) return false;
   return stat.startTime === identity.startTime;
+}
+
+/** The soft "Max open files" limit from the text of /proc/self/limits (Linux); undefined when absent or unlimited. */
+export function parseDescriptorLimit(procSelfLimits: string): number | undefined {
+  const match = /^Max open files\s+(\d+|unlimited)\s/m.exec(procSelfLimits);
+  const value = match?.[1];
+  if (value === undefined || value === 'unlimited') return undefined;
+  const limit = Number(value);
+  return Number.isSafeInteger(limit) && limit > 0 ? limit : undefined;
 }

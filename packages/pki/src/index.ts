@@ -57,7 +57,6 @@ export {
   http2ServerSettings,
   LISTENER_LIMITS_ENV_PREFIX,
   listenerLimitsFromEnv,
-  parseDescriptorLimit,
   resolveListenerLimits,
   type ConnectionBudget,
   type ConnectionBudgetOptions,

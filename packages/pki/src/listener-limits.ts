@@ -176,7 +176,7 @@ export function http2ServerSettings(limits: ResolvedListenerLimits): Settings {
  * (internal-pool.ts) never count against it.
  */
 export interface ConnectionBudgetOptions {
-  /** The process's descriptor limit (the soft RLIMIT_NOFILE); an entry point reads it, e.g. with parseDescriptorLimit. */
+  /** The process's descriptor limit (the soft RLIMIT_NOFILE); an entry point reads it, e.g. with parseDescriptorLimit from @airlock/common. */
   readonly descriptorLimit: number;
   /** Descriptors never given to public connections. @default min(1024, floor(descriptorLimit / 4)) */
   readonly reserve?: number;
@@ -212,15 +212,6 @@ export function createConnectionBudget(options: ConnectionBudgetOptions): Connec
       if (held > 0) held--;
     },
   });
-}
-
-/** The soft "Max open files" limit from the text of /proc/self/limits (Linux); undefined when absent or unlimited. */
-export function parseDescriptorLimit(procSelfLimits: string): number | undefined {
-  const match = /^Max open files\s+(\d+|unlimited)\s/m.exec(procSelfLimits);
-  const value = match?.[1];
-  if (value === undefined || value === 'unlimited') return undefined;
-  const limit = Number(value);
-  return Number.isSafeInteger(limit) && limit > 0 ? limit : undefined;
 }
 
 /** What identifies a listener in its log events, and its limits. */

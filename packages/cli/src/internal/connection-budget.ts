@@ -1,6 +1,7 @@
 // The process-wide budget of public connections for a plane process, from its descriptor limit (read here, at the edge).
 import { readFile } from 'node:fs/promises';
-import { createConnectionBudget, parseDescriptorLimit, type ConnectionBudget } from '@airlock/pki';
+import { parseDescriptorLimit } from '@airlock/common';
+import { createConnectionBudget, type ConnectionBudget } from '@airlock/pki';
 
 /**
  * One budget for every listener of this process: the soft descriptor limit (Node raises it to the
