@@ -102,6 +102,8 @@ export default defineConfig(
     'coverage/',
     'bench/results/',
     'bench/.tmp/',
+    // A developer's own experiments beside the benchmarks (git ignores them too).
+    'bench/exp-*',
     '.tmp/',
     'docs/',
     '.airlock/',

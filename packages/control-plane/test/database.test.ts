@@ -226,7 +226,12 @@ describe('SQLite file', () => {
       apiTokens: join(dir, 'control-plane', 'api-tokens.json'),
       actions: join(dir, 'control-plane', 'actions.json'),
     };
-    const legacyActions = (JSON.parse(await readFile(files.actions, 'utf8')) as { actions: Array<{ actionId: string; phase: string }> }).actions;
+    const legacy = JSON.parse(await readFile(files.actions, 'utf8')) as { actions: Array<{ actionId: string; phase: string; history: Array<Record<string, unknown>> }> };
+    // One history edited by hand into something that is not only phases, times and ids: it is imported sealed.
+    const edited = legacy.actions.find((action) => action.phase !== 'FAILED');
+    edited?.history.push({ phase: 'RUNNING', at: 1796234708600, eventId: 'not\tan id' });
+    await writeFile(files.actions, JSON.stringify(legacy));
+    const legacyActions = legacy.actions;
     const { log } = captureLogger('db');
     const key = testKey();
     const location = { options: { path: join(dir, 'control-plane', 'control-plane.db') }, atRest: [] };
@@ -245,6 +250,16 @@ describe('SQLite file', () => {
       const failed = legacyActions.find((action) => action.phase === 'FAILED');
       expect(await queue.get(failed?.actionId ?? '')).toMatchObject({ phase: 'FAILED', task: { project: 'legacy-project' }, error: { code: 'USER_ERROR', message: 'legacy failure' } });
       expect(await queue.list('local')).toHaveLength(2);
+      // Histories are imported readable (phases, times, event ids), the edited one sealed; both read back.
+      const stored = await database.db.selectFrom('actions').select(['action_id', 'history', 'history_sealed']).execute();
+      expect(JSON.parse(stored.find((row) => row.action_id === failed?.actionId)?.history ?? 'null')).toEqual([
+        { phase: 'QUEUED', at: 1796234708546 },
+        { phase: 'RUNNING', at: 1796234708573, eventId: 'ev-1' },
+        { phase: 'FAILED', at: 1796234708573, eventId: 'ev-2' },
+      ]);
+      expect(stored.find((row) => row.action_id === failed?.actionId)?.history_sealed).toBeNull();
+      expect(stored.find((row) => row.action_id === edited?.actionId)).toMatchObject({ history: null, history_sealed: expect.any(Buffer) as unknown });
+      expect((await queue.get(edited?.actionId ?? ''))?.history.map((entry) => entry.eventId)).toEqual([undefined, 'not\tan id']);
       // The event the old release already applied is still recognised as a repeat.
       expect(await queue.record('local', [{ eventId: 'ev-2', actionId: failed?.actionId ?? '', attempt: 1, phase: 'SUCCEEDED' }])).toBe(0);
       await queue.close();

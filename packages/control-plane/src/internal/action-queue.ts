@@ -245,6 +245,24 @@ const MAX_TIMEOUT_MS = 7 * 24 * 60 * 60 * 1000;
 const MAX_HISTORY_PER_ACTION = 32;
 const KEY_ID = /^[0-9a-f]{32}$/;
 
+/** An action's phases as stored: the phase, when (epoch ms), and the event that moved it there. */
+export type ActionHistory = Array<{ phase: ActionPhaseName; at: number; eventId?: string }>;
+
+/**
+ * The JSON stored in `actions.history`. It is readable (docs/control-plane-database.md), so it is
+ * built from the three fields alone, whatever else an entry may carry: a phase of the catalogue, a
+ * time, and an event id, the same id `action_events` stores readable. Nothing in it comes from a
+ * task's inputs or a user's text.
+ */
+export function encodeActionHistory(history: readonly { readonly phase: string; readonly at: number; readonly eventId?: string }[]): string {
+  return JSON.stringify(
+    history.map(({ phase, at, eventId }) => {
+      if (!ACTION_PHASES.includes(phase as ActionPhaseName) || typeof at !== 'number' || !Number.isFinite(at)) throw invalid('history', 'holds an entry that is not a phase and a time');
+      return eventId === undefined ? { phase, at } : { phase, at, eventId: checkText('history.eventId', eventId, MAX_ID_LENGTH) };
+    }),
+  );
+}
+
 const PHASE_RANK: Readonly<Record<ActionPhaseName, number>> = Object.freeze({
   QUEUED: 0,
   INITIALIZING: 1,
@@ -297,9 +315,9 @@ interface ActionEntry {
   cancelRequested: boolean;
   deliveries: number;
   error?: ActionErrorRecord;
-  history: Array<{ phase: ActionPhaseName; at: number; eventId?: string }>;
-  /** Set when `history` or `error` changed, so that only then are they sealed again. */
-  sealedChanged: boolean;
+  history: ActionHistory;
+  /** Set when `history` or `error` changed, so that only then are they written again. */
+  recordsChanged: boolean;
   /** Set when this operation finished the action, so that its cluster's queue depth goes down once. */
   finishedNow: boolean;
 }
@@ -418,7 +436,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
       updatedAt: row.updated_at,
       cancelRequested: row.cancel_requested !== 0,
       deliveries: row.deliveries,
-      sealedChanged: false,
+      recordsChanged: false,
       finishedNow: false,
     } as ActionEntry;
     Object.defineProperties(entry, {
@@ -429,12 +447,15 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
       bundle: { enumerable: true, get: () => specOf().bundle },
       history: {
         enumerable: true,
-        // A row without a sealed history has been through QUEUED only, at queued_at.
+        // A row without a history has been through QUEUED only, at queued_at. Rows written before
+        // migration 0004 hold it sealed, until their next change writes it readable.
         get: () =>
           (history ??=
-            row.history_sealed === null
-              ? [{ phase: 'QUEUED', at: row.queued_at }]
-              : sealer.openJson<ActionEntry['history']>(cell(row.action_id, 'history_sealed'), row.history_sealed)),
+            row.history !== null
+              ? (JSON.parse(row.history) as ActionHistory)
+              : row.history_sealed === null
+                ? [{ phase: 'QUEUED', at: row.queued_at }]
+                : sealer.openJson<ActionHistory>(cell(row.action_id, 'history_sealed'), row.history_sealed)),
       },
       error: {
         enumerable: true,
@@ -458,11 +479,11 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
     return entry;
   }
 
-  /** A finished action's history and error are seldom read again: the sealer need not keep them in memory. */
+  /** A finished action's error is seldom read again: the sealer need not keep it in memory. */
   const notRemembered: SealOptions = Object.freeze({ remember: false });
   const readLater = (entry: ActionEntry): SealOptions | undefined => (entry.completedAt === undefined ? undefined : notRemembered);
 
-  /** The row's changing columns; the history and error are sealed again only when they changed. */
+  /** The row's changing columns; the history and error are written again only when they changed. */
   function changes(entry: ActionEntry): Partial<ActionRow> {
     return {
       attempt: entry.attempt,
@@ -474,9 +495,10 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
       cancel_requested: entry.cancelRequested ? 1 : 0,
       deliveries: entry.deliveries,
       inputs_lost: entry.inputsLost ? 1 : 0,
-      ...(entry.sealedChanged
+      ...(entry.recordsChanged
         ? {
-            history_sealed: sealer.sealJson(cell(entry.actionId, 'history_sealed'), entry.history, readLater(entry)),
+            history: encodeActionHistory(entry.history),
+            history_sealed: null,
             error_sealed: entry.error === undefined ? null : sealer.sealJson(cell(entry.actionId, 'error_sealed'), entry.error, readLater(entry)),
           }
         : {}),
@@ -546,7 +568,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
   function pushHistory(entry: ActionEntry, phase: ActionPhaseName, at: number, eventId?: string): void {
     entry.history.push(eventId === undefined ? { phase, at } : { phase, at, eventId });
     if (entry.history.length > MAX_HISTORY_PER_ACTION) entry.history.splice(0, entry.history.length - MAX_HISTORY_PER_ACTION);
-    entry.sealedChanged = true;
+    entry.recordsChanged = true;
   }
 
   /** Moves an action to a terminal phase; `at` is when that happened (the agent's clock for reported events). */
@@ -781,6 +803,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
               has_inputs: sealed === undefined ? 0 : 1,
               inputs_lost: 0,
               error_sealed: null,
+              history: null,
               history_sealed: null,
               available_at: availableAt,
             })

@@ -262,6 +262,52 @@ export function actionQueueContract(backend: () => Backend): void {
         expect(await second.queue.record('c1', [event(plain, 'SUCCEEDED')])).toBe(1);
       });
 
+      it('stores the phase history readable, as phases, times and event ids; a history sealed before migration 0004 is read, and written readable at its next change', async () => {
+        const { queue, database, clock } = await open();
+        const id = await queue.enqueue('c1', { runId: 'r1', task });
+        const queuedAt = clock.ms;
+        expect((await database.db.selectFrom('actions').select(['history', 'history_sealed']).where('action_id', '=', id).executeTakeFirstOrThrow())).toEqual({ history: null, history_sealed: null });
+        await queue.lease('c1', 1, 0);
+        clock.ms += 5;
+        const running = event(id, 'RUNNING');
+        await queue.record('c1', [running]);
+        const stored = await database.db.selectFrom('actions').select(['history', 'history_sealed']).where('action_id', '=', id).executeTakeFirstOrThrow();
+        expect(stored.history_sealed).toBeNull();
+        expect(JSON.parse(stored.history ?? 'null')).toEqual([
+          { phase: 'QUEUED', at: queuedAt },
+          { phase: 'RUNNING', at: clock.ms, eventId: running.eventId },
+        ]);
+
+        // A row as an earlier release left it: the history sealed, the readable column empty.
+        const older = await queue.enqueue('c1', { runId: 'r2', task });
+        await queue.lease('c1', 1, 0);
+        const sealedHistory = [
+          { phase: 'QUEUED', at: queuedAt },
+          { phase: 'INITIALIZING', at: queuedAt + 1, eventId: 'old-event' },
+        ];
+        await database.db
+          .updateTable('actions')
+          .set({ phase: 'INITIALIZING', history: null, history_sealed: database.sealer.sealJson({ table: 'actions', column: 'history_sealed', row: older }, sealedHistory) })
+          .where('action_id', '=', older)
+          .execute();
+        expect((await queue.get(older))?.history.map((entry) => [entry.phase, entry.eventId])).toEqual([
+          ['QUEUED', undefined],
+          ['INITIALIZING', 'old-event'],
+        ]);
+        const done = event(older, 'SUCCEEDED');
+        expect(await queue.record('c1', [done])).toBe(1);
+        const rewritten = await database.db.selectFrom('actions').select(['history', 'history_sealed']).where('action_id', '=', older).executeTakeFirstOrThrow();
+        expect(rewritten.history_sealed).toBeNull();
+        expect((JSON.parse(rewritten.history ?? '[]') as Array<{ phase: string; eventId?: string }>).map((entry) => [entry.phase, entry.eventId])).toEqual([
+          ['QUEUED', undefined],
+          ['INITIALIZING', 'old-event'],
+          ['SUCCEEDED', done.eventId],
+        ]);
+        // A sealed history moved to another row does not open there.
+        await database.db.updateTable('actions').set({ history: null, history_sealed: database.sealer.sealJson({ table: 'actions', column: 'history_sealed', row: older }, sealedHistory) }).where('action_id', '=', id).execute();
+        expect(await rejection(queue.get(id).then((action) => action?.history))).toMatchObject({ code: 'CIPHERTEXT_AUTH_FAILED' });
+      });
+
       it('keeps the run tree: a child action names its parent', async () => {
         const { queue } = await open();
         const parent = await queue.enqueue('c1', { runId: 'r1', task });

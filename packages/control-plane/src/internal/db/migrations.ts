@@ -216,6 +216,15 @@ const STEPS: ReadonlyArray<readonly [name: string, up: Step]> = [
       await db.schema.alterTable('action_events_0003').renameTo('action_events').execute();
     },
   ],
+  [
+    // An action's phase history is phases, times and event ids, all kinds of value the table keeps
+    // readable beside it (phase, queued_at…, action_events.event_id): stored as they are, it costs
+    // no seal per completed action. Rows keep a sealed history until their history next changes.
+    '0004-readable-action-history',
+    async (db) => {
+      await db.schema.alterTable('actions').addColumn('history', 'text').execute();
+    },
+  ],
 ];
 
 /** The schema versions this release knows, oldest first. */

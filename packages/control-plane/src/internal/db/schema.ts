@@ -72,7 +72,13 @@ export interface ActionsTable {
   inputs_lost: number;
   /** Sealed JSON error record. */
   error_sealed: Buffer | null;
-  /** Sealed JSON list of the phases the action went through, with their times and event ids; null while it has only been queued (at queued_at). */
+  /**
+   * JSON list of the phases the action went through, with their times and event ids (migration
+   * 0004): phases, times and ids, the kinds of value this table keeps readable anyway. Null while it
+   * has only been queued (at queued_at), or while `history_sealed` holds it.
+   */
+  history: string | null;
+  /** The same list sealed, as rows written before migration 0004 hold it; cleared when the row's history next changes. */
   history_sealed: Buffer | null;
   /** Not before (epoch ms): a retry's backoff. Null means at once. */
   available_at: number | null;
