@@ -2,7 +2,7 @@
 import type { Selectable, Transaction } from 'kysely';
 import { AirlockError, configCheck, configError, ERROR_CODES, freezeConfig, isAirlockErrorCode, uuidV7, type DeepReadonly, type Logger } from '@airlock/common';
 import { isValidClusterName } from '@airlock/pki';
-import type { SealedCell, SealOptions } from './db/column-sealer.js';
+import type { ColumnSealer, SealedCell, SealOptions } from './db/column-sealer.js';
 import type { ControlPlaneDatabase } from './db/database.js';
 import type { ActionsTable, DatabaseSchema } from './db/schema.js';
 
@@ -263,6 +263,26 @@ export function encodeActionHistory(history: readonly { readonly phase: string; 
   );
 }
 
+/**
+ * A row's history columns: readable through `encodeActionHistory`, or, for a history it refuses
+ * (one sealed before migration 0004 from a file edited by hand, say), sealed as before 0004, which
+ * the queue still reads, so that such an action still moves on.
+ */
+export function actionHistoryColumns(
+  history: readonly { readonly phase: string; readonly at: number; readonly eventId?: string }[],
+  sealer: Pick<ColumnSealer, 'sealJson'>,
+  cell: SealedCell,
+  options?: SealOptions,
+): { history: string | null; history_sealed: Buffer | null } {
+  let readable: string | undefined;
+  try {
+    readable = encodeActionHistory(history);
+  } catch {
+    readable = undefined;
+  }
+  return readable === undefined ? { history: null, history_sealed: sealer.sealJson(cell, history, options) } : { history: readable, history_sealed: null };
+}
+
 const PHASE_RANK: Readonly<Record<ActionPhaseName, number>> = Object.freeze({
   QUEUED: 0,
   INITIALIZING: 1,
@@ -479,7 +499,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
     return entry;
   }
 
-  /** A finished action's error is seldom read again: the sealer need not keep it in memory. */
+  /** A finished action's error (and a history that stays sealed) is seldom read again: the sealer need not keep it in memory. */
   const notRemembered: SealOptions = Object.freeze({ remember: false });
   const readLater = (entry: ActionEntry): SealOptions | undefined => (entry.completedAt === undefined ? undefined : notRemembered);
 
@@ -497,8 +517,7 @@ export async function openActionQueue(options: ActionQueueOptions): Promise<Acti
       inputs_lost: entry.inputsLost ? 1 : 0,
       ...(entry.recordsChanged
         ? {
-            history: encodeActionHistory(entry.history),
-            history_sealed: null,
+            ...actionHistoryColumns(entry.history, sealer, cell(entry.actionId, 'history_sealed'), readLater(entry)),
             error_sealed: entry.error === undefined ? null : sealer.sealJson(cell(entry.actionId, 'error_sealed'), entry.error, readLater(entry)),
           }
         : {}),

@@ -303,6 +303,26 @@ export function actionQueueContract(backend: () => Backend): void {
           ['INITIALIZING', 'old-event'],
           ['SUCCEEDED', done.eventId],
         ]);
+        // A history sealed before 0004 that the readable encoder refuses (an event id with a tab, from a
+        // file edited by hand) does not stop its action: the next change keeps it sealed.
+        const odd = await queue.enqueue('c1', { runId: 'r3', task });
+        await queue.lease('c1', 1, 0);
+        const oddHistory = [
+          { phase: 'QUEUED', at: queuedAt },
+          { phase: 'RUNNING', at: queuedAt + 1, eventId: 'not\tan id' },
+        ];
+        await database.db
+          .updateTable('actions')
+          .set({ phase: 'RUNNING', history: null, history_sealed: database.sealer.sealJson({ table: 'actions', column: 'history_sealed', row: odd }, oddHistory) })
+          .where('action_id', '=', odd)
+          .execute();
+        expect(await queue.record('c1', [event(odd, 'SUCCEEDED')])).toBe(1);
+        expect(await database.db.selectFrom('actions').select(['history', 'history_sealed']).where('action_id', '=', odd).executeTakeFirstOrThrow()).toMatchObject({
+          history: null,
+          history_sealed: expect.any(Uint8Array) as unknown,
+        });
+        expect((await queue.get(odd))?.history.map((entry) => entry.phase)).toEqual(['QUEUED', 'RUNNING', 'SUCCEEDED']);
+
         // A sealed history moved to another row does not open there.
         await database.db.updateTable('actions').set({ history: null, history_sealed: database.sealer.sealJson({ table: 'actions', column: 'history_sealed', row: older }, sealedHistory) }).where('action_id', '=', id).execute();
         expect(await rejection(queue.get(id).then((action) => action?.history))).toMatchObject({ code: 'CIPHERTEXT_AUTH_FAILED' });

@@ -2,8 +2,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { AirlockError, syncDirectory, type Logger } from '@airlock/common';
 import { dirname } from 'node:path';
-import { encodeActionHistory } from '../action-queue.js';
-import type { ColumnSealer, SealedCell } from './column-sealer.js';
+import { actionHistoryColumns } from '../action-queue.js';
 import type { ControlPlaneDatabase } from './database.js';
 
 /** The JSON state files of the previous release. Each is optional. */
@@ -61,18 +60,6 @@ interface LegacyActions {
 }
 
 const HEX_HASH = /^[0-9a-f]{64}$/;
-
-/**
- * An imported action's history, readable as the queue now writes it; a history that is not only
- * phases, times and event ids (a file edited by hand) is kept sealed instead, which the queue still reads.
- */
-function historyColumns(history: LegacyAction['history'], sealer: ColumnSealer, cell: SealedCell): { history: string | null; history_sealed: Buffer | null } {
-  try {
-    return { history: encodeActionHistory(history), history_sealed: null };
-  } catch {
-    return { history: null, history_sealed: sealer.sealJson(cell, history) };
-  }
-}
 
 async function readJson<T>(path: string | undefined, check: (value: unknown) => value is T): Promise<T | undefined> {
   if (path === undefined) return undefined;
@@ -199,7 +186,8 @@ export async function importLegacyState(database: ControlPlaneDatabase, files: L
           has_inputs: action.hasInputs ? 1 : 0,
           inputs_lost: action.inputsLost ? 1 : 0,
           error_sealed: action.error === undefined ? null : sealer.sealJson(cell('error_sealed'), action.error),
-          ...historyColumns(action.history, sealer, cell('history_sealed')),
+          // Readable, as the queue now writes it; a history that is not only phases, times and ids (a file edited by hand) stays sealed.
+          ...actionHistoryColumns(action.history, sealer, cell('history_sealed')),
           available_at: null,
         })
         .onConflict((conflict) => conflict.column('action_id').doNothing())
