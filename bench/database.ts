@@ -20,7 +20,13 @@ const ACTIONS = Number(process.env.BENCH_DATABASE_ACTIONS ?? 3000);
 const LEASE_BATCH = 32;
 /** Producers enqueueing at once (run submissions from several clients). */
 const PRODUCERS = Number(process.env.BENCH_DATABASE_PRODUCERS ?? 32);
-const ROUNDS = Number(process.env.BENCH_DATABASE_ROUNDS ?? 5);
+/**
+ * Rounds: a multiple of the four SQLite rows, so that with their order rotating each row runs in
+ * each place equally often. A row's place in the round moves its figure (two encrypted rows that
+ * differ in nothing measurable came out 8 % apart when one of them always ran in the middle places:
+ * docs/control-plane-database.md), so places left unbalanced bias the ratios.
+ */
+const ROUNDS = Number(process.env.BENCH_DATABASE_ROUNDS ?? 8);
 /** Actions of the unmeasured warm-up pass of each SQLite opener: a whole row, since in a fresh process the first row of 3,000 costs up to twice the CPU per action of the next. */
 const WARMUP_ACTIONS = ACTIONS;
 const log = createLogger({ name: 'bench', level: 'silent' });
@@ -213,7 +219,7 @@ Each row pushes ${ACTIONS} actions through the action queue: ${PRODUCERS} concur
 \`enqueue\` one action at a time while one agent loop leases up to ${LEASE_BATCH} at a time and reports
 each leased batch SUCCEEDED in one \`record\` call (what the data-plane agent does). The figure is
 actions per second from the first enqueue to the last SUCCEEDED, the median of ${ROUNDS} rounds, the rows
-alternated within each round, the four SQLite rows taking turns at going first; an unmeasured pass of ${WARMUP_ACTIONS} actions
+alternated within each round, the four SQLite rows taking turns at going first (each in each place equally often when the rounds are a multiple of four); an unmeasured pass of ${WARMUP_ACTIONS} actions
 through each SQLite opener comes before the rounds. Every write is a committed, durable transaction: on SQLite (WAL),
 transactions that wait for the connection share one SQLite transaction (a savepoint each) and one fdatasync, and
 none is answered before both; the unencrypted rows use the same pragmas and driver as the encrypted one, without the cipher.
