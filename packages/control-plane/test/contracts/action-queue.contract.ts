@@ -264,16 +264,24 @@ export function actionQueueContract(backend: () => Backend): void {
 
       it('stores the phase history readable, as phases, times and event ids; a history sealed before migration 0004 is read, and written readable at its next change', async () => {
         const { queue, database, clock } = await open();
+        const stored = (actionId: string) => database.db.selectFrom('actions').select(['history', 'history_sealed']).where('action_id', '=', actionId).executeTakeFirstOrThrow();
+        /** Leaves a row as a release before 0004 would: in `phase`, its history sealed, the readable column empty. */
+        const sealAsBefore0004 = (actionId: string, phase: string, history: unknown, row = actionId) =>
+          database.db
+            .updateTable('actions')
+            .set({ phase, history: null, history_sealed: database.sealer.sealJson({ table: 'actions', column: 'history_sealed', row }, history) })
+            .where('action_id', '=', actionId)
+            .execute();
         const id = await queue.enqueue('c1', { runId: 'r1', task });
         const queuedAt = clock.ms;
-        expect((await database.db.selectFrom('actions').select(['history', 'history_sealed']).where('action_id', '=', id).executeTakeFirstOrThrow())).toEqual({ history: null, history_sealed: null });
+        expect(await stored(id)).toEqual({ history: null, history_sealed: null });
         await queue.lease('c1', 1, 0);
         clock.ms += 5;
         const running = event(id, 'RUNNING');
         await queue.record('c1', [running]);
-        const stored = await database.db.selectFrom('actions').select(['history', 'history_sealed']).where('action_id', '=', id).executeTakeFirstOrThrow();
-        expect(stored.history_sealed).toBeNull();
-        expect(JSON.parse(stored.history ?? 'null')).toEqual([
+        const first = await stored(id);
+        expect(first.history_sealed).toBeNull();
+        expect(JSON.parse(first.history ?? 'null')).toEqual([
           { phase: 'QUEUED', at: queuedAt },
           { phase: 'RUNNING', at: clock.ms, eventId: running.eventId },
         ]);
@@ -285,18 +293,14 @@ export function actionQueueContract(backend: () => Backend): void {
           { phase: 'QUEUED', at: queuedAt },
           { phase: 'INITIALIZING', at: queuedAt + 1, eventId: 'old-event' },
         ];
-        await database.db
-          .updateTable('actions')
-          .set({ phase: 'INITIALIZING', history: null, history_sealed: database.sealer.sealJson({ table: 'actions', column: 'history_sealed', row: older }, sealedHistory) })
-          .where('action_id', '=', older)
-          .execute();
+        await sealAsBefore0004(older, 'INITIALIZING', sealedHistory);
         expect((await queue.get(older))?.history.map((entry) => [entry.phase, entry.eventId])).toEqual([
           ['QUEUED', undefined],
           ['INITIALIZING', 'old-event'],
         ]);
         const done = event(older, 'SUCCEEDED');
         expect(await queue.record('c1', [done])).toBe(1);
-        const rewritten = await database.db.selectFrom('actions').select(['history', 'history_sealed']).where('action_id', '=', older).executeTakeFirstOrThrow();
+        const rewritten = await stored(older);
         expect(rewritten.history_sealed).toBeNull();
         expect((JSON.parse(rewritten.history ?? '[]') as Array<{ phase: string; eventId?: string }>).map((entry) => [entry.phase, entry.eventId])).toEqual([
           ['QUEUED', undefined],
@@ -311,20 +315,16 @@ export function actionQueueContract(backend: () => Backend): void {
           { phase: 'QUEUED', at: queuedAt },
           { phase: 'RUNNING', at: queuedAt + 1, eventId: 'not\tan id' },
         ];
-        await database.db
-          .updateTable('actions')
-          .set({ phase: 'RUNNING', history: null, history_sealed: database.sealer.sealJson({ table: 'actions', column: 'history_sealed', row: odd }, oddHistory) })
-          .where('action_id', '=', odd)
-          .execute();
+        await sealAsBefore0004(odd, 'RUNNING', oddHistory);
         expect(await queue.record('c1', [event(odd, 'SUCCEEDED')])).toBe(1);
-        expect(await database.db.selectFrom('actions').select(['history', 'history_sealed']).where('action_id', '=', odd).executeTakeFirstOrThrow()).toMatchObject({
+        expect(await stored(odd)).toMatchObject({
           history: null,
           history_sealed: expect.any(Uint8Array) as unknown,
         });
         expect((await queue.get(odd))?.history.map((entry) => entry.phase)).toEqual(['QUEUED', 'RUNNING', 'SUCCEEDED']);
 
         // A sealed history moved to another row does not open there.
-        await database.db.updateTable('actions').set({ history: null, history_sealed: database.sealer.sealJson({ table: 'actions', column: 'history_sealed', row: older }, sealedHistory) }).where('action_id', '=', id).execute();
+        await sealAsBefore0004(id, 'RUNNING', sealedHistory, older);
         expect(await rejection(queue.get(id).then((action) => action?.history))).toMatchObject({ code: 'CIPHERTEXT_AUTH_FAILED' });
       });
 
