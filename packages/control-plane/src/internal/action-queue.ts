@@ -248,13 +248,16 @@ const KEY_ID = /^[0-9a-f]{32}$/;
 /** An action's phases as stored: the phase, when (epoch ms), and the event that moved it there. */
 export type ActionHistory = Array<{ phase: ActionPhaseName; at: number; eventId?: string }>;
 
+/** A history as read back or imported, before `encodeActionHistory` has checked it. */
+type UncheckedHistory = readonly { readonly phase: string; readonly at: number; readonly eventId?: string }[];
+
 /**
  * The JSON stored in `actions.history`. It is readable (docs/control-plane-database.md), so it is
  * built from the three fields alone, whatever else an entry may carry: a phase of the catalogue, a
  * time, and an event id, the same id `action_events` stores readable. Nothing in it comes from a
  * task's inputs or a user's text.
  */
-export function encodeActionHistory(history: readonly { readonly phase: string; readonly at: number; readonly eventId?: string }[]): string {
+export function encodeActionHistory(history: UncheckedHistory): string {
   return JSON.stringify(
     history.map(({ phase, at, eventId }) => {
       if (!ACTION_PHASES.includes(phase as ActionPhaseName) || typeof at !== 'number' || !Number.isFinite(at)) throw invalid('history', 'holds an entry that is not a phase and a time');
@@ -269,7 +272,7 @@ export function encodeActionHistory(history: readonly { readonly phase: string; 
  * the queue still reads, so that such an action still moves on.
  */
 export function actionHistoryColumns(
-  history: readonly { readonly phase: string; readonly at: number; readonly eventId?: string }[],
+  history: UncheckedHistory,
   sealer: Pick<ColumnSealer, 'sealJson'>,
   cell: SealedCell,
   options?: SealOptions,
