@@ -136,6 +136,15 @@ describe('column sealer', () => {
         expect(cellAad(header, { table, column, row })).toEqual(Buffer.concat([header, encodeEncryptionContext({ table, column, row })]));
       }),
     );
+    // The parts that depend on the table and column alone are kept per pair: the same pair with other rows, and more pairs
+    // than are kept (the cache starts over), still give the encoder's bytes.
+    const header = Buffer.from([2, 0, 0, 0, 1]);
+    for (let i = 0; i < 600; i += 1) {
+      for (const row of [`r-${i}`, `ŕ-${i}-é`, '']) {
+        const cellAt = { table: `t-${i % 7}`, column: `c-${i}`, row };
+        expect(cellAad(header, cellAt)).toEqual(Buffer.concat([header, encodeEncryptionContext(cellAt)]));
+      }
+    }
     // Past the encoder's size limit it refuses, as the encoder does.
     expect(code(() => cellAad(Buffer.alloc(1), { table: 't', column: 'c', row: 'x'.repeat(9000) }))).toBe('INVALID_ARGUMENT');
   });
