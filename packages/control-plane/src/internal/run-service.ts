@@ -571,6 +571,12 @@ export async function openRunService(options: RunServiceOptions): Promise<RunSer
 
   async function insertRun(runId: string, spec: RunSpec, createdBy: string): Promise<RunRecord> {
     const now = clock();
+    // Sealed before the transaction, as the queue seals an action's spec (see its enqueue).
+    const sealed = {
+      spec_sealed: sealer.sealJson(runCell(runId, 'spec_sealed'), spec),
+      phases_sealed: sealer.sealJson(runCell(runId, 'phases_sealed'), [{ phase: 'QUEUED', at: now, attempt: 1 }] satisfies StoredPhase[]),
+      created_by_sealed: sealer.sealText(runCell(runId, 'created_by_sealed'), createdBy),
+    };
     let row: RunRow | undefined;
     await db.transaction().execute(async (trx) => {
       const actionId = await queue.enqueue(
@@ -590,7 +596,7 @@ export async function openRunService(options: RunServiceOptions): Promise<RunSer
         project_id: projectId(spec.project),
         task_id: taskId(spec.project, spec.taskName),
         cluster_id: clusterId(spec.cluster),
-        spec_sealed: sealer.sealJson(runCell(runId, 'spec_sealed'), spec),
+        spec_sealed: sealed.spec_sealed,
         phase: 'QUEUED',
         attempts: 1,
         action_id: actionId,
@@ -599,8 +605,8 @@ export async function openRunService(options: RunServiceOptions): Promise<RunSer
         updated_at: now,
         completed_at: null,
         error_sealed: null,
-        phases_sealed: sealer.sealJson(runCell(runId, 'phases_sealed'), [{ phase: 'QUEUED', at: now, attempt: 1 }] satisfies StoredPhase[]),
-        created_by_sealed: sealer.sealText(runCell(runId, 'created_by_sealed'), createdBy),
+        phases_sealed: sealed.phases_sealed,
+        created_by_sealed: sealed.created_by_sealed,
       };
       await trx.insertInto('runs').values(row).execute();
     });
