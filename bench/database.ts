@@ -24,9 +24,11 @@ const PRODUCERS = Number(process.env.BENCH_DATABASE_PRODUCERS ?? 32);
  * Rounds: a multiple of the four SQLite rows, so that with their order rotating each row runs in
  * each place equally often. A row's place in the round moves its figure (two encrypted rows that
  * differ in nothing measurable came out 8 % apart when one of them always ran in the middle places:
- * docs/control-plane-database.md), so places left unbalanced bias the ratios.
+ * docs/control-plane-database.md), so places left unbalanced bias the ratios. Sixteen, not eight:
+ * one row of 3,000 actions varies by up to 40 % from the next on this shared machine, and with eight
+ * rounds the encryption ratio moved by ±0.05 from run to run of the same code.
  */
-const ROUNDS = Number(process.env.BENCH_DATABASE_ROUNDS ?? 8);
+const ROUNDS = Number(process.env.BENCH_DATABASE_ROUNDS ?? 16);
 /** Actions of the unmeasured warm-up pass of each SQLite opener: a whole row, since in a fresh process the first row of 3,000 costs up to twice the CPU per action of the next. */
 const WARMUP_ACTIONS = ACTIONS;
 const log = createLogger({ name: 'bench', level: 'silent' });
