@@ -596,7 +596,7 @@ export async function openRunService(options: RunServiceOptions): Promise<RunSer
         project_id: projectId(spec.project),
         task_id: taskId(spec.project, spec.taskName),
         cluster_id: clusterId(spec.cluster),
-        spec_sealed: sealed.spec_sealed,
+        ...sealed,
         phase: 'QUEUED',
         attempts: 1,
         action_id: actionId,
@@ -605,8 +605,6 @@ export async function openRunService(options: RunServiceOptions): Promise<RunSer
         updated_at: now,
         completed_at: null,
         error_sealed: null,
-        phases_sealed: sealed.phases_sealed,
-        created_by_sealed: sealed.created_by_sealed,
       };
       await trx.insertInto('runs').values(row).execute();
     });
